@@ -1,0 +1,1 @@
+"""A PB-style RPC over trio streams, with msgpack on the wire."""
