@@ -1,0 +1,50 @@
+"""Network addresses of the two ends of a connection, with Twisted's names.
+
+``request.getClientAddress()`` and ``request.getHost()`` return one of these.
+They are plain immutable values so they can cross process boundaries (the
+distributed mode sends them to personal servers) without any behaviour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class IPv4Address:
+    type: str
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class IPv6Address:
+    type: str
+    host: str
+    port: int
+    flowInfo: int = 0
+    scopeID: int | str = 0
+
+
+@dataclass(frozen=True, slots=True)
+class UNIXAddress:
+    name: str | None
+
+
+Address = IPv4Address | IPv6Address | UNIXAddress
+
+
+def address_from_sockname(family_name: str, sockname: object) -> Address:
+    """Turn what ``socket.getsockname()``/``getpeername()`` returns into an Address.
+
+    ``family_name`` is ``"AF_INET"``, ``"AF_INET6"`` or ``"AF_UNIX"``.
+    """
+    if family_name == "AF_INET":
+        host, port = sockname  # type: ignore[misc]
+        return IPv4Address("TCP", host, port)
+    if family_name == "AF_INET6":
+        host, port, flow, scope = sockname  # type: ignore[misc]
+        return IPv6Address("TCP", host, port, flow, scope)
+    if isinstance(sockname, bytes):
+        sockname = sockname.decode("utf-8", "surrogateescape")
+    return UNIXAddress(sockname or None)  # type: ignore[arg-type]

@@ -1,0 +1,410 @@
+"""One HTTP/1.x connection driven by one trio task.
+
+Theory of operation
+-------------------
+``HTTPConnection.run()`` loops: wait for a request head (keep-alive idle
+timeout until its first byte, then the header deadline for the whole head),
+hand it to the ``handler``, flush the response, and go on while the
+connection may persist. Requests on one connection are handled strictly one
+after the other, so pipelined requests are answered in order.
+
+The handler (``Site.handle`` in ``trioweb.server``) talks back through a few
+primitives:
+
+- ``receive_body_chunk()`` reads the body, sending ``100 Continue`` first if
+  the client waits for it, and enforcing the body size and idle timeout;
+- ``start_response()``, ``write()``, ``end_response()`` frame the response
+  (Content-Length, chunked, or close-delimited; no body for HEAD, 1xx, 204
+  and 304) into an output buffer without any I/O;
+- ``flush()`` sends the buffer (bounded by the send timeout);
+- ``watch_for_disconnect()`` is run by handlers whose response outlives the
+  first call into the resource: it keeps reading (pipelined bytes go to the
+  parser) so that a client going away is noticed while nothing is written.
+
+A response produced synchronously costs no task, no channel and one
+``send_all``; responses to pipelined requests that are already parsed are
+coalesced into one send.
+
+Errors: a ``ParseError`` from the parser gets its status and the connection
+closes; a timeout while reading a head gets 408 (or a silent close when the
+client sent nothing); a client that is gone ends the connection quietly. The
+handler sees a vanished client as ``ConnectionLost`` from these primitives.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from trioweb.address import Address
+from trioweb.http._limits import Limits
+from trioweb.http._parser import END_OF_MESSAGE, ParseError, RequestHead, RequestParser
+from trioweb.http._writer import (
+    CONTINUE_100,
+    LAST_CHUNK,
+    DateHeader,
+    chunk,
+    error_response,
+    serialize_head,
+    status_has_no_body,
+)
+
+log = logging.getLogger("trioweb.http")
+
+READ_SIZE = 65536
+# Bytes left unread in a request body that we are willing to read and drop to
+# keep the connection; beyond this the connection is closed instead.
+MAX_DISCARD = 256 * 1024
+# How much pipelined input the disconnect watcher may buffer before it stops
+# reading (the client is then throttled by TCP until we catch up).
+MAX_READ_AHEAD = 256 * 1024
+
+_date_header = DateHeader()
+
+
+class ConnectionLost(Exception):
+    """The client went away (or stopped reading) before the exchange was over."""
+
+
+class BodyTooLarge(Exception):
+    """The request body exceeds the limit that applies to it."""
+
+
+class BodyTimeout(Exception):
+    """The client stopped sending the request body."""
+
+
+Handler = Callable[["HTTPConnection", RequestHead], Awaitable[None]]
+
+
+class HTTPConnection:
+    """Serves the requests of one client over one ``trio.abc.Stream``."""
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        handler: Handler,
+        limits: Limits,
+        *,
+        client: Address,
+        host: Address,
+        is_secure: bool = False,
+        server_header: bytes = b"trioweb",
+    ) -> None:
+        self.stream = stream
+        self.handler = handler
+        self.limits = limits
+        self.client = client
+        self.host = host
+        self.is_secure = is_secure
+        self.server_header = server_header
+        self.parser = RequestParser(limits)
+        self.lost = False
+        self.draining = False  # the server is stopping: finish this exchange, then close
+        self._idle_scope: trio.CancelScope | None = None
+        self._out: list[bytes] = []
+        self._requests_served = 0
+        self._reset_exchange(None)
+
+    def _reset_exchange(self, head: RequestHead | None) -> None:
+        self.head = head
+        self._body_done = head is None or not head.has_body
+        self._body_received = 0
+        self._continue_sent = False
+        self.response_started = False
+        self.response_done = False
+        self._chunked = False
+        self._send_body = True
+        self._remaining: int | None = None
+        self.keep_alive = head is not None and head.keep_alive
+        self.bytes_sent = 0  # body bytes, for the access log
+
+    # -- the loop ----------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve requests until the connection closes; never raises for I/O errors."""
+        try:
+            while not self.lost:
+                head = await self._next_head()
+                if head is None:
+                    break
+                self._reset_exchange(head)
+                self._requests_served += 1
+                if self._requests_served >= self.limits.max_requests_per_connection:
+                    self.keep_alive = False
+                await self.handler(self, head)
+                if not self.response_done:
+                    # The handler gave up mid-response (or never answered): the
+                    # client must not mistake what it got for a whole response.
+                    break
+                if not await self._finish_request_body():
+                    self.keep_alive = False
+                if not self.keep_alive or self.draining:
+                    await self.flush()
+                    break
+                if not self._next_head_is_parsed() or self._buffered() > READ_SIZE:
+                    await self.flush()
+        except ConnectionLost:
+            pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            self.lost = True
+            await self._close()
+
+    async def _close(self) -> None:
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(1):
+                if self._out and not self.lost:
+                    await self._send(b"".join(self._out))
+            try:
+                await trio.aclose_forcefully(self.stream)
+            except Exception:  # closing a broken stream can fail; nothing to do
+                pass
+
+    def _next_head_is_parsed(self) -> bool:
+        events = self.parser.events
+        return bool(events) and isinstance(events[0], RequestHead)
+
+    def _buffered(self) -> int:
+        return sum(len(piece) for piece in self._out)
+
+    async def _next_head(self) -> RequestHead | None:
+        """The next request head, or None when the connection should close."""
+        events = self.parser.events
+        if not events:
+            if self.draining or self.parser.closed:
+                return None
+            first = self._requests_served == 0
+            timeout = self.limits.header_timeout if first else self.limits.keepalive_timeout
+            with trio.move_on_after(timeout) as scope:
+                self._idle_scope = scope
+                got_bytes = await self._read_into_parser()
+                self._idle_scope = None
+                if not got_bytes:
+                    return None
+                # From the first byte on, the whole head has one deadline.
+                scope.deadline = trio.current_time() + self.limits.header_timeout
+                while not events:
+                    if not await self._read_into_parser():
+                        return None
+            self._idle_scope = None
+            if scope.cancelled_caught:
+                if self.draining and not self.parser.events:
+                    return None
+                if self.parser.in_message:
+                    await self._send_error(408)
+                return None
+        event = events.popleft()
+        if isinstance(event, ParseError):
+            log.info("bad request from %s: %s", self.client, event.reason)
+            await self._send_error(event.status)
+            return None
+        if isinstance(event, RequestHead):
+            return event
+        raise AssertionError(f"unexpected parser event {event!r}")  # the parser's own bug
+
+    async def _read_into_parser(self) -> bool:
+        """Read once and feed the parser; False at end of input."""
+        try:
+            data = await self.stream.receive_some(READ_SIZE)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            data = b""
+        if not data:
+            self.lost = True
+            return False
+        self.parser.feed(data)
+        return True
+
+    async def _send_error(self, status: int) -> None:
+        self._out.clear()
+        self.keep_alive = False
+        with trio.move_on_after(self.limits.send_timeout):
+            await self._send(error_response(status, self.server_header, _date_header.value()))
+
+    def close_if_idle(self) -> None:
+        """For a graceful stop: close now if waiting between requests."""
+        self.draining = True
+        if self._idle_scope is not None and not self.parser.in_message:
+            self._idle_scope.cancel()
+
+    # -- request body --------------------------------------------------------
+
+    def declared_body_size(self) -> int | None:
+        """The Content-Length of the current request, None when chunked."""
+        assert self.head is not None
+        return None if self.head.chunked else (self.head.content_length or 0)
+
+    async def receive_body_chunk(self, max_size: int) -> bytes:
+        """The next piece of the request body; ``b""`` once it is complete.
+
+        Raises ``BodyTooLarge`` when the body would exceed ``max_size`` (before
+        anything is read when Content-Length says so, in which case no
+        ``100 Continue`` is sent), ``BodyTimeout`` when the client stays silent
+        for the body timeout, ``ConnectionLost`` when it goes away.
+        """
+        head = self.head
+        assert head is not None
+        if self._body_done:
+            return b""
+        if head.content_length is not None and head.content_length > max_size:
+            raise BodyTooLarge
+        if head.expect_continue and not self._continue_sent:
+            self._continue_sent = True
+            await self._send(CONTINUE_100)
+        events = self.parser.events
+        while True:
+            if events:
+                event = events[0]
+                if isinstance(event, bytes):
+                    events.popleft()
+                    self._body_received += len(event)
+                    if self._body_received > max_size:
+                        raise BodyTooLarge
+                    return event
+                if event is END_OF_MESSAGE:
+                    events.popleft()
+                    self._body_done = True
+                    return b""
+                if isinstance(event, ParseError):
+                    raise ConnectionLost(f"bad request body: {event.reason}")
+            with trio.move_on_after(self.limits.body_timeout) as scope:
+                got = await self._read_into_parser()
+            if scope.cancelled_caught:
+                raise BodyTimeout
+            if not got:
+                raise ConnectionLost("client closed the connection during the request body")
+
+    async def _finish_request_body(self) -> bool:
+        """Skip what the handler left of the body; False if we would rather close."""
+        if self._body_done:
+            events = self.parser.events
+            if events and events[0] is END_OF_MESSAGE:
+                events.popleft()
+            return True
+        head = self.head
+        assert head is not None
+        if head.expect_continue and not self._continue_sent:
+            return False  # the client has not sent it, and need not
+        remaining = MAX_DISCARD
+        try:
+            while not self._body_done:
+                piece = await self.receive_body_chunk(remaining)
+                remaining -= len(piece)
+        except (BodyTooLarge, BodyTimeout):
+            return False
+        return True
+
+    # -- response ------------------------------------------------------------
+
+    def start_response(
+        self,
+        code: int,
+        phrase: bytes,
+        headers: list[tuple[bytes, bytes]],
+        content_length: int | None,
+    ) -> None:
+        """Frame the response head into the output buffer.
+
+        ``headers`` must not contain framing or connection headers (they are
+        decided here). ``content_length`` None means the length is unknown:
+        chunked on HTTP/1.1, close-delimited on HTTP/1.0.
+        """
+        head = self.head
+        assert head is not None and not self.response_started
+        self.response_started = True
+        if self.draining or self.lost:
+            self.keep_alive = False
+        pairs = [(b"Server", self.server_header), (b"Date", _date_header.value())]
+        pairs.extend(headers)
+        no_body = status_has_no_body(code)
+        self._send_body = not no_body and head.method != b"HEAD"
+        if no_body:
+            self._remaining = 0
+        elif content_length is not None:
+            pairs.append((b"Content-Length", b"%d" % content_length))
+            self._remaining = content_length
+        elif head.method == b"HEAD":
+            self._remaining = 0
+        elif head.version == b"1.1":
+            pairs.append((b"Transfer-Encoding", b"chunked"))
+            self._chunked = True
+        else:
+            self.keep_alive = False  # the end of the body is the end of the connection
+        if not self._body_done and not self._continue_sent and head.expect_continue:
+            self.keep_alive = False  # the body was refused before it was sent
+        if not self.keep_alive:
+            pairs.append((b"Connection", b"close"))
+        elif head.version == b"1.0":
+            pairs.append((b"Connection", b"keep-alive"))
+        self._out.append(serialize_head(b"1.1", code, phrase, pairs))
+
+    def write(self, data: bytes) -> None:
+        """Queue a piece of the body (no I/O; see ``flush``)."""
+        if not data:
+            return
+        self.bytes_sent += len(data)
+        if not self._send_body:
+            return
+        if self._remaining is not None:
+            if len(data) > self._remaining:
+                raise ValueError("response body longer than its Content-Length")
+            self._remaining -= len(data)
+        self._out.append(chunk(data) if self._chunked else data)
+
+    def end_response(self) -> None:
+        """Mark the response complete; a short body vs. Content-Length closes the connection."""
+        if self._chunked:
+            self._out.append(LAST_CHUNK)
+        elif self._remaining and self._send_body:
+            # Fewer bytes than announced: the client would wait for the rest.
+            self.keep_alive = False
+            self.lost = True
+        self.response_done = True
+
+    def has_output(self) -> bool:
+        return bool(self._out)
+
+    async def flush(self) -> None:
+        """Send everything queued; ConnectionLost if the client is gone or stalled."""
+        if not self._out:
+            return
+        data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
+        self._out.clear()
+        with trio.move_on_after(self.limits.send_timeout) as scope:
+            await self._send(data)
+        if scope.cancelled_caught:
+            self.lost = True
+            raise ConnectionLost("client stopped reading (send timeout)")
+
+    async def _send(self, data: bytes) -> None:
+        if self.lost:
+            raise ConnectionLost("client went away")
+        try:
+            await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self.lost = True
+            raise ConnectionLost("client went away") from exc
+
+    async def watch_for_disconnect(self) -> None:
+        """Return when the client closes or resets the connection.
+
+        Meant to run beside a handler whose response takes time; it reads
+        ahead (bounded) so pipelined requests are parsed meanwhile.
+        """
+        read_ahead = 0
+        while read_ahead < MAX_READ_AHEAD:
+            try:
+                data = await self.stream.receive_some(READ_SIZE)
+            except trio.BusyResourceError:
+                await trio.sleep_forever()  # someone else reads; they will notice
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = b""
+            if not data:
+                self.lost = True
+                return
+            read_ahead += len(data)
+            self.parser.feed(data)
+        await trio.sleep_forever()

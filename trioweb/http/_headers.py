@@ -1,0 +1,128 @@
+"""A multi-valued, case-insensitive header map with Twisted's method names.
+
+Names are stored lower-cased as bytes; values as bytes. Methods accept ``str``
+or ``bytes`` names and values, and return values of the type of the name they
+were asked with (as Twisted's ``Headers`` does), so ``getRawHeaders("host")``
+gives ``str`` values and ``getRawHeaders(b"host")`` gives ``bytes``.
+
+Header names and values put into a response are checked here, once: a name
+must be an RFC 9110 token and a value must not contain CR, LF or NUL. A
+violation raises ``ValueError`` at the call site, which is where the bug is,
+instead of letting a split response reach the wire.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from typing import TypeVar, overload
+
+AnyStr = TypeVar("AnyStr", str, bytes)
+
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_FORBIDDEN_IN_VALUE = re.compile(rb"[\x00\r\n]")
+
+
+def _as_bytes(value: str | bytes) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    raise TypeError(f"header names and values must be str or bytes, not {type(value).__name__}")
+
+
+def checked_name(name: str | bytes) -> bytes:
+    raw = _as_bytes(name)
+    if not _TOKEN.match(raw):
+        raise ValueError(f"invalid header name {raw!r}")
+    return raw.lower()
+
+
+def checked_value(value: str | bytes) -> bytes:
+    raw = _as_bytes(value)
+    if _FORBIDDEN_IN_VALUE.search(raw):
+        raise ValueError(f"header value contains CR, LF or NUL: {raw!r}")
+    return raw
+
+
+class Headers:
+    """Header fields of a request or a response.
+
+    ``Headers({b"name": [b"v1", b"v2"]})`` builds a map; iteration yields the
+    lower-cased names as bytes.
+    """
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, rawHeaders: dict[str | bytes, list[str | bytes]] | None = None) -> None:
+        self._raw: dict[bytes, list[bytes]] = {}
+        if rawHeaders:
+            for name, values in rawHeaders.items():
+                self.setRawHeaders(name, values)
+
+    @classmethod
+    def from_trusted_pairs(cls, pairs: Iterable[tuple[bytes, bytes]]) -> Headers:
+        """Build from pairs a parser already validated (no second check)."""
+        headers = cls()
+        raw = headers._raw
+        for name, value in pairs:
+            key = name.lower()
+            values = raw.get(key)
+            if values is None:
+                raw[key] = [value]
+            else:
+                values.append(value)
+        return headers
+
+    def hasHeader(self, name: str | bytes) -> bool:
+        return _as_bytes(name).lower() in self._raw
+
+    @overload
+    def getRawHeaders(self, name: AnyStr) -> list[AnyStr] | None: ...
+    @overload
+    def getRawHeaders(self, name: AnyStr, default: object) -> list[AnyStr] | object: ...
+
+    def getRawHeaders(self, name, default=None):  # type: ignore[no-untyped-def]
+        values = self._raw.get(_as_bytes(name).lower())
+        if values is None:
+            return default
+        if isinstance(name, str):
+            return [v.decode("utf-8", "surrogateescape") for v in values]
+        return list(values)
+
+    def setRawHeaders(self, name: str | bytes, values: Iterable[str | bytes]) -> None:
+        self._raw[checked_name(name)] = [checked_value(v) for v in values]
+
+    def addRawHeader(self, name: str | bytes, value: str | bytes) -> None:
+        self._raw.setdefault(checked_name(name), []).append(checked_value(value))
+
+    def removeHeader(self, name: str | bytes) -> None:
+        self._raw.pop(_as_bytes(name).lower(), None)
+
+    def getAllRawHeaders(self) -> Iterator[tuple[bytes, list[bytes]]]:
+        """Yield ``(name, values)`` pairs, names lower-cased bytes."""
+        for name, values in self._raw.items():
+            yield name, list(values)
+
+    def pairs(self) -> Iterator[tuple[bytes, bytes]]:
+        """Yield every ``(name, value)`` pair, one per value."""
+        for name, values in self._raw.items():
+            for value in values:
+                yield name, value
+
+    def copy(self) -> Headers:
+        new = Headers()
+        new._raw = {name: list(values) for name, values in self._raw.items()}
+        return new
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Headers) and self._raw == other._raw
+
+    def __repr__(self) -> str:
+        return f"Headers({self._raw!r})"

@@ -1,0 +1,286 @@
+"""The request side of HTTP/1.x, sans I/O: bytes in, events out.
+
+Theory of operation
+-------------------
+``RequestParser`` wraps one llhttp parser (through ``httptools``) for the
+whole life of a connection. ``feed(data)`` hands it bytes; the parser calls
+back for each piece of a message, and we turn those callbacks into events
+queued in ``events``:
+
+- ``RequestHead``: method, target, version, headers and the framing of the
+  body (``content_length``, ``chunked``), checked against every rule below;
+- ``bytes``: a piece of the body;
+- ``END_OF_MESSAGE``: the body is complete (trailers, if any, are checked by
+  llhttp and discarded);
+- ``ParseError``: the input is not an acceptable request. It is always the
+  last event: the caller answers with its ``status`` and closes, because
+  after a framing error nothing that follows on the connection can be
+  trusted.
+
+One ``feed`` may complete several pipelined requests; the caller decides how
+much to feed, so the queue is bounded by the size of one read.
+
+llhttp already rejects CL+TE, duplicate or signed Content-Length, bad chunk
+sizes and terminators, bare CR or LF, NUL and control characters in values,
+obs-fold, whitespace before a colon and invalid names. What it leaves to us,
+all decided here, in one place:
+
+- the version must be HTTP/1.0 or HTTP/1.1 (0.9 → 400, other well-formed
+  versions → 505);
+- an HTTP/1.1 request needs exactly one Host, and it must be a valid
+  ``host[:port]``; an absolute-form target's authority replaces it;
+- Transfer-Encoding: not on HTTP/1.0; otherwise exactly ``chunked`` (case and
+  surrounding whitespace aside). A list ending in ``chunked`` with another
+  coding is 501 (we decode no other coding); anything else is 400;
+- a method token llhttp does not know is 501, a non-token is 400;
+- limits: request-target length (414), header block size and field count
+  (431). The size of the head is also bounded while it is still arriving, so
+  a header that never ends cannot grow without bound.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass, field
+
+import httptools
+
+from trioweb.http._limits import Limits
+
+END_OF_MESSAGE = object()
+
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+# RFC 3986 host (reg-name, IPv4, or an IP literal in brackets) and an optional port.
+_HOST = re.compile(
+    rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?\Z"
+)
+_ABSOLUTE_FORM = re.compile(rb"[A-Za-z][A-Za-z0-9+\-.]*://([^/?#]*)")
+
+
+class ParseError(Exception):
+    """The request cannot be accepted; answer ``status`` and close."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class RequestHead:
+    method: bytes
+    target: bytes
+    version: bytes  # b"1.0" or b"1.1"
+    headers: list[tuple[bytes, bytes]]
+    keep_alive: bool
+    content_length: int | None
+    chunked: bool
+    expect_continue: bool
+    host: bytes | None = None
+    upgrade: bool = field(default=False)
+
+    @property
+    def has_body(self) -> bool:
+        return self.chunked or bool(self.content_length)
+
+
+class _Abort(Exception):
+    """Raised inside a parser callback to stop llhttp; the reason is kept aside."""
+
+
+class RequestParser:
+    """Incremental parser for the requests on one connection."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.events: deque[object] = deque()
+        self._parser = httptools.HttpRequestParser(self)
+        self._error: ParseError | None = None
+        self._in_head = False
+        self._head_bytes_seen = 0  # over-estimate of the head received so far
+        self._reset_head()
+        self._messages_completed_in_feed = 0
+        self.closed = False  # no more input is accepted (after an error or an upgrade)
+
+    def _reset_head(self) -> None:
+        self._target = bytearray()
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._header_bytes = 0
+        self._headers_done = False
+
+    @property
+    def in_message(self) -> bool:
+        """A request head has begun and is not complete yet."""
+        return self._in_head
+
+    # -- input -----------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        """Parse ``data``; new events are appended to ``events``."""
+        if self.closed:
+            return
+        was_in_head = self._in_head
+        self._messages_completed_in_feed = 0
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # An Upgrade or CONNECT request is complete; we switch to no other
+            # protocol, so it is answered as an ordinary request and the
+            # connection closes after it (the bytes after it are not HTTP).
+            self.closed = True
+            return
+        except _Abort:
+            pass
+        except httptools.HttpParserCallbackError:
+            pass
+        except httptools.HttpParserInvalidMethodError:
+            self._error = self._method_error(data)
+        except httptools.HttpParserInvalidURLError as exc:
+            self._error = ParseError(400, f"invalid request target ({exc})")
+        except httptools.HttpParserError as exc:
+            if self._error is None:
+                self._error = self._framing_error(str(exc))
+        if self._error is not None:
+            self.events.append(self._error)
+            self.closed = True
+            return
+        if was_in_head and self._in_head:
+            # Only whole reads spent inside one head are counted: a head that
+            # began inside this read is bounded by the read size already.
+            self._head_bytes_seen += len(data)
+            if self._head_bytes_seen > self.limits.max_header_bytes + self.limits.max_request_line:
+                self._fail(431, "request head too large")
+
+    def _fail(self, status: int, reason: str) -> None:
+        self._error = ParseError(status, reason)
+        self.events.append(self._error)
+        self.closed = True
+
+    def _method_error(self, data: bytes) -> ParseError:
+        # llhttp knows a fixed list of methods; a well-formed token outside it
+        # is a method we do not implement (501), anything else is garbage.
+        # The failing request starts this read, or follows the last complete
+        # head in it when several requests were pipelined into one read.
+        start = data.rfind(b"\r\n\r\n") + 4 if self._messages_completed_in_feed else 0
+        first = data[max(start, 0):].lstrip(b"\r\n").split(b" ", 1)[0]
+        if first and len(first) < 64 and _TOKEN.match(first):
+            return ParseError(501, f"method {first!r} not implemented")
+        return ParseError(400, "invalid method")
+
+    @staticmethod
+    def _framing_error(message: str) -> ParseError:
+        if "Transfer-Encoding" in message and "invalid" in message.lower():
+            return ParseError(501, f"unsupported transfer coding ({message})")
+        return ParseError(400, message)
+
+    # -- llhttp callbacks ------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._in_head = True
+        self._head_bytes_seen = 0
+        self._reset_head()
+
+    def on_url(self, piece: bytes) -> None:
+        self._target += piece
+        if len(self._target) > self.limits.max_request_line:
+            self._abort(414, "request target too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._headers_done:
+            return  # a trailer field: llhttp checked its syntax; we use none
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_bytes > self.limits.max_header_bytes:
+            self._abort(431, "header block too large")
+        if len(self._headers) >= self.limits.max_header_count:
+            self._abort(431, "too many header fields")
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._headers_done = True
+        self._in_head = False
+        parser = self._parser
+        version = parser.get_http_version()
+        if version == "1.1":
+            version_bytes = b"1.1"
+        elif version == "1.0":
+            version_bytes = b"1.0"
+        elif version == "0.9":
+            self._abort(400, "HTTP/0.9 requests are not supported")
+        else:
+            self._abort(505, f"HTTP version {version} not supported")
+        head = self._check_head(parser.get_method(), bytes(self._target), version_bytes)
+        head.keep_alive = parser.should_keep_alive()
+        self.events.append(head)
+
+    def on_body(self, piece: bytes) -> None:
+        self.events.append(piece)
+
+    def on_message_complete(self) -> None:
+        self._messages_completed_in_feed += 1
+        self.events.append(END_OF_MESSAGE)
+
+    def _abort(self, status: int, reason: str) -> None:
+        self._error = ParseError(status, reason)
+        raise _Abort
+
+    # -- the checks llhttp leaves to us ------------------------------------
+
+    def _check_head(self, method: bytes, target: bytes, version: bytes) -> RequestHead:
+        hosts: list[bytes] = []
+        transfer_codings: list[bytes] = []
+        content_length: int | None = None
+        expect_continue = False
+        upgrade = False
+        for name, value in self._headers:
+            if len(name) == 4 and name.lower() == b"host":
+                hosts.append(value)
+            elif len(name) == 17 and name.lower() == b"transfer-encoding":
+                transfer_codings.extend(value.split(b","))
+            elif len(name) == 14 and name.lower() == b"content-length":
+                content_length = int(value)  # llhttp allowed only digits, once
+            elif len(name) == 6 and name.lower() == b"expect":
+                if value.strip().lower() == b"100-continue":
+                    expect_continue = version == b"1.1"
+                else:
+                    self._abort(417, "unsupported expectation")
+            elif len(name) == 7 and name.lower() == b"upgrade":
+                upgrade = True
+        chunked = False
+        if transfer_codings:
+            if version == b"1.0":
+                self._abort(400, "Transfer-Encoding in an HTTP/1.0 request")
+            codings = [c.strip().lower() for c in transfer_codings]
+            if codings == [b"chunked"]:
+                chunked = True
+            elif all(codings) and codings[-1] == b"chunked" and all(_TOKEN.match(c) for c in codings):
+                self._abort(501, "transfer codings other than chunked are not supported")
+            else:
+                self._abort(400, "invalid Transfer-Encoding")
+        if len(hosts) > 1:
+            self._abort(400, "more than one Host header")
+        host = hosts[0].strip() if hosts else None
+        if host is not None and not _HOST.match(host):
+            self._abort(400, "invalid Host header")
+        absolute = _ABSOLUTE_FORM.match(target)
+        if absolute:
+            authority = absolute.group(1)
+            if not authority or not _HOST.match(authority) or b"@" in authority:
+                self._abort(400, "invalid authority in request target")
+            host = authority
+        elif version == b"1.1" and host is None:
+            self._abort(400, "HTTP/1.1 request without Host")
+        elif host == b"" and version == b"1.1":
+            self._abort(400, "empty Host header")
+        return RequestHead(
+            method=method,
+            target=target,
+            version=version,
+            headers=self._headers,
+            keep_alive=True,
+            content_length=None if chunked else content_length,
+            chunked=chunked,
+            expect_continue=expect_continue,
+            host=host,
+            upgrade=upgrade,
+        )

@@ -1,0 +1,87 @@
+"""The response side of HTTP/1.x: status lines, header blocks, chunk framing.
+
+Everything here is pure and small. Header names and values reaching this
+module were validated when they were set (see ``_headers``), so serializing
+is a join.
+"""
+
+from __future__ import annotations
+
+import time
+from email.utils import formatdate
+from http import HTTPStatus
+
+_PHRASES: dict[int, bytes] = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
+
+
+def status_phrase(code: int) -> bytes:
+    return _PHRASES.get(code, b"Unknown Status")
+
+
+# Statuses whose responses never carry a body (RFC 9110 §6.4.1).
+def status_has_no_body(code: int) -> bool:
+    return code < 200 or code == 204 or code == 304
+
+
+class DateHeader:
+    """The ``Date`` value, formatted at most once a second."""
+
+    __slots__ = ("_second", "_value")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._value = b""
+
+    def value(self) -> bytes:
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self._value = formatdate(now, usegmt=True).encode("ascii")
+        return self._value
+
+
+_canonical_names: dict[bytes, bytes] = {}
+
+
+def canonical_name(name: bytes) -> bytes:
+    """``content-type`` → ``Content-Type``, as most servers write them (cached)."""
+    canonical = _canonical_names.get(name)
+    if canonical is None:
+        canonical = b"-".join(part.capitalize() for part in name.split(b"-"))
+        if len(_canonical_names) < 1024:
+            _canonical_names[name] = canonical
+    return canonical
+
+
+def serialize_head(version: bytes, code: int, phrase: bytes, pairs: list[tuple[bytes, bytes]]) -> bytes:
+    """Status line and header block, ending with the empty line."""
+    lines = [b"HTTP/%s %d %s" % (version, code, phrase)]
+    lines.extend(canonical_name(name) + b": " + value for name, value in pairs)
+    lines.append(b"\r\n")
+    return b"\r\n".join(lines)
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+LAST_CHUNK = b"0\r\n\r\n"
+CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def error_response(code: int, server: bytes, date: bytes) -> bytes:
+    """A complete minimal response for errors found before any resource ran."""
+    phrase = status_phrase(code)
+    body = b"<html><head><title>%d %s</title></head><body><h1>%s</h1></body></html>\n" % (code, phrase, phrase)
+    return serialize_head(
+        b"1.1",
+        code,
+        phrase,
+        [
+            (b"Server", server),
+            (b"Date", date),
+            (b"Content-Type", b"text/html; charset=utf-8"),
+            (b"Content-Length", b"%d" % len(body)),
+            (b"Connection", b"close"),
+        ],
+    ) + body

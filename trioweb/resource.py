@@ -1,0 +1,145 @@
+"""Resources: the tree a Site serves, with Twisted's names.
+
+A ``Resource`` has children (``putChild``, ``getChild``) and renders itself
+(``render`` dispatches to ``render_GET``, ``render_POST``...). A render
+method may be a plain function returning ``bytes`` (or ``NOT_DONE_YET``, and
+finish the request later), or an ``async def`` that returns ``bytes`` or
+writes and finishes by itself.
+
+Error pages here escape everything they echo: nothing a client sends ever
+reaches a page as markup.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from trioweb.server import Request
+
+NOT_DONE_YET = 1  # Twisted's value, so code comparing against the literal still works
+
+# Methods we know the meaning of: a resource lacking one answers 405 with
+# Allow; any other method is 501.
+KNOWN_METHODS = frozenset(
+    {b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"TRACE", b"CONNECT"}
+)
+
+
+class UnsupportedMethod(Exception):
+    """Raised by ``render`` when the resource has no ``render_<METHOD>``."""
+
+    def __init__(self, allowedMethods: tuple[bytes, ...] | list[bytes]) -> None:
+        super().__init__(allowedMethods)
+        self.allowedMethods = tuple(allowedMethods)
+
+
+class Resource:
+    """A node of the resource tree.
+
+    Attributes a subclass may set:
+    - ``isLeaf``: True to receive the rest of the path in ``request.postpath``
+      instead of traversing children;
+    - ``max_request_body``: the request body limit for this resource in bytes
+      (None: the Site's);
+    - ``stream_request_body``: True to read the body with
+      ``request.body_stream()`` while rendering instead of having it in
+      ``request.content`` beforehand.
+    """
+
+    isLeaf: ClassVar[bool] | bool = False
+    max_request_body: int | None = None
+    stream_request_body: bool = False
+
+    def __init__(self) -> None:
+        self.children: dict[bytes, Resource] = {}
+
+    def putChild(self, path: bytes, child: Resource) -> None:
+        if not isinstance(path, bytes):
+            raise TypeError(f"Path segment must be bytes, but {path!r} is {type(path).__name__}")
+        self.children[path] = child
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        return NoResource()
+
+    def getChildWithDefault(self, path: bytes, request: Request) -> Resource:
+        child = self.children.get(path)
+        if child is not None:
+            return child
+        return self.getChild(path, request)
+
+    def getStaticEntity(self, name: bytes) -> Resource | None:
+        return self.children.get(name)
+
+    def listStaticNames(self) -> list[bytes]:
+        return list(self.children)
+
+    def render(self, request: Request) -> Any:
+        method = request.method
+        handler = getattr(self, "render_" + method.decode("ascii"), None)
+        if handler is None:
+            allowed = getattr(self, "allowedMethods", None) or _allowed_methods(self)
+            raise UnsupportedMethod(allowed)
+        return handler(request)
+
+    def render_HEAD(self, request: Request) -> Any:
+        return self.render_GET(request)  # type: ignore[attr-defined]
+
+
+def _allowed_methods(resource: Resource) -> tuple[bytes, ...]:
+    names = {name[7:].encode("ascii") for name in dir(resource) if name.startswith("render_")}
+    if b"GET" not in names:
+        names.discard(b"HEAD")  # the inherited render_HEAD needs a render_GET
+    return tuple(sorted(names))
+
+
+def getChildForRequest(resource: Resource, request: Request) -> Resource:
+    """Walk ``request.postpath`` down from ``resource``, moving segments to ``prepath``."""
+    while request.postpath and not resource.isLeaf:
+        name = request.postpath.pop(0)
+        request.prepath.append(name)
+        resource = resource.getChildWithDefault(name, request)
+    return resource
+
+
+_PAGE = (
+    "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+    "<title>{code} - {brief}</title></head>"
+    "<body><h1>{brief}</h1><p>{detail}</p></body></html>\n"
+)
+
+
+def error_page(code: int, brief: str, detail: str) -> bytes:
+    """An HTML error page; ``brief`` and ``detail`` are escaped here."""
+    return _PAGE.format(code=code, brief=escape(brief), detail=escape(detail)).encode("utf-8")
+
+
+class ErrorPage(Resource):
+    """Renders an error page for any method and any child path."""
+
+    isLeaf = True
+
+    def __init__(self, status: int, brief: str, detail: str) -> None:
+        super().__init__()
+        self.code = status
+        self.brief = brief
+        self.detail = detail
+
+    def render(self, request: Request) -> bytes:
+        request.setResponseCode(self.code)
+        request.setHeader(b"content-type", b"text/html; charset=utf-8")
+        return error_page(self.code, self.brief, self.detail)
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        return self
+
+
+class NoResource(ErrorPage):
+    def __init__(self, message: str = "Sorry. No luck finding that resource.") -> None:
+        super().__init__(404, "No Such Resource", message)
+
+
+class ForbiddenResource(ErrorPage):
+    def __init__(self, message: str = "Sorry, resource is forbidden.") -> None:
+        super().__init__(403, "Forbidden Resource", message)

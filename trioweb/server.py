@@ -1,0 +1,434 @@
+"""``Site`` (a resource tree served over HTTP) and ``Server`` (its listeners).
+
+``Site.handle`` is what the HTTP engine calls for each request head: it builds
+a ``Request``, walks the resource tree, reads the body (bounded by the
+resource's limit), renders, and makes sure every request ends with exactly
+one complete response or an aborted connection:
+
+- a render that returns ``bytes`` is answered at once (no task is started);
+- ``NOT_DONE_YET`` or an ``async def`` render runs in the request's own
+  nursery, beside a watcher that notices a client going away; the response
+  is flushed as it is written;
+- an exception before anything was sent gives a 500 page (details only with
+  ``displayTracebacks``); after that, the connection is aborted so a
+  truncated body is never passed off as complete.
+
+``Server`` accepts connections on listeners, caps how many are open, and
+stops gracefully: listeners close at once, idle connections close, requests
+in flight get ``drain_timeout`` to finish.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import tempfile
+import traceback
+from html import escape
+from typing import IO, Any
+
+import trio
+
+from trioweb._accesslog import AccessLog
+from trioweb._request import CACHED, Request
+from trioweb._version import __version__
+from trioweb.address import Address, UNIXAddress, address_from_sockname
+from trioweb.http import (
+    BodyTimeout,
+    BodyTooLarge,
+    ConnectionLost,
+    HTTPConnection,
+    Limits,
+    RequestHead,
+)
+from trioweb.http._writer import error_response
+from trioweb.resource import (
+    KNOWN_METHODS,
+    NOT_DONE_YET,
+    Resource,
+    UnsupportedMethod,
+    error_page,
+    getChildForRequest,
+)
+
+__all__ = ["CACHED", "NOT_DONE_YET", "Request", "Server", "Site", "serve", "version"]
+
+log = logging.getLogger("trioweb.server")
+
+version = b"trioweb/" + __version__.encode("ascii")
+
+# Bodies up to this size are kept in memory; larger ones spill to a temporary file.
+_SPOOL_SIZE = 1024 * 1024
+
+
+class Site:
+    """A resource tree and the policy it is served with.
+
+    ``Site(resource, limits=Limits(...), logPath=None, displayTracebacks=False)``.
+    ``logPath`` is a file for the combined-format access log (``"-"`` for
+    stdout, None for no access log). ``headers`` are added to every response,
+    errors included.
+    """
+
+    requestFactory = Request
+    displayTracebacks = False
+
+    def __init__(
+        self,
+        resource: Resource,
+        *,
+        limits: Limits | None = None,
+        logPath: str | None = None,
+        displayTracebacks: bool = False,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        server_header: bytes = version,
+    ) -> None:
+        self.resource = resource
+        self.limits = limits or Limits()
+        self.displayTracebacks = displayTracebacks
+        self.extra_headers = list(headers or [])
+        self.server_header = server_header
+        self.access_log = AccessLog.open(logPath) if logPath else None
+        self.sessions: dict[bytes, Any] = {}
+
+    # -- traversal ---------------------------------------------------------------
+
+    def getResourceFor(self, request: Request) -> Resource:
+        request.site = self
+        request.sitepath = request.prepath[:]
+        return getChildForRequest(self.resource, request)
+
+    def body_limit_for(self, request: Request) -> int:
+        return request._body_limit or self.limits.max_body_size
+
+    # -- one request ---------------------------------------------------------------
+
+    async def handle(self, channel: HTTPConnection, head: RequestHead) -> None:
+        request = self.requestFactory(self, channel, head)
+        for name, value in self.extra_headers:
+            request.responseHeaders.addRawHeader(name, value)
+        try:
+            if request.uri == b"*":
+                result = self._render_star(request)
+            else:
+                resource = self.getResourceFor(request)
+                request._body_limit = resource.max_request_body or self.limits.max_body_size
+                if channel.head is not None and channel.head.has_body and not resource.stream_request_body:
+                    if not await self._read_body(request):
+                        return
+                result = self._render(resource, request)
+        except (ConnectionLost, trio.BrokenResourceError):
+            return
+        except Exception as exc:
+            result = self._failed(request, exc)
+        if type(result) is bytes:
+            if not request.finished:
+                request.write(result)
+                request.finish()
+            return
+        if result == NOT_DONE_YET or inspect.iscoroutine(result):
+            await self._run_deferred(request, result)
+            return
+        result = self._failed(request, TypeError(f"render returned {type(result).__name__}, not bytes"))
+        request.write(result)
+        request.finish()
+
+    def _render(self, resource: Resource, request: Request) -> Any:
+        try:
+            return resource.render(request)
+        except UnsupportedMethod as exc:
+            return self._unsupported(request, exc)
+
+    def _render_star(self, request: Request) -> bytes:
+        if request.method == b"OPTIONS":
+            request.setHeader(b"allow", b"GET, HEAD, POST, OPTIONS")
+            return b""
+        return self._unsupported(request, UnsupportedMethod([b"OPTIONS"]))
+
+    def _unsupported(self, request: Request, exc: UnsupportedMethod) -> bytes:
+        method = request.method.decode("ascii", "replace")
+        if request.method in KNOWN_METHODS:
+            allowed = ", ".join(m.decode("ascii") for m in exc.allowedMethods)
+            request.setResponseCode(405)
+            request.setHeader(b"allow", allowed)
+            detail = (
+                f"Your browser approached me (at {request.uri.decode('latin-1')}) with the method "
+                f'"{method}". I only allow the method{"s" if len(exc.allowedMethods) != 1 else ""} '
+                f"{allowed} here."
+            )
+            return self._error_body(request, 405, "Method Not Allowed", detail)
+        request.setResponseCode(501)
+        return self._error_body(request, 501, "Huh?", f"I don't know how to treat a {method} request.")
+
+    def _error_body(self, request: Request, code: int, brief: str, detail: str) -> bytes:
+        request.setHeader(b"content-type", b"text/html; charset=utf-8")
+        return error_page(code, brief, detail)
+
+    def _failed(self, request: Request, exc: BaseException) -> bytes:
+        """The 500 page for an exception raised while rendering (logged with its traceback)."""
+        log.error("error rendering %r", request, exc_info=exc)
+        for name, _ in list(request.responseHeaders.getAllRawHeaders()):
+            request.responseHeaders.removeHeader(name)
+        for name, value in self.extra_headers:
+            request.responseHeaders.addRawHeader(name, value)
+        request.cookies.clear()
+        request.setResponseCode(500)
+        request.setHeader(b"content-type", b"text/html; charset=utf-8")
+        if self.displayTracebacks:
+            text = "".join(traceback.format_exception(exc))
+            return (
+                "<html><head><title>web.Server Traceback (most recent call last)</title></head>"
+                f"<body><b>web.Server Traceback (most recent call last):</b><pre>{escape(text)}</pre>"
+                "</body></html>\n"
+            ).encode("utf-8")
+        return (
+            b"<html><head><title>Processing Failed</title></head>"
+            b"<body><b>Processing Failed</b></body></html>"
+        )
+
+    async def _read_body(self, request: Request) -> bool:
+        """Read the whole body into ``request.content``; on failure answer and return False."""
+        channel = request.channel
+        limit = request._body_limit
+        declared = channel.declared_body_size()
+        content: IO[bytes]
+        if declared is not None and declared <= _SPOOL_SIZE:
+            content = request.content
+        else:
+            content = tempfile.SpooledTemporaryFile(max_size=_SPOOL_SIZE)
+        try:
+            while piece := await channel.receive_body_chunk(limit):
+                content.write(piece)
+        except BodyTooLarge:
+            self._answer_error(request, 413, "Request Entity Too Large",
+                               f"The request body is larger than the {limit} bytes allowed here.")
+            return False
+        except BodyTimeout:
+            self._answer_error(request, 408, "Request Timeout", "The request body did not arrive in time.")
+            return False
+        content.seek(0)
+        request.content = content
+        return True
+
+    def _answer_error(self, request: Request, code: int, brief: str, detail: str) -> None:
+        if request.channel.response_started:
+            request.channel.lost = True  # too late for a status: abort
+            return
+        request.setResponseCode(code)
+        request.write(self._error_body(request, code, brief, detail))
+        request.finish()
+
+    async def _run_deferred(self, request: Request, result: Any) -> None:
+        """Drive a response that outlives ``render`` (see the module docstring)."""
+        channel = request.channel
+        request._deferred = True
+        failure: list[BaseException] = []
+        running = [0]  # user tasks still running in the request nursery
+
+        async with trio.open_nursery() as nursery:
+
+            async def user_task(fn: Any, *args: Any) -> None:
+                try:
+                    await fn(*args)
+                except ConnectionLost:
+                    pass
+                except Exception as exc:
+                    failure.append(exc)
+                    nursery.cancel_scope.cancel()
+                finally:
+                    running[0] -= 1
+                    request._notify_change()
+                    if request._wakeup is not None:
+                        request._wakeup.set()
+
+            async def watch() -> None:
+                await channel.watch_for_disconnect()
+                request._notify_change()  # waiters in notifyFinish see the loss first
+                nursery.cancel_scope.cancel()
+
+            def start(fn: Any, *args: Any) -> None:
+                running[0] += 1
+                nursery.start_soon(user_task, fn, *args)
+
+            request._nursery = _NurseryFacade(start)  # type: ignore[assignment]
+            for fn, args in request._tasks:
+                start(fn, *args)
+            request._tasks.clear()
+            nursery.start_soon(watch)
+            if inspect.iscoroutine(result):
+                try:
+                    value = await result
+                except UnsupportedMethod as exc:
+                    value = self._unsupported(request, exc)
+                except ConnectionLost:
+                    value = None
+                except Exception as exc:
+                    failure.append(exc)
+                    value = None
+                if type(value) is bytes and not request.finished and not failure:
+                    request.write(value)
+                    request.finish()
+            try:
+                while not failure and not channel.lost:
+                    request._wakeup = trio.Event()
+                    if channel.has_output() or (request._pending and not channel.response_started):
+                        await request.drain()
+                        continue
+                    if request.finished and running[0] == 0:
+                        break
+                    await request._wakeup.wait()
+            except ConnectionLost:
+                pass
+            nursery.cancel_scope.cancel()
+        request._nursery = None
+        if failure and not channel.lost:
+            if channel.response_started:
+                log.error("error after the response started for %r", request, exc_info=failure[0])
+                channel.lost = True  # abort: never pass a truncated body off as complete
+            else:
+                request._pending.clear()
+                request.sentLength = 0
+                request.finished = False
+                page = self._failed(request, failure[0])
+                request.write(page)
+                request.finish()
+        if not request.finished and not channel.lost and running[0] == 0 and not failure:
+            log.error("%r: the response was never finished", request)
+
+    # -- access log ------------------------------------------------------------------
+
+    def log(self, request: Request) -> None:
+        if self.access_log is not None:
+            self.access_log.write(request)
+
+
+class _NurseryFacade:
+    """What ``request.start_soon`` reaches while the request nursery is open."""
+
+    __slots__ = ("start_soon",)
+
+    def __init__(self, start_soon: Any) -> None:
+        self.start_soon = start_soon
+
+
+def _stream_addresses(stream: trio.abc.Stream) -> tuple[Address, Address, bool]:
+    """(client, host, is_secure) of an accepted stream."""
+    secure = isinstance(stream, trio.SSLStream)
+    transport = stream.transport_stream if secure else stream  # type: ignore[attr-defined]
+    sock = transport.socket  # type: ignore[attr-defined]
+    family = sock.family.name
+    try:
+        client = address_from_sockname(family, sock.getpeername())
+    except OSError:
+        client = UNIXAddress(None)
+    host = address_from_sockname(family, sock.getsockname())
+    return client, host, secure
+
+
+class Server:
+    """Serves a Site on listeners until ``stop()``; see the module docstring."""
+
+    def __init__(self, site: Site, listeners: list[trio.abc.Listener[Any]]) -> None:
+        self.site = site
+        self.listeners = listeners
+        self.connections: set[HTTPConnection] = set()
+        self._stopping = trio.Event()
+        self._accept_scope = trio.CancelScope()
+        self._busy = error_response(503, site.server_header, b"")
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as connections:
+            with self._accept_scope:
+                async with trio.open_nursery() as acceptors:
+                    for listener in self.listeners:
+                        acceptors.start_soon(self._accept_loop, listener, connections)
+                    task_status.started()
+                    await self._stopping.wait()
+                    acceptors.cancel_scope.cancel()
+            for listener in self.listeners:
+                with trio.CancelScope(shield=True):
+                    await listener.aclose()
+            for conn in list(self.connections):
+                conn.close_if_idle()
+            with trio.move_on_after(self.site.limits.drain_timeout):
+                while self.connections:
+                    await trio.sleep(0.05)
+            connections.cancel_scope.cancel()
+        if self.site.access_log is not None:
+            self.site.access_log.flush()
+
+    def stop(self) -> None:
+        """Begin a graceful stop: no new connections, finish what is in flight."""
+        self._stopping.set()
+
+    async def _accept_loop(self, listener: trio.abc.Listener[Any], nursery: trio.Nursery) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                # EMFILE and friends: back off instead of spinning.
+                log.warning("accept failed: %s", exc)
+                await trio.sleep(0.1)
+                continue
+            if len(self.connections) >= self.site.limits.max_connections:
+                nursery.start_soon(self._refuse, stream)
+            else:
+                nursery.start_soon(self._serve_connection, stream)
+
+    async def _refuse(self, stream: trio.abc.Stream) -> None:
+        with trio.move_on_after(1):
+            try:
+                await stream.send_all(self._busy)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+        await trio.aclose_forcefully(stream)
+
+    async def _serve_connection(self, stream: trio.abc.Stream) -> None:
+        try:
+            client, host, secure = _stream_addresses(stream)
+        except OSError:
+            await trio.aclose_forcefully(stream)
+            return
+        if isinstance(stream, trio.SSLStream):
+            try:
+                with trio.fail_after(self.site.limits.header_timeout):
+                    await stream.do_handshake()
+            except (trio.BrokenResourceError, trio.TooSlowError):
+                await trio.aclose_forcefully(stream)
+                return
+        conn = HTTPConnection(
+            stream,
+            self.site.handle,
+            self.site.limits,
+            client=client,
+            host=host,
+            is_secure=secure,
+            server_header=self.site.server_header,
+        )
+        self.connections.add(conn)
+        if self._stopping.is_set():
+            conn.draining = True
+        try:
+            await conn.run()
+        except Exception:
+            log.exception("connection from %s failed", client)
+        finally:
+            self.connections.discard(conn)
+
+
+async def serve(
+    site: Site,
+    listeners: list[trio.abc.Listener[Any]],
+    *,
+    task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``site`` on ``listeners`` until cancelled (or until ``Server.stop``)."""
+    server = Server(site, listeners)
+
+    async def started_with_server(*, task_status: trio.TaskStatus[None]) -> None:
+        await server.serve(task_status=task_status)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(started_with_server)
+        task_status.started(server)
+
