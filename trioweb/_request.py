@@ -387,6 +387,22 @@ class Request:
         async with self._send_lock:
             await self.channel.flush()
 
+    async def sendfile(self, fd: int, offset: int, count: int) -> None:
+        """Send part of an open file as (the rest of) the body, with backpressure.
+
+        The response is framed first if needed; set Content-Length beforehand
+        to avoid chunked framing (which forgoes ``os.sendfile``).
+        """
+        if self.finished:
+            raise RuntimeError("Request.sendfile called after Request.finish")
+        if not self.channel.response_started:
+            self._start_response(content_length=None)
+        self.sentLength += count
+        if self._send_lock is None:
+            self._send_lock = trio.Lock()
+        async with self._send_lock:
+            await self.channel.send_file(fd, offset, count)
+
     def __repr__(self) -> str:
         return f"<Request {self.method.decode('ascii', 'replace')} {self.uri!r} {self.clientproto.decode()}>"
 

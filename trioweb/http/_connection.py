@@ -34,6 +34,7 @@ handler sees a vanished client as ``ConnectionLost`` from these primitives.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -378,6 +379,60 @@ class HTTPConnection:
         if scope.cancelled_caught:
             self.lost = True
             raise ConnectionLost("client stopped reading (send timeout)")
+
+    async def send_file(self, fd: int, offset: int, count: int) -> None:
+        """Send ``count`` bytes of the open file ``fd`` from ``offset`` as body.
+
+        Uses ``os.sendfile`` when the stream is a plain socket and the body is
+        not chunked; otherwise reads in a worker thread. Bounded memory either
+        way; the send timeout applies to each stall.
+        """
+        if not self._send_body or count <= 0:
+            self.bytes_sent += max(count, 0)
+            if self._remaining is not None:
+                self._remaining -= min(max(count, 0), self._remaining)
+            return
+        if self._remaining is not None:
+            if count > self._remaining:
+                raise ValueError("response body longer than its Content-Length")
+            self._remaining -= count
+        await self.flush()
+        sock = getattr(self.stream, "socket", None)
+        if sock is None or self._chunked:
+            await self._send_file_by_reading(fd, offset, count)
+            return
+        sent_total = 0
+        while sent_total < count:
+            try:
+                sent = os.sendfile(sock.fileno(), fd, offset + sent_total, count - sent_total)
+            except BlockingIOError:
+                sent = None
+            except OSError as exc:
+                self.lost = True
+                raise ConnectionLost(f"sendfile failed: {exc}") from exc
+            if sent is None:
+                with trio.move_on_after(self.limits.send_timeout) as scope:
+                    await trio.lowlevel.wait_writable(sock)
+                if scope.cancelled_caught:
+                    self.lost = True
+                    raise ConnectionLost("client stopped reading (send timeout)")
+                continue
+            if sent == 0:
+                raise ValueError("file shorter than the range being sent")
+            sent_total += sent
+            self.bytes_sent += sent
+            await trio.lowlevel.checkpoint()
+
+    async def _send_file_by_reading(self, fd: int, offset: int, count: int) -> None:
+        while count > 0:
+            piece = await trio.to_thread.run_sync(os.pread, fd, min(count, READ_SIZE * 4), offset)
+            if not piece:
+                raise ValueError("file shorter than the range being sent")
+            offset += len(piece)
+            count -= len(piece)
+            self.bytes_sent += len(piece)
+            self._out.append(chunk(piece) if self._chunked else piece)
+            await self.flush()
 
     async def _send(self, data: bytes) -> None:
         if self.lost:

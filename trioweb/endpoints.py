@@ -1,0 +1,292 @@
+"""Endpoint strings (``tcp:8080``, ``unix:/path:mode=660``, ``ssl:8443:...``) → listeners.
+
+The syntax is Twisted's strports: fields separated by ``:``, positional then
+``key=value``; a literal ``:`` or ``=`` inside a value is escaped with ``\\``
+(``tcp:8080:interface=\\:\\:1``). An IPv6 interface may also be written in
+brackets (``interface=[::1]``).
+
+- ``tcp:PORT[:interface=ADDR][:backlog=N]``
+- ``unix:PATH[:mode=OCTAL][:lockfile=0|1][:backlog=N]`` (``wantPID`` is
+  accepted as another name for ``lockfile``, as Twisted's guide uses it)
+- ``ssl:PORT:privateKey=KEY.pem[:certKey=CERT.pem][:interface=ADDR]``
+
+UNIX sockets are locked by default, like Twisted's: ``PATH.lock`` is a
+symlink naming the owner's pid. A live owner makes the start fail with a
+clear error; a socket left by a dead process is replaced; a path that is not
+a socket is never removed. ``open_listeners`` is an async context manager
+that removes the socket and its lock on the way out.
+
+Any malformed string raises ``EndpointError`` naming it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket as stdlib_socket
+import ssl
+import stat
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+
+class EndpointError(ValueError):
+    """An endpoint string is malformed, or its socket cannot be opened."""
+
+
+@dataclass(frozen=True)
+class TCPEndpoint:
+    port: int
+    interface: str = ""
+    backlog: int = 1024
+
+
+@dataclass(frozen=True)
+class UNIXEndpoint:
+    path: str
+    mode: int = 0o666
+    lockfile: bool = True
+    backlog: int = 1024
+
+
+@dataclass(frozen=True)
+class SSLEndpoint:
+    port: int
+    private_key: str
+    cert_key: str
+    interface: str = ""
+    backlog: int = 1024
+
+
+Endpoint = TCPEndpoint | UNIXEndpoint | SSLEndpoint
+
+
+def _split(description: str) -> list[str]:
+    """Split at unescaped ``:``, keeping ``\\``-escaped characters literally."""
+    fields, current, chars = [], [], iter(description)
+    for char in chars:
+        if char == "\\":
+            current.append(next(chars, ""))
+        elif char == ":":
+            fields.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    fields.append("".join(current))
+    return fields
+
+
+def _parse_fields(description: str) -> tuple[str, list[str], dict[str, str]]:
+    # Bracketed IPv6 literals may hold unescaped colons.
+    protected = description
+    for start in range(len(protected)):
+        if protected.startswith("[", start):
+            end = protected.find("]", start)
+            if end != -1:
+                inner = protected[start + 1 : end].replace(":", "\\:")
+                protected = protected[:start] + inner + protected[end + 1 :]
+                break
+    kind, *rest = _split(protected)
+    positional: list[str] = []
+    options: dict[str, str] = {}
+    for field in rest:
+        key, sep, value = field.partition("=")
+        if sep:
+            if key in options:
+                raise EndpointError(f"endpoint {description!r}: {key} given twice")
+            options[key] = value
+        elif options:
+            raise EndpointError(f"endpoint {description!r}: positional value {field!r} after key=value")
+        else:
+            positional.append(field)
+    return kind, positional, options
+
+
+def _int(description: str, name: str, value: str, base: int = 10) -> int:
+    try:
+        number = int(value, base)
+    except ValueError:
+        raise EndpointError(f"endpoint {description!r}: {name} must be a number, not {value!r}") from None
+    if number < 0:
+        raise EndpointError(f"endpoint {description!r}: {name} must not be negative")
+    return number
+
+
+def parse_endpoint(description: str) -> Endpoint:
+    """Parse one endpoint string; ``EndpointError`` if it is malformed."""
+    kind, positional, options = _parse_fields(description)
+    kind = kind.lower()
+
+    def take(name: str, default: str | None = None) -> str | None:
+        return options.pop(name, default)
+
+    backlog = _int(description, "backlog", take("backlog", "1024") or "1024")
+    if kind in ("tcp", "ssl"):
+        port_text = take("port")
+        if port_text is None and positional:
+            port_text = positional.pop(0)
+        if port_text is None:
+            raise EndpointError(f"endpoint {description!r}: no port")
+        port = _int(description, "port", port_text)
+        if port > 65535:
+            raise EndpointError(f"endpoint {description!r}: port {port} is out of range")
+        interface = take("interface", "") or ""
+        if kind == "tcp":
+            endpoint: Endpoint = TCPEndpoint(port, interface, backlog)
+        else:
+            key = take("privateKey")
+            if not key:
+                raise EndpointError(f"endpoint {description!r}: ssl needs privateKey=FILE")
+            endpoint = SSLEndpoint(port, key, take("certKey", key) or key, interface, backlog)
+    elif kind == "unix":
+        path = take("address")
+        if path is None and positional:
+            path = positional.pop(0)
+        if not path:
+            raise EndpointError(f"endpoint {description!r}: no socket path")
+        mode = _int(description, "mode", take("mode", "666") or "666", 8)
+        lock_text = take("lockfile", take("wantPID", "1"))
+        if lock_text not in ("0", "1"):
+            raise EndpointError(f"endpoint {description!r}: lockfile must be 0 or 1")
+        endpoint = UNIXEndpoint(os.path.expanduser(path), mode, lock_text == "1", backlog)
+    else:
+        raise EndpointError(f"endpoint {description!r}: unknown kind {kind!r} (tcp, unix or ssl)")
+    if positional or options:
+        extra = positional + [f"{k}={v}" for k, v in options.items()]
+        raise EndpointError(f"endpoint {description!r}: unexpected {', '.join(extra)}")
+    return endpoint
+
+
+# -- opening ------------------------------------------------------------------------
+
+
+async def _tcp_listeners(endpoint: TCPEndpoint | SSLEndpoint) -> list[trio.SocketListener]:
+    host = endpoint.interface or None
+    try:
+        return await trio.open_tcp_listeners(endpoint.port, host=host, backlog=endpoint.backlog)
+    except OSError as exc:
+        where = f"{endpoint.interface or '*'}:{endpoint.port}"
+        raise EndpointError(f"cannot listen on {where}: {exc.strerror or exc}") from exc
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _socket_answers(path: str) -> bool:
+    probe = stdlib_socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1)
+        probe.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+def _take_lock(path: str) -> None:
+    """Create ``path.lock`` → our pid; replace a lock left by a dead process."""
+    lock = path + ".lock"
+    for _ in range(2):
+        try:
+            os.symlink(str(os.getpid()), lock)
+            return
+        except FileExistsError:
+            try:
+                owner = int(os.readlink(lock))
+            except (OSError, ValueError):
+                raise EndpointError(f"{lock} exists and is not a lock; remove it by hand") from None
+            if owner != os.getpid() and _pid_alive(owner):
+                raise EndpointError(f"another server (pid {owner}) is already listening on {path}")
+            os.unlink(lock)
+    raise EndpointError(f"cannot take the lock {lock}")
+
+
+def _clear_stale_socket(path: str, locked: bool) -> None:
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(info.st_mode):
+        raise EndpointError(f"{path} exists and is not a socket; not removing it")
+    if not locked and _socket_answers(path):
+        raise EndpointError(f"a server is already listening on {path}")
+    os.unlink(path)
+
+
+async def _unix_listener(endpoint: UNIXEndpoint) -> trio.SocketListener:
+    path = endpoint.path
+    if endpoint.lockfile:
+        _take_lock(path)
+    try:
+        _clear_stale_socket(path, endpoint.lockfile)
+        sock = trio.socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
+        try:
+            # bind, chmod, then listen: no connection is accepted before the mode is right
+            sock.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_REUSEADDR, 1)
+            await sock.bind(path)
+            os.chmod(path, endpoint.mode)
+            sock.listen(endpoint.backlog)
+        except OSError as exc:
+            sock.close()
+            raise EndpointError(f"cannot listen on {path}: {exc.strerror or exc}") from exc
+    except BaseException:
+        if endpoint.lockfile:
+            _remove(path + ".lock")
+        raise
+    return trio.SocketListener(sock)
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError as exc:
+        if exc.errno != errno.ENOENT:
+            raise
+
+
+def _ssl_context(endpoint: SSLEndpoint) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(endpoint.cert_key, endpoint.private_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise EndpointError(f"cannot load the TLS key or certificate: {exc}") from exc
+    return context
+
+
+@asynccontextmanager
+async def open_listeners(endpoints: list[Endpoint]) -> AsyncIterator[list[trio.abc.Listener[Any]]]:
+    """Open every endpoint (all or none); on exit close them and remove UNIX sockets and locks."""
+    listeners: list[trio.abc.Listener[Any]] = []
+    unix_paths: list[UNIXEndpoint] = []
+    try:
+        for endpoint in endpoints:
+            if isinstance(endpoint, UNIXEndpoint):
+                listeners.append(await _unix_listener(endpoint))
+                unix_paths.append(endpoint)
+            elif isinstance(endpoint, SSLEndpoint):
+                context = _ssl_context(endpoint)
+                for plain in await _tcp_listeners(endpoint):
+                    listeners.append(trio.SSLListener(plain, context, https_compatible=True))
+            else:
+                listeners.extend(await _tcp_listeners(endpoint))
+        yield listeners
+    finally:
+        for listener in listeners:
+            with trio.CancelScope(shield=True):
+                await listener.aclose()
+        for endpoint in unix_paths:
+            _remove(endpoint.path)
+            if endpoint.lockfile:
+                _remove(endpoint.path + ".lock")
