@@ -39,6 +39,7 @@ from trioweb.http import (
     ConnectionLost,
     HTTPConnection,
     Limits,
+    ParseError,
     RequestHead,
 )
 from trioweb.http._writer import error_response
@@ -205,6 +206,9 @@ class Site:
             return False
         except BodyTimeout:
             self._answer_error(request, 408, "Request Timeout", "The request body did not arrive in time.")
+            return False
+        except ParseError as exc:
+            self._answer_error(request, exc.status, "Bad Request", "The request body is malformed.")
             return False
         content.seek(0)
         request.content = content

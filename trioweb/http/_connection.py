@@ -244,13 +244,16 @@ class HTTPConnection:
         Raises ``BodyTooLarge`` when the body would exceed ``max_size`` (before
         anything is read when Content-Length says so, in which case no
         ``100 Continue`` is sent), ``BodyTimeout`` when the client stays silent
-        for the body timeout, ``ConnectionLost`` when it goes away.
+        for the body timeout, ``ParseError`` when the body's framing is broken
+        (answer its status; the connection will close), ``ConnectionLost``
+        when the client goes away.
         """
         head = self.head
         assert head is not None
         if self._body_done:
             return b""
         if head.content_length is not None and head.content_length > max_size:
+            self.keep_alive = False  # the unread body is in the way of any next request
             raise BodyTooLarge
         if head.expect_continue and not self._continue_sent:
             self._continue_sent = True
@@ -263,6 +266,7 @@ class HTTPConnection:
                     events.popleft()
                     self._body_received += len(event)
                     if self._body_received > max_size:
+                        self.keep_alive = False
                         raise BodyTooLarge
                     return event
                 if event is END_OF_MESSAGE:
@@ -270,10 +274,12 @@ class HTTPConnection:
                     self._body_done = True
                     return b""
                 if isinstance(event, ParseError):
-                    raise ConnectionLost(f"bad request body: {event.reason}")
+                    self.keep_alive = False
+                    raise event
             with trio.move_on_after(self.limits.body_timeout) as scope:
                 got = await self._read_into_parser()
             if scope.cancelled_caught:
+                self.keep_alive = False
                 raise BodyTimeout
             if not got:
                 raise ConnectionLost("client closed the connection during the request body")
@@ -294,7 +300,7 @@ class HTTPConnection:
             while not self._body_done:
                 piece = await self.receive_body_chunk(remaining)
                 remaining -= len(piece)
-        except (BodyTooLarge, BodyTimeout):
+        except (BodyTooLarge, BodyTimeout, ParseError):
             return False
         return True
 

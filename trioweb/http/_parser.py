@@ -140,7 +140,7 @@ class RequestParser:
             self._error = ParseError(400, f"invalid request target ({exc})")
         except httptools.HttpParserError as exc:
             if self._error is None:
-                self._error = self._framing_error(str(exc))
+                self._error = ParseError(400, str(exc))
         if self._error is not None:
             self.events.append(self._error)
             self.closed = True
@@ -167,12 +167,6 @@ class RequestParser:
         if first and len(first) < 64 and _TOKEN.match(first):
             return ParseError(501, f"method {first!r} not implemented")
         return ParseError(400, "invalid method")
-
-    @staticmethod
-    def _framing_error(message: str) -> ParseError:
-        if "Transfer-Encoding" in message and "invalid" in message.lower():
-            return ParseError(501, f"unsupported transfer coding ({message})")
-        return ParseError(400, message)
 
     # -- llhttp callbacks ------------------------------------------------
 

@@ -1,0 +1,62 @@
+"""Fixtures shared by the whole suite: real servers on loopback."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from rawhttp import RawConnection  # noqa: E402
+
+from trioweb.http import Limits  # noqa: E402
+from trioweb.resource import Resource  # noqa: E402
+from trioweb.server import Server, Site, serve  # noqa: E402
+
+
+class RunningSite:
+    def __init__(self, server: Server, port: int) -> None:
+        self.server = server
+        self.site = server.site
+        self.port = port
+
+    async def connect(self, timeout: float = 5.0) -> RawConnection:
+        return await RawConnection.open(self.port, timeout=timeout)
+
+    async def request(self, data: bytes, *, timeout: float = 5.0, head: bool = False) -> Any:
+        """One request on a fresh connection; returns the response."""
+        conn = await self.connect(timeout)
+        try:
+            await conn.send(data)
+            return await conn.read_response(head_request=head)
+        finally:
+            await conn.aclose()
+
+
+@pytest.fixture
+def start_site(nursery: trio.Nursery) -> Callable[..., Any]:
+    """``await start_site(root, **site_options)`` → a RunningSite on 127.0.0.1."""
+
+    async def start(root: Resource, *, limits: Limits | None = None, **options: Any) -> RunningSite:
+        site = Site(root, limits=limits, **options)
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        server = await nursery.start(serve, site, listeners)
+        return RunningSite(server, listeners[0].socket.getsockname()[1])
+
+    return start
+
+
+@asynccontextmanager
+async def running_site(root: Resource, **options: Any) -> AsyncIterator[RunningSite]:
+    async with trio.open_nursery() as nursery:
+        site = Site(root, **options)
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        server = await nursery.start(serve, site, listeners)
+        yield RunningSite(server, listeners[0].socket.getsockname()[1])
+        nursery.cancel_scope.cancel()
