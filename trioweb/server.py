@@ -30,6 +30,7 @@ from typing import IO, Any
 import trio
 
 from trioweb._accesslog import AccessLog
+from trioweb._forms import FormError
 from trioweb._request import CACHED, Request
 from trioweb._version import __version__
 from trioweb.address import Address, UNIXAddress, address_from_sockname
@@ -122,12 +123,12 @@ class Site:
             return
         except Exception as exc:
             result = self._failed(request, exc)
-        if type(result) is bytes:
+        if type(result) is bytes and not request._tasks:
             if not request.finished:
                 request.write(result)
                 request.finish()
             return
-        if result == NOT_DONE_YET or inspect.iscoroutine(result):
+        if type(result) is bytes or result == NOT_DONE_YET or inspect.iscoroutine(result):
             await self._run_deferred(request, result)
             return
         result = self._failed(request, TypeError(f"render returned {type(result).__name__}, not bytes"))
@@ -166,7 +167,11 @@ class Site:
         return error_page(code, brief, detail)
 
     def _failed(self, request: Request, exc: BaseException) -> bytes:
-        """The 500 page for an exception raised while rendering (logged with its traceback)."""
+        """The page for an exception raised while rendering: 400 for a malformed
+        form or query, otherwise 500 (logged with its traceback)."""
+        if isinstance(exc, FormError):
+            request.setResponseCode(400)
+            return self._error_body(request, 400, "Bad Request", f"The request's parameters are malformed: {exc}")
         log.error("error rendering %r", request, exc_info=exc)
         for name, _ in list(request.responseHeaders.getAllRawHeaders()):
             request.responseHeaders.removeHeader(name)
@@ -259,7 +264,10 @@ class Site:
                 start(fn, *args)
             request._tasks.clear()
             nursery.start_soon(watch)
-            if inspect.iscoroutine(result):
+            if type(result) is bytes and not request.finished:
+                request.write(result)
+                request.finish()
+            elif inspect.iscoroutine(result):
                 try:
                     value = await result
                 except UnsupportedMethod as exc:
