@@ -256,16 +256,14 @@ class RequestParser:
         host = hosts[0].strip() if hosts else None
         if host is not None and not _HOST.match(host):
             self._abort(400, "invalid Host header")
+        if version == b"1.1" and not host:
+            self._abort(400, "HTTP/1.1 request without a Host")  # even in absolute form
         absolute = _ABSOLUTE_FORM.match(target)
         if absolute:
             authority = absolute.group(1)
             if not authority or not _HOST.match(authority) or b"@" in authority:
                 self._abort(400, "invalid authority in request target")
             host = authority
-        elif version == b"1.1" and host is None:
-            self._abort(400, "HTTP/1.1 request without Host")
-        elif host == b"" and version == b"1.1":
-            self._abort(400, "empty Host header")
         return RequestHead(
             method=method,
             target=target,

@@ -1,0 +1,91 @@
+"""Mapping URL segments to files, and opening them without leaving the served tree.
+
+Two rules keep a request inside the directory a resource serves:
+
+- ``segment_name`` accepts a path segment (already percent-decoded once by
+  the Request) only if it is a plain file name: valid UTF-8, not ``.`` or
+  ``..``, and free of ``/`` and NUL. Anything else is refused before a path
+  is ever built from it, so a request cannot reach ``os`` functions with a
+  name that climbs or that Python would reject (``embedded null byte``).
+- ``open_beneath`` opens a file relative to a root. It first takes an
+  ``O_PATH`` handle (which neither reads the file nor triggers a FIFO's or a
+  device's open side effects), asks the kernel where that handle really is
+  (``/proc/self/fd``), and refuses it when it resolved outside the root --
+  unless symlinks were deliberately allowed to leave it. Only regular files
+  and directories are then reopened for reading, through the same handle, so
+  no rename or symlink swap between the check and the open can change what
+  is served.
+
+This relies on Linux (``O_PATH`` and ``/proc/self/fd``), as the rest of the
+server does (``SO_PEERCRED``).
+
+Errors are ``OSError`` subclasses so callers can map them: ``NotServable``
+(outside the root, or not a regular file or directory) and
+``FileNotFoundError``/``NotADirectoryError`` mean 404; ``PermissionError``
+means 403.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+_PATH_FLAGS = os.O_PATH | os.O_CLOEXEC
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
+
+
+class NotServable(OSError):
+    """The path resolves outside the served root, or is not a file or directory."""
+
+
+def segment_name(segment: bytes) -> str | None:
+    """The file name a decoded URL segment stands for, or None if it cannot be one."""
+    if b"/" in segment or b"\0" in segment:
+        return None
+    try:
+        name = segment.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if name in (".", ".."):
+        return None
+    return name
+
+
+def _where(fd: int) -> str:
+    """Where an open handle really is, as the kernel resolved it."""
+    return os.readlink(f"/proc/self/fd/{fd}")
+
+
+def is_within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root if root.endswith("/") else root + "/")
+
+
+def open_beneath(root: str, relative: str, *, follow_symlinks: bool = False) -> tuple[int, os.stat_result]:
+    """Open the regular file or directory ``root/relative`` for reading.
+
+    Returns the fd (the caller closes it) and its ``fstat``. ``relative`` is
+    made of names accepted by ``segment_name`` joined with ``/`` ("" for the
+    root itself, which is trusted as given).
+    """
+    root_fd = os.open(root, _PATH_FLAGS | os.O_DIRECTORY) if relative else -1
+    try:
+        if relative:
+            handle = os.open(relative, _PATH_FLAGS, dir_fd=root_fd)
+        else:
+            handle = os.open(root, _PATH_FLAGS)
+        try:
+            if relative and not follow_symlinks:
+                if not is_within(_where(handle), _where(root_fd)):
+                    raise NotServable(errno.ENOENT, "outside the served directory", relative)
+            info = os.fstat(handle)
+            mode = info.st_mode
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                raise NotServable(errno.ENOENT, "not a regular file or directory", relative)
+            fd = os.open(f"/proc/self/fd/{handle}", _READ_FLAGS)
+        finally:
+            os.close(handle)
+    finally:
+        if root_fd >= 0:
+            os.close(root_fd)
+    return fd, info
