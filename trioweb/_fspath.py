@@ -1,4 +1,4 @@
-"""Mapping URL segments to files, and opening them without leaving the served tree.
+"""Mapping URL segments to files, opening them without leaving the served tree, sending them.
 
 Two rules keep a request inside the directory a resource serves:
 
@@ -30,6 +30,10 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from trioweb._request import Request
 
 _PATH_FLAGS = os.O_PATH | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
@@ -89,3 +93,28 @@ def open_beneath(root: str, relative: str, *, follow_symlinks: bool = False) -> 
         if root_fd >= 0:
             os.close(root_fd)
     return fd, info
+
+
+def read_exactly(fd: int, offset: int, count: int) -> bytes:
+    data = os.pread(fd, count, offset)
+    if len(data) != count:
+        raise OSError(errno.EIO, "the file changed while it was being served")
+    return data
+
+
+async def send_pieces(request: Request, fd: int, pieces: list[tuple[bytes, int, int]], trailer: bytes) -> None:
+    """Send ``(header, offset, count)`` pieces of ``fd``, then ``trailer``, and finish.
+
+    The caller set Content-Length, so the body goes out with ``os.sendfile``
+    where the transport allows it. Closes ``fd``.
+    """
+    try:
+        for head, offset, count in pieces:
+            if head:
+                request.write(head)
+            await request.sendfile(fd, offset, count)
+        if trailer:
+            request.write(trailer)
+        request.finish()
+    finally:
+        os.close(fd)

@@ -1,13 +1,71 @@
-"""Static content: ``Data`` (bytes held in memory)."""
+"""Static content: ``Data`` (bytes in memory) and ``File`` (a file or a directory tree).
+
+``File(path)`` serves what is on disk below ``path``, with the attributes
+Twisted Web users know: ``indexNames``, ``processors``, ``ignoreExt``,
+``contentTypes``, ``contentEncodings``, ``childNotFound``, ``forbidden``, and
+``putChild`` children that take precedence over the filesystem.
+
+How a request is answered:
+
+- Traversal (``getChild``) only builds paths from segments that are plain
+  names (see ``trioweb._fspath``): ``..``, ``.``, a decoded ``/`` or NUL, or
+  invalid UTF-8 give ``childNotFound`` (404). An empty segment (a trailing
+  slash) gives the first existing index name, or a ``DirectoryLister``.
+- Rendering opens the file once, below the root of the ``File`` tree: a
+  symlink resolving outside it is 404 unless ``follow_symlinks`` is set;
+  FIFOs, sockets and devices are 404 and never opened for reading; a
+  permission error is ``forbidden`` (403); a missing file is 404.
+- A directory requested without its trailing slash is redirected (302) to
+  the absolute URL with the slash, query kept.
+- ``Last-Modified`` and a strong ``ETag`` are always sent; a matching
+  ``If-None-Match``/``If-Modified-Since`` gives 304 without reading the file.
+- ``Range`` is honoured as described in ``trioweb._ranges`` (206, multipart,
+  416), subject to ``If-Range``; ``Accept-Ranges: bytes`` is always sent.
+- With ``Accept-Encoding``, a precompressed sibling (``app.js.br``,
+  ``app.js.gz``) is served instead when one exists, under the same
+  containment rules, with ``Content-Encoding`` and ``Vary``.
+- HEAD gets GET's headers; the file is never read. Small bodies are read at
+  once; larger ones are sent with ``os.sendfile`` (or read in a worker
+  thread when the transport is TLS) with backpressure, in bounded memory.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import errno
+import os
+import stat
+from typing import TYPE_CHECKING, Any
 
-from trioweb.resource import Resource
+from trioweb._asis import ASISProcessor
+from trioweb._fspath import NotServable, open_beneath, read_exactly, segment_name, send_pieces
+from trioweb._listing import DirectoryLister, formatFileSize
+from trioweb._mimetypes import CONTENT_ENCODINGS, getTypeAndEncoding, loadMimeTypes
+from trioweb._ranges import Multipart, content_range, if_range_allows, parse_range
+from trioweb._request import CACHED
+from trioweb.resource import ForbiddenResource, NoResource, Resource
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from trioweb._request import Request
+
+__all__ = [
+    "ASISProcessor",
+    "Data",
+    "DirectoryLister",
+    "File",
+    "Registry",
+    "formatFileSize",
+    "getTypeAndEncoding",
+    "loadMimeTypes",
+]
+
+# Bodies up to this size are read in one call and answered from ``render``;
+# beyond it they are streamed (sendfile) from a task.
+SMALL_BODY = 64 * 1024
+
+# Errors meaning "there is nothing servable here" (404), as opposed to 403 or 500.
+_NOT_FOUND_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG, errno.EINVAL}
 
 
 class Data(Resource):
@@ -23,3 +81,268 @@ class Data(Resource):
     def render_GET(self, request: Request) -> bytes:
         request.setHeader(b"content-type", self.type)
         return self.data
+
+
+class Registry:
+    """State shared by the resources of one ``File`` tree (resource scripts use it).
+
+    ``getComponent(key)``/``setComponent(key, value)`` keep one object per
+    key (usually a class, as in ``registry.getComponent(Counter)``);
+    ``cachePath``/``getCachedPath`` remember the resource a script built.
+    """
+
+    def __init__(self) -> None:
+        self._components: dict[Any, Any] = {}
+        self._path_cache: dict[str, Resource] = {}
+
+    def getComponent(self, interface: Any, default: Any = None) -> Any:
+        return self._components.get(interface, default)
+
+    def setComponent(self, interfaceClass: Any, component: Any) -> None:
+        self._components[interfaceClass] = component
+
+    def removeComponent(self, component: Any) -> None:
+        for key in [k for k, v in self._components.items() if v is component]:
+            del self._components[key]
+
+    def cachePath(self, path: str, rsrc: Resource) -> None:
+        self._path_cache[path] = rsrc
+
+    def getCachedPath(self, path: str) -> Resource | None:
+        return self._path_cache.get(path)
+
+
+class File(Resource):
+    """A file or a directory tree on disk; see the module docstring."""
+
+    contentTypes: dict[str, str] = loadMimeTypes()
+    contentEncodings: dict[str, str] = dict(CONTENT_ENCODINGS)
+    # Content codings a precompressed sibling may provide, in order of preference.
+    precompressed: tuple[tuple[bytes, str], ...] = ((b"br", ".br"), (b"gzip", ".gz"))
+    indexNames: list[str] = ["index", "index.html", "index.htm", "index.rpy"]
+    childNotFound: Resource = NoResource("File not found.")
+    forbidden: Resource = ForbiddenResource()
+    follow_symlinks = False
+
+    def __init__(
+        self,
+        path: str | bytes | os.PathLike[str],
+        defaultType: str = "text/html",
+        ignoredExts: tuple[str, ...] | list[str] = (),
+        registry: Registry | None = None,
+    ) -> None:
+        super().__init__()
+        self.path = os.path.abspath(os.fsdecode(path))
+        self.defaultType = defaultType
+        self.ignoredExts = list(ignoredExts)
+        self.registry = registry if registry is not None else Registry()
+        self.processors: dict[str, Callable[[str, Registry], Resource]] = {}
+        # The tree this File belongs to: what containment is checked against.
+        self._root = self.path
+        self._relative = ""
+
+    def ignoreExt(self, ext: str) -> None:
+        """Let a request for ``foo`` find ``foo<ext>``; ``"*"`` allows any extension."""
+        self.ignoredExts.append(ext)
+
+    # -- traversal -----------------------------------------------------------------
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        name = segment_name(path)
+        if name is None:
+            return self.childNotFound
+        if name == "":
+            return self._index()
+        if self.ignoredExts and not os.path.lexists(os.path.join(self.path, name)):
+            found = self._sibling_with_extension(name)
+            if found is None:
+                return self.childNotFound
+            name = found
+        return self._child(name)
+
+    def _child(self, name: str) -> Resource:
+        path = os.path.join(self.path, name)
+        processor = self.processors.get(os.path.splitext(name)[1])
+        if processor is None:
+            return self.createSimilarFile(path)
+        # A processor interprets the file: check it is one we would serve first.
+        try:
+            fd, info = self._open(os.path.join(self._relative, name))
+        except OSError as exc:
+            return self._error_resource(exc)
+        os.close(fd)
+        if stat.S_ISDIR(info.st_mode):
+            return self.createSimilarFile(path)
+        return processor(path, self.registry)
+
+    def _index(self) -> Resource:
+        for index in self.indexNames:
+            if os.path.exists(os.path.join(self.path, index)):
+                return self._child(index)
+        return self.directoryListing()
+
+    def _sibling_with_extension(self, name: str) -> str | None:
+        for ext in self.ignoredExts:
+            if ext == "*":
+                try:
+                    names = sorted(os.listdir(self.path))
+                except OSError:
+                    return None
+                for candidate in names:
+                    if candidate.startswith(name + "."):
+                        return candidate
+            elif os.path.lexists(os.path.join(self.path, name + ext)):
+                return name + ext
+        return None
+
+    def createSimilarFile(self, path: str) -> File:
+        """A File for ``path`` with this one's settings, in the same tree."""
+        f = self.__class__(path, self.defaultType, self.ignoredExts, self.registry)
+        f.processors = self.processors
+        f.indexNames = self.indexNames[:]
+        f.childNotFound = self.childNotFound
+        f.forbidden = self.forbidden
+        f.contentTypes = self.contentTypes
+        f.contentEncodings = self.contentEncodings
+        f.precompressed = self.precompressed
+        f.follow_symlinks = self.follow_symlinks
+        if f.path.startswith(self._root + "/"):
+            f._root = self._root
+            f._relative = f.path[len(self._root) + 1:]
+        return f
+
+    def directoryListing(self) -> DirectoryLister:
+        return DirectoryLister(self.path, None, self.contentTypes, self.contentEncodings, self.defaultType,
+                               root=self._root, follow_symlinks=self.follow_symlinks)
+
+    # -- rendering ---------------------------------------------------------------------
+
+    def _open(self, relative: str) -> tuple[int, os.stat_result]:
+        return open_beneath(self._root, relative, follow_symlinks=self.follow_symlinks)
+
+    def _error_resource(self, exc: OSError) -> Resource:
+        if isinstance(exc, PermissionError):
+            return self.forbidden
+        if isinstance(exc, NotServable) or exc.errno in _NOT_FOUND_ERRNOS:
+            return self.childNotFound
+        raise exc  # EMFILE, EIO...: a server problem, answered with 500
+
+    def render_GET(self, request: Request) -> Any:
+        try:
+            fd, info = self._open(self._relative)
+        except OSError as exc:
+            return self._error_resource(exc).render(request)
+        if stat.S_ISDIR(info.st_mode):
+            os.close(fd)
+            return self._redirect_to_slash(request)
+        try:
+            ctype, encoding = getTypeAndEncoding(os.path.basename(self.path), self.contentTypes,
+                                                 self.contentEncodings, self.defaultType)
+            if encoding is None and self.precompressed:
+                fd, info, encoding = self._precompressed(request, fd, info)
+            return self._render_file(request, fd, info, ctype, encoding)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def _precompressed(
+        self, request: Request, fd: int, info: os.stat_result
+    ) -> tuple[int, os.stat_result, str | None]:
+        """Swap in a precompressed sibling the client accepts, if there is one."""
+        accepted = _accepted_codings(request.getHeader(b"accept-encoding"))
+        for coding, suffix in self.precompressed:
+            if coding in accepted:
+                try:
+                    variant_fd, variant_info = self._open(self._relative + suffix)
+                except OSError:
+                    continue
+                if not stat.S_ISREG(variant_info.st_mode):
+                    os.close(variant_fd)
+                    continue
+                os.close(fd)
+                request.setHeader(b"vary", b"Accept-Encoding")
+                return variant_fd, variant_info, coding.decode("ascii")
+        return fd, info, None
+
+    def _render_file(self, request: Request, fd: int, info: os.stat_result, ctype: str,
+                     encoding: str | None) -> Any:
+        """Headers, conditions and ranges for the open file ``fd``; owns ``fd`` from here."""
+        size = info.st_size
+        etag = b'"%x-%x"' % (info.st_mtime_ns, size)
+        request.setHeader(b"accept-ranges", b"bytes")
+        modified = request.setLastModified(info.st_mtime)
+        if request.setETag(etag) is CACHED or modified is CACHED:
+            os.close(fd)
+            return b""
+        request.setHeader(b"content-type", ctype)
+        if encoding is not None:
+            request.setHeader(b"content-encoding", encoding)
+        ranges = None
+        range_header = request.getHeader(b"range")
+        if range_header is not None and if_range_allows(request.getHeader(b"if-range"), etag, int(info.st_mtime)):
+            ranges = parse_range(range_header, size)
+        if ranges == []:
+            os.close(fd)
+            request.setResponseCode(416)
+            request.setHeader(b"content-range", b"bytes */%d" % size)
+            request.responseHeaders.removeHeader(b"content-type")
+            request.responseHeaders.removeHeader(b"content-encoding")
+            return b""
+        trailer = b""
+        if ranges is None:
+            pieces = [(b"", 0, size)]
+        elif len(ranges) == 1:
+            start, end = ranges[0]
+            request.setResponseCode(206)
+            request.setHeader(b"content-range", content_range(start, end, size))
+            pieces = [(b"", start, end - start + 1)]
+        else:
+            multipart = Multipart(ranges, size, ctype.encode("latin-1"))
+            request.setResponseCode(206)
+            request.setHeader(b"content-type", multipart.content_type)
+            pieces, trailer = multipart.parts, multipart.trailer
+        length = sum(len(head) + count for head, _, count in pieces) + len(trailer)
+        request.setHeader(b"content-length", b"%d" % length)
+        if request.method == b"HEAD":
+            os.close(fd)
+            return b""
+        if length <= SMALL_BODY:
+            try:
+                return b"".join(head + read_exactly(fd, offset, count) for head, offset, count in pieces) + trailer
+            finally:
+                os.close(fd)
+        return send_pieces(request, fd, pieces, trailer)
+
+    def _redirect_to_slash(self, request: Request) -> bytes:
+        query = request.uri.partition(b"?")[2]
+        # prePathURL is absolute, so the Location never starts with "//"
+        # (a relative "//host/..." would send the client to another site).
+        location = request.prePathURL() + b"/" + (b"?" + query if query else b"")
+        request.redirect(location)
+        request.setHeader(b"content-type", b"text/html; charset=utf-8")
+        link = location.decode("ascii").replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
+        return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Moved</title></head>'
+                f'<body><a href="{link}">click here</a></body></html>\n').encode("ascii")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.path!r}>"
+
+
+def _accepted_codings(header: bytes | None) -> set[bytes]:
+    """The content codings an ``Accept-Encoding`` header accepts (q > 0), lower-cased."""
+    if not header:
+        return set()
+    accepted = set()
+    for item in header.split(b","):
+        coding, _, params = item.partition(b";")
+        quality = 1.0
+        for param in params.split(b";"):
+            key, _, value = param.partition(b"=")
+            if key.strip().lower() == b"q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if quality > 0:
+            accepted.add(coding.strip().lower())
+    return accepted
