@@ -1,0 +1,199 @@
+"""Endpoint strings and the listeners they open."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import trio
+from rawhttp import RawConnection, get
+
+from trioweb.endpoints import (
+    EndpointError,
+    SSLEndpoint,
+    TCPEndpoint,
+    UNIXEndpoint,
+    open_listeners,
+    parse_endpoint,
+)
+from trioweb.server import Site, serve
+from trioweb.static import Data
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("tcp:8080", TCPEndpoint(8080)),
+        ("tcp:port=8080", TCPEndpoint(8080)),
+        ("tcp:8080:interface=127.0.0.1", TCPEndpoint(8080, "127.0.0.1")),
+        ("tcp:8080:interface=\\:\\:1", TCPEndpoint(8080, "::1")),
+        ("tcp:8080:interface=[::1]", TCPEndpoint(8080, "::1")),
+        ("tcp:0:backlog=5", TCPEndpoint(0, "", 5)),
+        ("unix:/tmp/s", UNIXEndpoint("/tmp/s")),
+        ("unix:/tmp/s:mode=660", UNIXEndpoint("/tmp/s", 0o660)),
+        ("unix:/tmp/s:lockfile=0", UNIXEndpoint("/tmp/s", 0o666, False)),
+        ("unix:/tmp/s:wantPID=1", UNIXEndpoint("/tmp/s", 0o666, True)),
+        ("unix:address=/tmp/s", UNIXEndpoint("/tmp/s")),
+        ("ssl:8443:privateKey=k.pem:certKey=c.pem", SSLEndpoint(8443, "k.pem", "c.pem")),
+        ("ssl:8443:privateKey=both.pem", SSLEndpoint(8443, "both.pem", "both.pem")),
+    ],
+)
+def test_parse(text, expected):
+    assert parse_endpoint(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("tcp", "no port"),
+        ("tcp:http", "must be a number"),
+        ("tcp:99999", "out of range"),
+        ("tcp:80:bogus=1", "unexpected bogus=1"),
+        ("tcp:80:extra", "unexpected extra"),
+        ("tcp:80:interface=a:b", "positional value"),
+        ("unix:", "no socket path"),
+        ("unix:/x:mode=999", "must be a number"),
+        ("unix:/x:lockfile=yes", "lockfile must be 0 or 1"),
+        ("ssl:443", "privateKey"),
+        ("udp:53", "unknown kind"),
+        ("tcp:80:port=81", "port"),
+    ],
+)
+def test_bad_strings_name_the_string(text, message):
+    with pytest.raises(EndpointError) as info:
+        parse_endpoint(text)
+    assert repr(text) in str(info.value) or text in str(info.value)
+    assert message in str(info.value)
+
+
+async def test_unix_socket_mode_lock_and_cleanup(tmp_path, nursery):
+    path = str(tmp_path / "web.sock")
+    async with open_listeners([parse_endpoint(f"unix:{path}:mode=660")]) as listeners:
+        assert oct(os.stat(path).st_mode & 0o777) == oct(0o660)
+        assert os.readlink(path + ".lock") == str(os.getpid())
+        async with trio.open_nursery() as inner:
+            await inner.start(serve, Site(Data(b"hi", "text/plain")), listeners)
+            conn = await RawConnection.open_unix(path)
+            await conn.send(get())
+            response = await conn.read_response()
+            assert response.body == b"hi"
+            inner.cancel_scope.cancel()
+    assert not os.path.exists(path) and not os.path.lexists(path + ".lock")
+
+
+async def test_live_owner_refuses_a_second_server(tmp_path):
+    path = str(tmp_path / "web.sock")
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        os.symlink(str(owner.pid), path + ".lock")
+        with pytest.raises(EndpointError, match=f"pid {owner.pid}"):
+            async with open_listeners([UNIXEndpoint(path)]):
+                pass
+        assert os.path.lexists(path + ".lock")  # not ours to remove
+    finally:
+        owner.kill()
+        owner.wait()
+
+
+async def test_stale_socket_and_lock_of_a_dead_process_are_replaced(tmp_path):
+    path = str(tmp_path / "web.sock")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(path)
+    stale.close()  # a socket file nobody listens on
+    os.symlink(str(dead.pid), path + ".lock")
+    async with open_listeners([UNIXEndpoint(path)]):
+        assert os.readlink(path + ".lock") == str(os.getpid())
+
+
+async def test_stale_socket_without_lock_is_replaced(tmp_path):
+    path = str(tmp_path / "web.sock")
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(path)
+    stale.close()
+    async with open_listeners([UNIXEndpoint(path, lockfile=False)]):
+        assert os.path.exists(path)
+
+
+async def test_live_socket_without_lock_is_not_stolen(tmp_path):
+    path = str(tmp_path / "web.sock")
+    live = socket.socket(socket.AF_UNIX)
+    live.bind(path)
+    live.listen()
+    try:
+        with pytest.raises(EndpointError, match="already listening"):
+            async with open_listeners([UNIXEndpoint(path, lockfile=False)]):
+                pass
+    finally:
+        live.close()
+
+
+async def test_regular_file_at_the_path_is_never_removed(tmp_path):
+    path = tmp_path / "web.sock"
+    path.write_text("precious")
+    with pytest.raises(EndpointError, match="not a socket"):
+        async with open_listeners([UNIXEndpoint(str(path))]):
+            pass
+    assert path.read_text() == "precious"
+    assert not os.path.lexists(str(path) + ".lock")
+
+
+async def test_port_in_use_is_a_clear_error():
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    try:
+        with pytest.raises(EndpointError, match=f"127.0.0.1:{port}"):
+            async with open_listeners([TCPEndpoint(port, "127.0.0.1")]):
+                pass
+    finally:
+        holder.close()
+
+
+async def test_ipv6_interface(nursery):
+    try:
+        async with open_listeners([parse_endpoint("tcp:0:interface=\\:\\:1")]) as listeners:
+            assert listeners[0].socket.getsockname()[0] == "::1"
+    except EndpointError:
+        pytest.skip("no IPv6 loopback here")
+
+
+async def test_bad_tls_files_are_a_clear_error(tmp_path):
+    with pytest.raises(EndpointError, match="TLS"):
+        async with open_listeners([SSLEndpoint(0, str(tmp_path / "missing.pem"), str(tmp_path / "missing.pem"))]):
+            pass
+
+
+async def test_tls_endpoint_serves_https(tmp_path, nursery):
+    import shutil
+    import ssl
+
+    from trioweb.resource import Resource
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+                    "-keyout", str(key), "-out", str(cert), "-days", "1"], check=True, capture_output=True)
+
+    class Secure(Resource):
+        isLeaf = True
+
+        def render_GET(self, request):
+            return request.prePathURL() + b" %r" % request.isSecure()
+
+    async with open_listeners([parse_endpoint(f"ssl:0:privateKey={key}:certKey={cert}:interface=127.0.0.1")]) as listeners:
+        await nursery.start(serve, Site(Secure()), listeners)
+        port = listeners[0].transport_listener.socket.getsockname()[1]
+        context = ssl.create_default_context(cafile=str(cert))
+        stream = trio.SSLStream(await trio.open_tcp_stream("127.0.0.1", port), context, server_hostname="localhost")
+        conn = RawConnection(stream)
+        await conn.send(get(host=b"localhost:%d" % port))
+        response = await conn.read_response()
+        assert response.body == b"https://localhost:%d/ True" % port
+        nursery.cancel_scope.cancel()
