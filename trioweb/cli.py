@@ -20,6 +20,7 @@ from typing import Any
 import click
 import trio
 
+from trioweb._static_options import static_options, static_root
 from trioweb._version import __version__
 from trioweb.endpoints import Endpoint, EndpointError, UNIXEndpoint, open_listeners, parse_endpoint
 from trioweb.http import Limits
@@ -180,6 +181,7 @@ def limits_from(options: dict[str, Any]) -> Limits:
 @click.option("--pidfile", metavar="FILE", help="Write the process id here while running.")
 @click.option("--uid", metavar="USER", help="Run as this user after the listeners are open.")
 @click.option("--gid", metavar="GROUP", help="Run as this group after the listeners are open.")
+@static_options
 @limit_options
 @click.version_option(__version__, prog_name="trioweb")
 def main(**options: Any) -> None:
@@ -192,9 +194,12 @@ def main(**options: Any) -> None:
     except EndpointError as exc:
         raise click.UsageError(str(exc)) from None
     headers = [_parse_header(h) for h in options["add_header"]]
+    root: Resource | None = static_root(options, _named_object)
+    if root is not None and options["class_name"]:
+        raise click.UsageError("--class, --path and --resource-script choose the root: give one of them.")
     if options["class_name"]:
-        root: Resource = _named_object(options["class_name"])()
-    else:
+        root = _named_object(options["class_name"])()
+    elif root is None:
         root = WelcomePage()
     site = Site(root, limits=limits, logPath=options["logfile"] or "-",
                 displayTracebacks=options["display_tracebacks"], headers=headers)
