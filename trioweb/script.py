@@ -84,6 +84,8 @@ def ResourceScript(path: str, registry: Registry) -> Resource:
     except AlreadyCached as cached:
         return cached.args[0]
     resource = namespace["resource"]
+    if not (hasattr(resource, "render") and hasattr(resource, "getChildWithDefault")):
+        raise TypeError(f"{path}: 'resource' is a {type(resource).__name__}, not a Resource")
     if scanner.doCache and resource is not noRsrc:
         registry.cachePath(path, resource)
     return resource
