@@ -26,6 +26,9 @@ _MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 
 def escape_for_log(value: bytes) -> str:
     """Printable ASCII as is; ``"`` and ``\\`` backslashed; everything else ``\\xNN``."""
+    if not _UNSAFE.search(value):
+        return value.decode("ascii")
+
     def replace(match: re.Match[bytes]) -> bytes:
         char = match.group()
         return b"\\" + char if char in (b'"', b"\\") else b"\\x%02x" % char[0]
@@ -62,8 +65,9 @@ class AccessLog:
         if int(now) != self._second:
             self._second = int(now)
             self._stamp = _timestamp(now)
-        referrer = request.getHeader(b"referer")
-        agent = request.getHeader(b"user-agent")
+        headers = request.requestHeaders
+        referrer = headers.last_value(b"referer")
+        agent = headers.last_value(b"user-agent")
         return (
             f'"{ip}" - - {self._stamp} '
             f'"{escape_for_log(request.method)} {escape_for_log(request.uri)} {escape_for_log(request.clientproto)}" '

@@ -61,7 +61,7 @@ class Request:
         self.method = head.method
         self.uri = head.target
         self.clientproto = b"HTTP/" + head.version
-        self.requestHeaders = Headers.from_trusted_pairs(head.headers)
+        self.requestHeaders = Headers.from_trusted_map(head.headers)
         self.responseHeaders = Headers()
         self.client: Address = channel.client
         self.host: Address = channel.host
@@ -130,6 +130,8 @@ class Request:
 
     def getHeader(self, key: bytes | str) -> Any:
         """The last value of a request header, or None."""
+        if type(key) is bytes:
+            return self.requestHeaders.last_value(key.lower())
         values = self.requestHeaders.getRawHeaders(key)
         return values[-1] if values else None
 
@@ -315,18 +317,19 @@ class Request:
     def _start_response(self, content_length: int | None) -> None:
         """Frame the head (and the body queued so far) into the connection's buffer."""
         headers = self.responseHeaders
-        declared = headers.getRawHeaders(b"content-length")
+        declared = headers.take(b"content-length")
         if declared is not None:
-            headers.removeHeader(b"content-length")
             if len(declared) != 1 or not declared[0].isdigit():
                 raise ValueError(f"invalid Content-Length set by the resource: {declared!r}")
             content_length = int(declared[0])
-        for hop in (b"transfer-encoding", b"connection", b"keep-alive"):
-            headers.removeHeader(hop)
+        # Framing and connection management are the connection's, not the resource's.
+        headers.take(b"transfer-encoding")
+        headers.take(b"connection")
+        headers.take(b"keep-alive")
         pairs = list(headers.pairs())
         if (
             self.defaultContentType is not None
-            and not headers.hasHeader(b"content-type")
+            and headers.last_value(b"content-type") is None
             and self.code not in (204, 304)
             and (content_length != 0 or self.method == b"HEAD")
         ):

@@ -354,6 +354,7 @@ class Server:
                 async with trio.open_nursery() as acceptors:
                     for listener in self.listeners:
                         acceptors.start_soon(self._accept_loop, listener, connections)
+                    acceptors.start_soon(self._expire_idle_connections)
                     task_status.started()
                     await self._stopping.wait()
                     acceptors.cancel_scope.cancel()
@@ -368,6 +369,16 @@ class Server:
             connections.cancel_scope.cancel()
         if self.site.access_log is not None:
             self.site.access_log.flush()
+
+    async def _expire_idle_connections(self) -> None:
+        """Close connections idle past their timeout (one sweep per tick, not a timer per request)."""
+        limits = self.site.limits
+        tick = min(1.0, limits.keepalive_timeout / 4, limits.header_timeout / 4)
+        while True:
+            await trio.sleep(tick)
+            now = trio.current_time()
+            for conn in list(self.connections):
+                conn.expire_if_idle(now)
 
     def stop(self) -> None:
         """Begin a graceful stop: no new connections, finish what is in flight."""

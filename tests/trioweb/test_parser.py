@@ -89,7 +89,7 @@ def our_result(data: bytes):
     body = b""
     for event in events[1:]:
         if event is END_OF_MESSAGE:
-            headers = [(n.lower(), v.strip(b" \t")) for n, v in head.headers]
+            headers = sorted((n, v.strip(b" \t")) for n, values in head.headers.items() for v in values)
             return ("accept", head.method, head.target, headers, body)
         if isinstance(event, ParseError):
             return ("reject", event.status)
@@ -116,7 +116,7 @@ def h11_result(data: bytes):
                 break
     except h11.RemoteProtocolError as exc:
         return ("reject", exc.error_status_hint)
-    headers = [(n, v) for n, v in request_headers(conn, data)]
+    headers = sorted(request_headers(conn, data))
     return ("accept", conn.their_http_version and data.split(b" ", 1)[0], data.split(b" ", 2)[1], headers, body)
 
 

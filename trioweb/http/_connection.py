@@ -34,7 +34,9 @@ handler sees a vanished client as ``ConnectionLost`` from these primitives.
 from __future__ import annotations
 
 import logging
+import math
 import os
+import socket
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -42,6 +44,7 @@ import trio
 from trioweb.address import Address
 from trioweb.http._limits import Limits
 from trioweb.http._parser import END_OF_MESSAGE, ParseError, RequestHead, RequestParser
+from trioweb.http._transport import transport_for
 from trioweb.http._writer import (
     CONTINUE_100,
     LAST_CHUNK,
@@ -58,6 +61,8 @@ READ_SIZE = 65536
 # Bytes left unread in a request body that we are willing to read and drop to
 # keep the connection; beyond this the connection is closed instead.
 MAX_DISCARD = 256 * 1024
+# How long a connection closed after an error keeps draining the client's input.
+LINGER_SECONDS = 2.0
 # How much pipelined input the disconnect watcher may buffer before it stops
 # reading (the client is then throttled by TCP until we catch up).
 MAX_READ_AHEAD = 256 * 1024
@@ -95,6 +100,7 @@ class HTTPConnection:
         server_header: bytes = b"trioweb",
     ) -> None:
         self.stream = stream
+        self.transport = transport_for(stream)
         self.handler = handler
         self.limits = limits
         self.client = client
@@ -104,9 +110,11 @@ class HTTPConnection:
         self.parser = RequestParser(limits)
         self.lost = False
         self.draining = False  # the server is stopping: finish this exchange, then close
-        self._idle_scope: trio.CancelScope | None = None
+        self._scope = trio.CancelScope()
+        self.idle_since: float | None = None  # set while waiting for a request's first byte
         self._out: list[bytes] = []
         self._requests_served = 0
+        self._linger = False  # closing with unread input: drain before closing
         self._reset_exchange(None)
 
     def _reset_exchange(self, head: RequestHead | None) -> None:
@@ -127,43 +135,89 @@ class HTTPConnection:
     async def run(self) -> None:
         """Serve requests until the connection closes; never raises for I/O errors."""
         try:
-            while not self.lost:
-                head = await self._next_head()
-                if head is None:
-                    break
-                self._reset_exchange(head)
-                self._requests_served += 1
-                if self._requests_served >= self.limits.max_requests_per_connection:
-                    self.keep_alive = False
-                await self.handler(self, head)
-                if not self.response_done:
-                    # The handler gave up mid-response (or never answered): the
-                    # client must not mistake what it got for a whole response.
-                    break
-                if not await self._finish_request_body():
-                    self.keep_alive = False
-                if not self.keep_alive or self.draining:
-                    await self.flush()
-                    break
-                if not self._next_head_is_parsed() or self._buffered() > READ_SIZE:
-                    await self.flush()
+            # One scope for the connection's life: an idle timeout or a
+            # graceful stop cancels it while the connection waits between requests.
+            with self._scope:
+                await self._serve()
         except ConnectionLost:
             pass
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         finally:
-            self.lost = True
             await self._close()
+            self.lost = True
+
+    async def _serve(self) -> None:
+        while not self.lost:
+            head = await self._next_head()
+            if head is None:
+                break
+            self._reset_exchange(head)
+            self._requests_served += 1
+            if self._requests_served >= self.limits.max_requests_per_connection:
+                self.keep_alive = False
+            await self.handler(self, head)
+            if not self.response_done:
+                # The handler gave up mid-response (or never answered): the
+                # client must not mistake what it got for a whole response.
+                break
+            if not await self._finish_request_body():
+                self.keep_alive = False
+                self._linger = True
+            if not self.keep_alive or self.draining:
+                await self.flush()
+                break
+            if not self._next_head_is_parsed() or self._buffered() > READ_SIZE:
+                await self.flush()
+            elif self._requests_served % 16 == 0:
+                # Pipelined requests need no I/O wait: let other tasks run now and then.
+                await trio.lowlevel.checkpoint()
 
     async def _close(self) -> None:
         with trio.CancelScope(shield=True):
-            with trio.move_on_after(1):
-                if self._out and not self.lost:
-                    await self._send(b"".join(self._out))
+            if self._linger and not self.lost:
+                await self._lingering_close()
+            if self._out and not self.lost:
+                try:
+                    await self.transport.send_all(b"".join(self._out), 1)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
+                    pass
             try:
                 await trio.aclose_forcefully(self.stream)
             except Exception:  # closing a broken stream can fail; nothing to do
                 pass
+
+    async def _lingering_close(self) -> None:
+        """Half-close, then read and drop what the client is still sending.
+
+        Closing a socket with unread input makes the kernel send a reset,
+        which can destroy the error response before the client reads it. So,
+        after an error answer, we stop writing and drain (bounded in time and
+        bytes) until the client closes too.
+        """
+        if self._out:
+            try:
+                await self.transport.send_all(b"".join(self._out), 1)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
+                return
+            self._out.clear()
+        sock = self.transport.socket
+        if sock is None:
+            return
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            return
+        deadline = trio.current_time() + LINGER_SECONDS
+        drained = 0
+        try:
+            while drained < MAX_DISCARD * 4:
+                data = await self.transport.receive(READ_SIZE, deadline - trio.current_time())
+                if not data:
+                    return
+                drained += len(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
+            pass
 
     def _next_head_is_parsed(self) -> bool:
         events = self.parser.events
@@ -178,26 +232,27 @@ class HTTPConnection:
         if not events:
             if self.draining or self.parser.closed:
                 return None
-            first = self._requests_served == 0
-            timeout = self.limits.header_timeout if first else self.limits.keepalive_timeout
-            with trio.move_on_after(timeout) as scope:
-                self._idle_scope = scope
-                got_bytes = await self._read_into_parser()
-                self._idle_scope = None
-                if not got_bytes:
-                    return None
-                # From the first byte on, the whole head has one deadline.
-                scope.deadline = trio.current_time() + self.limits.header_timeout
-                while not events:
-                    if not await self._read_into_parser():
-                        return None
-            self._idle_scope = None
-            if scope.cancelled_caught:
-                if self.draining and not self.parser.events:
-                    return None
-                if self.parser.in_message:
+            # Waiting for a first byte. The server sweeps idle connections (see
+            # expire_if_idle): a per-request timer here would cost more than
+            # the rest of the wait.
+            data = self.transport.try_receive(READ_SIZE)
+            if data is None:
+                self.idle_since = trio.current_time()
+                data = await self._receive(math.inf)
+                self.idle_since = None
+            if not data or self._scope.cancel_called:
+                return None  # the client left, or the server is stopping
+            self.parser.feed(data)
+            if not events:
+                # A head in several pieces: from its first byte on, it has one deadline.
+                deadline = trio.current_time() + self.limits.header_timeout
+                try:
+                    while not events:
+                        if not await self._read_into_parser(deadline - trio.current_time()):
+                            return None
+                except trio.TooSlowError:
                     await self._send_error(408)
-                return None
+                    return None
         event = events.popleft()
         if isinstance(event, ParseError):
             log.info("bad request from %s: %s", self.client, event.reason)
@@ -207,12 +262,15 @@ class HTTPConnection:
             return event
         raise AssertionError(f"unexpected parser event {event!r}")  # the parser's own bug
 
-    async def _read_into_parser(self) -> bool:
-        """Read once and feed the parser; False at end of input."""
+    async def _receive(self, timeout: float) -> bytes:
         try:
-            data = await self.stream.receive_some(READ_SIZE)
+            return await self.transport.receive(READ_SIZE, timeout)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            data = b""
+            return b""
+
+    async def _read_into_parser(self, timeout: float) -> bool:
+        """Read once and feed the parser; False at end of input."""
+        data = await self._receive(timeout)
         if not data:
             self.lost = True
             return False
@@ -222,14 +280,30 @@ class HTTPConnection:
     async def _send_error(self, status: int) -> None:
         self._out.clear()
         self.keep_alive = False
-        with trio.move_on_after(self.limits.send_timeout):
+        self._linger = True
+        try:
             await self._send(error_response(status, self.server_header, _date_header.value()))
+        except (ConnectionLost, trio.TooSlowError):
+            pass
 
     def close_if_idle(self) -> None:
         """For a graceful stop: close now if waiting between requests."""
         self.draining = True
-        if self._idle_scope is not None and not self.parser.in_message:
-            self._idle_scope.cancel()
+        if self.idle_since is not None:
+            self._scope.cancel()
+
+    def expire_if_idle(self, now: float) -> None:
+        """Close the connection if it has waited too long for a request.
+
+        Called by the server about once a second for every connection; the
+        first request of a connection gets the header timeout, later ones the
+        keep-alive timeout.
+        """
+        since = self.idle_since
+        if since is not None:
+            limit = self.limits.keepalive_timeout if self._requests_served else self.limits.header_timeout
+            if now - since >= limit:
+                self._scope.cancel()
 
     # -- request body --------------------------------------------------------
 
@@ -276,11 +350,11 @@ class HTTPConnection:
                 if isinstance(event, ParseError):
                     self.keep_alive = False
                     raise event
-            with trio.move_on_after(self.limits.body_timeout) as scope:
-                got = await self._read_into_parser()
-            if scope.cancelled_caught:
+            try:
+                got = await self._read_into_parser(self.limits.body_timeout)
+            except trio.TooSlowError:
                 self.keep_alive = False
-                raise BodyTimeout
+                raise BodyTimeout from None
             if not got:
                 raise ConnectionLost("client closed the connection during the request body")
 
@@ -324,8 +398,7 @@ class HTTPConnection:
         self.response_started = True
         if self.draining or self.lost:
             self.keep_alive = False
-        pairs = [(b"Server", self.server_header), (b"Date", _date_header.value())]
-        pairs.extend(headers)
+        pairs = headers
         no_body = status_has_no_body(code)
         self._send_body = not no_body and head.method != b"HEAD"
         if no_body:
@@ -346,7 +419,7 @@ class HTTPConnection:
             pairs.append((b"Connection", b"close"))
         elif head.version == b"1.0":
             pairs.append((b"Connection", b"keep-alive"))
-        self._out.append(serialize_head(b"1.1", code, phrase, pairs))
+        self._out.append(serialize_head(b"1.1", code, phrase, pairs, _date_header.lines(self.server_header)))
 
     def write(self, data: bytes) -> None:
         """Queue a piece of the body (no I/O; see ``flush``)."""
@@ -380,11 +453,7 @@ class HTTPConnection:
             return
         data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
         self._out.clear()
-        with trio.move_on_after(self.limits.send_timeout) as scope:
-            await self._send(data)
-        if scope.cancelled_caught:
-            self.lost = True
-            raise ConnectionLost("client stopped reading (send timeout)")
+        await self._send(data)
 
     async def send_file(self, fd: int, offset: int, count: int) -> None:
         """Send ``count`` bytes of the open file ``fd`` from ``offset`` as body.
@@ -403,7 +472,7 @@ class HTTPConnection:
                 raise ValueError("response body longer than its Content-Length")
             self._remaining -= count
         await self.flush()
-        sock = getattr(self.stream, "socket", None)
+        sock = self.transport.socket
         if sock is None or self._chunked:
             await self._send_file_by_reading(fd, offset, count)
             return
@@ -417,11 +486,11 @@ class HTTPConnection:
                 self.lost = True
                 raise ConnectionLost(f"sendfile failed: {exc}") from exc
             if sent is None:
-                with trio.move_on_after(self.limits.send_timeout) as scope:
-                    await trio.lowlevel.wait_writable(sock)
-                if scope.cancelled_caught:
+                try:
+                    await self.transport.wait_writable(self.limits.send_timeout)
+                except trio.TooSlowError:
                     self.lost = True
-                    raise ConnectionLost("client stopped reading (send timeout)")
+                    raise ConnectionLost("client stopped reading (send timeout)") from None
                 continue
             if sent == 0:
                 raise ValueError("file shorter than the range being sent")
@@ -444,10 +513,13 @@ class HTTPConnection:
         if self.lost:
             raise ConnectionLost("client went away")
         try:
-            await self.stream.send_all(data)
+            await self.transport.send_all(data, self.limits.send_timeout)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self.lost = True
             raise ConnectionLost("client went away") from exc
+        except trio.TooSlowError as exc:
+            self.lost = True
+            raise ConnectionLost("client stopped reading (send timeout)") from exc
 
     async def watch_for_disconnect(self) -> None:
         """Return when the client closes or resets the connection.
@@ -458,11 +530,9 @@ class HTTPConnection:
         read_ahead = 0
         while read_ahead < MAX_READ_AHEAD:
             try:
-                data = await self.stream.receive_some(READ_SIZE)
+                data = await self._receive(math.inf)
             except trio.BusyResourceError:
                 await trio.sleep_forever()  # someone else reads; they will notice
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                data = b""
             if not data:
                 self.lost = True
                 return

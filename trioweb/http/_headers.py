@@ -61,17 +61,10 @@ class Headers:
                 self.setRawHeaders(name, values)
 
     @classmethod
-    def from_trusted_pairs(cls, pairs: Iterable[tuple[bytes, bytes]]) -> Headers:
-        """Build from pairs a parser already validated (no second check)."""
+    def from_trusted_map(cls, raw: dict[bytes, list[bytes]]) -> Headers:
+        """Wrap a map (lower-case names) a parser already validated; no copy, no check."""
         headers = cls()
-        raw = headers._raw
-        for name, value in pairs:
-            key = name.lower()
-            values = raw.get(key)
-            if values is None:
-                raw[key] = [value]
-            else:
-                values.append(value)
+        headers._raw = raw
         return headers
 
     def hasHeader(self, name: str | bytes) -> bool:
@@ -89,6 +82,15 @@ class Headers:
         if isinstance(name, str):
             return [v.decode("utf-8", "surrogateescape") for v in values]
         return list(values)
+
+    def last_value(self, name: bytes) -> bytes | None:
+        """The last value of ``name`` (lower-case bytes), or None: the fast lookup."""
+        values = self._raw.get(name)
+        return values[-1] if values else None
+
+    def take(self, name: bytes) -> list[bytes] | None:
+        """Remove ``name`` (lower-case bytes) and return its values, or None."""
+        return self._raw.pop(name, None)
 
     def setRawHeaders(self, name: str | bytes, values: Iterable[str | bytes]) -> None:
         self._raw[checked_name(name)] = [checked_value(v) for v in values]

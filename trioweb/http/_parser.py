@@ -72,7 +72,7 @@ class RequestHead:
     method: bytes
     target: bytes
     version: bytes  # b"1.0" or b"1.1"
-    headers: list[tuple[bytes, bytes]]
+    headers: dict[bytes, list[bytes]]  # lower-case names, values in arrival order
     keep_alive: bool
     content_length: int | None
     chunked: bool
@@ -105,7 +105,8 @@ class RequestParser:
 
     def _reset_head(self) -> None:
         self._target = bytearray()
-        self._headers: list[tuple[bytes, bytes]] = []
+        self._headers: dict[bytes, list[bytes]] = {}
+        self._header_count = 0
         self._header_bytes = 0
         self._headers_done = False
 
@@ -186,9 +187,15 @@ class RequestParser:
         self._header_bytes += len(name) + len(value) + 4
         if self._header_bytes > self.limits.max_header_bytes:
             self._abort(431, "header block too large")
-        if len(self._headers) >= self.limits.max_header_count:
+        self._header_count += 1
+        if self._header_count > self.limits.max_header_count:
             self._abort(431, "too many header fields")
-        self._headers.append((name, value))
+        key = name.lower()
+        values = self._headers.get(key)
+        if values is None:
+            self._headers[key] = [value]
+        else:
+            values.append(value)
 
     def on_headers_complete(self) -> None:
         self._headers_done = True
@@ -221,25 +228,19 @@ class RequestParser:
     # -- the checks llhttp leaves to us ------------------------------------
 
     def _check_head(self, method: bytes, target: bytes, version: bytes) -> RequestHead:
-        hosts: list[bytes] = []
-        transfer_codings: list[bytes] = []
+        headers = self._headers
+        hosts = headers.get(b"host", ())
+        transfer_codings = [c for value in headers.get(b"transfer-encoding", ()) for c in value.split(b",")]
         content_length: int | None = None
+        if b"content-length" in headers:
+            content_length = int(headers[b"content-length"][0])  # llhttp allowed digits only, once
         expect_continue = False
-        upgrade = False
-        for name, value in self._headers:
-            if len(name) == 4 and name.lower() == b"host":
-                hosts.append(value)
-            elif len(name) == 17 and name.lower() == b"transfer-encoding":
-                transfer_codings.extend(value.split(b","))
-            elif len(name) == 14 and name.lower() == b"content-length":
-                content_length = int(value)  # llhttp allowed only digits, once
-            elif len(name) == 6 and name.lower() == b"expect":
-                if value.strip().lower() == b"100-continue":
-                    expect_continue = version == b"1.1"
-                else:
-                    self._abort(417, "unsupported expectation")
-            elif len(name) == 7 and name.lower() == b"upgrade":
-                upgrade = True
+        for expectation in headers.get(b"expect", ()):
+            if expectation.strip().lower() == b"100-continue":
+                expect_continue = version == b"1.1"
+            else:
+                self._abort(417, "unsupported expectation")
+        upgrade = b"upgrade" in headers
         chunked = False
         if transfer_codings:
             if version == b"1.0":

@@ -39,6 +39,10 @@ class DateHeader:
             self._value = formatdate(now, usegmt=True).encode("ascii")
         return self._value
 
+    def lines(self, server: bytes) -> bytes:
+        """``Server`` and ``Date`` header lines, ready to put after a status line."""
+        return b"Server: " + server + b"\r\nDate: " + self.value() + b"\r\n"
+
 
 _canonical_names: dict[bytes, bytes] = {}
 
@@ -53,12 +57,16 @@ def canonical_name(name: bytes) -> bytes:
     return canonical
 
 
-def serialize_head(version: bytes, code: int, phrase: bytes, pairs: list[tuple[bytes, bytes]]) -> bytes:
-    """Status line and header block, ending with the empty line."""
-    lines = [b"HTTP/%s %d %s" % (version, code, phrase)]
-    lines.extend(canonical_name(name) + b": " + value for name, value in pairs)
-    lines.append(b"\r\n")
-    return b"\r\n".join(lines)
+def serialize_head(
+    version: bytes, code: int, phrase: bytes, pairs: list[tuple[bytes, bytes]], prefix: bytes = b""
+) -> bytes:
+    """Status line, ``prefix`` (ready-made header lines), the pairs, the empty line."""
+    parts = [b"HTTP/%s %d %s\r\n" % (version, code, phrase), prefix]
+    names = _canonical_names
+    for name, value in pairs:
+        parts += (names.get(name) or canonical_name(name), b": ", value, b"\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
 
 
 def chunk(data: bytes) -> bytes:

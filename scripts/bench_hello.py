@@ -1,0 +1,75 @@
+"""Dynamic "hello" resource: trioweb vs Twisted Web, one core each, same run.
+
+    scripts/bench hello [--duration SECONDS] [--connections N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import textwrap
+from pathlib import Path
+
+from benchlib import TRIOWEB_PYTHON, TWISTED_PYTHON, Server, free_port, table, wrk
+
+TRIOWEB_APP = textwrap.dedent("""
+    import sys, trio
+    from trioweb.resource import Resource
+    from trioweb.server import Site, serve
+
+    class Hello(Resource):
+        isLeaf = True
+        def render_GET(self, request):
+            return b"Hello, world!"
+
+    async def main():
+        listeners = await trio.open_tcp_listeners(int(sys.argv[1]), host="127.0.0.1")
+        await serve(Site(Hello(), logPath=sys.argv[2]), listeners)
+
+    trio.run(main)
+""")
+
+TWISTED_APP = textwrap.dedent("""
+    import sys
+    from twisted.internet import reactor
+    from twisted.web.resource import Resource
+    from twisted.web.server import Site
+
+    class Hello(Resource):
+        isLeaf = True
+        def render_GET(self, request):
+            return b"Hello, world!"
+
+    reactor.listenTCP(int(sys.argv[1]), Site(Hello(), logPath=sys.argv[2]), interface="127.0.0.1")
+    reactor.run()
+""")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration", type=float, default=10)
+    parser.add_argument("--connections", type=int, default=50)
+    options = parser.parse_args()
+    rows = []
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, python, app in (("trioweb", TRIOWEB_PYTHON, TRIOWEB_APP), ("Twisted Web", TWISTED_PYTHON, TWISTED_APP)):
+            script = Path(tmp) / f"{name.split()[0].lower()}_hello.py"
+            script.write_text(app)
+            port = free_port()
+            with Server([python, str(script), str(port), str(Path(tmp) / f"{script.stem}.log")], port) as server:
+                wrk(f"http://127.0.0.1:{port}/", 2, options.connections)  # warm-up
+                result = wrk(f"http://127.0.0.1:{port}/", options.duration, options.connections, server)
+                results[name] = result
+                rows.append((name, f"{result.requests_per_second:,.0f}", f"{result.p50_ms:.2f}",
+                             f"{result.p99_ms:.2f}", f"{result.cpu_us_per_request:.1f}",
+                             f"{server.peak_rss_mib():.1f}", str(result.errors)))
+    ours, theirs = results["trioweb"], results["Twisted Web"]
+    rows.append(("trioweb/Twisted", f"{ours.requests_per_second / theirs.requests_per_second:.2f}x", "", "",
+                 f"{theirs.cpu_us_per_request / ours.cpu_us_per_request:.2f}x less", "", ""))
+    table(f"dynamic hello, wrk -t1 -c{options.connections} -d{options.duration:g}s, one core per side",
+          rows, ("server", "req/s", "p50 ms", "p99 ms", "CPU us/req", "peak RSS MiB", "errors"))
+
+
+if __name__ == "__main__":
+    main()

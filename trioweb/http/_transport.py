@@ -1,0 +1,123 @@
+"""The narrow I/O interface under ``HTTPConnection``.
+
+``try_receive(max_bytes)`` (None when nothing is there yet),
+``receive(max_bytes, timeout)``, ``send_all(data, timeout)`` and
+``wait_writable(timeout)`` are all the connection needs. Timeouts bound each
+wait, and cost nothing when there is no need to wait. There are two kinds:
+
+- ``SocketTransport``, for a plain socket (TCP or UNIX). It tries the system
+  call first and waits for readiness only when the socket would block, so a
+  ready socket costs one syscall and no scheduler round trip, and the
+  timeout's cancel scope is created only when there is something to wait
+  for. This is the hot path of every request, and the reason this module
+  exists: trio's stream classes add two context managers, a conflict check
+  and a scheduler checkpoint to each call.
+- ``StreamTransport``, for any other ``trio.abc.Stream`` (TLS): the stream's
+  own methods under a deadline.
+
+Both raise ``trio.BrokenResourceError`` when the peer is gone and
+``trio.TooSlowError`` when the deadline passes. Neither closes the stream;
+the connection does, once.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import os
+
+import trio
+
+_GONE = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, TimeoutError)
+
+
+class SocketTransport:
+    """Direct non-blocking I/O on a connected stream socket."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.socket = stream.socket
+        self.fd = stream.socket.fileno()
+
+    def try_receive(self, max_bytes: int) -> bytes | None:
+        """Up to ``max_bytes`` if the socket has any (``b""`` at end), else None."""
+        try:
+            return os.read(self.fd, max_bytes)
+        except BlockingIOError:
+            return None
+        except _GONE as exc:
+            raise trio.BrokenResourceError(str(exc)) from exc
+        except OSError as exc:
+            if exc.errno == errno.EBADF:
+                raise trio.ClosedResourceError("the connection is closed") from exc
+            raise trio.BrokenResourceError(str(exc)) from exc
+
+    async def receive(self, max_bytes: int, timeout: float) -> bytes:
+        """Up to ``max_bytes``; ``b""`` at end of input."""
+        while (data := self.try_receive(max_bytes)) is None:
+            if timeout == math.inf:
+                await trio.lowlevel.wait_readable(self.fd)
+            else:
+                with trio.fail_after(timeout):
+                    await trio.lowlevel.wait_readable(self.fd)
+        return data
+
+    async def send_all(self, data: bytes, timeout: float) -> None:
+        """Send everything; ``timeout`` bounds each wait for the client to read."""
+        view = memoryview(data)
+        sent = 0
+        total = len(data)
+        while sent < total:
+            try:
+                sent += os.write(self.fd, view[sent:])
+                continue
+            except BlockingIOError:
+                pass
+            except _GONE as exc:
+                raise trio.BrokenResourceError(str(exc)) from exc
+            except OSError as exc:
+                if exc.errno == errno.EBADF:
+                    raise trio.ClosedResourceError("the connection is closed") from exc
+                raise trio.BrokenResourceError(str(exc)) from exc
+            with trio.fail_after(timeout):
+                await trio.lowlevel.wait_writable(self.fd)
+
+    async def wait_writable(self, timeout: float) -> None:
+        with trio.fail_after(timeout):
+            await trio.lowlevel.wait_writable(self.fd)
+
+
+class StreamTransport:
+    """Any trio Stream (TLS, in-memory), under deadlines."""
+
+    socket = None
+    fd = -1
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+
+    def try_receive(self, max_bytes: int) -> bytes | None:
+        return None  # a stream has no "without waiting"; callers then use receive()
+
+    async def receive(self, max_bytes: int, timeout: float) -> bytes:
+        if timeout == math.inf:
+            return await self.stream.receive_some(max_bytes)
+        with trio.fail_after(timeout):
+            return await self.stream.receive_some(max_bytes)
+
+    async def send_all(self, data: bytes, timeout: float) -> None:
+        with trio.fail_after(timeout):
+            await self.stream.send_all(data)
+
+    async def wait_writable(self, timeout: float) -> None:
+        with trio.fail_after(timeout):
+            await self.stream.wait_send_all_might_not_block()
+
+
+Transport = SocketTransport | StreamTransport
+
+
+def transport_for(stream: trio.abc.Stream) -> Transport:
+    if isinstance(stream, trio.SocketStream):
+        return SocketTransport(stream)
+    return StreamTransport(stream)
