@@ -1,0 +1,649 @@
+"""The broker: drives a `Protocol` over a trio stream.
+
+One broker serves one connection. It runs, in a nursery of its own, one
+reader task (bytes in, events dispatched), one writer task (for bytes that
+could not be written at once), the tasks of incoming ``async`` calls and the
+pumps of streams with a source. All writes go through `_write`, which keeps
+them in order: it writes straight to the socket when nothing is queued (the
+common case, and the fast one) and otherwise appends to one buffer that the
+writer drains.
+
+Memory: producers of bulk data (calls, one-way sends, stream data) wait while
+more than ``SEND_HIGH_WATER`` bytes are queued. Answers and control messages
+do not wait (the reader must never block, or two brokers calling each other
+could deadlock), so a peer that sends calls and never reads the answers makes
+the queue grow; past ``max(SEND_HARD_LIMIT, 4 * max_frame)`` the connection
+is closed.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import logging
+import os
+import traceback
+import types
+from typing import Any
+
+import outcome
+import trio
+
+from . import _wire as wire
+from ._copyable import copy_name
+from ._credentials import PeerCredentials, peer_credentials, socket_of
+from ._errors import (
+    ConnectionLost,
+    DeadReference,
+    HandshakeError,
+    NoSuchMethod,
+    ProtocolError,
+    RemoteError,
+    RPCError,
+    StreamError,
+    TooManyCalls,
+)
+from ._protocol import (
+    Answer,
+    Call,
+    Cancel,
+    Error,
+    Goodbye,
+    HandshakeDone,
+    Protocol,
+    Send,
+    StreamAborted,
+    StreamCredit,
+    StreamData,
+    StreamStopped,
+)
+from ._references import Referenceable, RemoteReference, run_callback
+from ._streams import StreamSender
+
+logger = logging.getLogger("rpc")
+
+READ_SIZE = 256 * 1024
+SEND_HIGH_WATER = 1024 * 1024
+SEND_HARD_LIMIT = 64 * 1024 * 1024
+GOODBYE_TIMEOUT = 1.0
+
+
+def _type_name(exc: BaseException) -> str:
+    cls = type(exc)
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+class Broker:
+    """One end of an RPC connection over a trio stream (UNIX, TCP, TLS, memory).
+
+    Use it as an async context manager: entering starts the connection's
+    tasks and exchanges the hello (raising `HandshakeError` if the peer does
+    not speak this protocol or version, or says nothing within
+    ``handshake_timeout`` seconds); leaving closes the connection at once:
+    a goodbye is sent, pending calls fail with `ConnectionLost`, the tasks of
+    incoming calls are cancelled, and the stream is closed. The connection
+    also ends when the peer hangs up or breaks the protocol; the reason is
+    logged (logger ``rpc``) and kept in `close_reason`.
+
+    ``root`` is offered to the peer as its `getRootObject`. ``limits`` bounds
+    what the peer may send (see `rpc.Limits`). With ``send_tracebacks`` the
+    peer gets the formatted traceback of exceptions raised by our methods.
+    """
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        root: Referenceable | None = None,
+        *,
+        limits: wire.Limits | None = None,
+        send_tracebacks: bool = False,
+        handshake_timeout: float = 10.0,
+    ) -> None:
+        self.limits = limits if limits is not None else wire.Limits()
+        self._stream = stream
+        self._socket = socket_of(stream)
+        # Plain socket streams are read and written through the file
+        # descriptor: a non-blocking os.write needs no trip through the
+        # scheduler, which halves the latency of a small call.
+        self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else None
+        self._protocol = Protocol(self.limits, root=root, owner=self)
+        self._protocol.on_output = self._schedule_flush
+        self._send_tracebacks = send_tracebacks
+        self._handshake_timeout = handshake_timeout
+        self.closed = False
+        self.close_reason: str | None = None
+        self._close_error: ConnectionLost | None = None
+        self._goodbye = b""
+        self._disconnect_callbacks: list[Any] = []
+        self._waiting: dict[int, trio.lowlevel.Task] = {}
+        self._running: dict[int, trio.CancelScope] = {}
+        self._queued: collections.deque[tuple[int | None, Any]] = collections.deque()
+        self._active_calls = 0
+        self._out = bytearray()
+        self._writing = False
+        self._corked = False
+        self._writer_lot = trio.lowlevel.ParkingLot()
+        self._drain_lot = trio.lowlevel.ParkingLot()
+        self._flush_scheduled = False
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._handshake_done = trio.Event()
+        self._finished = trio.Event()
+        self._nursery_manager: Any = None
+        self._inner: trio.Nursery | None = None
+        self._hard_limit = max(SEND_HARD_LIMIT, 4 * self.limits.max_frame)
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Broker:
+        self._token = trio.lowlevel.current_trio_token()
+        self._nursery_manager = trio.open_nursery()
+        nursery = await self._nursery_manager.__aenter__()
+        try:
+            await nursery.start(self._run)
+            with trio.move_on_after(self._handshake_timeout):
+                await self._handshake_done.wait()
+            if self._protocol.peer is None and not self.closed:
+                self._fail(HandshakeError(
+                    f"no hello from the peer within {self._handshake_timeout} s"), goodbye=False)
+            if self._protocol.peer is None:
+                raise type(self._close_error)(self.close_reason)
+        except BaseException:
+            self._fail(ConnectionLost("handshake interrupted"), goodbye=False)
+            await self._nursery_manager.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> bool:
+        self._close_locally()
+        await self._nursery_manager.__aexit__(None, None, None)
+        return False
+
+    async def aclose(self) -> None:
+        """Close the connection now (as leaving the ``async with`` does) and wait until it is."""
+        self._close_locally()
+        await self._finished.wait()
+
+    def _close_locally(self) -> None:
+        self._fail(ConnectionLost("closed by this side"), goodbye=True,
+                   peer_reason="closed by the peer")
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection is closed, by either side or by an error."""
+        await self._finished.wait()
+
+    async def _run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            async with trio.open_nursery() as inner:
+                self._inner = inner
+                if self.closed:
+                    inner.cancel_scope.cancel()
+                self._write(self._protocol.hello())
+                inner.start_soon(self._reader)
+                inner.start_soon(self._writer)
+                task_status.started()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._send_last_words()
+                await trio.aclose_forcefully(self._stream)
+                self._finished.set()
+
+    async def _send_last_words(self) -> None:
+        """Best effort, bounded in time: flush what is queued and the goodbye."""
+        data = bytes(self._out) + self._goodbye
+        self._out.clear()
+        if not data or self._writing:
+            return  # the writer was cut off mid-write: the stream is unusable
+        with trio.move_on_after(GOODBYE_TIMEOUT):
+            try:
+                if self._fd is not None:
+                    while data:
+                        try:
+                            data = data[os.write(self._fd, data):]
+                        except BlockingIOError:
+                            await trio.lowlevel.wait_writable(self._fd)
+                else:
+                    await self._stream.send_all(data)
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
+    def _fail(self, error: ConnectionLost, *, goodbye: bool, peer_reason: str | None = None) -> None:
+        """End the connection: fail everything pending, cancel our tasks, run callbacks.
+
+        With ``goodbye``, a GOODBYE carrying ``peer_reason`` (default: the
+        error's reason) is the last thing sent.
+        """
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = error.reason
+        self._close_error = error
+        if isinstance(error, ProtocolError):
+            logger.warning("rpc: closing connection %s: %s", self._describe_peer(), error.reason)
+        else:
+            logger.debug("rpc: connection %s ended: %s", self._describe_peer(), error.reason)
+        if goodbye and self._protocol.peer is not None:
+            self._goodbye = self._protocol.goodbye(peer_reason or error.reason)
+        references, senders, receivers = self._protocol.close()
+        error_type = type(error)
+        for task in self._waiting.values():
+            trio.lowlevel.reschedule(task, outcome.Error(error_type(error.reason)))
+        self._waiting.clear()
+        for _call_id, coroutine in self._queued:
+            coroutine.close()
+        self._queued.clear()
+        for stream in (*senders, *receivers):
+            stream._fail(ConnectionLost(error.reason))
+        if self._inner is not None:
+            self._inner.cancel_scope.cancel()
+        self._handshake_done.set()
+        self._writer_lot.unpark_all()
+        self._drain_lot.unpark_all()
+        for reference in references:
+            reference._disconnected()
+        callbacks, self._disconnect_callbacks = self._disconnect_callbacks, []
+        for callback in callbacks:
+            run_callback(callback)
+
+    def _describe_peer(self) -> str:
+        if self._socket is None:
+            return "(no socket)"
+        try:
+            credentials = peer_credentials(self._socket)
+            if credentials is not None:
+                return f"(peer pid {credentials.pid}, uid {credentials.uid})"
+            return f"(peer {self._socket.getpeername()})"
+        except OSError:
+            return "(peer gone)"
+
+    # ------------------------------------------------------------ public API
+
+    async def getRootObject(self) -> RemoteReference:
+        """The peer's root object, as a `RemoteReference` (no round trip).
+
+        Raises `RPCError` if the peer offers no root, `DeadReference` if the
+        connection is closed.
+        """
+        await trio.lowlevel.checkpoint()
+        if self.closed:
+            raise DeadReference(f"connection closed ({self.close_reason})")
+        root = self._protocol.peer_root
+        if root is None:
+            raise RPCError("the peer offers no root object")
+        return root
+
+    def notifyOnDisconnect(self, callback: Any) -> None:
+        """Call ``callback()`` when the connection closes (at once if it is closed).
+
+        Exceptions from the callback are logged and otherwise ignored.
+        """
+        if self.closed:
+            run_callback(callback)
+        else:
+            self._disconnect_callbacks.append(callback)
+
+    def dontNotifyOnDisconnect(self, callback: Any) -> None:
+        """Undo `notifyOnDisconnect`; a callback not registered is ignored."""
+        try:
+            self._disconnect_callbacks.remove(callback)
+        except ValueError:
+            pass
+
+    def peer_credentials(self) -> PeerCredentials | None:
+        """pid, uid and gid of the peer process for a UNIX socket, None otherwise."""
+        if self._socket is None:
+            return None
+        return peer_credentials(self._socket)
+
+    @property
+    def peer_limits(self) -> wire.PeerHello | None:
+        """The limits the peer announced in its hello (None before the handshake)."""
+        return self._protocol.peer
+
+    # --------------------------------------------------------------- writing
+
+    def _write(self, data: bytes) -> None:
+        """Queue or write ``data`` in order. Never blocks, never raises for I/O errors.
+
+        Failures are handed to the writer task, so that the connection is
+        never torn down under a caller that is about to park.
+        """
+        if self.closed:
+            return
+        if self._fd is not None and not (self._out or self._writing or self._corked):
+            try:
+                sent = os.write(self._fd, data)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                sent = 0  # the writer will meet the same error and close
+            if sent == len(data):
+                return
+            data = memoryview(data)[sent:]
+        self._out += data
+        if len(self._out) > self._hard_limit:
+            self._token.run_sync_soon(functools.partial(self._fail, ConnectionLost(
+                f"peer is not reading: {len(self._out)} bytes queued for it"), goodbye=False))
+        if not self._corked:
+            self._writer_lot.unpark_all()
+
+    async def _writer(self) -> None:
+        try:
+            while True:
+                while not self._out:
+                    await self._writer_lot.park()
+                data = bytes(self._out)
+                self._out.clear()
+                self._writing = True
+                if self._fd is not None:
+                    view = memoryview(data)
+                    while view:
+                        try:
+                            view = view[os.write(self._fd, view):]
+                        except BlockingIOError:
+                            await trio.lowlevel.wait_writable(self._fd)
+                else:
+                    await self._stream.send_all(data)
+                self._writing = False
+                self._drain_lot.unpark_all()
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._fail(ConnectionLost(f"connection lost while writing: {exc!r}"), goodbye=False)
+
+    async def _wait_for_send_budget(self) -> None:
+        while len(self._out) > SEND_HIGH_WATER and not self.closed:
+            await self._drain_lot.park()
+
+    def _schedule_flush(self) -> None:
+        # Called when a reference is collected or a receiver dropped, which
+        # can happen anywhere (even in another thread): defer to the loop.
+        if self._flush_scheduled or self.closed or self._token is None:
+            return
+        self._flush_scheduled = True
+        try:
+            self._token.run_sync_soon(self._flush_control)
+        except trio.RunFinishedError:
+            pass
+
+    def _flush_control(self) -> None:
+        self._flush_scheduled = False
+        data = self._protocol.data_to_send()
+        if data:
+            self._write(data)
+
+    # --------------------------------------------------------------- reading
+
+    async def _reader(self) -> None:
+        try:
+            if self._fd is not None:
+                await self._read_socket(self._fd)
+            else:
+                while True:
+                    data = await self._stream.receive_some(READ_SIZE)
+                    if not data:
+                        break
+                    self._process(data)
+            self._fail(ConnectionLost("the peer closed the connection"), goodbye=False)
+        except ProtocolError as exc:
+            self._fail(exc, goodbye=True)
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._fail(ConnectionLost(f"connection lost: {exc!r}"), goodbye=False)
+
+    async def _read_socket(self, fd: int) -> None:
+        waited = True
+        while True:
+            try:
+                data = os.read(fd, READ_SIZE)
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(fd)
+                waited = True
+                continue
+            if not data:
+                return
+            if not waited:
+                # Two reads in a row without waiting: let the other tasks run.
+                await trio.lowlevel.checkpoint()
+            waited = False
+            self._process(data)
+
+    def _process(self, data: bytes) -> None:
+        events = self._protocol.receive_data(data)
+        # Answers produced while dispatching go out in one write.
+        self._corked = True
+        try:
+            for event in events:
+                if self.closed:
+                    return
+                self._dispatch[type(event)](self, event)
+            control = self._protocol.data_to_send()
+            if control:
+                self._out += control
+        finally:
+            self._corked = False
+        if self._out and not self._writing and not self.closed:
+            data, self._out = self._out, bytearray()
+            self._write(bytes(data))
+
+    # ------------------------------------------------- events: our calls
+
+    async def _call(self, object_id: int, method: str, args: Any, kwargs: dict) -> Any:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if len(self._out) > SEND_HIGH_WATER:
+            await self._wait_for_send_budget()
+        if self.closed:
+            raise DeadReference(f"connection closed ({self.close_reason})")
+        call_id, data = self._protocol.call(object_id, method, args, kwargs)
+        self._waiting[call_id] = trio.lowlevel.current_task()
+        self._write(data)
+
+        def abort(_raise_cancel: Any) -> trio.lowlevel.Abort:
+            # The caller was cancelled: tell the peer, and forget the call so
+            # that its late answer is dropped.
+            self._waiting.pop(call_id, None)
+            if not self.closed:
+                cancel = self._protocol.cancel(call_id)
+                if cancel:
+                    self._write(cancel)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        return await trio.lowlevel.wait_task_rescheduled(abort)
+
+    async def _send_one_way(self, object_id: int, method: str, args: Any, kwargs: dict) -> None:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if len(self._out) > SEND_HIGH_WATER:
+            await self._wait_for_send_budget()
+        if self.closed:
+            raise DeadReference(f"connection closed ({self.close_reason})")
+        self._write(self._protocol.send(object_id, method, args, kwargs))
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def _on_answer(self, event: Answer) -> None:
+        task = self._waiting.pop(event.call_id, None)
+        if task is not None:
+            trio.lowlevel.reschedule(task, outcome.Value(event.value))
+
+    def _on_error(self, event: Error) -> None:
+        task = self._waiting.pop(event.call_id, None)
+        if task is None:
+            return
+        if event.code == wire.ERR_EXCEPTION and isinstance(event.exception, Exception):
+            error: Exception = event.exception
+        elif event.code == wire.ERR_NO_SUCH_METHOD:
+            error = NoSuchMethod(event.type_name, event.message, event.traceback)
+        elif event.code == wire.ERR_DEAD_REFERENCE:
+            error = DeadReference(event.message)
+        elif event.code == wire.ERR_TOO_MANY_CALLS:
+            error = TooManyCalls(event.type_name, event.message, event.traceback)
+        else:
+            error = RemoteError(event.type_name, event.message, event.traceback)
+        trio.lowlevel.reschedule(task, outcome.Error(error))
+
+    # ------------------------------------------------ events: peer's calls
+
+    def _on_call(self, event: Call) -> None:
+        self._start_call(event.call_id, event.target, event.method, event.args, event.kwargs)
+
+    def _on_send(self, event: Send) -> None:
+        self._start_call(None, event.target, event.method, event.args, event.kwargs)
+
+    def _start_call(self, call_id: int | None, target: Any, name: str, args: list,
+                    kwargs: dict) -> None:
+        """Run ``remote_<name>``: inline if it is a plain function, else in a task."""
+        if target is None:
+            self._refuse(call_id, wire.ERR_DEAD_REFERENCE, "DeadReference",
+                         "the object called is no longer exported")
+            return
+        method = getattr(target, "remote_" + name, None)
+        if method is None or not callable(method):
+            self._refuse(call_id, wire.ERR_NO_SUCH_METHOD, "NoSuchMethod",
+                         f"No such method: remote_{name}")
+            return
+        try:
+            result = method(*args, **kwargs)
+        except Exception as exc:
+            self._finish_with_exception(call_id, exc)
+            return
+        if isinstance(result, types.CoroutineType):
+            if self._active_calls < self.limits.max_calls:
+                self._active_calls += 1
+                self._inner.start_soon(self._run_call, call_id, result)
+            elif len(self._queued) < self.limits.max_queued_calls:
+                self._queued.append((call_id, result))
+            else:
+                result.close()
+                self._refuse(call_id, wire.ERR_TOO_MANY_CALLS, "TooManyCalls",
+                             f"{self.limits.max_calls} calls running and "
+                             f"{self.limits.max_queued_calls} waiting")
+        elif call_id is not None:
+            self._answer(call_id, result)
+
+    def _refuse(self, call_id: int | None, code: int, type_name: str, message: str) -> None:
+        logger.info("rpc: refused a call %s: %s", self._describe_peer(), message)
+        if call_id is not None:
+            self._write(self._protocol.error(call_id, code, type_name, message))
+
+    def _answer(self, call_id: int, result: Any) -> None:
+        try:
+            data = self._protocol.answer(call_id, result)
+        except Exception as exc:
+            data = self._protocol.error(
+                call_id, wire.ERR_EXCEPTION, _type_name(exc), f"the result could not be sent: {exc}")
+        self._write(data)
+
+    def _finish_with_exception(self, call_id: int | None, exc: Exception) -> None:
+        if call_id is None:
+            logger.warning("rpc: one-way call failed", exc_info=exc)
+            return
+        logger.debug("rpc: call %d raised", call_id, exc_info=exc)
+        formatted = "".join(traceback.format_exception(exc)) if self._send_tracebacks else None
+        copied = exc if copy_name(type(exc)) is not None else None
+        self._write(self._protocol.error(
+            call_id, wire.ERR_EXCEPTION, _type_name(exc), str(exc), formatted, copied))
+
+    async def _run_call(self, call_id: int | None, coroutine: Any) -> None:
+        try:
+            with trio.CancelScope() as scope:
+                if call_id is not None:
+                    self._running[call_id] = scope
+                try:
+                    result = await coroutine
+                except Exception as exc:
+                    self._finish_with_exception(call_id, exc)
+                else:
+                    if call_id is not None:
+                        self._answer(call_id, result)
+            if scope.cancelled_caught and call_id is not None:
+                self._write(self._protocol.error(
+                    call_id, wire.ERR_CANCELLED, "Cancelled", "cancelled by the caller"))
+        finally:
+            self._running.pop(call_id, None)
+            self._active_calls -= 1
+            if self._queued and not self.closed:
+                self._active_calls += 1
+                self._inner.start_soon(self._run_call, *self._queued.popleft())
+
+    def _on_cancel(self, event: Cancel) -> None:
+        scope = self._running.get(event.call_id)
+        if scope is not None:
+            scope.cancel()
+            return
+        for index, (call_id, coroutine) in enumerate(self._queued):
+            if call_id == event.call_id:
+                del self._queued[index]
+                coroutine.close()
+                self._write(self._protocol.error(
+                    call_id, wire.ERR_CANCELLED, "Cancelled", "cancelled by the caller"))
+                return
+
+    # ------------------------------------------------------ events: other
+
+    def _on_handshake(self, event: HandshakeDone) -> None:
+        self._handshake_done.set()
+
+    def _on_goodbye(self, event: Goodbye) -> None:
+        self._fail(ConnectionLost(f"the peer closed the connection: {event.reason}"), goodbye=False)
+
+    def _on_stream_data(self, event: StreamData) -> None:
+        event.receiver._deliver(event.data, event.end)
+
+    def _on_stream_aborted(self, event: StreamAborted) -> None:
+        event.receiver._fail(StreamError(f"the producer aborted the stream: {event.reason}"))
+
+    def _on_stream_credit(self, event: StreamCredit) -> None:
+        event.sender._credit_changed()
+
+    def _on_stream_stopped(self, event: StreamStopped) -> None:
+        event.sender._fail(StreamError("the consumer stopped reading the stream"))
+
+    _dispatch = {
+        Answer: _on_answer, Error: _on_error, Call: _on_call, Send: _on_send,
+        Cancel: _on_cancel, HandshakeDone: _on_handshake, Goodbye: _on_goodbye,
+        StreamData: _on_stream_data, StreamAborted: _on_stream_aborted,
+        StreamCredit: _on_stream_credit, StreamStopped: _on_stream_stopped,
+    }
+
+    # --------------------------------------------------------------- streams
+
+    def _start_pump(self, sender: StreamSender) -> None:
+        if self._inner is not None and not self.closed:
+            self._inner.start_soon(self._pump, sender)
+
+    async def _pump(self, sender: StreamSender) -> None:
+        source = sender.source
+        try:
+            async for chunk in source:
+                await sender.send_all(chunk)
+        except (StreamError, ConnectionLost):
+            pass  # the consumer stopped, or the connection is gone: nothing to tell
+        except Exception as exc:
+            logger.warning("rpc: stream source failed", exc_info=exc)
+            sender.abort(f"{_type_name(exc)}: {exc}")
+        else:
+            await sender.aclose()
+        finally:
+            aclose = getattr(source, "aclose", None)
+            if aclose is not None:
+                with trio.CancelScope(shield=True):
+                    await aclose()
+
+    async def _send_stream_data(self, stream_id: int, data: bytes) -> None:
+        if len(self._out) > SEND_HIGH_WATER:
+            await self._wait_for_send_budget()
+        if self.closed:
+            raise ConnectionLost(self.close_reason)
+        if self._protocol.send_credit(stream_id) >= len(data):
+            self._write(self._protocol.stream_data(stream_id, data))
+        # Otherwise the stream was stopped while we waited; the sender's next
+        # wait for credit raises the StreamError.
+
+    def _finish_stream(self, stream_id: int, kind: str, reason: str) -> None:
+        if not self.closed:
+            data = self._protocol.finish_stream(stream_id, kind, reason)
+            if data:
+                self._write(data)
+
+    def _stream_consumed(self, stream_id: int, size: int) -> None:
+        if not self.closed:
+            data = self._protocol.stream_consumed(stream_id, size)
+            if data:
+                self._write(data)

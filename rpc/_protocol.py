@@ -1,0 +1,795 @@
+"""The sans-I/O core: bytes in, events out; messages in, bytes out.
+
+Theory of operation
+-------------------
+
+A `Protocol` is one side of one connection. It does no I/O and knows nothing
+of tasks: the broker feeds it the bytes it reads (`receive_data`, which
+returns events) and asks it for the bytes of each message it wants to send
+(`call`, `answer`, `error`, ...). Every rule about what the peer may send is
+checked here, and every violation raises `ProtocolError`, after which the
+connection is finished (the broker closes it). The rules:
+
+- Framing. Each frame is a 4-byte big-endian length and one msgpack object.
+  Lengths are checked against our ``max_frame`` before the body is buffered.
+  The object is decoded with explicit limits (str/bin lengths, array/map
+  lengths, nesting) and only our own ext types; a timestamp ext or any other
+  is refused, as is trailing data.
+- Handshake. The first frame each way is a hello (name, version, limits).
+  Nothing else is accepted before it; a wrong name or version is a
+  `HandshakeError`. The peer's limits bound what we send: a message larger
+  than its ``max_frame`` or breaking its reference or stream limits raises
+  `LimitExceeded` locally, and the message is not sent.
+- Calls. Each side numbers its calls 1, 2, 3, ...; an incoming CALL must
+  carry a larger id than the last. Exactly one ANSWER or ERROR ends each
+  call, from the callee, even after a CANCEL. An ANSWER or ERROR for a call
+  we cancelled is dropped; for an id we never used or already closed it is a
+  protocol error. A CANCEL for a call that already ended is ignored.
+- References. An object we send by reference gets an object id (0 is the
+  root) and a count of how many times we sent it. The peer keeps one
+  `RemoteReference` per id and counts how many times it received it; when
+  that reference is garbage collected it sends DECREF(id, count), and we
+  forget the object when its count reaches zero. Because the peer only
+  subtracts what it has seen, a send crossing a DECREF on the wire keeps the
+  object alive. Each side holds at most ``max_refs`` imported ids; a DECREF
+  naming an unknown id or more than its count is a protocol error.
+- Copies. A registered name and a state; the registry decides which class
+  is made. An unknown name, a failing ``setCopyableState`` or copies nested
+  deeper than ``max_copy_depth`` are protocol errors.
+- Streams. The producer numbers its streams 1, 2, 3, ... and may send DATA
+  for a stream only after the message that carried it, and only as many
+  bytes as the consumer's credit allows: the consumer's window to start
+  with, plus every CREDIT since. Overrunning the credit is a protocol error.
+  The producer ends a stream with DATA(end=true) or ABORT; the consumer may
+  STOP it, after which it drops DATA until the producer's final message.
+- Encoding is transactional: if a message cannot be encoded (unsendable
+  value, limit), the references and streams it would have created are
+  rolled back and nothing is sent.
+
+Control messages (DECREF, STOP, CREDIT) that arise outside a direct request
+(a reference collected, a receiver dropped) are queued and returned by
+`data_to_send`; ``on_output`` tells the owner there is something to flush.
+"""
+
+from __future__ import annotations
+
+import functools
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+
+from . import _wire as wire
+from ._copyable import copy_name, make_copy
+from ._errors import LimitExceeded, ProtocolError
+from ._references import Referenceable, RemoteReference
+from ._streams import MAX_CHUNK, StreamReceiver, StreamSender
+
+DECREF_BATCH = 1000  # pairs per DECREF message: 2000 array elements
+MIN_ARRAY_LEN = 2 * DECREF_BATCH
+# Byte patterns of the three msgpack timestamp encodings (ext type -1), which
+# msgpack decodes itself instead of passing them to our ext hook.
+TIMESTAMP_MARKERS = (b"\xd6\xff", b"\xd7\xff", b"\xc7\x0c\xff")
+
+
+class Event:
+    """Something the peer did, for the broker to act on."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
+
+class HandshakeDone(Event):
+    __slots__ = ("peer",)
+
+    def __init__(self, peer: wire.PeerHello) -> None:
+        self.peer = peer
+
+
+class Call(Event):
+    """The peer calls ``method`` on ``target`` (None if not exported); answer ``call_id``."""
+
+    __slots__ = ("call_id", "target", "method", "args", "kwargs")
+
+    def __init__(self, call_id: int, target: Any, method: str, args: list, kwargs: dict) -> None:
+        self.call_id = call_id
+        self.target = target
+        self.method = method
+        self.args = args
+        self.kwargs = kwargs
+
+
+class Send(Event):
+    """A one-way call: like `Call`, with no answer expected."""
+
+    __slots__ = ("target", "method", "args", "kwargs")
+
+    def __init__(self, target: Any, method: str, args: list, kwargs: dict) -> None:
+        self.target = target
+        self.method = method
+        self.args = args
+        self.kwargs = kwargs
+
+
+class Answer(Event):
+    __slots__ = ("call_id", "value")
+
+    def __init__(self, call_id: int, value: Any) -> None:
+        self.call_id = call_id
+        self.value = value
+
+
+class Error(Event):
+    __slots__ = ("call_id", "code", "type_name", "message", "traceback", "exception")
+
+    def __init__(self, call_id: int, code: int, type_name: str, message: str,
+                 traceback: str | None, exception: Any) -> None:
+        self.call_id = call_id
+        self.code = code
+        self.type_name = type_name
+        self.message = message
+        self.traceback = traceback
+        self.exception = exception
+
+
+class Cancel(Event):
+    __slots__ = ("call_id",)
+
+    def __init__(self, call_id: int) -> None:
+        self.call_id = call_id
+
+
+class StreamData(Event):
+    __slots__ = ("receiver", "data", "end")
+
+    def __init__(self, receiver: StreamReceiver, data: bytes, end: bool) -> None:
+        self.receiver = receiver
+        self.data = data
+        self.end = end
+
+
+class StreamAborted(Event):
+    __slots__ = ("receiver", "reason")
+
+    def __init__(self, receiver: StreamReceiver, reason: str) -> None:
+        self.receiver = receiver
+        self.reason = reason
+
+
+class StreamCredit(Event):
+    __slots__ = ("sender",)
+
+    def __init__(self, sender: StreamSender) -> None:
+        self.sender = sender
+
+
+class StreamStopped(Event):
+    __slots__ = ("sender",)
+
+    def __init__(self, sender: StreamSender) -> None:
+        self.sender = sender
+
+
+class Goodbye(Event):
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+class _Export:
+    __slots__ = ("obj", "count")
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+        self.count = 0
+
+
+class _Import(weakref.ref):
+    """Our entry for an imported object id: a weak reference plus the receive count."""
+
+    __slots__ = ("object_id", "count")
+
+    def __new__(cls, ref: RemoteReference, callback: Callable, object_id: int) -> _Import:
+        return super().__new__(cls, ref, callback)
+
+    def __init__(self, ref: RemoteReference, callback: Callable, object_id: int) -> None:
+        super().__init__(ref, callback)
+        self.object_id = object_id
+        self.count = 1
+
+
+class _OutStream:
+    __slots__ = ("sender", "credit")
+
+    def __init__(self, sender: StreamSender, credit: int) -> None:
+        self.sender = sender
+        self.credit = credit
+
+
+class _InStream:
+    __slots__ = ("receiver_ref", "unacknowledged", "consumed")
+
+    def __init__(self, receiver: StreamReceiver) -> None:
+        self.receiver_ref = weakref.ref(receiver)
+        self.unacknowledged = 0  # bytes received and not yet given back as credit
+        self.consumed = 0  # bytes the application took since the last CREDIT
+
+
+def _is_str_keyed(mapping: dict) -> bool:
+    return all(type(key) is str for key in mapping)
+
+
+def _contains_timestamp(value: Any) -> bool:
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, msgpack.Timestamp):
+            return True
+        if type(item) is list:
+            pending.extend(item)
+        elif type(item) is dict:
+            pending.extend(item.values())
+    return False
+
+
+class Protocol:
+    """One side of one connection, without I/O. See the module's theory of operation.
+
+    ``owner`` is the broker (references and streams reach it through here);
+    ``root`` is exported as object 0 if given.
+    """
+
+    def __init__(self, limits: wire.Limits, *, root: Any = None, owner: Any = None) -> None:
+        if limits.max_array_len < MIN_ARRAY_LEN:
+            raise ValueError(f"max_array_len must be at least {MIN_ARRAY_LEN}")
+        self.limits = limits
+        self.owner = owner
+        self.peer: wire.PeerHello | None = None
+        self.on_output: Callable[[], None] | None = None
+        self._decoder = wire.FrameDecoder(limits.max_frame)
+        self._packer = msgpack.Packer(default=self._encode_extra, use_bin_type=True)
+        self._unpack = functools.partial(
+            msgpack.unpackb, raw=False, strict_map_key=True, use_list=True,
+            ext_hook=self._decode_extra, max_str_len=limits.max_frame,
+            max_bin_len=limits.max_frame, max_array_len=limits.max_array_len,
+            max_map_len=limits.max_map_len, max_ext_len=limits.max_frame,
+        )
+        self._handlers = {
+            wire.CALL: self._on_call, wire.ANSWER: self._on_answer,
+            wire.ERROR: self._on_error, wire.SEND: self._on_send,
+            wire.CANCEL: self._on_cancel, wire.DECREF: self._on_decref,
+            wire.STREAM_DATA: self._on_stream_data, wire.STREAM_CREDIT: self._on_stream_credit,
+            wire.STREAM_ABORT: self._on_stream_abort, wire.STREAM_STOP: self._on_stream_stop,
+            wire.GOODBYE: self._on_goodbye,
+        }
+        self.closed = False
+        # Calls we make, and calls the peer makes.
+        self._next_call_id = 1
+        self._pending_calls: set[int] = set()
+        self._cancelled_calls: set[int] = set()
+        self._last_peer_call_id = 0
+        self._running_calls: set[int] = set()
+        # Objects we export, objects we import.
+        self._exports: dict[int, _Export] = {}
+        self._export_ids: dict[int, int] = {}  # id(obj) -> object id
+        self._next_object_id = 1
+        self.set_root(root)
+        self._imports: dict[int, _Import] = {}
+        self.peer_root: RemoteReference | None = None
+        # Streams we produce, streams we consume.
+        self._out_streams: dict[int, _OutStream] = {}
+        self._next_stream_id = 1
+        self._in_streams: dict[int, _InStream] = {}
+        self._stopped_streams: set[int] = set()
+        self._last_peer_stream_id = 0
+        # Per-message state of the encoder and decoder.
+        self._new_exports: list[int] = []
+        self._new_streams: list[tuple[StreamSender, int]] = []
+        self._copy_depth = 0
+        self._may_hold_timestamp = False
+        # Control output waiting for `data_to_send`.
+        self._decrefs: list[int] = []
+        self._control: list[bytes] = []
+
+    def set_root(self, root: Any) -> None:
+        """Offer ``root`` as object 0; only before the hello is sent."""
+        if root is not None:
+            self._exports[0] = _Export(root)
+            self._export_ids[id(root)] = 0
+
+    # ----------------------------------------------------------------- output
+
+    def hello(self) -> bytes:
+        """The first frame to send."""
+        return wire.frame(msgpack.packb(self.limits.hello(0 in self._exports)))
+
+    @property
+    def max_chunk(self) -> int:
+        """Largest STREAM_DATA payload the peer accepts in one frame."""
+        return min(MAX_CHUNK, self.peer.max_frame - wire.DATA_OVERHEAD)
+
+    def call(self, object_id: int, method: str, args: Any, kwargs: dict) -> tuple[int, bytes]:
+        """Encode a CALL; return its call id and its bytes."""
+        call_id = self._next_call_id
+        data = self._encode([wire.CALL, call_id, object_id, method, args, kwargs])
+        self._next_call_id = call_id + 1
+        self._pending_calls.add(call_id)
+        return call_id, data
+
+    def send(self, object_id: int, method: str, args: Any, kwargs: dict) -> bytes:
+        """Encode a one-way SEND."""
+        return self._encode([wire.SEND, object_id, method, args, kwargs])
+
+    def cancel(self, call_id: int) -> bytes | None:
+        """Give up on a call: its late answer will be dropped. Bytes of the CANCEL, or None."""
+        if call_id not in self._pending_calls:
+            return None
+        self._pending_calls.discard(call_id)
+        self._cancelled_calls.add(call_id)
+        return self._encode_control([wire.CANCEL, call_id])
+
+    def answer(self, call_id: int, value: Any) -> bytes:
+        """Encode the ANSWER ending an incoming call (may raise; the call stays open then)."""
+        self._check_running(call_id)
+        data = self._encode([wire.ANSWER, call_id, value])
+        self._running_calls.discard(call_id)
+        return data
+
+    def error(self, call_id: int, code: int, type_name: str, message: str,
+              traceback: str | None = None, exception: Any = None) -> bytes:
+        """Encode the ERROR ending an incoming call.
+
+        If ``exception`` (a copyable exception) cannot be encoded, it is left
+        out: the caller still gets the type name and message.
+        """
+        self._check_running(call_id)
+        message_list = [wire.ERROR, call_id, code, type_name, message, traceback, exception]
+        try:
+            data = self._encode(message_list)
+        except Exception:
+            message_list[-1] = None
+            data = self._encode(message_list)
+        self._running_calls.discard(call_id)
+        return data
+
+    def _check_running(self, call_id: int) -> None:
+        if call_id not in self._running_calls:
+            raise RuntimeError(f"call {call_id} is not an open incoming call")
+
+    def stream_data(self, stream_id: int, data: bytes) -> bytes:
+        """Encode DATA for one of our streams; ``len(data)`` must fit its credit."""
+        stream = self._out_streams[stream_id]
+        if len(data) > stream.credit:
+            raise RuntimeError("stream data beyond the consumer's credit")
+        stream.credit -= len(data)
+        return self._encode_control([wire.STREAM_DATA, stream_id, data, False])
+
+    def send_credit(self, stream_id: int) -> int:
+        """Bytes we may still send on one of our streams (0 if it is over)."""
+        stream = self._out_streams.get(stream_id)
+        return stream.credit if stream is not None else 0
+
+    def finish_stream(self, stream_id: int, kind: str, reason: str = "") -> bytes | None:
+        """End one of our streams: ``kind`` is "end" or "abort". None if already over."""
+        if self._out_streams.pop(stream_id, None) is None:
+            return None
+        if kind == "end":
+            return self._encode_control([wire.STREAM_DATA, stream_id, b"", True])
+        return self._encode_control([wire.STREAM_ABORT, stream_id, reason])
+
+    def stream_consumed(self, stream_id: int, size: int) -> bytes | None:
+        """The application took ``size`` bytes of a stream: maybe grant credit."""
+        stream = self._in_streams.get(stream_id)
+        if stream is None:
+            return None
+        stream.consumed += size
+        if stream.consumed < self.limits.stream_window // 4:
+            return None
+        granted, stream.consumed = stream.consumed, 0
+        stream.unacknowledged -= granted
+        return self._encode_control([wire.STREAM_CREDIT, stream_id, granted])
+
+    def stream_dropped(self, stream_id: int) -> None:
+        """The application stopped reading a stream: queue a STOP for `data_to_send`."""
+        if self.closed or self._in_streams.pop(stream_id, None) is None:
+            return
+        self._stopped_streams.add(stream_id)
+        self._control.append(self._encode_control([wire.STREAM_STOP, stream_id]))
+        self._output_ready()
+
+    def goodbye(self, reason: str) -> bytes:
+        """The last message before closing on purpose."""
+        return self._encode_control([wire.GOODBYE, reason])
+
+    def data_to_send(self) -> bytes:
+        """Queued control messages (releases, stops), as bytes; b"" if none."""
+        if self.closed:
+            return b""
+        decrefs, self._decrefs = self._decrefs, []
+        for start in range(0, len(decrefs), 2 * DECREF_BATCH):
+            batch = decrefs[start : start + 2 * DECREF_BATCH]
+            self._control.append(self._encode_control([wire.DECREF, batch]))
+        control, self._control = self._control, []
+        return b"".join(control)
+
+    def _output_ready(self) -> None:
+        if self.on_output is not None:
+            self.on_output()
+
+    def _encode_control(self, message: list) -> bytes:
+        return wire.frame(self._packer.pack(message))
+
+    def _encode(self, message: list) -> bytes:
+        if self.peer is None:
+            raise RuntimeError("the handshake is not finished")
+        try:
+            payload = self._packer.pack(message)
+            if len(payload) > self.peer.max_frame:
+                raise LimitExceeded(
+                    f"message of {len(payload)} bytes exceeds the peer's maximum frame "
+                    f"of {self.peer.max_frame} bytes"
+                )
+        except BaseException:
+            self._roll_back()
+            raise
+        new_streams, self._new_streams = self._new_streams, []
+        self._new_exports.clear()
+        for sender, stream_id in new_streams:
+            sender._attach(self, stream_id)
+        return wire.LENGTH_PREFIX.pack(len(payload)) + payload
+
+    def _roll_back(self) -> None:
+        for object_id in self._new_exports:
+            self._release_export(object_id, 1)
+        self._new_exports.clear()
+        for _sender, stream_id in self._new_streams:
+            del self._out_streams[stream_id]
+        self._new_streams.clear()
+
+    def _encode_extra(self, obj: Any) -> msgpack.ExtType:
+        """msgpack's ``default`` hook: references, streams and copies."""
+        if isinstance(obj, Referenceable):
+            return msgpack.ExtType(wire.EXT_REMOTE, wire.ID_FORMAT.pack(self._export(obj)))
+        cls = type(obj)
+        if cls is RemoteReference:
+            if obj._protocol is not self:
+                raise TypeError("a RemoteReference can only be sent over its own connection")
+            return msgpack.ExtType(wire.EXT_YOURS, wire.ID_FORMAT.pack(obj._object_id))
+        if isinstance(obj, StreamSender):
+            return msgpack.ExtType(wire.EXT_STREAM, wire.ID_FORMAT.pack(self._bind_stream(obj)))
+        name = copy_name(cls)
+        if name is None:
+            raise TypeError(
+                f"cannot send a {cls.__module__}.{cls.__qualname__}: only plain data, "
+                "Referenceable, registered Copyable and StreamSender values cross"
+            )
+        content = msgpack.packb([name, obj.getStateToCopy()], default=self._encode_extra,
+                                use_bin_type=True)
+        return msgpack.ExtType(wire.EXT_COPY, content)
+
+    def _export(self, obj: Any) -> int:
+        object_id = self._export_ids.get(id(obj))
+        if object_id is None:
+            if len(self._exports) >= self.peer.max_refs:
+                raise LimitExceeded(f"the peer accepts at most {self.peer.max_refs} references")
+            object_id = self._next_object_id
+            self._next_object_id += 1
+            self._exports[object_id] = _Export(obj)
+            self._export_ids[id(obj)] = object_id
+        self._exports[object_id].count += 1
+        self._new_exports.append(object_id)
+        return object_id
+
+    def _release_export(self, object_id: int, count: int) -> None:
+        export = self._exports[object_id]
+        export.count -= count
+        if export.count <= 0 and object_id != 0:
+            del self._exports[object_id]
+            del self._export_ids[id(export.obj)]
+
+    def _bind_stream(self, sender: StreamSender) -> int:
+        if sender.sent or any(pending is sender for pending, _ in self._new_streams):
+            raise ValueError("a StreamSender can be sent only once")
+        if len(self._out_streams) >= self.peer.max_streams:
+            raise LimitExceeded(f"the peer accepts at most {self.peer.max_streams} open streams")
+        stream_id = self._next_stream_id
+        self._next_stream_id += 1
+        self._out_streams[stream_id] = _OutStream(sender, self.peer.stream_window)
+        self._new_streams.append((sender, stream_id))
+        return stream_id
+
+    # ------------------------------------------------------------------ input
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Feed bytes read from the connection; return the events they complete.
+
+        Raises `ProtocolError` (or `HandshakeError`) if the peer broke the
+        protocol; the connection must then be closed. Processing stops after
+        a GOODBYE.
+        """
+        events: list[Event] = []
+        for payload in self._decoder.feed(data):
+            if self.peer is None:
+                events.append(self._on_hello(payload))
+                continue
+            message = self._decode(payload)
+            if type(message) is not list or not message or type(message[0]) is not int:
+                raise ProtocolError("a message must be an array starting with a type code")
+            handler = self._handlers.get(message[0])
+            if handler is None:
+                raise ProtocolError(f"unknown message type {message[0]}")
+            event = handler(message)
+            if event is not None:
+                events.append(event)
+                if type(event) is Goodbye:
+                    break
+        return events
+
+    def _decode(self, payload: bytes) -> Any:
+        self._may_hold_timestamp = any(marker in payload for marker in TIMESTAMP_MARKERS)
+        try:
+            message = self._unpack(payload)
+        except ProtocolError:
+            raise
+        except Exception as exc:
+            raise ProtocolError(f"undecodable message: {type(exc).__name__}: {exc}") from None
+        if self._may_hold_timestamp and _contains_timestamp(message):
+            raise ProtocolError("unknown ext type -1 (msgpack timestamp)")
+        return message
+
+    def _on_hello(self, payload: bytes) -> HandshakeDone:
+        try:
+            message = msgpack.unpackb(payload, raw=False, strict_map_key=True, max_array_len=8,
+                                      max_map_len=64, max_ext_len=0)
+        except Exception as exc:
+            raise wire.HandshakeError(
+                f"peer does not speak {wire.PROTOCOL_NAME}: undecodable first message ({exc})"
+            ) from None
+        self.peer = wire.parse_hello(message)
+        if self.peer.has_root:
+            self.peer_root = RemoteReference(self, 0)
+        return HandshakeDone(self.peer)
+
+    def _decode_extra(self, code: int, data: bytes) -> Any:
+        """msgpack's ``ext_hook``: our four ext types, nothing else."""
+        if code == wire.EXT_COPY:
+            return self._decode_copy(data)
+        if code not in (wire.EXT_REMOTE, wire.EXT_YOURS, wire.EXT_STREAM):
+            raise ProtocolError(f"unknown ext type {code}")
+        if len(data) != wire.ID_FORMAT.size:
+            raise ProtocolError(f"ext type {code} payload is {len(data)} bytes, not 8")
+        (ident,) = wire.ID_FORMAT.unpack(data)
+        if code == wire.EXT_REMOTE:
+            return self._import(ident)
+        if code == wire.EXT_YOURS:
+            export = self._exports.get(ident)
+            if export is None:
+                raise ProtocolError(f"peer passed back object {ident}, which is not exported")
+            return export.obj
+        return self._open_incoming_stream(ident)
+
+    def _decode_copy(self, data: bytes) -> Any:
+        if self._copy_depth >= self.limits.max_copy_depth:
+            raise ProtocolError(f"copies nested deeper than {self.limits.max_copy_depth}")
+        self._copy_depth += 1
+        try:
+            content = self._unpack(data)
+        finally:
+            self._copy_depth -= 1
+        if not (type(content) is list and len(content) == 2 and type(content[0]) is str):
+            raise ProtocolError("a copy must be [name, state]")
+        name, state = content
+        if self._may_hold_timestamp and _contains_timestamp(state):
+            raise ProtocolError("unknown ext type -1 (msgpack timestamp)")
+        try:
+            return make_copy(name, state)
+        except KeyError:
+            raise ProtocolError(f"unknown copyable name {name!r}") from None
+        except Exception as exc:
+            raise ProtocolError(
+                f"copyable {name!r} refused its state: {type(exc).__name__}: {exc}"
+            ) from None
+
+    def _import(self, object_id: int) -> RemoteReference:
+        if object_id == 0 and self.peer_root is not None:
+            return self.peer_root
+        entry = self._imports.get(object_id)
+        if entry is not None:
+            reference = entry()
+            if reference is not None:
+                entry.count += 1
+                return reference
+        if len(self._imports) >= self.limits.max_refs:
+            raise ProtocolError(f"peer passed more than {self.limits.max_refs} live references")
+        reference = RemoteReference(self, object_id)
+        self._imports[object_id] = _Import(reference, self._import_collected, object_id)
+        return reference
+
+    def _import_collected(self, entry: _Import) -> None:
+        # Runs when a RemoteReference is garbage collected, at any point of
+        # our code: only append to lists and ask the owner to flush later.
+        if self._imports.get(entry.object_id) is entry:
+            del self._imports[entry.object_id]
+        if self.closed:
+            return
+        self._decrefs += (entry.object_id, entry.count)
+        self._output_ready()
+
+    def _open_incoming_stream(self, stream_id: int) -> StreamReceiver:
+        if stream_id <= self._last_peer_stream_id:
+            raise ProtocolError(f"stream id {stream_id} reused")
+        if len(self._in_streams) >= self.limits.max_streams:
+            raise ProtocolError(f"peer opened more than {self.limits.max_streams} streams")
+        self._last_peer_stream_id = stream_id
+        receiver = StreamReceiver(self, stream_id)
+        self._in_streams[stream_id] = _InStream(receiver)
+        return receiver
+
+    def _check(self, message: list, shape: tuple[type, ...], name: str) -> None:
+        if len(message) != len(shape) + 1 or any(
+            type(value) is not expected for value, expected in zip(message[1:], shape)
+        ):
+            raise ProtocolError(f"malformed {name} message")
+
+    def _on_call(self, message: list) -> Call:
+        self._check(message, (int, int, str, list, dict), "CALL")
+        _, call_id, object_id, method, args, kwargs = message
+        if call_id <= self._last_peer_call_id:
+            raise ProtocolError(f"call id {call_id} does not increase")
+        if not _is_str_keyed(kwargs):
+            raise ProtocolError("keyword argument names must be str")
+        self._last_peer_call_id = call_id
+        self._running_calls.add(call_id)
+        export = self._exports.get(object_id)
+        return Call(call_id, export.obj if export is not None else None, method, args, kwargs)
+
+    def _on_send(self, message: list) -> Send:
+        self._check(message, (int, str, list, dict), "SEND")
+        _, object_id, method, args, kwargs = message
+        if not _is_str_keyed(kwargs):
+            raise ProtocolError("keyword argument names must be str")
+        export = self._exports.get(object_id)
+        return Send(export.obj if export is not None else None, method, args, kwargs)
+
+    def _finish_call(self, call_id: object) -> bool:
+        """Whether an ANSWER or ERROR for ``call_id`` should be delivered."""
+        if type(call_id) is not int:
+            raise ProtocolError("malformed call id")
+        if call_id in self._pending_calls:
+            self._pending_calls.discard(call_id)
+            return True
+        if call_id in self._cancelled_calls:
+            self._cancelled_calls.discard(call_id)
+            return False
+        raise ProtocolError(f"answer for unknown call id {call_id}")
+
+    def _on_answer(self, message: list) -> Answer | None:
+        if len(message) != 3:
+            raise ProtocolError("malformed ANSWER message")
+        if self._finish_call(message[1]):
+            return Answer(message[1], message[2])
+        return None
+
+    def _on_error(self, message: list) -> Error | None:
+        if len(message) != 7:
+            raise ProtocolError("malformed ERROR message")
+        _, call_id, code, type_name, text, traceback, exception = message
+        if not (type(code) is int and type(type_name) is str and type(text) is str
+                and (traceback is None or type(traceback) is str)):
+            raise ProtocolError("malformed ERROR message")
+        if self._finish_call(call_id):
+            return Error(call_id, code, type_name, text, traceback, exception)
+        return None
+
+    def _on_cancel(self, message: list) -> Cancel | None:
+        self._check(message, (int,), "CANCEL")
+        call_id = message[1]
+        if call_id > self._last_peer_call_id:
+            raise ProtocolError(f"cancel for call id {call_id}, which was never made")
+        return Cancel(call_id) if call_id in self._running_calls else None
+
+    def _on_decref(self, message: list) -> None:
+        self._check(message, (list,), "DECREF")
+        pairs = message[1]
+        if len(pairs) % 2 or any(type(value) is not int for value in pairs):
+            raise ProtocolError("malformed DECREF message")
+        for index in range(0, len(pairs), 2):
+            object_id, count = pairs[index], pairs[index + 1]
+            export = self._exports.get(object_id)
+            if object_id == 0 or export is None:
+                raise ProtocolError(f"decref of unknown object {object_id}")
+            if not 0 < count <= export.count:
+                raise ProtocolError(f"decref of object {object_id} by {count}, "
+                                    f"more than the {export.count} sent")
+            self._release_export(object_id, count)
+
+    def _on_stream_data(self, message: list) -> StreamData | None:
+        self._check(message, (int, bytes, bool), "STREAM_DATA")
+        _, stream_id, data, end = message
+        stream = self._in_streams.get(stream_id)
+        if stream is None:
+            if stream_id in self._stopped_streams:
+                if end:
+                    self._stopped_streams.discard(stream_id)
+                return None
+            raise ProtocolError(f"data for unknown stream {stream_id}")
+        stream.unacknowledged += len(data)
+        if stream.unacknowledged > self.limits.stream_window:
+            raise ProtocolError(f"stream {stream_id} overran its credit")
+        receiver = stream.receiver_ref()
+        if end:
+            del self._in_streams[stream_id]
+        if receiver is None:
+            return None
+        return StreamData(receiver, data, end)
+
+    def _on_stream_abort(self, message: list) -> StreamAborted | None:
+        self._check(message, (int, str), "STREAM_ABORT")
+        _, stream_id, reason = message
+        stream = self._in_streams.pop(stream_id, None)
+        if stream is None:
+            if stream_id in self._stopped_streams:
+                self._stopped_streams.discard(stream_id)
+                return None
+            raise ProtocolError(f"abort of unknown stream {stream_id}")
+        receiver = stream.receiver_ref()
+        return StreamAborted(receiver, reason) if receiver is not None else None
+
+    def _on_stream_credit(self, message: list) -> StreamCredit | None:
+        self._check(message, (int, int), "STREAM_CREDIT")
+        _, stream_id, size = message
+        if size <= 0:
+            raise ProtocolError("stream credit must be positive")
+        stream = self._out_streams.get(stream_id)
+        if stream is None:
+            if 0 < stream_id < self._next_stream_id:
+                return None  # the stream ended while the credit was on its way
+            raise ProtocolError(f"credit for unknown stream {stream_id}")
+        stream.credit += size
+        return StreamCredit(stream.sender)
+
+    def _on_stream_stop(self, message: list) -> StreamStopped | None:
+        self._check(message, (int,), "STREAM_STOP")
+        stream_id = message[1]
+        stream = self._out_streams.pop(stream_id, None)
+        if stream is None:
+            if 0 < stream_id < self._next_stream_id:
+                return None  # we ended it already; our final message is on its way
+            raise ProtocolError(f"stop for unknown stream {stream_id}")
+        # The consumer waits for a final message before forgetting the id.
+        self._control.append(self._encode_control([wire.STREAM_ABORT, stream_id, "stopped"]))
+        return StreamStopped(stream.sender)
+
+    def _on_goodbye(self, message: list) -> Goodbye:
+        self._check(message, (str,), "GOODBYE")
+        return Goodbye(message[1])
+
+    # ------------------------------------------------------------------ close
+
+    def close(self) -> tuple[list[RemoteReference], list[StreamSender], list[StreamReceiver]]:
+        """Mark the connection over; return the live imports and streams to fail.
+
+        Exports are forgotten so that the objects can be collected.
+        """
+        self.closed = True
+        references = [ref for ref in (entry() for entry in list(self._imports.values()))
+                      if ref is not None]
+        if self.peer_root is not None:
+            references.append(self.peer_root)
+        senders = [stream.sender for stream in self._out_streams.values()]
+        receivers = [receiver for receiver in
+                     (stream.receiver_ref() for stream in self._in_streams.values())
+                     if receiver is not None]
+        self._imports.clear()
+        self._exports.clear()
+        self._export_ids.clear()
+        self._out_streams.clear()
+        self._in_streams.clear()
+        self._decrefs.clear()
+        self._control.clear()
+        return references, senders, receivers

@@ -1,0 +1,193 @@
+"""Bytes on the wire: frames, message codes, ext codes, limits, the hello.
+
+docs/protocol.md is the specification; this module holds its constants and
+the two pieces that deal with raw bytes: `FrameDecoder` (length-prefixed
+frames in, payloads out, lengths checked before the body is buffered) and
+`frame` (payload out, length prefix added). Message semantics live in
+`rpc._protocol`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+
+from ._errors import HandshakeError, ProtocolError
+
+PROTOCOL_NAME = "trioweb-rpc"
+PROTOCOL_VERSION = 1
+
+# Message type codes: the first element of every message array after the hello.
+CALL = 0
+ANSWER = 1
+ERROR = 2
+SEND = 3
+CANCEL = 4
+DECREF = 5
+STREAM_DATA = 6
+STREAM_CREDIT = 7
+STREAM_ABORT = 8
+STREAM_STOP = 9
+GOODBYE = 10
+
+# ERROR codes: why a call failed.
+ERR_EXCEPTION = 0  # the method raised
+ERR_NO_SUCH_METHOD = 1
+ERR_DEAD_REFERENCE = 2  # the call named an object that is not exported
+ERR_TOO_MANY_CALLS = 3
+ERR_CANCELLED = 4  # the caller cancelled; this is the final message for its id
+
+# msgpack ext type codes for values that are not plain data.
+EXT_REMOTE = 1  # an object of the sender's, passed by reference
+EXT_YOURS = 2  # an object of the receiver's, passed back to it
+EXT_COPY = 3  # a registered copyable: [name, state]
+EXT_STREAM = 4  # a byte stream produced by the sender
+
+ID_FORMAT = struct.Struct(">Q")  # payload of EXT_REMOTE, EXT_YOURS, EXT_STREAM
+LENGTH_PREFIX = struct.Struct(">I")
+MAX_ID = 2**64 - 1
+MAX_FRAME_CEILING = 2**32 - 1  # what a 4-byte length prefix can express
+MIN_FRAME = 4096  # so that a hello and small control messages always fit
+DATA_OVERHEAD = 32  # bytes around a STREAM_DATA payload in its frame, upper bound
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """The limits one side enforces on what it receives.
+
+    Each side announces ``max_frame``, ``max_refs``, ``max_streams`` and
+    ``stream_window`` in its hello so that the peer can refuse locally
+    (`rpc.LimitExceeded`) what this side would reject. The msgpack limits
+    (lengths of str, bin, array and map) bound what one frame can make the
+    decoder allocate; see docs/protocol.md, "Limits".
+    """
+
+    max_frame: int = 16 * 1024 * 1024
+    max_calls: int = 64  # incoming calls running at once
+    max_queued_calls: int = 256  # incoming calls waiting for a slot
+    max_refs: int = 1024  # live references each way
+    max_streams: int = 256  # live incoming streams
+    stream_window: int = 1024 * 1024  # bytes in flight per incoming stream
+    max_array_len: int = 8192
+    max_map_len: int = 8192
+    max_copy_depth: int = 16  # copies nested in copies
+
+    def __post_init__(self) -> None:
+        if not MIN_FRAME <= self.max_frame <= MAX_FRAME_CEILING:
+            raise ValueError(f"max_frame must be in [{MIN_FRAME}, {MAX_FRAME_CEILING}]")
+        for name in ("max_calls", "max_refs", "max_streams", "stream_window",
+                     "max_array_len", "max_map_len", "max_copy_depth"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.max_queued_calls < 0:
+            raise ValueError("max_queued_calls must not be negative")
+
+    def hello(self, has_root: bool) -> list:
+        """The hello message this side sends."""
+        return [
+            PROTOCOL_NAME,
+            PROTOCOL_VERSION,
+            {
+                "max_frame": self.max_frame,
+                "max_refs": self.max_refs,
+                "max_streams": self.max_streams,
+                "stream_window": self.stream_window,
+                "root": has_root,
+            },
+        ]
+
+
+@dataclasses.dataclass(frozen=True)
+class PeerHello:
+    """What the peer announced in its hello."""
+
+    max_frame: int
+    max_refs: int
+    max_streams: int
+    stream_window: int
+    has_root: bool
+
+
+def parse_hello(message: object) -> PeerHello:
+    """Validate the peer's hello; raise `HandshakeError` saying what is wrong."""
+    if not (isinstance(message, list) and len(message) == 3 and message[0] == PROTOCOL_NAME):
+        raise HandshakeError(
+            f"peer does not speak {PROTOCOL_NAME}: its first message is not a hello"
+        )
+    version, options = message[1], message[2]
+    if version != PROTOCOL_VERSION:
+        raise HandshakeError(
+            f"peer speaks {PROTOCOL_NAME} version {version!r}, "
+            f"this side speaks version {PROTOCOL_VERSION}"
+        )
+    if not isinstance(options, dict):
+        raise HandshakeError("hello options are not a map")
+    values = {}
+    for key, low, high in (
+        ("max_frame", MIN_FRAME, MAX_FRAME_CEILING),
+        ("max_refs", 1, MAX_ID),
+        ("max_streams", 1, MAX_ID),
+        ("stream_window", 1, MAX_ID),
+    ):
+        value = options.get(key)
+        if type(value) is not int or not low <= value <= high:
+            raise HandshakeError(f"hello option {key!r} is {value!r}, not an int in [{low}, {high}]")
+        values[key] = value
+    has_root = options.get("root")
+    if type(has_root) is not bool:
+        raise HandshakeError(f"hello option 'root' is {has_root!r}, not a bool")
+    return PeerHello(has_root=has_root, **values)
+
+
+def frame(payload: bytes) -> bytes:
+    """Prefix one encoded message with its length."""
+    return LENGTH_PREFIX.pack(len(payload)) + payload
+
+
+class FrameDecoder:
+    """Splits a byte stream into frame payloads.
+
+    A length prefix is checked against ``max_frame`` as soon as its four bytes
+    have arrived, before any of the body is buffered, so a peer cannot make
+    this side hold more than one maximum frame plus one read.
+    """
+
+    def __init__(self, max_frame: int) -> None:
+        self.max_frame = max_frame
+        self._buffer = bytearray()
+        self._needed = 4  # bytes the buffer must hold before a frame completes
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received that do not yet make a whole frame."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[memoryview]:
+        """Add received bytes; return the payloads of the frames they complete."""
+        if self._buffer:
+            self._buffer += data
+            if len(self._buffer) < self._needed:
+                return []  # still inside a frame: no copy, no parse
+            view = memoryview(bytes(self._buffer))
+            self._buffer.clear()
+        else:
+            view = memoryview(data)
+        payloads = []
+        position = 0
+        end = len(view)
+        unpack_length = LENGTH_PREFIX.unpack_from
+        self._needed = 4
+        while end - position >= 4:
+            (length,) = unpack_length(view, position)
+            if length == 0 or length > self.max_frame:
+                raise ProtocolError(
+                    f"frame length {length} is outside [1, {self.max_frame}]"
+                )
+            if end - position - 4 < length:
+                self._needed = 4 + length
+                break
+            payloads.append(view[position + 4 : position + 4 + length])
+            position += 4 + length
+        if position < end:
+            self._buffer += view[position:]
+        return payloads
