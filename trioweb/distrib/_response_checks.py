@@ -1,0 +1,116 @@
+"""What the front accepts from a personal server's response (it is untrusted input).
+
+A personal server runs code its user wrote; the front must not let it split a
+response, desynchronise the client connection, or reach beyond its own part
+of the origin. So:
+
+- the status is an integer from 200 to 599, the reason printable ASCII;
+- header names are tokens and values carry no CR, LF or NUL; at most
+  ``MAX_HEADERS`` fields and ``MAX_HEADER_BYTES`` in all;
+- framing and hop-by-hop headers are dropped (the front frames the response
+  itself), and so are headers that act on the whole origin (HSTS, Alt-Svc,
+  Clear-Site-Data, Service-Worker-Allowed, reporting endpoints, client hints,
+  and the X-Sendfile family that would make the front read files);
+- ``Set-Cookie`` is confined to the user's own path: its ``Domain`` is
+  removed, its ``Path`` forced under the user's prefix, and ``__Host-``
+  cookies and the front's own cookie names are refused.
+
+A violation raises ``BadBackendResponse``; the front answers 502 and drops
+the connection to that backend. Sanitising instead would hide a broken or
+hostile backend.
+"""
+
+from __future__ import annotations
+
+import re
+
+MAX_HEADERS = 100
+MAX_HEADER_BYTES = 64 * 1024
+
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_BAD_VALUE = re.compile(rb"[\x00\r\n]")
+_REASON = re.compile(rb"[\t\x20-\x7e]*\Z")
+
+DROPPED = frozenset(
+    {
+        # framing and hop-by-hop: the front decides these
+        b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"te", b"trailer",
+        b"upgrade", b"proxy-authenticate", b"proxy-connection", b"proxy-authorization",
+        # the front's own
+        b"date", b"server",
+        # origin-wide effects one user must not have on the others
+        b"strict-transport-security", b"alt-svc", b"clear-site-data", b"service-worker-allowed",
+        b"nel", b"report-to", b"reporting-endpoints", b"accept-ch", b"critical-ch",
+        b"x-sendfile", b"x-accel-redirect", b"x-lighttpd-send-file",
+    }
+)
+
+
+class BadBackendResponse(Exception):
+    """The personal server's response is malformed or not allowed."""
+
+
+def check_status(code: object, reason: object) -> tuple[int, bytes | None]:
+    if type(code) is not int or not 200 <= code <= 599:
+        raise BadBackendResponse(f"status {code!r} is not an integer from 200 to 599")
+    if reason is not None and (not isinstance(reason, bytes) or len(reason) > 256 or not _REASON.match(reason)):
+        raise BadBackendResponse(f"invalid reason phrase {reason!r}")
+    return code, reason
+
+
+def check_headers(
+    headers: object, cookie_path: bytes, reserved_cookies: frozenset[bytes] = frozenset()
+) -> list[tuple[bytes, bytes]]:
+    """The headers to relay, lower-case names; raises BadBackendResponse.
+
+    ``cookie_path`` is the user's public prefix (``b"/~alice/"``): every
+    cookie is confined below it.
+    """
+    if not isinstance(headers, list) or len(headers) > MAX_HEADERS:
+        raise BadBackendResponse("headers must be a list of at most %d pairs" % MAX_HEADERS)
+    relayed: list[tuple[bytes, bytes]] = []
+    total = 0
+    for pair in headers:
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2
+                and isinstance(pair[0], bytes) and isinstance(pair[1], bytes)):
+            raise BadBackendResponse(f"header {pair!r} is not a pair of bytes")
+        name, value = pair
+        total += len(name) + len(value)
+        if total > MAX_HEADER_BYTES:
+            raise BadBackendResponse("headers too large")
+        if not _TOKEN.match(name):
+            raise BadBackendResponse(f"invalid header name {name!r}")
+        if _BAD_VALUE.search(value):
+            raise BadBackendResponse(f"header {name!r} has CR, LF or NUL in its value")
+        name = name.lower()
+        if name in DROPPED:
+            continue
+        if name == b"set-cookie":
+            value = confine_cookie(value, cookie_path, reserved_cookies)
+        relayed.append((name, value))
+    return relayed
+
+
+def confine_cookie(value: bytes, cookie_path: bytes, reserved: frozenset[bytes] = frozenset()) -> bytes:
+    """``Set-Cookie`` value with no Domain and a Path under ``cookie_path``."""
+    parts = [p.strip() for p in value.split(b";")]
+    name = parts[0].split(b"=", 1)[0].strip()
+    if not name or not _TOKEN.match(name):
+        raise BadBackendResponse(f"invalid cookie name in {value!r}")
+    if name.startswith(b"__Host-") or name in reserved:
+        raise BadBackendResponse(f"cookie {name!r} is not the personal server's to set")
+    kept = [parts[0]]
+    path = cookie_path
+    for attribute in parts[1:]:
+        key, _, attr_value = attribute.partition(b"=")
+        key = key.strip().lower()
+        if key == b"domain":
+            continue
+        if key == b"path":
+            requested = attr_value.strip()
+            if requested.startswith(cookie_path) and b".." not in requested:
+                path = requested
+            continue
+        kept.append(attribute)
+    kept.insert(1, b"Path=" + path)
+    return b"; ".join(kept)
