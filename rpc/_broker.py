@@ -390,21 +390,26 @@ class Broker:
             self._fail(ConnectionLost(f"connection lost: {exc!r}"), goodbye=False)
 
     async def _read_socket(self, fd: int) -> None:
-        waited = True
+        wait_readable = trio.lowlevel.wait_readable
         while True:
+            await wait_readable(fd)
             try:
                 data = os.read(fd, READ_SIZE)
             except BlockingIOError:
-                await trio.lowlevel.wait_readable(fd)
-                waited = True
                 continue
             if not data:
                 return
-            if not waited:
-                # Two reads in a row without waiting: let the other tasks run.
-                await trio.lowlevel.checkpoint()
-            waited = False
             self._process(data)
+            while len(data) == READ_SIZE and not self.closed:
+                # The peer may have more queued: read on, letting other tasks run first.
+                await trio.lowlevel.checkpoint()
+                try:
+                    data = os.read(fd, READ_SIZE)
+                except BlockingIOError:
+                    break
+                if not data:
+                    return
+                self._process(data)
 
     def _process(self, data: bytes) -> None:
         events = self._protocol.receive_data(data)

@@ -408,7 +408,7 @@ class Protocol:
 
     def data_to_send(self) -> bytes:
         """Queued control messages (releases, stops), as bytes; b"" if none."""
-        if self.closed:
+        if self.closed or not (self._decrefs or self._control):
             return b""
         decrefs, self._decrefs = self._decrefs, []
         for start in range(0, len(decrefs), 2 * DECREF_BATCH):
@@ -437,10 +437,12 @@ class Protocol:
         except BaseException:
             self._roll_back()
             raise
-        new_streams, self._new_streams = self._new_streams, []
-        self._new_exports.clear()
-        for sender, stream_id in new_streams:
-            sender._attach(self, stream_id)
+        if self._new_exports:
+            self._new_exports.clear()
+        if self._new_streams:
+            new_streams, self._new_streams = self._new_streams, []
+            for sender, stream_id in new_streams:
+                sender._attach(self, stream_id)
         return wire.LENGTH_PREFIX.pack(len(payload)) + payload
 
     def _roll_back(self) -> None:
@@ -531,7 +533,8 @@ class Protocol:
         return events
 
     def _decode(self, payload: bytes) -> Any:
-        self._may_hold_timestamp = any(marker in payload for marker in TIMESTAMP_MARKERS)
+        ts4, ts8, ts12 = TIMESTAMP_MARKERS
+        self._may_hold_timestamp = ts4 in payload or ts8 in payload or ts12 in payload
         try:
             message = self._unpack(payload)
         except ProtocolError:
@@ -637,11 +640,16 @@ class Protocol:
             raise ProtocolError(f"malformed {name} message")
 
     def _on_call(self, message: list) -> Call:
-        self._check(message, (int, int, str, list, dict), "CALL")
+        # The hot path: checked inline rather than with _check.
+        if len(message) != 6:
+            raise ProtocolError("malformed CALL message")
         _, call_id, object_id, method, args, kwargs = message
+        if not (type(call_id) is int and type(object_id) is int and type(method) is str
+                and type(args) is list and type(kwargs) is dict):
+            raise ProtocolError("malformed CALL message")
         if call_id <= self._last_peer_call_id:
             raise ProtocolError(f"call id {call_id} does not increase")
-        if not _is_str_keyed(kwargs):
+        if kwargs and not _is_str_keyed(kwargs):
             raise ProtocolError("keyword argument names must be str")
         self._last_peer_call_id = call_id
         self._running_calls.add(call_id)

@@ -76,7 +76,10 @@ class RemoteReference:
         to the peer, which cancels the method's task; a late answer is
         dropped.
         """
-        return await self._live_broker()._call(self._object_id, name, args, kwargs)
+        broker = self._protocol.owner
+        if broker is None or broker.closed:
+            broker = self._live_broker()  # raises DeadReference
+        return await broker._call(self._object_id, name, args, kwargs)
 
     async def sendRemote(self, name: str, /, *args: Any, **kwargs: Any) -> None:
         """Call ``remote_<name>`` without waiting for, or getting, an answer.

@@ -162,16 +162,16 @@ class FrameDecoder:
         """Bytes received that do not yet make a whole frame."""
         return len(self._buffer)
 
-    def feed(self, data: bytes) -> list[memoryview]:
+    def feed(self, data: bytes) -> list[bytes]:
         """Add received bytes; return the payloads of the frames they complete."""
         if self._buffer:
             self._buffer += data
             if len(self._buffer) < self._needed:
                 return []  # still inside a frame: no copy, no parse
-            view = memoryview(bytes(self._buffer))
+            view = bytes(self._buffer)
             self._buffer.clear()
         else:
-            view = memoryview(data)
+            view = data
         payloads = []
         position = 0
         end = len(view)
