@@ -48,6 +48,7 @@ LENGTH_PREFIX = struct.Struct(">I")
 MAX_ID = 2**64 - 1
 MAX_FRAME_CEILING = 2**32 - 1  # what a 4-byte length prefix can express
 MIN_FRAME = 4096  # so that a hello and small control messages always fit
+MAX_HELLO = 4096  # the first frame each way is a hello, at most this long
 DATA_OVERHEAD = 32  # bytes around a STREAM_DATA payload in its frame, upper bound
 
 
@@ -149,11 +150,14 @@ class FrameDecoder:
 
     A length prefix is checked against ``max_frame`` as soon as its four bytes
     have arrived, before any of the body is buffered, so a peer cannot make
-    this side hold more than one maximum frame plus one read.
+    this side hold more than one maximum frame plus one read. The first frame
+    is the hello and is held to ``MAX_HELLO``; a wrong first length is a
+    `HandshakeError` (the peer speaks something else).
     """
 
     def __init__(self, max_frame: int) -> None:
         self.max_frame = max_frame
+        self._first = True
         self._buffer = bytearray()
         self._needed = 4  # bytes the buffer must hold before a frame completes
 
@@ -179,6 +183,11 @@ class FrameDecoder:
         self._needed = 4
         while end - position >= 4:
             (length,) = unpack_length(view, position)
+            if self._first and not 0 < length <= MAX_HELLO:
+                raise HandshakeError(
+                    f"peer does not speak {PROTOCOL_NAME}: first frame length {length} "
+                    f"is outside [1, {MAX_HELLO}]"
+                )
             if length == 0 or length > self.max_frame:
                 raise ProtocolError(
                     f"frame length {length} is outside [1, {self.max_frame}]"
@@ -188,6 +197,7 @@ class FrameDecoder:
                 break
             payloads.append(view[position + 4 : position + 4 + length])
             position += 4 + length
+            self._first = False
         if position < end:
             self._buffer += view[position:]
         return payloads
