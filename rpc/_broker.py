@@ -12,8 +12,8 @@ Memory: producers of bulk data (calls, one-way sends, stream data) wait while
 more than ``SEND_HIGH_WATER`` bytes are queued. Answers and control messages
 do not wait (the reader must never block, or two brokers calling each other
 could deadlock), so a peer that sends calls and never reads the answers makes
-the queue grow; past ``max(SEND_HARD_LIMIT, 4 * max_frame)`` the connection
-is closed.
+the queue grow; past ``max_send_queue + max_frame`` bytes (see `rpc.Limits`)
+the connection is closed.
 """
 
 from __future__ import annotations
@@ -64,7 +64,6 @@ logger = logging.getLogger("rpc")
 
 READ_SIZE = 256 * 1024
 SEND_HIGH_WATER = 1024 * 1024
-SEND_HARD_LIMIT = 64 * 1024 * 1024
 GOODBYE_TIMEOUT = 1.0
 
 
@@ -121,7 +120,9 @@ class Broker:
         self._running: dict[int, trio.CancelScope] = {}
         self._queued: collections.deque[tuple[int | None, Any]] = collections.deque()
         self._active_calls = 0
+        self._refused_before = False
         self._out = bytearray()
+        self._unwritten = 0  # bytes the writer took from _out and has not written yet
         self._writing = False
         self._corked = False
         self._writer_lot = trio.lowlevel.ParkingLot()
@@ -132,7 +133,7 @@ class Broker:
         self._finished = trio.Event()
         self._nursery_manager: Any = None
         self._inner: trio.Nursery | None = None
-        self._hard_limit = max(SEND_HARD_LIMIT, 4 * self.limits.max_frame)
+        self._hard_limit = self.limits.max_send_queue + self.limits.max_frame
 
     # ------------------------------------------------------------ lifecycle
 
@@ -322,8 +323,8 @@ class Broker:
                 return
             data = memoryview(data)[sent:]
         self._out += data
-        if len(self._out) > self._hard_limit:
-            self._token.run_sync_soon(functools.partial(self._fail, ConnectionLost(
+        if self.send_queue_size > self._hard_limit:
+            self._token.run_sync_soon(functools.partial(self._fail, ProtocolError(
                 f"peer is not reading: {len(self._out)} bytes queued for it"), goodbye=False))
         if not self._corked:
             self._writer_lot.unpark_all()
@@ -336,6 +337,7 @@ class Broker:
                 data = bytes(self._out)
                 self._out.clear()
                 self._writing = True
+                self._unwritten = len(data)
                 if self._fd is not None:
                     view = memoryview(data)
                     while view:
@@ -343,15 +345,22 @@ class Broker:
                             view = view[os.write(self._fd, view):]
                         except BlockingIOError:
                             await trio.lowlevel.wait_writable(self._fd)
+                        self._unwritten = len(view)
                 else:
                     await self._stream.send_all(data)
+                self._unwritten = 0
                 self._writing = False
                 self._drain_lot.unpark_all()
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self._fail(ConnectionLost(f"connection lost while writing: {exc!r}"), goodbye=False)
 
+    @property
+    def send_queue_size(self) -> int:
+        """Bytes accepted for sending and not yet written to the stream."""
+        return len(self._out) + self._unwritten
+
     async def _wait_for_send_budget(self) -> None:
-        while len(self._out) > SEND_HIGH_WATER and not self.closed:
+        while self.send_queue_size > SEND_HIGH_WATER and not self.closed:
             await self._drain_lot.park()
 
     def _schedule_flush(self) -> None:
@@ -383,9 +392,15 @@ class Broker:
                     if not data:
                         break
                     self._process(data)
+            if self._protocol.buffered:
+                raise ConnectionLost(f"the peer closed the connection in the middle of a frame "
+                                     f"({self._protocol.buffered} bytes received)")
             self._fail(ConnectionLost("the peer closed the connection"), goodbye=False)
         except ProtocolError as exc:
             self._fail(exc, goodbye=True)
+        except ConnectionLost as exc:
+            logger.warning("rpc: connection %s lost: %s", self._describe_peer(), exc.reason)
+            self._fail(exc, goodbye=False)
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self._fail(ConnectionLost(f"connection lost: {exc!r}"), goodbye=False)
 
@@ -433,7 +448,7 @@ class Broker:
 
     async def _call(self, object_id: int, method: str, args: Any, kwargs: dict) -> Any:
         await trio.lowlevel.checkpoint_if_cancelled()
-        if len(self._out) > SEND_HIGH_WATER:
+        if self.send_queue_size > SEND_HIGH_WATER:
             await self._wait_for_send_budget()
         if self.closed:
             raise DeadReference(f"connection closed ({self.close_reason})")
@@ -455,7 +470,7 @@ class Broker:
 
     async def _send_one_way(self, object_id: int, method: str, args: Any, kwargs: dict) -> None:
         await trio.lowlevel.checkpoint_if_cancelled()
-        if len(self._out) > SEND_HIGH_WATER:
+        if self.send_queue_size > SEND_HIGH_WATER:
             await self._wait_for_send_budget()
         if self.closed:
             raise DeadReference(f"connection closed ({self.close_reason})")
@@ -523,7 +538,10 @@ class Broker:
             self._answer(call_id, result)
 
     def _refuse(self, call_id: int | None, code: int, type_name: str, message: str) -> None:
-        logger.info("rpc: refused a call %s: %s", self._describe_peer(), message)
+        # A flood would flood the log too: warn once per connection.
+        level = logging.DEBUG if self._refused_before else logging.WARNING
+        self._refused_before = True
+        logger.log(level, "rpc: refused a call %s: %s", self._describe_peer(), message)
         if call_id is not None:
             self._write(self._protocol.error(call_id, code, type_name, message))
 
@@ -632,7 +650,7 @@ class Broker:
                     await aclose()
 
     async def _send_stream_data(self, stream_id: int, data: bytes) -> None:
-        if len(self._out) > SEND_HIGH_WATER:
+        if self.send_queue_size > SEND_HIGH_WATER:
             await self._wait_for_send_budget()
         if self.closed:
             raise ConnectionLost(self.close_reason)

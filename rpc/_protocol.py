@@ -309,6 +309,11 @@ class Protocol:
         return wire.frame(msgpack.packb(self.limits.hello(0 in self._exports)))
 
     @property
+    def buffered(self) -> int:
+        """Bytes received that do not make a whole frame yet."""
+        return self._decoder.buffered
+
+    @property
     def max_chunk(self) -> int:
         """Largest STREAM_DATA payload the peer accepts in one frame."""
         return min(MAX_CHUNK, self.peer.max_frame - wire.DATA_OVERHEAD)
@@ -529,7 +534,12 @@ class Protocol:
             if event is not None:
                 events.append(event)
                 if type(event) is Goodbye:
-                    break
+                    return events
+        if self._decoder.pending_error is not None:
+            # The frames before the bad one were handled (the peer's hello
+            # among them, so that our goodbye can be sent); the connection
+            # is over now, and so are the events.
+            raise self._decoder.pending_error
         return events
 
     def _decode(self, payload: bytes) -> Any:

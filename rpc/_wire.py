@@ -54,7 +54,7 @@ DATA_OVERHEAD = 32  # bytes around a STREAM_DATA payload in its frame, upper bou
 
 @dataclasses.dataclass(frozen=True)
 class Limits:
-    """The limits one side enforces on what it receives.
+    """The limits one side enforces on what it receives (and on its send queue).
 
     Each side announces ``max_frame``, ``max_refs``, ``max_streams`` and
     ``stream_window`` in its hello so that the peer can refuse locally
@@ -72,12 +72,13 @@ class Limits:
     max_array_len: int = 8192
     max_map_len: int = 8192
     max_copy_depth: int = 16  # copies nested in copies
+    max_send_queue: int = 64 * 1024 * 1024  # bytes queued for a peer that does not read
 
     def __post_init__(self) -> None:
         if not MIN_FRAME <= self.max_frame <= MAX_FRAME_CEILING:
             raise ValueError(f"max_frame must be in [{MIN_FRAME}, {MAX_FRAME_CEILING}]")
         for name in ("max_calls", "max_refs", "max_streams", "stream_window",
-                     "max_array_len", "max_map_len", "max_copy_depth"):
+                     "max_array_len", "max_map_len", "max_copy_depth", "max_send_queue"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.max_queued_calls < 0:
@@ -157,6 +158,7 @@ class FrameDecoder:
 
     def __init__(self, max_frame: int) -> None:
         self.max_frame = max_frame
+        self.pending_error: ProtocolError | None = None
         self._first = True
         self._buffer = bytearray()
         self._needed = 4  # bytes the buffer must hold before a frame completes
@@ -167,7 +169,14 @@ class FrameDecoder:
         return len(self._buffer)
 
     def feed(self, data: bytes) -> list[bytes]:
-        """Add received bytes; return the payloads of the frames they complete."""
+        """Add received bytes; return the payloads of the frames they complete.
+
+        A bad length prefix is raised after the frames before it were
+        returned: the next call raises it (`pending_error` tells whether one
+        is waiting), so that a peer's valid messages are handled first.
+        """
+        if self.pending_error is not None:
+            raise self.pending_error
         if self._buffer:
             self._buffer += data
             if len(self._buffer) < self._needed:
@@ -184,14 +193,18 @@ class FrameDecoder:
         while end - position >= 4:
             (length,) = unpack_length(view, position)
             if self._first and not 0 < length <= MAX_HELLO:
-                raise HandshakeError(
+                self.pending_error = HandshakeError(
                     f"peer does not speak {PROTOCOL_NAME}: first frame length {length} "
                     f"is outside [1, {MAX_HELLO}]"
                 )
-            if length == 0 or length > self.max_frame:
-                raise ProtocolError(
+            elif length == 0 or length > self.max_frame:
+                self.pending_error = ProtocolError(
                     f"frame length {length} is outside [1, {self.max_frame}]"
                 )
+            if self.pending_error is not None:
+                if payloads:
+                    return payloads
+                raise self.pending_error
             if end - position - 4 < length:
                 self._needed = 4 + length
                 break
