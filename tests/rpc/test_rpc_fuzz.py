@@ -1,0 +1,96 @@
+"""Fuzz targets for the frame and message decoder (hypothesis).
+
+Whatever the peer sends, `Protocol.receive_data` either returns events or
+raises `ProtocolError`: no other exception escapes, and nothing the peer
+sends is trusted beyond the checks.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import msgpack
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import rpc
+from rpc import _wire as wire
+from rpc._protocol import Event, Protocol
+
+FUZZ_SETTINGS = settings(max_examples=300, deadline=None,
+                         suppress_health_check=[HealthCheck.too_slow])
+
+
+class Target(rpc.Referenceable):
+    def remote_x(self) -> None:
+        pass
+
+
+def fresh_protocol() -> Protocol:
+    """A server-side protocol that has completed its handshake."""
+    protocol = Protocol(wire.Limits(max_frame=64 * 1024), root=Target())
+    peer = Protocol(wire.Limits())
+    protocol.receive_data(peer.hello())
+    return protocol
+
+
+def feed(protocol: Protocol, data: bytes, cuts: list[int]) -> None:
+    try:
+        for start, end in zip([0, *cuts], [*cuts, len(data)]):
+            events = protocol.receive_data(data[start:end])
+            assert all(isinstance(event, Event) for event in events)
+    except rpc.ProtocolError:
+        pass
+
+
+@FUZZ_SETTINGS
+@given(st.binary(max_size=2048), st.lists(st.integers(0, 2048), max_size=4))
+def test_random_bytes_after_the_hello(data: bytes, cuts: list[int]) -> None:
+    feed(fresh_protocol(), data, sorted(cut for cut in cuts if cut <= len(data)))
+
+
+@FUZZ_SETTINGS
+@given(st.binary(max_size=512))
+def test_random_bytes_instead_of_the_hello(data: bytes) -> None:
+    feed(Protocol(wire.Limits()), data, [])
+
+
+ext_types = st.builds(
+    msgpack.ExtType,
+    st.sampled_from([wire.EXT_REMOTE, wire.EXT_YOURS, wire.EXT_COPY, wire.EXT_STREAM, 0, 5, 127]),
+    st.one_of(st.binary(max_size=12), st.just(struct.pack(">Q", 0)), st.just(struct.pack(">Q", 1)),
+              st.just(msgpack.packb(["tests.fuzz.unknown", {}]))),
+)
+values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), st.floats(),
+              st.text(max_size=20), st.binary(max_size=20), ext_types),
+    lambda children: st.one_of(st.lists(children, max_size=5),
+                               st.dictionaries(st.text(max_size=5), children, max_size=5)),
+    max_leaves=20,
+)
+
+
+@FUZZ_SETTINGS
+@given(st.integers(-2, 12), st.lists(values, max_size=7))
+def test_well_framed_messages_of_any_shape(message_type: int, fields: list) -> None:
+    payload = msgpack.packb([message_type, *fields], use_bin_type=True)
+    feed(fresh_protocol(), struct.pack(">I", len(payload)) + payload, [])
+
+
+plain = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1),
+              st.floats(allow_nan=False), st.text(max_size=20), st.binary(max_size=20)),
+    lambda children: st.one_of(st.lists(children, max_size=5),
+                               st.dictionaries(st.text(max_size=5), children, max_size=5)),
+    max_leaves=30,
+)
+
+
+@FUZZ_SETTINGS
+@given(plain)
+def test_plain_values_round_trip(value: object) -> None:
+    caller, callee = Protocol(wire.Limits()), Protocol(wire.Limits(), root=Target())
+    callee.receive_data(caller.hello())
+    caller.receive_data(callee.hello())
+    [call] = callee.receive_data(caller.call(0, "x", [value], {})[1])
+    assert call.args == [value]
