@@ -232,18 +232,25 @@ class File(Resource):
             fd, info = self._open(self._relative)
         except OSError as exc:
             return self._error_resource(exc).render(request)
-        if stat.S_ISDIR(info.st_mode):
-            os.close(fd)
-            return self._redirect_to_slash(request)
+        streaming = False
         try:
+            if stat.S_ISDIR(info.st_mode):
+                return self._redirect_to_slash(request)
             ctype, encoding = getTypeAndEncoding(os.path.basename(self.path), self.contentTypes,
                                                  self.contentEncodings, self.defaultType)
             if encoding is None and self.precompressed:
                 fd, info, encoding = self._precompressed(request, fd, info)
-            return self._render_file(request, fd, info, ctype, encoding)
-        except BaseException:
-            os.close(fd)
-            raise
+            body = self._prepare(request, info, ctype, encoding)
+            if body is None or request.method == b"HEAD":
+                return b""
+            pieces, trailer, length = body
+            if length <= SMALL_BODY:
+                return b"".join(head + read_exactly(fd, offset, count) for head, offset, count in pieces) + trailer
+            streaming = True
+            return send_pieces(request, fd, pieces, trailer)
+        finally:
+            if not streaming:
+                os.close(fd)
 
     def _precompressed(
         self, request: Request, fd: int, info: os.stat_result
@@ -264,16 +271,21 @@ class File(Resource):
                 return variant_fd, variant_info, coding.decode("ascii")
         return fd, info, None
 
-    def _render_file(self, request: Request, fd: int, info: os.stat_result, ctype: str,
-                     encoding: str | None) -> Any:
-        """Headers, conditions and ranges for the open file ``fd``; owns ``fd`` from here."""
+    def _prepare(
+        self, request: Request, info: os.stat_result, ctype: str, encoding: str | None
+    ) -> tuple[list[tuple[bytes, int, int]], bytes, int] | None:
+        """Set status and headers for a file with ``info``; return what to send of it.
+
+        None means no body (304, 416); otherwise ``(pieces, trailer, length)``:
+        ``(part header, offset, count)`` pieces of the file, bytes to end with,
+        and the body length (also set as Content-Length).
+        """
         size = info.st_size
         etag = b'"%x-%x"' % (info.st_mtime_ns, size)
         request.setHeader(b"accept-ranges", b"bytes")
         modified = request.setLastModified(info.st_mtime)
         if request.setETag(etag) is CACHED or modified is CACHED:
-            os.close(fd)
-            return b""
+            return None
         request.setHeader(b"content-type", ctype)
         if encoding is not None:
             request.setHeader(b"content-encoding", encoding)
@@ -281,16 +293,15 @@ class File(Resource):
         range_header = request.getHeader(b"range")
         if range_header is not None and if_range_allows(request.getHeader(b"if-range"), etag, int(info.st_mtime)):
             ranges = parse_range(range_header, size)
-        if ranges == []:
-            os.close(fd)
+        trailer = b""
+        if ranges is None:
+            pieces = [(b"", 0, size)]
+        elif not ranges:
             request.setResponseCode(416)
             request.setHeader(b"content-range", b"bytes */%d" % size)
             request.responseHeaders.removeHeader(b"content-type")
             request.responseHeaders.removeHeader(b"content-encoding")
-            return b""
-        trailer = b""
-        if ranges is None:
-            pieces = [(b"", 0, size)]
+            return None
         elif len(ranges) == 1:
             start, end = ranges[0]
             request.setResponseCode(206)
@@ -303,15 +314,7 @@ class File(Resource):
             pieces, trailer = multipart.parts, multipart.trailer
         length = sum(len(head) + count for head, _, count in pieces) + len(trailer)
         request.setHeader(b"content-length", b"%d" % length)
-        if request.method == b"HEAD":
-            os.close(fd)
-            return b""
-        if length <= SMALL_BODY:
-            try:
-                return b"".join(head + read_exactly(fd, offset, count) for head, offset, count in pieces) + trailer
-            finally:
-                os.close(fd)
-        return send_pieces(request, fd, pieces, trailer)
+        return pieces, trailer, length
 
     def _redirect_to_slash(self, request: Request) -> bytes:
         query = request.uri.partition(b"?")[2]
