@@ -7,7 +7,7 @@ Two rules keep a request inside the directory a resource serves:
   ``..``, and free of ``/`` and NUL. Anything else is refused before a path
   is ever built from it, so a request cannot reach ``os`` functions with a
   name that climbs or that Python would reject (``embedded null byte``).
-- ``open_beneath`` opens a file relative to a root. It first takes an
+- ``ServedRoot.open`` opens a file relative to a root. It first takes an
   ``O_PATH`` handle (which neither reads the file nor triggers a FIFO's or a
   device's open side effects), asks the kernel where that handle really is
   (``/proc/self/fd``), and refuses it when it resolved outside the root --
@@ -56,43 +56,52 @@ def segment_name(segment: bytes) -> str | None:
     return name
 
 
-def _where(fd: int) -> str:
-    """Where an open handle really is, as the kernel resolved it."""
-    return os.readlink(f"/proc/self/fd/{fd}")
-
-
 def is_within(path: str, root: str) -> bool:
     return path == root or path.startswith(root if root.endswith("/") else root + "/")
 
 
-def open_beneath(root: str, relative: str, *, follow_symlinks: bool = False) -> tuple[int, os.stat_result]:
-    """Open the regular file or directory ``root/relative`` for reading.
+class ServedRoot:
+    """A directory files are served from, remembering where it really is.
 
-    Returns the fd (the caller closes it) and its ``fstat``. ``relative`` is
-    made of names accepted by ``segment_name`` joined with ``/`` ("" for the
-    root itself, which is trusted as given).
+    The resolved location is cached and looked up again only when a file
+    seems to lie outside it, so that a root that is a symlink re-pointed by a
+    deployment keeps working, at the cost of a ``realpath`` only for refused
+    paths.
     """
-    root_fd = os.open(root, _PATH_FLAGS | os.O_DIRECTORY) if relative else -1
-    try:
-        if relative:
-            handle = os.open(relative, _PATH_FLAGS, dir_fd=root_fd)
-        else:
-            handle = os.open(root, _PATH_FLAGS)
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._real: str | None = None
+
+    def open(self, relative: str, *, follow_symlinks: bool = False) -> tuple[int, os.stat_result]:
+        """Open the regular file or directory ``relative`` (below this root) for reading.
+
+        Returns the fd (the caller closes it) and its ``fstat``. ``relative``
+        is made of names accepted by ``segment_name`` joined with ``/`` ("" for
+        the root itself, which is trusted as given).
+        """
+        handle = os.open(os.path.join(self.path, relative) if relative else self.path, _PATH_FLAGS)
         try:
             if relative and not follow_symlinks:
-                if not is_within(_where(handle), _where(root_fd)):
-                    raise NotServable(errno.ENOENT, "outside the served directory", relative)
+                self._check_within(os.readlink(f"/proc/self/fd/{handle}"), relative)
             info = os.fstat(handle)
-            mode = info.st_mode
-            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
                 raise NotServable(errno.ENOENT, "not a regular file or directory", relative)
-            fd = os.open(f"/proc/self/fd/{handle}", _READ_FLAGS)
+            return os.open(f"/proc/self/fd/{handle}", _READ_FLAGS), info
         finally:
             os.close(handle)
-    finally:
-        if root_fd >= 0:
-            os.close(root_fd)
-    return fd, info
+
+    def _check_within(self, where: str, relative: str) -> None:
+        if self._real is not None and is_within(where, self._real):
+            return
+        self._real = os.path.realpath(self.path)
+        if not is_within(where, self._real):
+            raise NotServable(errno.ENOENT, "outside the served directory", relative)
+
+
+def open_beneath(root: str, relative: str, *, follow_symlinks: bool = False) -> tuple[int, os.stat_result]:
+    """``ServedRoot(root).open(relative)``, for a one-off open."""
+    return ServedRoot(root).open(relative, follow_symlinks=follow_symlinks)
 
 
 def read_exactly(fd: int, offset: int, count: int) -> bytes:

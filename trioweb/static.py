@@ -34,10 +34,11 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
 from trioweb._asis import ASISProcessor
-from trioweb._fspath import NotServable, open_beneath, read_exactly, segment_name, send_pieces
+from trioweb._fspath import NotServable, ServedRoot, read_exactly, segment_name, send_pieces
 from trioweb._listing import DirectoryLister, formatFileSize
 from trioweb._mimetypes import CONTENT_ENCODINGS, getTypeAndEncoding, loadMimeTypes
 from trioweb._ranges import Multipart, content_range, if_range_allows, parse_range
@@ -137,8 +138,9 @@ class File(Resource):
         self.ignoredExts = list(ignoredExts)
         self.registry = registry if registry is not None else Registry()
         self.processors: dict[str, Callable[[str, Registry], Resource]] = {}
-        # The tree this File belongs to: what containment is checked against.
-        self._root = self.path
+        # The tree this File belongs to (what containment is checked against),
+        # and where this File is in it.
+        self._served = ServedRoot(self.path)
         self._relative = ""
 
     def ignoreExt(self, ext: str) -> None:
@@ -196,29 +198,32 @@ class File(Resource):
         return None
 
     def createSimilarFile(self, path: str) -> File:
-        """A File for ``path`` with this one's settings, in the same tree."""
-        f = self.__class__(path, self.defaultType, self.ignoredExts, self.registry)
-        f.processors = self.processors
+        """A File for ``path`` with this one's settings (same tree if ``path`` is below it).
+
+        The settings are copied attribute by attribute rather than through
+        ``__init__``: this runs for every path segment of every request.
+        """
+        f = self.__class__.__new__(self.__class__)
+        f.__dict__.update(self.__dict__)
+        f.children = {}
         f.indexNames = self.indexNames[:]
-        f.childNotFound = self.childNotFound
-        f.forbidden = self.forbidden
-        f.contentTypes = self.contentTypes
-        f.contentEncodings = self.contentEncodings
-        f.precompressed = self.precompressed
-        f.follow_symlinks = self.follow_symlinks
-        if f.path.startswith(self._root + "/"):
-            f._root = self._root
-            f._relative = f.path[len(self._root) + 1:]
+        f.path = os.path.normpath(path)
+        root = self._served.path
+        if f.path.startswith(root + "/") or (root == "/" and f.path != "/"):
+            f._relative = f.path[len(root):].lstrip("/")
+        else:
+            f._served = ServedRoot(f.path)
+            f._relative = ""
         return f
 
     def directoryListing(self) -> DirectoryLister:
         return DirectoryLister(self.path, None, self.contentTypes, self.contentEncodings, self.defaultType,
-                               root=self._root, follow_symlinks=self.follow_symlinks)
+                               root=self._served.path, follow_symlinks=self.follow_symlinks)
 
     # -- rendering ---------------------------------------------------------------------
 
     def _open(self, relative: str) -> tuple[int, os.stat_result]:
-        return open_beneath(self._root, relative, follow_symlinks=self.follow_symlinks)
+        return self._served.open(relative, follow_symlinks=self.follow_symlinks)
 
     def _error_resource(self, exc: OSError) -> Resource:
         if isinstance(exc, PermissionError):
@@ -283,7 +288,11 @@ class File(Resource):
         size = info.st_size
         etag = b'"%x-%x"' % (info.st_mtime_ns, size)
         request.setHeader(b"accept-ranges", b"bytes")
-        modified = request.setLastModified(info.st_mtime)
+        if request.getHeader(b"if-modified-since") is None:
+            request.setHeader(b"last-modified", _http_date(int(info.st_mtime)))
+            modified = None
+        else:
+            modified = request.setLastModified(info.st_mtime)
         if request.setETag(etag) is CACHED or modified is CACHED:
             return None
         request.setHeader(b"content-type", ctype)
@@ -329,6 +338,19 @@ class File(Resource):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.path!r}>"
+
+
+_http_dates: dict[int, bytes] = {}
+
+
+def _http_date(when: int) -> bytes:
+    """``formatdate`` for Last-Modified, remembered: most requests are for the same few files."""
+    text = _http_dates.get(when)
+    if text is None:
+        if len(_http_dates) >= 4096:
+            _http_dates.clear()
+        text = _http_dates[when] = formatdate(when, usegmt=True).encode("ascii")
+    return text
 
 
 def _accepted_codings(header: bytes | None) -> set[bytes]:
