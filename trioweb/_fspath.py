@@ -27,9 +27,13 @@ means 403.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
+import platform
 import stat
+import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -60,48 +64,126 @@ def is_within(path: str, root: str) -> bool:
     return path == root or path.startswith(root if root.endswith("/") else root + "/")
 
 
-class ServedRoot:
-    """A directory files are served from, remembering where it really is.
+def open_beneath(
+    root: str, relative: str, *, follow_symlinks: bool = False, real_root: str | None = None
+) -> tuple[int, os.stat_result]:
+    """Open the regular file or directory ``root/relative`` for reading.
 
-    The resolved location is cached and looked up again only when a file
-    seems to lie outside it, so that a root that is a symlink re-pointed by a
-    deployment keeps working, at the cost of a ``realpath`` only for refused
-    paths.
+    Returns the fd (the caller closes it) and its ``fstat``. ``relative`` is
+    made of names accepted by ``segment_name`` joined with ``/`` ("" for the
+    root itself, which is trusted as given). ``real_root`` is the root's
+    resolved path, if the caller knows it.
+    """
+    handle = os.open(os.path.join(root, relative) if relative else root, _PATH_FLAGS)
+    try:
+        if relative and not follow_symlinks:
+            where = os.readlink(f"/proc/self/fd/{handle}")
+            if real_root is None or not is_within(where, real_root):
+                if not is_within(where, os.path.realpath(root)):
+                    raise NotServable(errno.ENOENT, "outside the served directory", relative)
+        info = os.fstat(handle)
+        if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+            raise NotServable(errno.ENOENT, "not a regular file or directory", relative)
+        return os.open(f"/proc/self/fd/{handle}", _READ_FLAGS), info
+    finally:
+        os.close(handle)
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+_RESOLVE_NO_MAGICLINKS = 0x02
+_RESOLVE_BENEATH = 0x08
+_OPENAT2_NUMBERS = {"x86_64": 437, "aarch64": 437, "armv7l": 437, "ppc64le": 437, "s390x": 437, "riscv64": 437}
+
+
+def _find_openat2() -> Callable[[int, bytes], int] | None:
+    """``openat2(dirfd, path)`` confined below ``dirfd`` (Linux 5.6+), or None where it is unavailable."""
+    number = _OPENAT2_NUMBERS.get(platform.machine())
+    if number is None or sys.platform != "linux":
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    syscall = libc.syscall
+    syscall.restype = ctypes.c_long
+    syscall.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t]
+    how = _OpenHow(_READ_FLAGS, 0, _RESOLVE_BENEATH | _RESOLVE_NO_MAGICLINKS)
+    how_ref, how_size = ctypes.byref(how), ctypes.sizeof(how)
+
+    def openat2(dirfd: int, path: bytes) -> int:
+        fd = syscall(number, dirfd, path, how_ref, how_size)
+        if fd < 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code))
+        return fd
+
+    probe = os.open("/", _PATH_FLAGS | os.O_DIRECTORY)
+    try:
+        os.close(openat2(probe, b"."))
+    except OSError:
+        return None  # ENOSYS on old kernels, EPERM under some seccomp filters
+    finally:
+        os.close(probe)
+    return openat2
+
+
+_openat2 = _find_openat2()
+
+
+class ServedRoot:
+    """A directory files are served from, with a handle on it kept open.
+
+    ``open`` uses ``openat2(RESOLVE_BENEATH)`` below that handle where the
+    kernel has it: one system call that cannot leave the root. Whatever it
+    refuses (a symlink that leaves the root, or any absolute symlink) gets a
+    second look by ``open_beneath``, which allows absolute symlinks that land
+    inside. The handle is checked against the path at each call, so a root
+    that is a symlink re-pointed by a deployment is followed.
     """
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self._fd = -1
+        self._identity: tuple[int, int] | None = None
         self._real: str | None = None
 
     def open(self, relative: str, *, follow_symlinks: bool = False) -> tuple[int, os.stat_result]:
-        """Open the regular file or directory ``relative`` (below this root) for reading.
-
-        Returns the fd (the caller closes it) and its ``fstat``. ``relative``
-        is made of names accepted by ``segment_name`` joined with ``/`` ("" for
-        the root itself, which is trusted as given).
-        """
-        handle = os.open(os.path.join(self.path, relative) if relative else self.path, _PATH_FLAGS)
+        """Like ``open_beneath(self.path, relative, ...)``."""
+        if not relative or follow_symlinks or _openat2 is None:
+            return open_beneath(self.path, relative, follow_symlinks=follow_symlinks)
         try:
-            if relative and not follow_symlinks:
-                self._check_within(os.readlink(f"/proc/self/fd/{handle}"), relative)
-            info = os.fstat(handle)
+            fd = _openat2(self._handle(), os.fsencode(relative))
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.ELOOP):
+                raise
+            if self._real is None:
+                self._real = os.path.realpath(self.path)
+            return open_beneath(self.path, relative, real_root=self._real)
+        try:
+            info = os.fstat(fd)
             if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+                # Opening did no harm: non-blocking, and only nodes inside the root get here.
                 raise NotServable(errno.ENOENT, "not a regular file or directory", relative)
-            return os.open(f"/proc/self/fd/{handle}", _READ_FLAGS), info
-        finally:
-            os.close(handle)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, info
 
-    def _check_within(self, where: str, relative: str) -> None:
-        if self._real is not None and is_within(where, self._real):
-            return
-        self._real = os.path.realpath(self.path)
-        if not is_within(where, self._real):
-            raise NotServable(errno.ENOENT, "outside the served directory", relative)
+    def _handle(self) -> int:
+        current = os.stat(self.path)
+        identity = (current.st_dev, current.st_ino)
+        if identity != self._identity:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+            self._fd = os.open(self.path, _PATH_FLAGS | os.O_DIRECTORY)
+            self._identity = (os.fstat(self._fd).st_dev, os.fstat(self._fd).st_ino)
+            self._real = None
+        return self._fd
 
-
-def open_beneath(root: str, relative: str, *, follow_symlinks: bool = False) -> tuple[int, os.stat_result]:
-    """``ServedRoot(root).open(relative)``, for a one-off open."""
-    return ServedRoot(root).open(relative, follow_symlinks=follow_symlinks)
+    def __del__(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
 
 
 def read_exactly(fd: int, offset: int, count: int) -> bytes:

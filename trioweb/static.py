@@ -65,8 +65,10 @@ __all__ = [
 # beyond it they are streamed (sendfile) from a task.
 SMALL_BODY = 64 * 1024
 
-# Errors meaning "there is nothing servable here" (404), as opposed to 403 or 500.
-_NOT_FOUND_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG, errno.EINVAL}
+# Errors meaning "there is nothing servable here" (404), as opposed to 403 or 500
+# (ENXIO, ENODEV: a socket or a device node without a driver was opened).
+_NOT_FOUND_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG, errno.EINVAL, errno.ENXIO,
+                     errno.ENODEV}
 
 
 class Data(Resource):

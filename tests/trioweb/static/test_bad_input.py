@@ -8,11 +8,22 @@ import socket
 import pytest
 import trio
 
+import trioweb._fspath
 import trioweb.static
 from trioweb.resource import Resource
 from trioweb.static import File
 
 HOSTNAME = open("/etc/hostname", "rb").read()
+
+
+@pytest.fixture(autouse=True, params=["openat2", "proc"])
+def opener(request, monkeypatch):
+    """Every test runs with openat2(RESOLVE_BENEATH) and with the /proc fallback of older kernels."""
+    if request.param == "openat2" and trioweb._fspath._openat2 is None:
+        pytest.skip("this kernel has no openat2")
+    if request.param == "proc":
+        monkeypatch.setattr(trioweb._fspath, "_openat2", None)
+    return request.param
 
 
 @pytest.fixture
@@ -25,6 +36,7 @@ def hostile(tree):
     (tree / "link-sibling").symlink_to("../sibling/secret.txt")
     (tree / "dir-sibling").symlink_to("../sibling")
     (tree / "link-in").symlink_to("a.txt")
+    (tree / "abs-in").symlink_to(tree / "a.txt")
     (tree / "sub-alias").symlink_to("sub")
     (tree / "zero").symlink_to("/dev/zero")
     (tree / "null").symlink_to("/dev/null")
@@ -81,6 +93,7 @@ async def test_decoding_happens_once(hostile, serve_file):
 async def test_symlinks_inside_the_root_are_served(hostile, serve_file):
     site = await serve_file(hostile)
     assert (await site.get("/link-in")).body == b"0123456789abcdefghij"
+    assert (await site.get("/abs-in")).body == b"0123456789abcdefghij"
     assert (await site.get("/sub-alias/inner.css")).body == b"body{}"
 
 

@@ -223,3 +223,15 @@ async def test_processors_get_path_and_shared_registry(tree, serve_file):
     assert seen == [(str(tree / "sub" / "x.foo"), registry)]
     assert (await site.get("/sub/missing.foo")).status == 404
     assert len(seen) == 1
+
+
+async def test_root_symlink_repointed_by_a_deployment(tmp_path, serve_file):
+    for release in ("v1", "v2"):
+        (tmp_path / release).mkdir()
+        (tmp_path / release / "version.txt").write_text(release)
+    (tmp_path / "current").symlink_to("v1")
+    site = await serve_file(File(str(tmp_path / "current")))
+    assert (await site.get("/version.txt")).body == b"v1"
+    (tmp_path / "next").symlink_to("v2")
+    (tmp_path / "next").rename(tmp_path / "current")
+    assert (await site.get("/version.txt")).body == b"v2"
