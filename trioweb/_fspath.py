@@ -33,6 +33,7 @@ import os
 import platform
 import stat
 import sys
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -129,6 +130,9 @@ def _find_openat2() -> Callable[[int, bytes], int] | None:
 
 _openat2 = _find_openat2()
 
+# How often a ServedRoot checks that its kept handle is still what its path names.
+_RECHECK_ROOT = 1.0
+
 
 class ServedRoot:
     """A directory files are served from, with a handle on it kept open.
@@ -137,8 +141,9 @@ class ServedRoot:
     kernel has it: one system call that cannot leave the root. Whatever it
     refuses (a symlink that leaves the root, or any absolute symlink) gets a
     second look by ``open_beneath``, which allows absolute symlinks that land
-    inside. The handle is checked against the path at each call, so a root
-    that is a symlink re-pointed by a deployment is followed.
+    inside. The handle is checked against the path every ``_RECHECK_ROOT``
+    seconds, so a root that is a symlink re-pointed by a deployment is
+    followed within that time.
     """
 
     def __init__(self, path: str) -> None:
@@ -146,6 +151,7 @@ class ServedRoot:
         self._fd = -1
         self._identity: tuple[int, int] | None = None
         self._real: str | None = None
+        self._checked = 0.0
 
     def open(self, relative: str, *, follow_symlinks: bool = False) -> tuple[int, os.stat_result]:
         """Like ``open_beneath(self.path, relative, ...)``."""
@@ -170,6 +176,10 @@ class ServedRoot:
         return fd, info
 
     def _handle(self) -> int:
+        now = time.monotonic()
+        if self._fd >= 0 and now - self._checked < _RECHECK_ROOT:
+            return self._fd
+        self._checked = now
         current = os.stat(self.path)
         identity = (current.st_dev, current.st_ino)
         if identity != self._identity:

@@ -245,7 +245,7 @@ class File(Resource):
                 return self._redirect_to_slash(request)
             ctype, encoding = getTypeAndEncoding(os.path.basename(self.path), self.contentTypes,
                                                  self.contentEncodings, self.defaultType)
-            if encoding is None and self.precompressed:
+            if encoding is None and self.precompressed and request.getHeader(b"accept-encoding"):
                 fd, info, encoding = self._precompressed(request, fd, info)
             body = self._prepare(request, info, ctype, encoding)
             if body is None or request.method == b"HEAD":
@@ -285,7 +285,7 @@ class File(Resource):
 
         None means no body (304, 416); otherwise ``(pieces, trailer, length)``:
         ``(part header, offset, count)`` pieces of the file, bytes to end with,
-        and the body length (also set as Content-Length).
+        and the body length (set as Content-Length for a streamed body or HEAD).
         """
         size = info.st_size
         etag = b'"%x-%x"' % (info.st_mtime_ns, size)
@@ -324,7 +324,8 @@ class File(Resource):
             request.setHeader(b"content-type", multipart.content_type)
             pieces, trailer = multipart.parts, multipart.trailer
         length = sum(len(head) + count for head, _, count in pieces) + len(trailer)
-        request.setHeader(b"content-length", b"%d" % length)
+        if length > SMALL_BODY or request.method == b"HEAD":
+            request.setHeader(b"content-length", b"%d" % length)  # a smaller body is measured when returned
         return pieces, trailer, length
 
     def _redirect_to_slash(self, request: Request) -> bytes:
