@@ -11,13 +11,16 @@ from typing import Any
 import pytest
 import trio
 
+import rpc  # noqa: F401  (imported before tests/ joins sys.path: tests/rpc must not shadow it)
+
+from trioweb.http import Limits
+from trioweb.resource import Resource
+from trioweb.server import Server, Site, serve
+
+# The shared test helpers (rawhttp, procs) live next to this file.
 sys.path.insert(0, str(Path(__file__).parent))
 
 from rawhttp import RawConnection  # noqa: E402
-
-from trioweb.http import Limits  # noqa: E402
-from trioweb.resource import Resource  # noqa: E402
-from trioweb.server import Server, Site, serve  # noqa: E402
 
 
 class RunningSite:

@@ -28,7 +28,7 @@ import trio
 
 from trioweb._forms import parse_cookies, parse_multipart, parse_query
 from trioweb.address import Address, IPv4Address, IPv6Address
-from trioweb.http import ConnectionLost, Headers, HTTPConnection, RequestHead, status_phrase
+from trioweb.http import Channel, ConnectionLost, Headers, RequestHead, status_phrase
 from trioweb.http._headers import checked_value
 from trioweb.urlpath import URLPath
 
@@ -55,7 +55,7 @@ class Request:
 
     defaultContentType: bytes | None = b"text/html"
 
-    def __init__(self, site: Site, channel: HTTPConnection, head: RequestHead) -> None:
+    def __init__(self, site: Site, channel: Channel, head: RequestHead) -> None:
         self.site = site
         self.channel = channel
         self.method = head.method
@@ -163,13 +163,18 @@ class Request:
         return b"localhost"
 
     def _host_with_port(self) -> bytes:
+        """The authority for URLs: the client's Host as it gave it (so a URL
+        works from where the client is, even behind port forwarding); our own
+        address and port when it gave none."""
         host = self.getRequestHostname()
-        address = self.host
-        port = address.port if isinstance(address, (IPv4Address, IPv6Address)) else None
-        if self._host_header and b":" in self._host_header.rsplit(b"]", 1)[-1]:
-            port = int(self._host_header.rsplit(b":", 1)[1] or 0) or port
         default = 443 if self.isSecure() else 80
-        if port is None or port == default:
+        if self._host_header:
+            authority = self._host_header.rsplit(b"]", 1)[-1]
+            port = int(authority.rsplit(b":", 1)[1] or default) if b":" in authority else default
+        else:
+            address = self.host
+            port = address.port if isinstance(address, (IPv4Address, IPv6Address)) else default
+        if port == default:
             return host
         return b"%s:%d" % (host, port)
 

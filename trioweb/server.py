@@ -106,7 +106,17 @@ class Site:
     # -- one request ---------------------------------------------------------------
 
     async def handle(self, channel: HTTPConnection, head: RequestHead) -> None:
-        request = self.requestFactory(self, channel, head)
+        """Answer one request head arriving on ``channel`` (the HTTP engine's callback)."""
+        await self.process(self.requestFactory(self, channel, head))
+
+    async def process(self, request: Request) -> None:
+        """Traverse, read the body, render and answer ``request``.
+
+        ``request.prepath``/``postpath`` say where traversal starts: a request
+        forwarded from another server arrives with the prefix it was
+        published under already in ``prepath``.
+        """
+        channel = request.channel
         for name, value in self.extra_headers:
             request.responseHeaders.addRawHeader(name, value)
         try:

@@ -4,6 +4,7 @@ This layer turns bytes into request heads and bodies and responses back into
 bytes. It knows nothing of resources; ``trioweb.server`` drives it.
 """
 
+from trioweb.http._channel import Channel
 from trioweb.http._connection import (
     BodyTimeout,
     BodyTooLarge,
@@ -19,6 +20,7 @@ __all__ = [
     "END_OF_MESSAGE",
     "BodyTimeout",
     "BodyTooLarge",
+    "Channel",
     "ConnectionLost",
     "HTTPConnection",
     "Headers",

@@ -120,6 +120,7 @@ class HTTPConnection:
     def _reset_exchange(self, head: RequestHead | None) -> None:
         self.head = head
         self._body_done = head is None or not head.has_body
+        self._body_complete: trio.Event | None = None  # set when a body being read ends
         self._body_received = 0
         self._continue_sent = False
         self.response_started = False
@@ -346,6 +347,8 @@ class HTTPConnection:
                 if event is END_OF_MESSAGE:
                     events.popleft()
                     self._body_done = True
+                    if self._body_complete is not None:
+                        self._body_complete.set()
                     return b""
                 if isinstance(event, ParseError):
                     self.keep_alive = False
@@ -527,6 +530,12 @@ class HTTPConnection:
         Meant to run beside a handler whose response takes time; it reads
         ahead (bounded) so pipelined requests are parsed meanwhile.
         """
+        if not self._body_done:
+            # The body is someone else's to read (a resource streaming it):
+            # reading here too would race with it. Watch once it is complete.
+            if self._body_complete is None:
+                self._body_complete = trio.Event()
+            await self._body_complete.wait()
         read_ahead = 0
         while read_ahead < MAX_READ_AHEAD:
             try:

@@ -168,7 +168,7 @@ async def test_redirect_location_never_starts_with_two_slashes(hostile, serve_fi
             assert response.status in (302, 404), (path, response.status)
             location = response.header(b"location")
             if location is not None:
-                assert location.startswith(b"http://a:%d/" % site.port), location
+                assert location.startswith(b"http://a/"), location
 
 
 async def test_head_and_304_never_read_the_file(tree, serve_file, monkeypatch):

@@ -1,0 +1,326 @@
+"""A front Site forwarding to a personal Site over a real UNIX socket, in one process.
+
+The cross-process and cross-uid cases are in tests/e2e/test_community_hosting.py;
+here the forwarding itself: what crosses, what comes back, what fails how.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import rpc
+import trio
+from rawhttp import get
+
+from trioweb.distrib import ResourcePublisher, ResourceSubscription, serve_publisher
+from trioweb.resource import NOT_DONE_YET, Resource
+from trioweb.server import Site
+from trioweb.static import Data
+
+
+class Echo(Resource):
+    isLeaf = True
+
+    def render_GET(self, request):
+        request.setHeader(b"x-seen", b"%r %r %r" % (request.prepath, request.postpath, request.args))
+        return b"url=" + request.prePathURL() + b" client=" + request.getClientAddress().host.encode()
+
+    def render_POST(self, request):
+        return b"%d %s" % (len(request.content.read()), request.getHeader(b"content-type") or b"-")
+
+
+class Big(Resource):
+    """Streams ``?mib=N`` MiB (default 4) in 64 KiB writes."""
+
+    isLeaf = True
+
+    def render_GET(self, request):
+        mib = int(request.args.get(b"mib", [b"4"])[0])
+
+        async def produce():
+            piece = b"x" * 65536
+            for _ in range(mib * 16):
+                request.write(piece)
+                await request.drain()
+            request.finish()
+
+        request.start_soon(produce)
+        return NOT_DONE_YET
+
+
+class Boom(Resource):
+    isLeaf = True
+
+    def render_GET(self, request):
+        raise RuntimeError("secret remote detail")
+
+
+class Cookies(Resource):
+    isLeaf = True
+
+    def render_GET(self, request):
+        request.addCookie(b"theme", b"dark", path=b"/")
+        request.addCookie(b"other", b"1", domain=b"example.org")
+        request.redirect(bytes(request.URLPath().child(b"next")))
+        return b""
+
+
+class Upload(Resource):
+    isLeaf = True
+    max_request_body = 64 * 1024 * 1024
+
+    def render_POST(self, request):
+        return b"%d" % len(request.content.read())
+
+
+def personal_root():
+    root = Resource()
+    root.putChild(b"", Data(b"personal home", "text/plain"))
+    root.putChild(b"echo", Echo())
+    root.putChild(b"big", Big())
+    root.putChild(b"boom", Boom())
+    root.putChild(b"cookies", Cookies())
+    root.putChild(b"upload", Upload())
+    return root
+
+
+async def unix_listener(path):
+    sock = trio.socket.socket(trio.socket.AF_UNIX)
+    await sock.bind(path)
+    sock.listen(16)
+    return trio.SocketListener(sock)
+
+
+async def start_personal(nursery, path, root=None):
+    listener = await unix_listener(path)
+    await nursery.start(serve_publisher, ResourcePublisher(Site(root or personal_root())), [listener])
+    return listener
+
+
+@pytest.fixture
+async def front(start_site, nursery, tmp_path):
+    path = str(tmp_path / "pb.sock")
+    await start_personal(nursery, path)
+    root = Resource()
+    root.putChild(b"~alice", ResourceSubscription("unix", path))
+    return await start_site(root)
+
+
+async def test_get_through_the_front(front):
+    response = await front.request(get(b"/~alice/echo/a/b?x=1", host=b"example.com:8080"))
+    assert response.status == 200
+    assert response.body == b"url=http://example.com:8080/~alice/echo client=127.0.0.1"
+    assert response.header(b"x-seen") == b"[b'~alice', b'echo'] [b'a', b'b'] {b'x': [b'1']}"
+    assert response.header(b"content-length") == b"%d" % len(response.body)
+
+
+async def test_home_and_404_and_405_come_from_the_personal_site(front):
+    assert (await front.request(get(b"/~alice/"))).body == b"personal home"
+    assert (await front.request(get(b"/~alice/nothing"))).status == 404
+    refused = await front.request(b"DELETE /~alice/echo HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert refused.status == 405 and refused.header(b"allow") == b"GET, HEAD, POST"
+
+
+async def test_head_keeps_length_and_sends_no_body(front):
+    conn = await front.connect()
+    await conn.send(b"HEAD /~alice/echo HTTP/1.1\r\nHost: a\r\n\r\n" + get(b"/~alice/"))
+    head = await conn.read_response(head_request=True)
+    assert head.status == 200 and int(head.header(b"content-length")) > 0
+    assert (await conn.read_response()).body == b"personal home"
+
+
+async def test_post_body_crosses(front):
+    body = b"a=1&b=2"
+    response = await front.request(
+        b"POST /~alice/echo HTTP/1.1\r\nHost: a\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    assert response.body == b"7 application/x-www-form-urlencoded"
+
+
+async def test_chunked_upload_crosses(front):
+    response = await front.request(
+        b"POST /~alice/upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+    assert response.body == b"11"
+
+
+async def test_large_upload_and_the_personal_sites_limit(front):
+    body = b"u" * (5 * 1024 * 1024)
+    response = await front.request(
+        b"POST /~alice/upload HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(body) + body, timeout=20)
+    assert response.body == b"%d" % len(body)
+    # The echo resource keeps the 1 MiB default, enforced on the personal side.
+    # Like any client of a server that refuses a body, this one reads the answer
+    # while still sending (the server stops reading and closes).
+    conn = await front.connect(timeout=20)
+
+    async def send_body():
+        try:
+            await conn.send(b"POST /~alice/echo HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        except trio.BrokenResourceError:
+            pass
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(send_body)
+        too_big = await conn.read_response()
+        nursery.cancel_scope.cancel()
+    assert too_big.status == 413
+
+
+async def test_streamed_response(front):
+    response = await front.request(get(b"/~alice/big?mib=4"), timeout=20)
+    assert response.status == 200 and response.chunked
+    assert len(response.body) == 4 * 1024 * 1024
+
+
+async def test_remote_exception_is_a_generic_500(front):
+    response = await front.request(get(b"/~alice/boom"))
+    assert response.status == 500
+    assert b"secret remote detail" not in response.body
+
+
+async def test_cookies_are_confined_and_redirects_use_the_public_url(front):
+    response = await front.request(get(b"/~alice/cookies", host=b"example.com"))
+    assert response.status == 302
+    assert response.header(b"location") == b"http://example.com/~alice/cookies/next"
+    assert response.header_list(b"set-cookie") == [b"theme=dark; Path=/~alice/", b"other=1; Path=/~alice/"]
+
+
+async def test_backend_down_is_a_fast_502(start_site, tmp_path):
+    root = Resource()
+    root.putChild(b"~bob", ResourceSubscription("unix", str(tmp_path / "missing.sock")))
+    site = await start_site(root)
+    with trio.fail_after(2):
+        response = await site.request(get(b"/~bob/"))
+    assert response.status == 502
+    assert b"missing.sock" not in response.body
+
+
+async def test_a_regular_file_at_the_socket_path_is_502(start_site, tmp_path):
+    path = tmp_path / "pb.sock"
+    path.write_text("not a socket")
+    root = Resource()
+    root.putChild(b"~bob", ResourceSubscription("unix", str(path)))
+    site = await start_site(root)
+    assert (await site.request(get(b"/~bob/"))).status == 502
+
+
+async def fake_backend(nursery, path, behaviour):
+    """A UNIX socket server that runs ``behaviour(stream)`` per connection."""
+    listener = await unix_listener(path)
+    nursery.start_soon(trio.serve_listeners, behaviour, [listener])
+
+
+async def test_garbage_backend_is_502_and_the_front_keeps_serving(start_site, nursery, tmp_path):
+    async def garbage(stream):
+        await stream.send_all(b"\xff" * 64 + b"HTTP/1.1 200 OK\r\n\r\n")
+        await trio.sleep(1)
+
+    path = str(tmp_path / "garbage.sock")
+    await fake_backend(nursery, path, garbage)
+    good = str(tmp_path / "good.sock")
+    await start_personal(nursery, good)
+    root = Resource()
+    root.putChild(b"~mallory", ResourceSubscription("unix", path))
+    root.putChild(b"~alice", ResourceSubscription("unix", good))
+    site = await start_site(root)
+    assert (await site.request(get(b"/~mallory/"))).status == 502
+    assert (await site.request(get(b"/~alice/"))).body == b"personal home"
+
+
+class Publisher(rpc.Referenceable):
+    """A hostile "personal server" speaking the protocol with bad answers."""
+
+    def __init__(self, answer):
+        self.answer = answer
+
+    async def remote_request(self, message, body, sink):
+        return await self.answer(message, body, sink)
+
+
+async def hostile_front(start_site, nursery, tmp_path, answer):
+    path = str(tmp_path / "hostile.sock")
+    listener = await unix_listener(path)
+    await nursery.start(serve_publisher, Publisher(answer), [listener])
+    root = Resource()
+    root.putChild(b"~mallory", ResourceSubscription("unix", path, backend_timeout=1))
+    return await start_site(root)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        {"status": 200, "reason": None, "headers": [[b"X-A", b"v\r\nSet-Cookie: evil=1"]], "length": 2, "body": b"ok"},
+        {"status": 200, "reason": None, "headers": [[b"X\r\nA", b"v"]], "length": 2, "body": b"ok"},
+        {"status": 101, "reason": None, "headers": [], "length": None, "body": b""},
+        {"status": 200, "reason": b"OK\r\nX: y", "headers": [], "length": 2, "body": b"ok"},
+        {"status": 200, "reason": None, "headers": [], "length": 5, "body": b"ok"},
+        {"status": 200, "reason": None, "headers": [[b"Set-Cookie", b"__Host-x=1; Path=/"]], "length": 2, "body": b"ok"},
+        "not a map",
+    ],
+)
+async def test_bad_response_heads_are_502(start_site, nursery, tmp_path, head):
+    async def answer(message, body, sink):
+        return head
+
+    site = await hostile_front(start_site, nursery, tmp_path, answer)
+    response = await site.request(get(b"/~mallory/"))
+    assert response.status == 502
+    assert response.header(b"set-cookie") is None and response.header(b"x-a") is None
+
+
+async def test_hung_backend_is_504(start_site, nursery, tmp_path):
+    async def answer(message, body, sink):
+        await trio.sleep(30)
+
+    site = await hostile_front(start_site, nursery, tmp_path, answer)
+    with trio.fail_after(5):
+        assert (await site.request(get(b"/~mallory/"))).status == 504
+
+
+async def test_backend_dying_mid_body_aborts_the_client_connection(start_site, nursery, tmp_path):
+    async def answer(message, body, sink):
+        stream = rpc.StreamSender()
+        await sink.sendRemote("response", {"status": 200, "reason": None, "headers": [], "length": None}, stream)
+        await stream.send_all(b"partial ")
+        await trio.sleep(0.2)
+        stream.abort("died")
+        await trio.sleep(5)
+
+    site = await hostile_front(start_site, nursery, tmp_path, answer)
+    conn = await site.connect()
+    await conn.send(get(b"/~mallory/"))
+    with pytest.raises(EOFError):
+        await conn.read_response()  # never a complete response
+    assert b"partial" in conn.buffer or conn.eof
+
+
+async def test_client_leaving_cancels_the_personal_work(start_site, nursery, tmp_path):
+    cancelled = trio.Event()
+
+    async def answer(message, body, sink):
+        try:
+            await trio.sleep(30)
+        except trio.Cancelled:
+            cancelled.set()
+            raise
+
+    site = await hostile_front(start_site, nursery, tmp_path, answer)
+    conn = await site.connect()
+    await conn.send(get(b"/~mallory/"))
+    await trio.sleep(0.2)
+    await conn.aclose()
+    with trio.fail_after(5):
+        await cancelled.wait()
+
+
+async def test_disallowed_peer_is_dropped(nursery, tmp_path):
+    path = str(tmp_path / "pb.sock")
+    listener = await unix_listener(path)
+    await nursery.start(lambda task_status: serve_publisher(
+        ResourcePublisher(Site(personal_root())), [listener], allowed_uids=frozenset({os.getuid() + 1}),
+        task_status=task_status))
+    stream = await trio.open_unix_socket(path)
+    with trio.fail_after(5):
+        assert await stream.receive_some(100) == b""  # closed before a byte was exchanged

@@ -1,0 +1,234 @@
+"""The personal server's side: ``ResourcePublisher`` and ``serve_publisher``.
+
+``ResourcePublisher(site)`` is the rpc root a personal server offers. Its one
+method, ``request``, takes a request forwarded by a front server and runs it
+through ``site`` exactly as a local request: same traversal, same render
+dispatch (405, HEAD, ``setLastModified``, ``NOT_DONE_YET``, ``async def``),
+same error pages. Only the channel differs: a ``RemoteChannel`` reads the
+body from an rpc stream and sends the response back over the connection.
+
+How a response goes back:
+
+- complete before its first flush and small: in the call's answer, one
+  message (no round trip per write);
+- otherwise: at the first flush, a one-way ``response`` message to the
+  front's sink carries the head and a ``StreamSender``; the body follows on
+  that stream with the consumer's flow control, and the call returns (None)
+  when the body is complete.
+
+Cancellation: when the front cancels the call (its client left) or the
+connection drops, the call's task is cancelled, and with it the request's
+rendering and its nursery.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from typing import Any
+
+import rpc
+import trio
+
+from trioweb.distrib._messages import decode_request, encode_response
+from trioweb.http import BodyTooLarge, ConnectionLost, RequestHead
+from trioweb.server import Site
+
+log = logging.getLogger("trioweb.distrib")
+
+# A complete response up to this size goes back in the call's answer.
+INLINE_BODY = 256 * 1024
+READ_SIZE = 64 * 1024
+
+
+class RemoteChannel:
+    """The ``Channel`` of a request forwarded by a front server."""
+
+    def __init__(self, head: RequestHead, extra: dict[str, Any], body: rpc.StreamReceiver | None,
+                 sink: rpc.RemoteReference | None) -> None:
+        self.head = head
+        self.client = extra["client"]
+        self.host = extra["host"]
+        self.is_secure = extra["secure"]
+        self._body = body
+        self._body_done = body is None or not head.has_body
+        self._received = 0
+        self._sink = sink
+        self.lost = False
+        self.response_started = False
+        self.response_done = False
+        self._status: dict[str, Any] | None = None
+        self._send_body = True
+        self._out: list[bytes] = []
+        self._out_size = 0
+        self._sender: rpc.StreamSender | None = None
+        self._sender_closed = False
+        self.bytes_sent = 0
+
+    # -- request body ---------------------------------------------------------
+
+    def declared_body_size(self) -> int | None:
+        return self.head.content_length
+
+    async def receive_body_chunk(self, max_size: int) -> bytes:
+        if self._body_done:
+            return b""
+        declared = self.head.content_length
+        if declared is not None and declared > max_size:
+            raise BodyTooLarge
+        assert self._body is not None
+        try:
+            piece = await self._body.receive_some(READ_SIZE)
+        except (rpc.StreamError, rpc.ConnectionLost) as exc:
+            self.lost = True
+            raise ConnectionLost(f"the front stopped sending the body: {exc}") from exc
+        if not piece:
+            self._body_done = True
+            return b""
+        self._received += len(piece)
+        if self._received > max_size:
+            raise BodyTooLarge
+        return piece
+
+    # -- response ---------------------------------------------------------------
+
+    def start_response(self, code: int, phrase: bytes, headers: list[tuple[bytes, bytes]],
+                       content_length: int | None) -> None:
+        self.response_started = True
+        no_body = code < 200 or code in (204, 304)
+        self._send_body = not no_body and self.head.method != b"HEAD"
+        self._status = encode_response(code, phrase, headers, None if no_body else content_length)
+
+    def write(self, data: bytes) -> None:
+        self.bytes_sent += len(data)
+        if self._send_body and data:
+            self._out.append(data)
+            self._out_size += len(data)
+
+    def end_response(self) -> None:
+        self.response_done = True
+
+    def has_output(self) -> bool:
+        # Also true when the end of a streamed body is still to be sent.
+        return bool(self._out) or (self.response_done and self._sender is not None and not self._sender_closed)
+
+    async def flush(self) -> None:
+        if self.lost:
+            raise ConnectionLost("the front went away")
+        if self._sender is None:
+            if self.response_done and self._out_size <= INLINE_BODY:
+                return  # it all goes back in the call's answer
+            await self._start_stream()
+        assert self._sender is not None
+        data = b"".join(self._out)
+        self._out.clear()
+        self._out_size = 0
+        try:
+            if data:
+                await self._sender.send_all(data)
+            if self.response_done and not self._sender_closed:
+                self._sender_closed = True
+                await self._sender.aclose()
+        except (rpc.StreamError, rpc.ConnectionLost, trio.ClosedResourceError) as exc:
+            self.lost = True
+            raise ConnectionLost(f"the front stopped reading: {exc}") from exc
+
+    async def _start_stream(self) -> None:
+        assert self._status is not None and self._sink is not None
+        self._sender = rpc.StreamSender()
+        try:
+            await self._sink.sendRemote("response", self._status, self._sender)
+        except rpc.RPCError as exc:
+            self.lost = True
+            raise ConnectionLost(f"cannot reach the front: {exc}") from exc
+
+    async def send_file(self, fd: int, offset: int, count: int) -> None:
+        while count > 0 and not self.lost:
+            piece = await trio.to_thread.run_sync(os.pread, fd, min(count, READ_SIZE * 4), offset)
+            if not piece:
+                raise ValueError("file shorter than the range being sent")
+            offset += len(piece)
+            count -= len(piece)
+            self.write(piece)
+            await self.flush()
+
+    async def watch_for_disconnect(self) -> None:
+        # The front cancels the call when its client goes away, which cancels
+        # this request's rendering; there is nothing to watch here.
+        await trio.sleep(math.inf)
+
+    async def complete(self) -> dict[str, Any] | None:
+        """After the Site is done: the answer of the call (None if the body was streamed)."""
+        if self._body is not None and not self._body_done:
+            await self._body.aclose()  # what the resource did not read, the front need not send
+        if self._sender is None and self.response_done and self._status is not None:
+            return {**self._status, "body": b"".join(self._out)}
+        if self._sender is not None and not self.lost:
+            await self.flush()
+            return None
+        raise ConnectionLost("the response was not completed")
+
+
+class ResourcePublisher(rpc.Referenceable):
+    """The rpc root of a personal server; see the module docstring."""
+
+    def __init__(self, site: Site) -> None:
+        self.site = site
+
+    async def remote_request(self, message: Any, body: rpc.StreamReceiver | None,
+                             sink: rpc.RemoteReference | None) -> dict[str, Any] | None:
+        head, extra = decode_request(message)
+        if body is not None and not isinstance(body, rpc.StreamReceiver):
+            raise TypeError("the body must be a stream")
+        channel = RemoteChannel(head, extra, body, sink)
+        request = self.site.requestFactory(self.site, channel, head)
+        request.prepath = extra["prepath"]
+        request.postpath = extra["postpath"]
+        await self.site.process(request)
+        return await channel.complete()
+
+
+async def serve_publisher(
+    publisher: ResourcePublisher,
+    listeners: list[trio.abc.Listener[Any]],
+    *,
+    allowed_uids: frozenset[int] | None = None,
+    limits: rpc.Limits | None = None,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``publisher`` on ``listeners`` until cancelled.
+
+    On UNIX sockets, a peer whose uid is not in ``allowed_uids`` is dropped
+    before a byte is read or written (None allows everyone: TCP, or a
+    deliberate choice). Each connection's failure stays with it.
+    """
+
+    async def serve_one(stream: trio.abc.Stream) -> None:
+        broker = rpc.Broker(stream, publisher, limits=limits)
+        credentials = broker.peer_credentials()
+        if allowed_uids is not None and credentials is not None and credentials.uid not in allowed_uids:
+            log.warning("refused a connection from uid %d (pid %d): not an allowed peer",
+                        credentials.uid, credentials.pid)
+            await trio.aclose_forcefully(stream)
+            return
+        try:
+            async with broker:
+                await broker.wait_closed()
+        except (rpc.RPCError, trio.BrokenResourceError, OSError) as exc:
+            log.info("connection from the front ended: %s", exc)
+
+    async def accept_loop(listener: trio.abc.Listener[Any], nursery: trio.Nursery) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                log.warning("accept failed: %s", exc)
+                await trio.sleep(0.1)
+                continue
+            nursery.start_soon(serve_one, stream)
+
+    async with trio.open_nursery() as nursery:
+        for listener in listeners:
+            nursery.start_soon(accept_loop, listener, nursery)
+        task_status.started()

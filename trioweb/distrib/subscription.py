@@ -1,0 +1,330 @@
+"""The front server's side: ``ResourceSubscription``, a leaf that forwards.
+
+``ResourceSubscription("unix", path)`` (Twisted's signature; also
+``ResourceSubscription("tcp:host:port")``, ``ResourceSubscription("host",
+port)``) forwards every request below it to the personal server there, and
+relays the answer.
+
+The connection to a backend is opened on first use, shared by concurrent
+requests, and reopened after a failure. After a failed connect the backend is
+taken as down for a short, growing while (0.5 s up to 10 s): requests get a
+fast 502 instead of each waiting on a dead socket.
+
+What a client sees:
+
+- backend missing, refusing, not the right peer, or not speaking our protocol:
+  502, within the connect timeout (3 s);
+- no response head within ``backend_timeout`` (60 s): 504;
+- a malformed or disallowed response head: 502, and the connection to that
+  backend is dropped;
+- the backend raised (a bug in the publisher itself): a generic 500;
+- the backend dies after the head was sent: the client connection is aborted,
+  never passed off as a complete response.
+
+The body streams both ways with flow control, so memory stays bounded
+whatever its size. A client that leaves cancels the call, which cancels the
+work on the personal server.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+import rpc
+import trio
+
+from trioweb._request import Request
+from trioweb.distrib._messages import MessageError, decode_response, encode_request
+from trioweb.distrib._peer_checks import Refused
+from trioweb.distrib._response_checks import BadBackendResponse, check_headers, check_status
+from trioweb.http import ConnectionLost
+from trioweb.resource import Resource, error_page
+
+log = logging.getLogger("trioweb.distrib")
+
+CONNECT_TIMEOUT = 3.0
+FIRST_RETRY_DELAY = 0.5
+MAX_RETRY_DELAY = 10.0
+# Cookie names a backend may never set: the front's own.
+FRONT_COOKIES = frozenset({b"TWISTED_SESSION", b"TWISTED_SECURE_SESSION"})
+
+
+class BackendUnavailable(Exception):
+    """No usable connection to the personal server (the message says why)."""
+
+
+class _ResponseSink(rpc.Referenceable):
+    """Receives the head and body stream of a response that is streamed back."""
+
+    def __init__(self) -> None:
+        self.head: Any = None
+        self.body: rpc.StreamReceiver | None = None
+        self.arrived = trio.Event()
+
+    def remote_response(self, head: Any, body: Any) -> None:
+        if self.arrived.is_set() or not isinstance(body, rpc.StreamReceiver):
+            raise MessageError("unexpected response message")
+        self.head, self.body = head, body
+        self.arrived.set()
+
+
+class _Backend:
+    """One shared rpc connection to one personal server."""
+
+    def __init__(
+        self,
+        kind: str,
+        address: str,
+        port: int = 0,
+        *,
+        before_connect: Callable[[], None] | None = None,
+        check_peer: Callable[[rpc.PeerCredentials | None], None] | None = None,
+        limits: rpc.Limits | None = None,
+    ) -> None:
+        self.kind = kind
+        self.address = address
+        self.port = port
+        self.before_connect = before_connect
+        self.check_peer = check_peer
+        self.limits = limits
+        self._broker: rpc.Broker | None = None
+        self._root: rpc.RemoteReference | None = None
+        self._lock = trio.Lock()
+        self._failures = 0
+        self._down_until = 0.0
+
+    def describe(self) -> str:
+        return f"unix:{self.address}" if self.kind == "unix" else f"tcp:{self.address}:{self.port}"
+
+    async def root(self) -> rpc.RemoteReference:
+        """The publisher's reference, connecting if needed; BackendUnavailable if that fails."""
+        if self._root is not None and self._broker is not None and not self._broker.closed:
+            return self._root
+        async with self._lock:
+            if self._root is not None and self._broker is not None and not self._broker.closed:
+                return self._root
+            if trio.current_time() < self._down_until:
+                raise BackendUnavailable(f"{self.describe()} failed recently; retrying later")
+            try:
+                with trio.fail_after(CONNECT_TIMEOUT):
+                    return await self._connect()
+            except (OSError, Refused, rpc.RPCError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+                self._failures += 1
+                delay = min(MAX_RETRY_DELAY, FIRST_RETRY_DELAY * 2 ** (self._failures - 1))
+                self._down_until = trio.current_time() + delay
+                raise BackendUnavailable(f"{self.describe()}: {type(exc).__name__}: {exc}") from exc
+
+    async def _connect(self) -> rpc.RemoteReference:
+        if self.before_connect is not None:
+            await trio.to_thread.run_sync(self.before_connect)
+        if self.kind == "unix":
+            stream: trio.abc.Stream = await trio.open_unix_socket(self.address)
+        else:
+            stream = await trio.open_tcp_stream(self.address, self.port)
+        broker = rpc.Broker(stream, limits=self.limits)
+        try:
+            if self.check_peer is not None:
+                self.check_peer(broker.peer_credentials())  # before a byte is sent
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
+        ready = trio.Event()
+        failure: list[BaseException] = []
+        trio.lowlevel.spawn_system_task(self._own, broker, ready, failure)
+        await ready.wait()
+        if failure:
+            raise failure[0]
+        self._failures = 0
+        assert self._root is not None
+        return self._root
+
+    async def _own(self, broker: rpc.Broker, ready: trio.Event, failure: list[BaseException]) -> None:
+        """The task that holds the connection open while it is in use (a system task:
+        the connection outlives the request that opened it)."""
+        try:
+            async with broker:
+                root = await broker.getRootObject()
+                self._broker, self._root = broker, root
+                ready.set()
+                await broker.wait_closed()
+            log.info("connection to %s closed: %s", self.describe(), broker.close_reason)
+        except (rpc.RPCError, OSError, trio.BrokenResourceError) as exc:
+            failure.append(exc)
+            log.info("connection to %s failed: %s", self.describe(), exc)
+        finally:
+            if self._broker is broker:
+                self._broker = self._root = None
+            ready.set()
+
+    async def drop(self) -> None:
+        """Close the connection (after the backend broke the protocol)."""
+        broker = self._broker
+        if broker is not None:
+            self._broker = self._root = None
+            await broker.aclose()
+
+
+class ResourceSubscription(Resource):
+    """Forwards every request below it to a personal server; see the module docstring."""
+
+    isLeaf = True
+    stream_request_body = True
+    max_request_body = 1024 * 1024 * 1024
+
+    def __init__(
+        self,
+        host: str,
+        port: int | str | None = None,
+        *,
+        backend_timeout: float = 60.0,
+        before_connect: Callable[[], None] | None = None,
+        check_peer: Callable[[rpc.PeerCredentials | None], None] | None = None,
+        limits: rpc.Limits | None = None,
+    ) -> None:
+        super().__init__()
+        if port is None:  # one endpoint string: "unix:PATH" or "tcp:HOST:PORT"
+            kind, _, rest = host.partition(":")
+            if kind == "unix" and rest:
+                host, port = "unix", rest
+            elif kind == "tcp" and rest.rpartition(":")[2].isdigit():
+                host, port = rest.rpartition(":")[0], int(rest.rpartition(":")[2])
+            else:
+                raise ValueError(f"backend endpoint {host!r} is not unix:PATH or tcp:HOST:PORT")
+        if host == "unix":
+            self.backend = _Backend("unix", str(port), before_connect=before_connect,
+                                    check_peer=check_peer, limits=limits)
+        else:
+            self.backend = _Backend("tcp", host, int(port), check_peer=check_peer, limits=limits)  # type: ignore[arg-type]
+        self.backend_timeout = backend_timeout
+
+    def render(self, request: Request) -> Any:
+        return self._forward(request)
+
+    def _error(self, request: Request, code: int, brief: str) -> bytes:
+        request.setResponseCode(code)
+        request.setHeader(b"content-type", b"text/html; charset=utf-8")
+        return error_page(code, brief, "The personal server behind this address is not answering properly.")
+
+    async def _forward(self, request: Request) -> bytes | None:
+        try:
+            root = await self.backend.root()
+        except BackendUnavailable as exc:
+            log.warning("502 for %s: %s", request.uri.decode("latin-1"), exc)
+            return self._error(request, 502, "Bad Gateway")
+        channel = request.channel
+        head = channel.head
+        has_body = head is not None and head.has_body
+        length = channel.declared_body_size() if has_body else 0
+        body = rpc.StreamSender() if has_body else None
+        sink = _ResponseSink()
+        answer: list[Any] = []
+        async with trio.open_nursery() as nursery:
+            # The body is pumped from this request's own nursery (not by the
+            # rpc connection), so that no read of the client's socket
+            # outlives the call: the connection reads what is left after us.
+            pump_scope = trio.CancelScope()
+
+            async def call() -> None:
+                try:
+                    answer.append(await root.callRemote("request", encode_request(request, length), body, sink))
+                except Exception as exc:
+                    answer.append(exc)
+                pump_scope.cancel()  # the backend has answered: it wants no more body
+                sink.arrived.set()
+
+            if body is not None:
+                nursery.start_soon(self._pump_body, request, body, pump_scope)
+            nursery.start_soon(call)
+            with trio.move_on_after(self.backend_timeout) as timeout:
+                await sink.arrived.wait()
+            if timeout.cancelled_caught:
+                nursery.cancel_scope.cancel()
+                log.warning("504 for %s: %s sent no response within %g s", request.uri.decode("latin-1"),
+                            self.backend.describe(), self.backend_timeout)
+                return self._error(request, 504, "Gateway Timeout")
+            if sink.head is None:
+                return await self._relay_answer(request, answer[0])
+            return await self._relay_stream(request, sink, answer)
+
+    @staticmethod
+    async def _pump_body(request: Request, body: rpc.StreamSender, scope: trio.CancelScope) -> None:
+        with scope:
+            try:
+                async for piece in request.body_stream():
+                    await body.send_all(piece)
+                await body.aclose()
+            except rpc.StreamError:
+                pass  # the backend stopped reading: it has what it wants
+            except Exception as exc:  # the client's body failed: the backend's read fails too
+                body.abort(f"{type(exc).__name__}")
+
+    def _apply_head(self, request: Request, message: Any) -> dict[str, Any]:
+        response = decode_response(message)
+        code, reason = check_status(response.get("status"), response.get("reason"))
+        cookie_path = b"/" + b"".join(quote(seg, safe="").encode("ascii") + b"/" for seg in request.prepath)
+        headers = check_headers(response.get("headers"), cookie_path, FRONT_COOKIES)
+        request.setResponseCode(code, reason)
+        for name, value in headers:
+            if name == b"set-cookie":
+                request.cookies.append(value)
+            else:
+                request.responseHeaders.addRawHeader(name, value)
+        request.defaultContentType = None  # the backend's headers are the whole story
+        if response["length"] is not None:
+            request.setHeader(b"content-length", b"%d" % response["length"])
+        return response
+
+    async def _relay_answer(self, request: Request, outcome: Any) -> bytes:
+        if isinstance(outcome, rpc.RemoteError):
+            log.error("the personal server at %s raised %s", self.backend.describe(), outcome)
+            return self._error(request, 500, "Internal Server Error")
+        if isinstance(outcome, BaseException):
+            log.warning("502 for %s: %s", request.uri.decode("latin-1"), outcome)
+            return self._error(request, 502, "Bad Gateway")
+        try:
+            response = self._apply_head(request, outcome)
+            body = response.get("body")
+            if body is None:
+                raise MessageError("a complete response without a body")
+            length = response["length"]
+            if length is not None and request.method != b"HEAD" and len(body) != length:
+                raise MessageError(f"a body of {len(body)} bytes announced as {length}")
+        except (MessageError, BadBackendResponse) as exc:
+            return await self._refuse(request, exc)
+        return body
+
+    async def _refuse(self, request: Request, exc: Exception) -> bytes:
+        log.warning("502 for %s: bad response from %s: %s", request.uri.decode("latin-1"),
+                    self.backend.describe(), exc)
+        await self.backend.drop()
+        return self._bad_gateway(request)
+
+    def _bad_gateway(self, request: Request) -> bytes:
+        """A clean 502, whatever part of the backend's head was already applied."""
+        for name in (b"content-length", b"set-cookie"):
+            request.responseHeaders.removeHeader(name)
+        request.cookies.clear()
+        return self._error(request, 502, "Bad Gateway")
+
+    async def _relay_stream(self, request: Request, sink: _ResponseSink, answer: list[Any]) -> None | bytes:
+        try:
+            self._apply_head(request, sink.head)
+        except (MessageError, BadBackendResponse) as exc:
+            return await self._refuse(request, exc)
+        assert sink.body is not None
+        try:
+            async for piece in sink.body:
+                request.write(piece)
+                await request.drain()
+        except (rpc.StreamError, rpc.ConnectionLost) as exc:
+            log.warning("%s failed mid-response for %s: %s", self.backend.describe(),
+                        request.uri.decode("latin-1"), exc)
+            if not request.channel.response_started:  # nothing was written yet
+                return self._bad_gateway(request)
+            # Too late for a status: the Site aborts the client connection.
+            raise ConnectionError(f"{self.backend.describe()} failed mid-response") from exc
+        request.finish()
+        return None

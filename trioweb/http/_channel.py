@@ -1,0 +1,57 @@
+"""``Channel``: what a Site needs from whatever carries a request.
+
+``HTTPConnection`` is the channel of a request that came over HTTP; the
+distributed mode has another (``trioweb.distrib``'s ``RemoteChannel``) for a
+request forwarded by a front server. ``Site`` and ``Request`` use nothing else,
+so every resource works the same behind either.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from trioweb.address import Address
+from trioweb.http._parser import RequestHead
+
+
+class Channel(Protocol):
+    client: Address
+    host: Address
+    is_secure: bool
+    head: RequestHead | None
+    lost: bool  # the client is gone: writes are dropped, the response will not complete
+    response_started: bool  # the head is framed; the status can no longer change
+    response_done: bool
+
+    def declared_body_size(self) -> int | None:
+        """The request's Content-Length (0 without a body), None if unknown."""
+
+    async def receive_body_chunk(self, max_size: int) -> bytes:
+        """The next piece of the body, ``b""`` at its end.
+
+        Raises ``BodyTooLarge`` past ``max_size``, ``BodyTimeout``,
+        ``ParseError`` (malformed body) or ``ConnectionLost``.
+        """
+
+    def start_response(
+        self, code: int, phrase: bytes, headers: list[tuple[bytes, bytes]], content_length: int | None
+    ) -> None:
+        """Frame the head; ``headers`` exclude framing and connection headers."""
+
+    def write(self, data: bytes) -> None:
+        """Queue body bytes (no I/O)."""
+
+    def end_response(self) -> None:
+        """The body is complete."""
+
+    def has_output(self) -> bool:
+        """Bytes are queued and not sent yet."""
+
+    async def flush(self) -> None:
+        """Send what is queued; ``ConnectionLost`` if the client is gone."""
+
+    async def send_file(self, fd: int, offset: int, count: int) -> None:
+        """Send part of an open file as body, in bounded memory."""
+
+    async def watch_for_disconnect(self) -> None:
+        """Return when the client goes away (run beside long responses)."""
