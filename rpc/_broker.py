@@ -428,7 +428,13 @@ class Broker:
 
     def _process(self, data: bytes) -> None:
         events = self._protocol.receive_data(data)
-        # Answers produced while dispatching go out in one write.
+        if len(events) == 1:
+            self._dispatch[type(events[0])](self, events[0])
+            control = self._protocol.data_to_send()
+            if control:
+                self._write(control)
+            return
+        # Answers produced while dispatching many events go out in one write.
         self._corked = True
         try:
             for event in events:
@@ -649,7 +655,7 @@ class Broker:
                 with trio.CancelScope(shield=True):
                     await aclose()
 
-    async def _send_stream_data(self, stream_id: int, data: bytes) -> None:
+    async def _send_stream_data(self, stream_id: int, data: memoryview) -> None:
         if self.send_queue_size > SEND_HIGH_WATER:
             await self._wait_for_send_budget()
         if self.closed:

@@ -77,14 +77,12 @@ class StreamSender(trio.abc.SendStream):
         if self._finish is not None:
             raise trio.ClosedResourceError("the stream is already closed")
         view = memoryview(data).cast("B")
-        if not view:
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            return
         while view:
             protocol = await self._wait_for_credit()
             size = min(len(view), protocol.send_credit(self._stream_id), protocol.max_chunk)
-            await protocol.owner._send_stream_data(self._stream_id, bytes(view[:size]))
+            await protocol.owner._send_stream_data(self._stream_id, view[:size])
             view = view[size:]
+        await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def wait_send_all_might_not_block(self) -> None:
         """Wait until the stream is sent and the consumer has granted credit."""

@@ -177,40 +177,47 @@ class FrameDecoder:
         """
         if self.pending_error is not None:
             raise self.pending_error
-        if self._buffer:
-            self._buffer += data
-            if len(self._buffer) < self._needed:
-                return []  # still inside a frame: no copy, no parse
-            view = bytes(self._buffer)
-            self._buffer.clear()
+        if not self._buffer and not self._first and len(data) > 4:
+            (length,) = LENGTH_PREFIX.unpack_from(data)
+            if length == len(data) - 4 and length <= self.max_frame:
+                return [data[4:]]  # the common case: one whole frame per read
+        buffer = self._buffer
+        if buffer:
+            buffer += data
+            if len(buffer) < self._needed:
+                return []  # still inside a frame: no parse
+            source: bytes | bytearray = buffer
         else:
-            view = data
+            source = data
         payloads = []
         position = 0
-        end = len(view)
+        end = len(source)
         unpack_length = LENGTH_PREFIX.unpack_from
         self._needed = 4
-        while end - position >= 4:
-            (length,) = unpack_length(view, position)
-            if self._first and not 0 < length <= MAX_HELLO:
-                self.pending_error = HandshakeError(
-                    f"peer does not speak {PROTOCOL_NAME}: first frame length {length} "
-                    f"is outside [1, {MAX_HELLO}]"
-                )
-            elif length == 0 or length > self.max_frame:
-                self.pending_error = ProtocolError(
-                    f"frame length {length} is outside [1, {self.max_frame}]"
-                )
-            if self.pending_error is not None:
-                if payloads:
-                    return payloads
-                raise self.pending_error
-            if end - position - 4 < length:
-                self._needed = 4 + length
-                break
-            payloads.append(view[position + 4 : position + 4 + length])
-            position += 4 + length
-            self._first = False
-        if position < end:
-            self._buffer += view[position:]
+        with memoryview(source) as view:
+            while end - position >= 4:
+                (length,) = unpack_length(view, position)
+                if self._first and not 0 < length <= MAX_HELLO:
+                    self.pending_error = HandshakeError(
+                        f"peer does not speak {PROTOCOL_NAME}: first frame length {length} "
+                        f"is outside [1, {MAX_HELLO}]"
+                    )
+                elif length == 0 or length > self.max_frame:
+                    self.pending_error = ProtocolError(
+                        f"frame length {length} is outside [1, {self.max_frame}]"
+                    )
+                if self.pending_error is not None:
+                    if payloads:
+                        break
+                    raise self.pending_error
+                if end - position - 4 < length:
+                    self._needed = 4 + length
+                    break
+                payloads.append(bytes(view[position + 4 : position + 4 + length]))
+                position += 4 + length
+                self._first = False
+        if source is buffer:
+            del buffer[:position]
+        elif position < end:
+            buffer += data[position:]
         return payloads

@@ -94,3 +94,19 @@ def test_plain_values_round_trip(value: object) -> None:
     caller.receive_data(callee.hello())
     [call] = callee.receive_data(caller.call(0, "x", [value], {})[1])
     assert call.args == [value]
+
+
+@FUZZ_SETTINGS
+@given(st.integers(0, 2**64 - 1), st.binary(max_size=70_000), st.booleans(),
+       st.binary(max_size=3))
+def test_stream_data_fast_path_agrees_with_msgpack(stream_id: int, data: bytes, end: bool,
+                                                   junk: bytes) -> None:
+    from rpc._protocol import _parse_stream_data
+
+    payload = msgpack.packb([wire.STREAM_DATA, stream_id, data, end], use_bin_type=True)
+    assert _parse_stream_data(payload) == [wire.STREAM_DATA, stream_id, data, end]
+    # Anything else starting like a STREAM_DATA is left to msgpack (None) or agrees with it.
+    mangled = payload[:-1] + junk
+    parsed = _parse_stream_data(mangled)
+    if parsed is not None:
+        assert parsed == msgpack.unpackb(mangled)
