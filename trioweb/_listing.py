@@ -49,7 +49,6 @@ td.type,td.modified{color:#666;white-space:nowrap}
 a{color:#0a58ca;text-decoration:none;word-break:break-all}
 a:hover{text-decoration:underline}
 td.dir a{font-weight:600}
-td.dir a::before{content:"\\1F4C1\\00A0"}
 footer{margin-top:1rem;color:#888;font-size:.8rem}
 """
 
