@@ -2,34 +2,31 @@
 
 Run through ``scripts/bench static [--duration SECONDS]``. Two scenarios:
 
-- a 1 KiB file, ``wrk -t1 -c50``: requests per second;
+- a 1 KiB file, ``wrk -t1 -c50``: requests per second, and server CPU time
+  per request (the steadier figure on a shared machine);
 - a 100 MiB file, ``wrk -t1 -c1``: MiB per second.
 
-Each server is one process (nginx: one worker) and writes an access log to a
-file, as it would in service. nginx is installed from Debian's packages if it
-is missing; a server that cannot be started is reported and skipped. The
-machine may be shared: figures are noisy, compare within one run.
+Each server is one process (nginx: one worker, no master) pinned to one CPU,
+wrk to the other (see ``benchlib``), and each writes an access log to a file,
+as it would in service. nginx is installed from Debian's packages if it is
+missing; a server that cannot be started is reported and skipped.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchlib import ROOT, Server, free_port, table, wrk
+
 TRIOWEB = ROOT / ".venv" / "bin" / "trioweb"
 TWISTD = ROOT / ".bench-venv-twisted" / "bin" / "twistd"
+BIG_MIB = 100
 
 SMALL = "small.html"
 BIG = "big.bin"
@@ -59,42 +56,6 @@ http {{
     }}
 }}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(port: int, process: subprocess.Popen, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"exited with status {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"not listening on {port} after {timeout} s")
-
-
-@contextmanager
-def running(command: list[str], port: int, log: Path) -> Iterator[None]:
-    with open(log, "wb") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, cwd=log.parent)
-        try:
-            wait_for(port, process)
-            yield
-        finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
 
 
 def nginx_binary() -> str | None:
@@ -137,38 +98,18 @@ def servers(work: Path, files: Path) -> dict[str, tuple[list[str], int]]:
     return found
 
 
-def wrk(url: str, connections: int, duration: float) -> str:
-    result = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--timeout", "10s", url],
-                            capture_output=True, text=True, timeout=duration + 60)
-    if result.returncode != 0:
-        raise RuntimeError(result.stderr.strip() or result.stdout.strip())
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", result.stdout)
-    if errors:
-        raise RuntimeError(f"{errors[1]} error responses from {url}")
-    return result.stdout
-
-
-_UNITS = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
-
-
-def requests_per_second(output: str) -> float:
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", output)[1])
-
-
-def mib_per_second(output: str) -> float:
-    value, unit = re.search(r"Transfer/sec:\s+([\d.]+)([KMGT]?B)", output).groups()
-    return float(value) * _UNITS[unit] / 1024**2
-
-
-def measure(base: str, duration: float) -> dict[str, float]:
-    # Warm up (page cache, lazy imports) before measuring.
-    for name in (SMALL, BIG):
-        subprocess.run(["curl", "-sf", "-o", "/dev/null", f"{base}/{name}"], check=True, timeout=60)
-    wrk(f"{base}/{SMALL}", 50, 1)
-    return {
-        "small": requests_per_second(wrk(f"{base}/{SMALL}", 50, duration)),
-        "big": mib_per_second(wrk(f"{base}/{BIG}", 1, duration)),
-    }
+def measure(name: str, command: list[str], port: int, work: Path, duration: float) -> tuple[str, ...]:
+    base = f"http://127.0.0.1:{port}"
+    with Server(command, port, cwd=work) as server:
+        for path in (SMALL, BIG):  # warm up: page cache, lazy imports
+            subprocess.run(["curl", "-sf", "-o", "/dev/null", f"{base}/{path}"], check=True, timeout=60)
+        wrk(f"{base}/{SMALL}", 1)
+        small = wrk(f"{base}/{SMALL}", duration, 50, server)
+        big = wrk(f"{base}/{BIG}", duration, 1)
+    if small.errors or big.errors:
+        raise RuntimeError(f"{small.errors + big.errors} failed requests")
+    return (name, f"{small.requests_per_second:,.0f}", f"{small.cpu_us_per_request:.0f}",
+            f"{small.p99_ms:.1f}", f"{big.requests_per_second * BIG_MIB:,.0f}")
 
 
 def main() -> None:
@@ -185,32 +126,28 @@ def main() -> None:
         (files / SMALL).write_bytes(b"<!DOCTYPE html><title>x</title>" + b"x" * (1024 - 31))
         with open(files / BIG, "wb") as f:
             block = os.urandom(1024 * 1024)
-            for _ in range(100):
+            for _ in range(BIG_MIB):
                 f.write(block)
-        results: dict[str, dict[str, float]] = {}
+        rows = []
         for name, (command, port) in servers(work, files).items():
             print(f"measuring {name} ...", file=sys.stderr, flush=True)
             try:
-                with running(command, port, work / f"{name}.out"):
-                    results[name] = measure(f"http://127.0.0.1:{port}", options.duration)
+                rows.append(measure(name, command, port, work, options.duration))
             except Exception as exc:  # report and go on with the others
                 print(f"{name} failed: {exc}", file=sys.stderr)
-        report(results, options.duration)
+        report(rows, options.duration)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def report(results: dict[str, dict[str, float]], duration: float) -> None:
-    names = [n for n in ("trioweb", "twisted", "nginx") if n in results]
-    print(f"\nstatic files, loopback, {os.cpu_count()} CPUs, {duration:g} s per figure")
-    header = f"{'scenario':<26}" + "".join(f"{n:>12}" for n in names)
-    ratios = [n for n in names if n != "trioweb"] if "trioweb" in results else []
-    header += "".join(f"{'trioweb/' + n:>18}" for n in ratios)
-    print(header)
-    for key, label in (("small", "1 KiB file, req/s (c50)"), ("big", "100 MiB file, MiB/s (c1)")):
-        line = f"{label:<26}" + "".join(f"{results[n][key]:>12,.0f}" for n in names)
-        line += "".join(f"{results['trioweb'][key] / results[n][key]:>17.2f}x" for n in ratios)
-        print(line)
+def report(rows: list[tuple[str, ...]], duration: float) -> None:
+    table(f"static files, loopback, {duration:g} s per figure",
+          rows, ("server", "1 KiB req/s", "CPU us/req", "p99 ms", "100 MiB MiB/s"))
+    figures = {row[0]: (float(row[1].replace(",", "")), float(row[4].replace(",", ""))) for row in rows}
+    if "trioweb" in figures:
+        ours = figures.pop("trioweb")
+        for name, (small, big) in figures.items():
+            print(f"  trioweb/{name}: 1 KiB {ours[0] / small:.2f}x, 100 MiB {ours[1] / big:.2f}x")
 
 
 if __name__ == "__main__":
