@@ -1,19 +1,16 @@
-"""The broker: drives a `Protocol` over a trio stream.
+"""The broker: drives a `Protocol` over a trio stream, through a `Transport`.
 
 One broker serves one connection. It runs, in a nursery of its own, one
 reader task (bytes in, events dispatched), one writer task (for bytes that
-could not be written at once), the tasks of incoming ``async`` calls and the
-pumps of streams with a source. All writes go through `_write`, which keeps
-them in order: it writes straight to the socket when nothing is queued (the
-common case, and the fast one) and otherwise appends to one buffer that the
-writer drains.
+could not be written at once; see `rpc._transport`), the tasks of incoming
+``async`` calls and the pumps of streams with a source. It turns events into
+Python: answers wake the callers waiting for them, calls run
+``remote_<name>`` methods, stream data reaches the receivers.
 
 Memory: producers of bulk data (calls, one-way sends, stream data) wait while
-more than ``SEND_HIGH_WATER`` bytes are queued. Answers and control messages
-do not wait (the reader must never block, or two brokers calling each other
-could deadlock), so a peer that sends calls and never reads the answers makes
-the queue grow; past ``max_send_queue + max_frame`` bytes (see `rpc.Limits`)
-the connection is closed.
+the send queue is over its high-water mark; answers and control messages do
+not wait, and past ``max_send_queue + max_frame`` bytes (see `rpc.Limits`)
+the connection is closed: the peer is not reading.
 """
 
 from __future__ import annotations
@@ -21,7 +18,6 @@ from __future__ import annotations
 import collections
 import functools
 import logging
-import os
 import traceback
 import types
 from typing import Any
@@ -59,12 +55,10 @@ from ._protocol import (
 )
 from ._references import Referenceable, RemoteReference, run_callback
 from ._streams import StreamSender
+from ._transport import SEND_HIGH_WATER, Transport
 
 logger = logging.getLogger("rpc")
 
-READ_SIZE = 256 * 1024
-SEND_HIGH_WATER = 1024 * 1024
-GOODBYE_TIMEOUT = 1.0
 
 
 def _type_name(exc: BaseException) -> str:
@@ -101,12 +95,9 @@ class Broker:
         handshake_timeout: float = 10.0,
     ) -> None:
         self.limits = limits if limits is not None else wire.Limits()
-        self._stream = stream
         self._socket = socket_of(stream)
-        # Plain socket streams are read and written through the file
-        # descriptor: a non-blocking os.write needs no trip through the
-        # scheduler, which halves the latency of a small call.
-        self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else None
+        self._transport = Transport(stream, self.limits.max_send_queue + self.limits.max_frame,
+                                    self._queue_overflowed)
         self._protocol = Protocol(self.limits, root=root, owner=self)
         self._protocol.on_output = self._schedule_flush
         self._send_tracebacks = send_tracebacks
@@ -121,19 +112,12 @@ class Broker:
         self._queued: collections.deque[tuple[int | None, Any]] = collections.deque()
         self._active_calls = 0
         self._refused_before = False
-        self._out = bytearray()
-        self._unwritten = 0  # bytes the writer took from _out and has not written yet
-        self._writing = False
-        self._corked = False
-        self._writer_lot = trio.lowlevel.ParkingLot()
-        self._drain_lot = trio.lowlevel.ParkingLot()
         self._flush_scheduled = False
         self._token: trio.lowlevel.TrioToken | None = None
         self._handshake_done = trio.Event()
         self._finished = trio.Event()
         self._nursery_manager: Any = None
         self._inner: trio.Nursery | None = None
-        self._hard_limit = self.limits.max_send_queue + self.limits.max_frame
 
     # ------------------------------------------------------------ lifecycle
 
@@ -186,28 +170,9 @@ class Broker:
                 task_status.started()
         finally:
             with trio.CancelScope(shield=True):
-                await self._send_last_words()
-                await trio.aclose_forcefully(self._stream)
+                await self._transport.send_last_words(self._goodbye)
+                await trio.aclose_forcefully(self._transport.stream)
                 self._finished.set()
-
-    async def _send_last_words(self) -> None:
-        """Best effort, bounded in time: flush what is queued and the goodbye."""
-        data = bytes(self._out) + self._goodbye
-        self._out.clear()
-        if not data or self._writing:
-            return  # the writer was cut off mid-write: the stream is unusable
-        with trio.move_on_after(GOODBYE_TIMEOUT):
-            try:
-                if self._fd is not None:
-                    while data:
-                        try:
-                            data = data[os.write(self._fd, data):]
-                        except BlockingIOError:
-                            await trio.lowlevel.wait_writable(self._fd)
-                else:
-                    await self._stream.send_all(data)
-            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
 
     def _fail(self, error: ConnectionLost, *, goodbye: bool, peer_reason: str | None = None) -> None:
         """End the connection: fail everything pending, cancel our tasks, run callbacks.
@@ -239,8 +204,7 @@ class Broker:
         if self._inner is not None:
             self._inner.cancel_scope.cancel()
         self._handshake_done.set()
-        self._writer_lot.unpark_all()
-        self._drain_lot.unpark_all()
+        self._transport.close()
         for reference in references:
             reference._disconnected()
         callbacks, self._disconnect_callbacks = self._disconnect_callbacks, []
@@ -302,66 +266,19 @@ class Broker:
         """The limits the peer announced in its hello (None before the handshake)."""
         return self._protocol.peer
 
-    # --------------------------------------------------------------- writing
-
-    def _write(self, data: bytes) -> None:
-        """Queue or write ``data`` in order. Never blocks, never raises for I/O errors.
-
-        Failures are handed to the writer task, so that the connection is
-        never torn down under a caller that is about to park.
-        """
-        if self.closed:
-            return
-        if self._fd is not None and not (self._out or self._writing or self._corked):
-            try:
-                sent = os.write(self._fd, data)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                sent = 0  # the writer will meet the same error and close
-            if sent == len(data):
-                return
-            data = memoryview(data)[sent:]
-        self._out += data
-        if self.send_queue_size > self._hard_limit:
-            self._token.run_sync_soon(functools.partial(self._fail, ProtocolError(
-                f"peer is not reading: {len(self._out)} bytes queued for it"), goodbye=False))
-        if not self._corked:
-            self._writer_lot.unpark_all()
-
-    async def _writer(self) -> None:
-        try:
-            while True:
-                while not self._out:
-                    await self._writer_lot.park()
-                data = bytes(self._out)
-                self._out.clear()
-                self._writing = True
-                self._unwritten = len(data)
-                if self._fd is not None:
-                    view = memoryview(data)
-                    while view:
-                        try:
-                            view = view[os.write(self._fd, view):]
-                        except BlockingIOError:
-                            await trio.lowlevel.wait_writable(self._fd)
-                        self._unwritten = len(view)
-                else:
-                    await self._stream.send_all(data)
-                self._unwritten = 0
-                self._writing = False
-                self._drain_lot.unpark_all()
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            self._fail(ConnectionLost(f"connection lost while writing: {exc!r}"), goodbye=False)
-
     @property
     def send_queue_size(self) -> int:
         """Bytes accepted for sending and not yet written to the stream."""
-        return len(self._out) + self._unwritten
+        return self._transport.queue_size
 
-    async def _wait_for_send_budget(self) -> None:
-        while self.send_queue_size > SEND_HIGH_WATER and not self.closed:
-            await self._drain_lot.park()
+    def _write(self, data: bytes) -> None:
+        self._transport.write(data)
+
+    def _queue_overflowed(self, size: int) -> None:
+        # Called from inside a write: close from the loop, not under the writer's caller.
+        self._token.run_sync_soon(functools.partial(
+            self._fail, ProtocolError(f"peer is not reading: {size} bytes queued for it"),
+            goodbye=False))
 
     def _schedule_flush(self) -> None:
         # Called when a reference is collected or a receiver dropped, which
@@ -380,18 +297,15 @@ class Broker:
         if data:
             self._write(data)
 
-    # --------------------------------------------------------------- reading
+    async def _writer(self) -> None:
+        try:
+            await self._transport.write_loop()
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._fail(ConnectionLost(f"connection lost while writing: {exc!r}"), goodbye=False)
 
     async def _reader(self) -> None:
         try:
-            if self._fd is not None:
-                await self._read_socket(self._fd)
-            else:
-                while True:
-                    data = await self._stream.receive_some(READ_SIZE)
-                    if not data:
-                        break
-                    self._process(data)
+            await self._transport.read_loop(self._process)
             if self._protocol.buffered:
                 raise ConnectionLost(f"the peer closed the connection in the middle of a frame "
                                      f"({self._protocol.buffered} bytes received)")
@@ -404,58 +318,30 @@ class Broker:
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self._fail(ConnectionLost(f"connection lost: {exc!r}"), goodbye=False)
 
-    async def _read_socket(self, fd: int) -> None:
-        wait_readable = trio.lowlevel.wait_readable
-        while True:
-            await wait_readable(fd)
-            try:
-                data = os.read(fd, READ_SIZE)
-            except BlockingIOError:
-                continue
-            if not data:
-                return
-            self._process(data)
-            while len(data) == READ_SIZE and not self.closed:
-                # The peer may have more queued: read on, letting other tasks run first.
-                await trio.lowlevel.checkpoint()
-                try:
-                    data = os.read(fd, READ_SIZE)
-                except BlockingIOError:
-                    break
-                if not data:
-                    return
-                self._process(data)
-
     def _process(self, data: bytes) -> None:
         events = self._protocol.receive_data(data)
         if len(events) == 1:
             self._dispatch[type(events[0])](self, events[0])
-            control = self._protocol.data_to_send()
-            if control:
-                self._write(control)
-            return
-        # Answers produced while dispatching many events go out in one write.
-        self._corked = True
-        try:
-            for event in events:
-                if self.closed:
-                    return
-                self._dispatch[type(event)](self, event)
-            control = self._protocol.data_to_send()
-            if control:
-                self._out += control
-        finally:
-            self._corked = False
-        if self._out and not self._writing and not self.closed:
-            data, self._out = self._out, bytearray()
-            self._write(bytes(data))
+        else:
+            # Answers produced while dispatching many events go out in one write.
+            self._transport.corked = True
+            try:
+                for event in events:
+                    if self.closed:
+                        return
+                    self._dispatch[type(event)](self, event)
+            finally:
+                self._transport.uncork()
+        control = self._protocol.data_to_send()
+        if control:
+            self._write(control)
 
     # ------------------------------------------------- events: our calls
 
     async def _call(self, object_id: int, method: str, args: Any, kwargs: dict) -> Any:
         await trio.lowlevel.checkpoint_if_cancelled()
-        if self.send_queue_size > SEND_HIGH_WATER:
-            await self._wait_for_send_budget()
+        if self._transport.queue_size > SEND_HIGH_WATER:
+            await self._transport.wait_for_room()
         if self.closed:
             raise DeadReference(f"connection closed ({self.close_reason})")
         call_id, data = self._protocol.call(object_id, method, args, kwargs)
@@ -476,8 +362,8 @@ class Broker:
 
     async def _send_one_way(self, object_id: int, method: str, args: Any, kwargs: dict) -> None:
         await trio.lowlevel.checkpoint_if_cancelled()
-        if self.send_queue_size > SEND_HIGH_WATER:
-            await self._wait_for_send_budget()
+        if self._transport.queue_size > SEND_HIGH_WATER:
+            await self._transport.wait_for_room()
         if self.closed:
             raise DeadReference(f"connection closed ({self.close_reason})")
         self._write(self._protocol.send(object_id, method, args, kwargs))
@@ -656,8 +542,8 @@ class Broker:
                     await aclose()
 
     async def _send_stream_data(self, stream_id: int, data: memoryview) -> None:
-        if self.send_queue_size > SEND_HIGH_WATER:
-            await self._wait_for_send_budget()
+        if self._transport.queue_size > SEND_HIGH_WATER:
+            await self._transport.wait_for_room()
         if self.closed:
             raise ConnectionLost(self.close_reason)
         if self._protocol.send_credit(stream_id) >= len(data):

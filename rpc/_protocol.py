@@ -54,7 +54,6 @@ Control messages (DECREF, STOP, CREDIT) that arise outside a direct request
 from __future__ import annotations
 
 import functools
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -63,213 +62,33 @@ import msgpack
 from . import _wire as wire
 from ._copyable import copy_name, make_copy
 from ._errors import LimitExceeded, ProtocolError
-from ._references import Referenceable, RemoteReference
-from ._streams import MAX_CHUNK, StreamReceiver, StreamSender
+from ._events import (
+    Answer,
+    Call,
+    Cancel,
+    Error,
+    Event,
+    Goodbye,
+    HandshakeDone,
+    Send,
+    StreamAborted,
+    StreamCredit,
+    StreamData,
+    StreamStopped,
+)
+from ._references import ExportEntry, ImportEntry, Referenceable, RemoteReference
+from ._streams import (
+    MAX_CHUNK,
+    IncomingStreamState,
+    OutgoingStreamState,
+    StreamReceiver,
+    StreamSender,
+)
 
 DECREF_BATCH = 1000  # pairs per DECREF message: 2000 array elements
 MIN_ARRAY_LEN = 2 * DECREF_BATCH
-# Byte patterns of the three msgpack timestamp encodings (ext type -1), which
-# msgpack decodes itself instead of passing them to our ext hook.
-TIMESTAMP_MARKERS = (b"\xd6\xff", b"\xd7\xff", b"\xc7\x0c\xff")
-
-
-class Event:
-    """Something the peer did, for the broker to act on."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
-        return f"{type(self).__name__}({fields})"
-
-
-class HandshakeDone(Event):
-    __slots__ = ("peer",)
-
-    def __init__(self, peer: wire.PeerHello) -> None:
-        self.peer = peer
-
-
-class Call(Event):
-    """The peer calls ``method`` on ``target`` (None if not exported); answer ``call_id``."""
-
-    __slots__ = ("call_id", "target", "method", "args", "kwargs")
-
-    def __init__(self, call_id: int, target: Any, method: str, args: list, kwargs: dict) -> None:
-        self.call_id = call_id
-        self.target = target
-        self.method = method
-        self.args = args
-        self.kwargs = kwargs
-
-
-class Send(Event):
-    """A one-way call: like `Call`, with no answer expected."""
-
-    __slots__ = ("target", "method", "args", "kwargs")
-
-    def __init__(self, target: Any, method: str, args: list, kwargs: dict) -> None:
-        self.target = target
-        self.method = method
-        self.args = args
-        self.kwargs = kwargs
-
-
-class Answer(Event):
-    __slots__ = ("call_id", "value")
-
-    def __init__(self, call_id: int, value: Any) -> None:
-        self.call_id = call_id
-        self.value = value
-
-
-class Error(Event):
-    __slots__ = ("call_id", "code", "type_name", "message", "traceback", "exception")
-
-    def __init__(self, call_id: int, code: int, type_name: str, message: str,
-                 traceback: str | None, exception: Any) -> None:
-        self.call_id = call_id
-        self.code = code
-        self.type_name = type_name
-        self.message = message
-        self.traceback = traceback
-        self.exception = exception
-
-
-class Cancel(Event):
-    __slots__ = ("call_id",)
-
-    def __init__(self, call_id: int) -> None:
-        self.call_id = call_id
-
-
-class StreamData(Event):
-    __slots__ = ("receiver", "data", "end")
-
-    def __init__(self, receiver: StreamReceiver, data: bytes, end: bool) -> None:
-        self.receiver = receiver
-        self.data = data
-        self.end = end
-
-
-class StreamAborted(Event):
-    __slots__ = ("receiver", "reason")
-
-    def __init__(self, receiver: StreamReceiver, reason: str) -> None:
-        self.receiver = receiver
-        self.reason = reason
-
-
-class StreamCredit(Event):
-    __slots__ = ("sender",)
-
-    def __init__(self, sender: StreamSender) -> None:
-        self.sender = sender
-
-
-class StreamStopped(Event):
-    __slots__ = ("sender",)
-
-    def __init__(self, sender: StreamSender) -> None:
-        self.sender = sender
-
-
-class Goodbye(Event):
-    __slots__ = ("reason",)
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-
-
-class _Export:
-    __slots__ = ("obj", "count")
-
-    def __init__(self, obj: Any) -> None:
-        self.obj = obj
-        self.count = 0
-
-
-class _Import(weakref.ref):
-    """Our entry for an imported object id: a weak reference plus the receive count."""
-
-    __slots__ = ("object_id", "count")
-
-    def __new__(cls, ref: RemoteReference, callback: Callable, object_id: int) -> _Import:
-        return super().__new__(cls, ref, callback)
-
-    def __init__(self, ref: RemoteReference, callback: Callable, object_id: int) -> None:
-        super().__init__(ref, callback)
-        self.object_id = object_id
-        self.count = 1
-
-
-class _OutStream:
-    __slots__ = ("sender", "credit")
-
-    def __init__(self, sender: StreamSender, credit: int) -> None:
-        self.sender = sender
-        self.credit = credit
-
-
-class _InStream:
-    __slots__ = ("receiver_ref", "unacknowledged", "consumed")
-
-    def __init__(self, receiver: StreamReceiver) -> None:
-        self.receiver_ref = weakref.ref(receiver)
-        self.unacknowledged = 0  # bytes received and not yet given back as credit
-        self.consumed = 0  # bytes the application took since the last CREDIT
-
-
 def _is_str_keyed(mapping: dict) -> bool:
     return all(type(key) is str for key in mapping)
-
-
-def _contains_timestamp(value: Any) -> bool:
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, msgpack.Timestamp):
-            return True
-        if type(item) is list:
-            pending.extend(item)
-        elif type(item) is dict:
-            pending.extend(item.values())
-    return False
-
-
-_UINT_SIZES = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
-_BIN_SIZES = {0xC4: 1, 0xC5: 2, 0xC6: 4}
-
-
-def _parse_stream_data(payload: bytes) -> list | None:
-    """Decode a STREAM_DATA message without msgpack; None if it is not one.
-
-    The bulk of a stream is these messages, and their layout is fixed
-    (``[6, uint, bin, bool]``, which can hold no ext type), so a direct parse
-    spares the generic decoder's copy and its scan for timestamps. Anything
-    unexpected is left to the generic decoder, which has the last word.
-    """
-    position = 2
-    marker = payload[position] if len(payload) > position else None
-    if marker is not None and marker < 0x80:
-        stream_id = marker
-        position += 1
-    elif marker in _UINT_SIZES:
-        size = _UINT_SIZES[marker]
-        stream_id = int.from_bytes(payload[position + 1 : position + 1 + size], "big")
-        position += 1 + size
-    else:
-        return None
-    marker = payload[position] if position < len(payload) else None
-    if marker not in _BIN_SIZES:
-        return None
-    size = _BIN_SIZES[marker]
-    length = int.from_bytes(payload[position + 1 : position + 1 + size], "big")
-    position += 1 + size
-    if position + length + 1 != len(payload) or payload[-1] not in (0xC2, 0xC3):
-        return None
-    return [wire.STREAM_DATA, stream_id, payload[position : position + length],
-            payload[-1] == 0xC3]
 
 
 class Protocol:
@@ -310,16 +129,16 @@ class Protocol:
         self._last_peer_call_id = 0
         self._running_calls: set[int] = set()
         # Objects we export, objects we import.
-        self._exports: dict[int, _Export] = {}
+        self._exports: dict[int, ExportEntry] = {}
         self._export_ids: dict[int, int] = {}  # id(obj) -> object id
         self._next_object_id = 1
         self.set_root(root)
-        self._imports: dict[int, _Import] = {}
+        self._imports: dict[int, ImportEntry] = {}
         self.peer_root: RemoteReference | None = None
         # Streams we produce, streams we consume.
-        self._out_streams: dict[int, _OutStream] = {}
+        self._out_streams: dict[int, OutgoingStreamState] = {}
         self._next_stream_id = 1
-        self._in_streams: dict[int, _InStream] = {}
+        self._in_streams: dict[int, IncomingStreamState] = {}
         self._stopped_streams: set[int] = set()
         self._last_peer_stream_id = 0
         # Per-message state of the encoder and decoder.
@@ -334,7 +153,7 @@ class Protocol:
     def set_root(self, root: Any) -> None:
         """Offer ``root`` as object 0; only before the hello is sent."""
         if root is not None:
-            self._exports[0] = _Export(root)
+            self._exports[0] = ExportEntry(root)
             self._export_ids[id(root)] = 0
 
     # ----------------------------------------------------------------- output
@@ -405,18 +224,7 @@ class Protocol:
         if len(data) > stream.credit:
             raise RuntimeError("stream data beyond the consumer's credit")
         stream.credit -= len(data)
-        # Built by hand rather than by the packer: the data is copied once,
-        # into the frame, instead of twice.
-        head = self._packer.pack(wire.STREAM_DATA) + self._packer.pack(stream_id)
-        size = len(data)
-        if size < 256:
-            bin_header = b"\xc4" + size.to_bytes(1, "big")
-        elif size < 65536:
-            bin_header = b"\xc5" + size.to_bytes(2, "big")
-        else:
-            bin_header = b"\xc6" + size.to_bytes(4, "big")
-        length = 1 + len(head) + len(bin_header) + size + 1
-        return b"".join((wire.LENGTH_PREFIX.pack(length), b"\x94", head, bin_header, data, b"\xc2"))
+        return wire.stream_data_frame(stream_id, data)
 
     def send_credit(self, stream_id: int) -> int:
         """Bytes we may still send on one of our streams (0 if it is over)."""
@@ -530,7 +338,7 @@ class Protocol:
                 raise LimitExceeded(f"the peer accepts at most {self.peer.max_refs} references")
             object_id = self._next_object_id
             self._next_object_id += 1
-            self._exports[object_id] = _Export(obj)
+            self._exports[object_id] = ExportEntry(obj)
             self._export_ids[id(obj)] = object_id
         self._exports[object_id].count += 1
         self._new_exports.append(object_id)
@@ -550,7 +358,7 @@ class Protocol:
             raise LimitExceeded(f"the peer accepts at most {self.peer.max_streams} open streams")
         stream_id = self._next_stream_id
         self._next_stream_id += 1
-        self._out_streams[stream_id] = _OutStream(sender, self.peer.stream_window)
+        self._out_streams[stream_id] = OutgoingStreamState(sender, self.peer.stream_window)
         self._new_streams.append((sender, stream_id))
         return stream_id
 
@@ -588,10 +396,10 @@ class Protocol:
 
     def _decode(self, payload: bytes) -> Any:
         if payload[:2] == b"\x94\x06":
-            message = _parse_stream_data(payload)
+            message = wire.parse_stream_data(payload)
             if message is not None:
                 return message
-        ts4, ts8, ts12 = TIMESTAMP_MARKERS
+        ts4, ts8, ts12 = wire.TIMESTAMP_MARKERS
         self._may_hold_timestamp = ts4 in payload or ts8 in payload or ts12 in payload
         try:
             message = self._unpack(payload)
@@ -599,7 +407,7 @@ class Protocol:
             raise
         except Exception as exc:
             raise ProtocolError(f"undecodable message: {type(exc).__name__}: {exc}") from None
-        if self._may_hold_timestamp and _contains_timestamp(message):
+        if self._may_hold_timestamp and wire.contains_timestamp(message):
             raise ProtocolError("unknown ext type -1 (msgpack timestamp)")
         return message
 
@@ -645,7 +453,7 @@ class Protocol:
         if not (type(content) is list and len(content) == 2 and type(content[0]) is str):
             raise ProtocolError("a copy must be [name, state]")
         name, state = content
-        if self._may_hold_timestamp and _contains_timestamp(state):
+        if self._may_hold_timestamp and wire.contains_timestamp(state):
             raise ProtocolError("unknown ext type -1 (msgpack timestamp)")
         try:
             return make_copy(name, state)
@@ -668,10 +476,10 @@ class Protocol:
         if len(self._imports) >= self.limits.max_refs:
             raise ProtocolError(f"peer passed more than {self.limits.max_refs} live references")
         reference = RemoteReference(self, object_id)
-        self._imports[object_id] = _Import(reference, self._import_collected, object_id)
+        self._imports[object_id] = ImportEntry(reference, self._import_collected, object_id)
         return reference
 
-    def _import_collected(self, entry: _Import) -> None:
+    def _import_collected(self, entry: ImportEntry) -> None:
         # Runs when a RemoteReference is garbage collected, at any point of
         # our code: only append to lists and ask the owner to flush later.
         if self._imports.get(entry.object_id) is entry:
@@ -688,7 +496,7 @@ class Protocol:
             raise ProtocolError(f"peer opened more than {self.limits.max_streams} streams")
         self._last_peer_stream_id = stream_id
         receiver = StreamReceiver(self, stream_id)
-        self._in_streams[stream_id] = _InStream(receiver)
+        self._in_streams[stream_id] = IncomingStreamState(receiver)
         return receiver
 
     def _check(self, message: list, shape: tuple[type, ...], name: str) -> None:

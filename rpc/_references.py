@@ -10,6 +10,7 @@ operation); this module holds the user-facing classes.
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -131,3 +132,27 @@ def run_callback(callback: Callable[..., object], *args: Any) -> None:
         callback(*args)
     except Exception:
         logger.exception("rpc: disconnect callback %r failed", callback)
+
+
+class ExportEntry:
+    """An object we export: the object and how many times we sent it."""
+
+    __slots__ = ("obj", "count")
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+        self.count = 0
+
+
+class ImportEntry(weakref.ref):
+    """Our entry for an imported object id: a weak reference plus the receive count."""
+
+    __slots__ = ("object_id", "count")
+
+    def __new__(cls, ref: RemoteReference, callback: Callable, object_id: int) -> ImportEntry:
+        return super().__new__(cls, ref, callback)
+
+    def __init__(self, ref: RemoteReference, callback: Callable, object_id: int) -> None:
+        super().__init__(ref, callback)
+        self.object_id = object_id
+        self.count = 1

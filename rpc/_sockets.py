@@ -29,8 +29,8 @@ from ._references import Referenceable
 
 logger = logging.getLogger("rpc")
 
-RootFactory = Callable[[Broker], "Referenceable | None"]
-Authorizer = Callable[["PeerCredentials | None"], "bool | Awaitable[bool]"]
+RootFactory = Callable[[Broker], Referenceable | None]
+Authorizer = Callable[[PeerCredentials | None], bool | Awaitable[bool]]
 
 
 async def _serve_connection(stream: trio.abc.Stream, root_factory: RootFactory,

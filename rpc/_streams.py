@@ -13,6 +13,7 @@ the producer's.
 from __future__ import annotations
 
 import collections
+import weakref
 from collections.abc import AsyncIterable
 from typing import TYPE_CHECKING
 
@@ -201,3 +202,23 @@ class StreamReceiver(trio.abc.ReceiveStream):
         if not (self._closed or self._ended or self._error is not None):
             self._protocol.stream_dropped(self._stream_id)
 
+
+class OutgoingStreamState:
+    """A stream we produce: its sender and the credit the consumer gave us."""
+
+    __slots__ = ("sender", "credit")
+
+    def __init__(self, sender: StreamSender, credit: int) -> None:
+        self.sender = sender
+        self.credit = credit
+
+
+class IncomingStreamState:
+    """A stream we consume: its receiver (weakly) and the credit accounting."""
+
+    __slots__ = ("receiver_ref", "unacknowledged", "consumed")
+
+    def __init__(self, receiver: StreamReceiver) -> None:
+        self.receiver_ref = weakref.ref(receiver)
+        self.unacknowledged = 0  # bytes received and not yet given back as credit
+        self.consumed = 0  # bytes the application took since the last CREDIT

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import struct
+from typing import Any
+
+import msgpack
 
 from ._errors import HandshakeError, ProtocolError
 
@@ -221,3 +224,71 @@ class FrameDecoder:
         elif position < end:
             buffer += data[position:]
         return payloads
+
+
+# Byte patterns of the three msgpack timestamp encodings (ext type -1), which
+# msgpack decodes itself instead of passing them to our ext hook: a frame
+# holding none of them cannot hold a timestamp.
+TIMESTAMP_MARKERS = (b"\xd6\xff", b"\xd7\xff", b"\xc7\x0c\xff")
+
+
+def contains_timestamp(value: Any) -> bool:
+    """Whether a decoded value holds a msgpack Timestamp (ext type -1) anywhere."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, msgpack.Timestamp):
+            return True
+        if type(item) is list:
+            pending.extend(item)
+        elif type(item) is dict:
+            pending.extend(item.values())
+    return False
+
+
+_UINT_SIZES = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
+_BIN_SIZES = {0xC4: 1, 0xC5: 2, 0xC6: 4}
+
+
+def parse_stream_data(payload: bytes) -> list | None:
+    """Decode a STREAM_DATA message without msgpack; None if it is not one.
+
+    The bulk of a stream is these messages, and their layout is fixed
+    (``[6, uint, bin, bool]``, which can hold no ext type), so a direct parse
+    spares the generic decoder's copy and its scan for timestamps. Anything
+    unexpected is left to the generic decoder, which has the last word.
+    """
+    position = 2
+    marker = payload[position] if len(payload) > position else None
+    if marker is not None and marker < 0x80:
+        stream_id = marker
+        position += 1
+    elif marker in _UINT_SIZES:
+        size = _UINT_SIZES[marker]
+        stream_id = int.from_bytes(payload[position + 1 : position + 1 + size], "big")
+        position += 1 + size
+    else:
+        return None
+    marker = payload[position] if position < len(payload) else None
+    if marker not in _BIN_SIZES:
+        return None
+    size = _BIN_SIZES[marker]
+    length = int.from_bytes(payload[position + 1 : position + 1 + size], "big")
+    position += 1 + size
+    if position + length + 1 != len(payload) or payload[-1] not in (0xC2, 0xC3):
+        return None
+    return [STREAM_DATA, stream_id, payload[position : position + length],
+            payload[-1] == 0xC3]
+
+
+def stream_data_frame(stream_id: int, data: bytes | memoryview) -> bytes:
+    """A whole STREAM_DATA frame (end false), built with a single copy of ``data``."""
+    size = len(data)
+    if size < 256:
+        bin_header = b"\xc4" + size.to_bytes(1, "big")
+    elif size < 65536:
+        bin_header = b"\xc5" + size.to_bytes(2, "big")
+    else:
+        bin_header = b"\xc6" + size.to_bytes(4, "big")
+    head = b"\x94" + msgpack.packb(STREAM_DATA) + msgpack.packb(stream_id) + bin_header
+    return b"".join((LENGTH_PREFIX.pack(len(head) + size + 1), head, data, b"\xc2"))

@@ -205,7 +205,7 @@ async def test_peer_that_stops_reading_is_cut_off(server: str,
 async def test_our_calls_to_a_peer_that_stops_reading_wait_instead_of_queueing(
         tmp_path: Path) -> None:
     """A broker's own calls block once a bounded amount is queued for a silent peer."""
-    from rpc._broker import SEND_HIGH_WATER
+    from rpc._transport import SEND_HIGH_WATER
 
     path = str(tmp_path / "silent.sock")
     listener = trio.socket.socket(trio.socket.AF_UNIX)

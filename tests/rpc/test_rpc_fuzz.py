@@ -101,12 +101,12 @@ def test_plain_values_round_trip(value: object) -> None:
        st.binary(max_size=3))
 def test_stream_data_fast_path_agrees_with_msgpack(stream_id: int, data: bytes, end: bool,
                                                    junk: bytes) -> None:
-    from rpc._protocol import _parse_stream_data
+    from rpc._wire import parse_stream_data
 
     payload = msgpack.packb([wire.STREAM_DATA, stream_id, data, end], use_bin_type=True)
-    assert _parse_stream_data(payload) == [wire.STREAM_DATA, stream_id, data, end]
+    assert parse_stream_data(payload) == [wire.STREAM_DATA, stream_id, data, end]
     # Anything else starting like a STREAM_DATA is left to msgpack (None) or agrees with it.
     mangled = payload[:-1] + junk
-    parsed = _parse_stream_data(mangled)
+    parsed = parse_stream_data(mangled)
     if parsed is not None:
         assert parsed == msgpack.unpackb(mangled)
