@@ -51,6 +51,7 @@ LENGTH_PREFIX = struct.Struct(">I")
 MAX_ID = 2**64 - 1
 MAX_FRAME_CEILING = 2**32 - 1  # what a 4-byte length prefix can express
 MIN_FRAME = 4096  # so that a hello and small control messages always fit
+MIN_ARRAY_LEN = 2048  # every side accepts arrays this long (a DECREF batch fits)
 MAX_HELLO = 4096  # the first frame each way is a hello, at most this long
 DATA_OVERHEAD = 32  # bytes around a STREAM_DATA payload in its frame, upper bound
 
@@ -84,6 +85,8 @@ class Limits:
                      "max_array_len", "max_map_len", "max_copy_depth", "max_send_queue"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.max_array_len < MIN_ARRAY_LEN:
+            raise ValueError(f"max_array_len must be at least {MIN_ARRAY_LEN}")
         if self.max_queued_calls < 0:
             raise ValueError("max_queued_calls must not be negative")
 
