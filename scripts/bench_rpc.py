@@ -69,6 +69,212 @@ def rpc_server(path: str) -> None:
             return rpc.StreamSender(chunks())
 
     async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(rpc.serve_unix, path, lambda broker: Root())
+            print("ready", flush=True)
+
+    trio.run(main)
+
+
+def rpc_client(path: str, scenario: str, duration: float) -> dict:
+    import trio
+
+    import rpc
+
+    async def main() -> dict:
+        async with rpc.connect_unix(path) as broker:
+            root = await broker.getRootObject()
+            if scenario == "stream":
+                await drain(await root.callRemote("download", 8 * STREAM_CHUNK))
+                start = time.perf_counter()
+                size = await drain(await root.callRemote("download", STREAM_SIZE))
+                assert size == STREAM_SIZE
+                return {"seconds": time.perf_counter() - start, "bytes": size}
+            workers = 1 if scenario == "lock-step" else CONCURRENCY
+            latencies: list[float] = []
+            deadline = time.perf_counter() + WARM_UP
+            measuring = False
+
+            async def worker() -> None:
+                clock = time.perf_counter
+                while True:
+                    start = clock()
+                    if start > deadline:
+                        return
+                    await root.callRemote("echo", [1, b"x"])
+                    if measuring:
+                        latencies.append(clock() - start)
+
+            async with trio.open_nursery() as nursery:  # warm up
+                for _ in range(workers):
+                    nursery.start_soon(worker)
+            measuring = True
+            begin = time.perf_counter()
+            deadline = begin + duration
+            async with trio.open_nursery() as nursery:
+                for _ in range(workers):
+                    nursery.start_soon(worker)
+            return {"seconds": time.perf_counter() - begin, "latencies": latencies}
+
+    async def drain(receiver: rpc.StreamReceiver) -> int:
+        size = 0
+        async for chunk in receiver:
+            size += len(chunk)
+        return size
+
+    return trio.run(main)
+
+
+# ------------------------------------------------------------- Twisted roles
+
+def twisted_server(path: str) -> None:
+    from twisted.internet import reactor
+    from twisted.spread import pb, util
+
+    class ChunkPager(util.Pager):
+        def __init__(self, collector: pb.RemoteReference, size: int) -> None:
+            self.remaining = size
+            self.page = b"s" * PB_PAGE
+            util.Pager.__init__(self, collector)
+
+        def nextPage(self) -> bytes:
+            self.remaining -= PB_PAGE
+            if self.remaining <= 0:
+                self.stopPaging()  # Pager then sends endedPaging
+            return self.page
+
+    class Root(pb.Root):
+        def remote_echo(self, value: object) -> object:
+            return value
+
+        def remote_download(self, collector: pb.RemoteReference, size: int) -> None:
+            ChunkPager(collector, size)
+
+    reactor.listenUNIX(path, pb.PBServerFactory(Root()))
+    reactor.callWhenRunning(lambda: print("ready", flush=True))
+    reactor.run()
+
+
+def twisted_client(path: str, scenario: str, duration: float) -> dict:
+    from twisted.internet import defer, reactor
+    from twisted.spread import pb
+
+    result: dict = {}
+
+    class Collector(pb.Referenceable):
+        def __init__(self) -> None:
+            self.size = 0
+            self.done: defer.Deferred = defer.Deferred()
+
+        def remote_gotPage(self, page: bytes) -> None:
+            self.size += len(page)
+
+        def remote_endedPaging(self) -> None:
+            self.done.callback(self.size)
+
+    @defer.inlineCallbacks
+    def download(root: pb.RemoteReference, size: int):
+        collector = Collector()
+        yield root.callRemote("download", collector, size)
+        received = yield collector.done
+        return received
+
+    @defer.inlineCallbacks
+    def calls(root: pb.RemoteReference, workers: int):
+        latencies: list[float] = []
+        state = {"measuring": False, "deadline": time.perf_counter() + WARM_UP}
+
+        @defer.inlineCallbacks
+        def worker():
+            clock = time.perf_counter
+            while True:
+                start = clock()
+                if start > state["deadline"]:
+                    return
+                yield root.callRemote("echo", [1, b"x"])
+                if state["measuring"]:
+                    latencies.append(clock() - start)
+
+        yield defer.gatherResults([worker() for _ in range(workers)])
+        state["measuring"] = True
+        begin = time.perf_counter()
+        state["deadline"] = begin + duration
+        yield defer.gatherResults([worker() for _ in range(workers)])
+        return {"seconds": time.perf_counter() - begin, "latencies": latencies}
+
+    @defer.inlineCallbacks
+    def main():
+        factory = pb.PBClientFactory()
+        reactor.connectUNIX(path, factory)
+        root = yield factory.getRootObject()
+        try:
+            if scenario == "stream":
+                yield download(root, 8 * PB_PAGE)
+                start = time.perf_counter()
+                size = yield download(root, STREAM_SIZE)
+                assert size == STREAM_SIZE, size
+                result.update(seconds=time.perf_counter() - start, bytes=size)
+            else:
+                result.update((yield calls(root, 1 if scenario == "lock-step" else CONCURRENCY)))
+        finally:
+            reactor.stop()
+
+    reactor.callWhenRunning(main)
+    reactor.run()
+    return result
+
+
+# ------------------------------------------------------------------- driver
+
+ROLES = {
+    ("rpc", "server"): rpc_server, ("rpc", "client"): rpc_client,
+    ("twisted", "server"): twisted_server, ("twisted", "client"): twisted_client,
+}
+
+
+def run_role(arguments: argparse.Namespace) -> None:
+    if arguments.cpu is not None:
+        os.sched_setaffinity(0, {arguments.cpu})
+    side, kind = arguments.role.split("-")
+    if kind == "server":
+        ROLES[side, kind](arguments.socket)
+    else:
+        outcome = ROLES[side, kind](arguments.socket, arguments.scenario, arguments.duration)
+        print(json.dumps(outcome))
+
+
+def summarize(scenario: str, outcome: dict) -> dict[str, float]:
+    if scenario == "stream":
+        return {"MiB/s": outcome["bytes"] / (1024 * 1024) / outcome["seconds"]}
+    latencies = outcome["latencies"]
+    return {"calls/s": len(latencies) / outcome["seconds"],
+            "p99 ms": percentile_99(latencies) * 1000}
+
+
+def measure(side: str, python: Path, cpu: int | None, duration: float,
+            directory: str) -> dict[str, dict[str, float]]:
+    path = os.path.join(directory, f"{side}.sock")
+    pin = [] if cpu is None else ["--cpu", str(cpu)]
+    server = subprocess.Popen([str(python), __file__, "--role", f"{side}-server",
+                               "--socket", path, *pin], stdout=subprocess.PIPE, text=True)
+    try:
+        if server.stdout.readline().strip() != "ready":
+            raise SystemExit(f"the {side} server did not start")
+        results = {}
+        for scenario in ("lock-step", "concurrent", "stream"):
+            output = subprocess.run(
+                [str(python), __file__, "--role", f"{side}-client", "--socket", path,
+                 "--scenario", scenario, "--duration", str(duration), *pin],
+                check=True, capture_output=True, text=True, timeout=duration * 4 + 120,
+            ).stdout
+            results[scenario] = summarize(scenario, json.loads(output.splitlines()[-1]))
+        return results
+    finally:
+        server.kill()
+        server.wait()
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=3.0,
                         help="seconds measured per call scenario (default 3)")
