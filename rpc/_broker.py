@@ -60,7 +60,6 @@ from ._transport import SEND_HIGH_WATER, Transport
 logger = logging.getLogger("rpc")
 
 
-
 def _type_name(exc: BaseException) -> str:
     cls = type(exc)
     if cls.__module__ == "builtins":

@@ -142,6 +142,8 @@ class Protocol(ValueCodec):
 
     def call(self, object_id: int, method: str, args: Any, kwargs: dict) -> tuple[int, bytes]:
         """Encode a CALL; return its call id and its bytes."""
+        if type(method) is not str:
+            raise TypeError(f"a method name is a str, not {type(method).__name__}")
         call_id = self._next_call_id
         data = self._encode([wire.CALL, call_id, object_id, method, args, kwargs])
         self._next_call_id = call_id + 1
@@ -150,6 +152,8 @@ class Protocol(ValueCodec):
 
     def send(self, object_id: int, method: str, args: Any, kwargs: dict) -> bytes:
         """Encode a one-way SEND."""
+        if type(method) is not str:
+            raise TypeError(f"a method name is a str, not {type(method).__name__}")
         return self._encode([wire.SEND, object_id, method, args, kwargs])
 
     def cancel(self, call_id: int) -> bytes | None:

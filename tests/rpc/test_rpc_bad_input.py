@@ -64,6 +64,19 @@ async def closed_with(path: str, data: bytes, reason: str,
     await assert_server_still_serves(path)
 
 
+async def test_silent_peer_is_dropped_after_the_handshake_timeout(
+        nursery: trio.Nursery, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = str(tmp_path / "slow.sock")
+    await nursery.start(partial(rpc.serve_unix, path, lambda broker: Service(),
+                                handshake_timeout=0.2))
+    peer = await RawPeer.connect(path, send_hello=False)
+    frames = await peer.read_until_closed()
+    assert frames and frames[0][0] == wire.PROTOCOL_NAME  # its hello, then nothing
+    assert any("no hello from the peer within 0.2 s" in record.getMessage()
+               for record in caplog.records)
+    await assert_server_still_serves(path)
+
+
 async def test_oversized_length_prefix(server: str, caplog: pytest.LogCaptureFixture) -> None:
     await closed_with(server, struct.pack(">I", 2**32 - 1),
                       "frame length 4294967295 is outside [1, 65536]", caplog)

@@ -166,6 +166,8 @@ async def test_unsendable_argument_fails_locally_and_unsendable_result_remotely(
         root = await a.getRootObject()
         with pytest.raises(TypeError, match="cannot send"):
             await root.callRemote("echo", object())
+        with pytest.raises(TypeError, match="method name is a str"):
+            await root.callRemote(b"echo")
         with pytest.raises(rpc.RemoteError, match="result could not be sent"):
             await root.callRemote("unsendable")
         assert await root.callRemote("echo", 1) == [[1], {}]
