@@ -16,21 +16,13 @@ import trio
 
 import rpc
 
+# The peer's own copyable classes: registered here by the import, as the
+# peer registers them when it starts.
+from peer_process import Account, Overdrawn
+
 PEER_SCRIPT = Path(__file__).with_name("peer_process.py")
 STREAM_SIZE = 100 * 1024 * 1024
 RSS_GROWTH_BOUND_KIB = 16 * 1024  # windows and queues are a few MiB; 100 MiB must not show
-
-
-@rpc.copyable("tests.process.Account")
-class Account(rpc.Copyable, rpc.RemoteCopy):
-    def __init__(self, owner: str, balance: int) -> None:
-        self.owner = owner
-        self.balance = balance
-
-
-@rpc.copyable("tests.process.Overdrawn")
-class Overdrawn(rpc.Copyable, rpc.RemoteCopy, Exception):
-    pass
 
 
 class Notifier(rpc.Referenceable):

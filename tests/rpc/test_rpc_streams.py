@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -116,36 +117,35 @@ async def test_small_response_comes_back_in_one_message() -> None:
         assert response["body"] == b"s" * 10
 
 
-async def test_producer_waits_for_the_consumer_window() -> None:
+@asynccontextmanager
+async def pushed(size: int) -> AsyncIterator[tuple[Web, rpc.Broker, rpc.StreamReceiver]]:
+    """A server pushing ``size`` bytes from its own task; yields it, its broker, our receiver."""
     web = Web()
-    limits = rpc.Limits(stream_window=WINDOW)
-    async with broker_pair(root_b=web, limits=limits) as (a, b):
+    async with broker_pair(root_b=web, limits=rpc.Limits(stream_window=WINDOW)) as (a, b):
         async with trio.open_nursery() as nursery:
             web.nursery = nursery
-            receiver = await (await a.getRootObject()).callRemote("push", 1_000_000)
-            await trio.sleep(0.2)  # the producer runs until the window is full
-            assert WINDOW - 1000 <= web.sent <= WINDOW
-            first = await receiver.receive_some()
-            assert first
-            data = first + await read_all(receiver)
-            assert len(data) == 1_000_000
-            await web.producer_done.wait()
-        assert web.producer_error is None
+            yield web, b, await (await a.getRootObject()).callRemote("push", size)
+            with trio.fail_after(5):
+                await web.producer_done.wait()
+
+
+async def test_producer_waits_for_the_consumer_window() -> None:
+    async with pushed(1_000_000) as (web, _, receiver):
+        await trio.sleep(0.2)  # the producer runs until the window is full
+        assert WINDOW - 1000 <= web.sent <= WINDOW
+        first = await receiver.receive_some()
+        assert first
+        data = first + await read_all(receiver)
+        assert len(data) == 1_000_000
+    assert web.producer_error is None
 
 
 async def test_consumer_closing_early_stops_the_producer() -> None:
-    web = Web()
-    limits = rpc.Limits(stream_window=WINDOW)
-    async with broker_pair(root_b=web, limits=limits) as (a, b):
-        async with trio.open_nursery() as nursery:
-            web.nursery = nursery
-            receiver = await (await a.getRootObject()).callRemote("push", 10_000_000)
-            assert await receiver.receive_some()
-            await receiver.aclose()
-            with trio.fail_after(5):
-                await web.producer_done.wait()
-        assert isinstance(web.producer_error, rpc.StreamError)
-        assert web.sent < 10_000_000
+    async with pushed(10_000_000) as (web, _, receiver):
+        assert await receiver.receive_some()
+        await receiver.aclose()
+    assert isinstance(web.producer_error, rpc.StreamError)
+    assert web.sent < 10_000_000
 
 
 async def test_dropped_receiver_stops_the_producer() -> None:
@@ -168,18 +168,13 @@ async def test_producer_failure_reaches_the_consumer_after_the_data() -> None:
 
 
 async def test_connection_loss_fails_both_ends_of_a_stream() -> None:
-    web = Web()
-    async with broker_pair(root_b=web, limits=rpc.Limits(stream_window=WINDOW)) as (a, b):
-        async with trio.open_nursery() as nursery:
-            web.nursery = nursery
-            receiver = await (await a.getRootObject()).callRemote("push", 10_000_000)
-            await receiver.receive_some()
-            await b.aclose()
-            with pytest.raises(rpc.ConnectionLost):
-                while await receiver.receive_some():
-                    pass
-            await web.producer_done.wait()
-        assert isinstance(web.producer_error, rpc.ConnectionLost)
+    async with pushed(10_000_000) as (web, server_broker, receiver):
+        await receiver.receive_some()
+        await server_broker.aclose()
+        with pytest.raises(rpc.ConnectionLost):
+            while await receiver.receive_some():
+                pass
+    assert isinstance(web.producer_error, rpc.ConnectionLost)
 
 
 async def test_a_sender_can_be_sent_only_once() -> None:
