@@ -15,13 +15,24 @@ import os
 import pwd
 import signal
 import sys
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import click
 import trio
 
+from trioweb._distrib_options import (
+    PERSONAL_SOCKET,
+    default_personal_root,
+    distrib_options,
+    personal_settings,
+    user_root,
+)
 from trioweb._static_options import static_options, static_root
 from trioweb._version import __version__
+from trioweb.distrib import ResourcePublisher, serve_publisher
 from trioweb.endpoints import Endpoint, EndpointError, UNIXEndpoint, open_listeners, parse_endpoint
 from trioweb.http import Limits
 from trioweb.resource import Resource
@@ -37,6 +48,9 @@ Examples:
   trioweb --listen tcp:8000:interface=127.0.0.1 --class myapp.Root
   trioweb --listen unix:/run/web.sock:mode=660 --logfile access.log
   trioweb --listen tcp:80 --uid www-data --gid www-data --class myapp.Root
+  trioweb --path ~/site                      a directory, with .rpy scripts
+  trioweb --user --listen tcp:80 --uid www-data   the front of a community host
+  trioweb --personal --path ~/public_html    your personal server behind it
 """
 
 
@@ -88,6 +102,44 @@ def drop_privileges(uid: int | None, gid: int | None) -> None:
         os.setuid(uid)
 
 
+@contextmanager
+def _pidfile(path: str | None) -> Iterator[None]:
+    if path:
+        with open(path, "w") as f:
+            f.write(f"{os.getpid()}\n")
+    try:
+        yield
+    finally:
+        if path:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+
+async def _serve_until_signal(
+    serve: Callable[..., Awaitable[None]], stop: Callable[[], None], what: str
+) -> None:
+    """Run ``serve`` (started with task_status) until it returns; the first
+    SIGINT/SIGTERM calls ``stop``, which must make ``serve`` return."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def stop_on_signal() -> None:
+                async for signum in signals:
+                    log.info("got %s: stopping", signal.Signals(signum).name)
+                    stop()
+                    return
+
+            async def run(*, task_status: trio.TaskStatus[None]) -> None:
+                await serve(task_status=task_status)
+                nursery.cancel_scope.cancel()  # stopped (and drained)
+
+            nursery.start_soon(stop_on_signal)
+            await nursery.start(run)
+            log.info("trioweb %s %s", __version__, what)
+
+
 async def run_site(
     site: Site,
     endpoints: list[Endpoint],
@@ -99,33 +151,34 @@ async def run_site(
     """Serve ``site`` on ``endpoints`` until SIGINT/SIGTERM, then stop gracefully."""
     async with open_listeners(endpoints) as listeners:
         drop_privileges(uid, gid)
-        if pidfile:
-            with open(pidfile, "w") as f:
-                f.write(f"{os.getpid()}\n")
-        try:
+        with _pidfile(pidfile):
             server = Server(site, listeners)
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            await _serve_until_signal(server.serve, server.stop,
+                                      "serving on " + ", ".join(map(_describe, endpoints)))
+
+
+async def run_personal(
+    site: Site,
+    endpoints: list[Endpoint],
+    allowed_uids: frozenset[int],
+    *,
+    pidfile: str | None = None,
+) -> None:
+    """Publish ``site`` to front servers on ``endpoints`` until SIGINT/SIGTERM."""
+    async with open_listeners(endpoints) as listeners:
+        with _pidfile(pidfile):
+            stopped = trio.Event()
+
+            async def serve(*, task_status: trio.TaskStatus[None]) -> None:
                 async with trio.open_nursery() as nursery:
+                    await nursery.start(partial(serve_publisher, ResourcePublisher(site), listeners,
+                                                allowed_uids=allowed_uids))
+                    task_status.started()
+                    await stopped.wait()
+                    nursery.cancel_scope.cancel()
 
-                    async def stop_on_signal() -> None:
-                        async for signum in signals:
-                            log.info("got %s: stopping", signal.Signals(signum).name)
-                            server.stop()
-                            return
-
-                    async def serve(*, task_status: trio.TaskStatus[None]) -> None:
-                        await server.serve(task_status=task_status)
-                        nursery.cancel_scope.cancel()  # stopped and drained
-
-                    nursery.start_soon(stop_on_signal)
-                    await nursery.start(serve)
-                    log.info("trioweb %s serving on %s", __version__, ", ".join(map(_describe, endpoints)))
-        finally:
-            if pidfile:
-                try:
-                    os.unlink(pidfile)
-                except OSError:
-                    pass
+            await _serve_until_signal(serve, stopped.set,
+                                      "publishing to front servers on " + ", ".join(map(_describe, endpoints)))
 
 
 def _describe(endpoint: Endpoint) -> str:
@@ -182,6 +235,7 @@ def limits_from(options: dict[str, Any]) -> Limits:
 @click.option("--uid", metavar="USER", help="Run as this user after the listeners are open.")
 @click.option("--gid", metavar="GROUP", help="Run as this group after the listeners are open.")
 @static_options
+@distrib_options
 @limit_options
 @click.version_option(__version__, prog_name="trioweb")
 def main(**options: Any) -> None:
@@ -189,23 +243,41 @@ def main(**options: Any) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         stream=sys.stderr)
     limits = limits_from(options)
+    personal = personal_settings(options)
+    default_listen = f"unix:{PERSONAL_SOCKET}:mode=666" if personal else "tcp:8080"
     try:
-        endpoints = [parse_endpoint(e) for e in (options["listen"] or ("tcp:8080",))]
+        endpoints = [parse_endpoint(e) for e in (options["listen"] or (default_listen,))]
     except EndpointError as exc:
         raise click.UsageError(str(exc)) from None
     headers = [_parse_header(h) for h in options["add_header"]]
-    root: Resource | None = static_root(options, _named_object)
-    if root is not None and options["class_name"]:
-        raise click.UsageError("--class, --path and --resource-script choose the root: give one of them.")
-    if options["class_name"]:
-        root = _named_object(options["class_name"])()
-    elif root is None:
+    roots = [root for root in (
+        static_root(options, _named_object),
+        user_root(options),
+        _named_object(options["class_name"])() if options["class_name"] else None,
+    ) if root is not None]
+    if len(roots) > 1:
+        raise click.UsageError("--class, --path, --resource-script and --user choose the root: give one of them.")
+    if roots:
+        root = roots[0]
+    elif personal:
+        root = default_personal_root()
+    else:
         root = WelcomePage()
-    site = Site(root, limits=limits, logPath=options["logfile"] or "-",
+    log_path = options["logfile"] or (personal.log_path if personal else "-")
+    if personal and log_path != "-":
+        handler = logging.FileHandler(log_path)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        logging.getLogger().addHandler(handler)  # errors go to the personal log too
+    site = Site(root, limits=limits, logPath=log_path,
                 displayTracebacks=options["display_tracebacks"], headers=headers)
     uid = _uid(options["uid"]) if options["uid"] else None
     gid = _gid(options["gid"]) if options["gid"] else None
+    if personal and (uid is not None or gid is not None):
+        raise click.UsageError("--personal runs as the user who starts it: --uid/--gid do not apply.")
     try:
-        trio.run(lambda: run_site(site, endpoints, pidfile=options["pidfile"], uid=uid, gid=gid))
+        if personal:
+            trio.run(lambda: run_personal(site, endpoints, personal.allowed_uids, pidfile=options["pidfile"]))
+        else:
+            trio.run(lambda: run_site(site, endpoints, pidfile=options["pidfile"], uid=uid, gid=gid))
     except EndpointError as exc:
         raise click.ClickException(str(exc)) from None

@@ -109,7 +109,13 @@ class RemoteChannel:
     def end_response(self) -> None:
         self.response_done = True
 
+    def _held_for_answer(self) -> bool:
+        """The whole response is here and small: it goes back in the call's answer."""
+        return self._sender is None and self.response_done and self._out_size <= INLINE_BODY
+
     def has_output(self) -> bool:
+        if self._held_for_answer():
+            return False
         # Also true when the end of a streamed body is still to be sent.
         return bool(self._out) or (self.response_done and self._sender is not None and not self._sender_closed)
 
@@ -117,8 +123,8 @@ class RemoteChannel:
         if self.lost:
             raise ConnectionLost("the front went away")
         if self._sender is None:
-            if self.response_done and self._out_size <= INLINE_BODY:
-                return  # it all goes back in the call's answer
+            if self._held_for_answer():
+                return
             await self._start_stream()
         assert self._sender is not None
         data = b"".join(self._out)

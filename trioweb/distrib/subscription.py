@@ -8,12 +8,14 @@ relays the answer.
 The connection to a backend is opened on first use, shared by concurrent
 requests, and reopened after a failure. After a failed connect the backend is
 taken as down for a short, growing while (0.5 s up to 10 s): requests get a
-fast 502 instead of each waiting on a dead socket.
+fast 502 instead of each waiting on a dead socket. A UNIX socket that is a new
+file since the failure (the personal server was restarted) ends that at once.
 
 What a client sees:
 
 - backend missing, refusing, not the right peer, or not speaking our protocol:
-  502, within the connect timeout (3 s);
+  502 at once; accepting but not completing the handshake within the connect
+  timeout (3 s): 504;
 - no response head within ``backend_timeout`` (60 s): 504;
 - a malformed or disallowed response head: 502, and the connection to that
   backend is dropped;
@@ -29,6 +31,7 @@ work on the personal server.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
@@ -53,7 +56,15 @@ FRONT_COOKIES = frozenset({b"TWISTED_SESSION", b"TWISTED_SECURE_SESSION"})
 
 
 class BackendUnavailable(Exception):
-    """No usable connection to the personal server (the message says why)."""
+    """No usable connection to the personal server (the message says why).
+
+    ``timed_out`` tells a backend that did not answer in time (504) from one
+    that refused or is missing (502).
+    """
+
+    def __init__(self, message: str, *, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
 
 
 class _ResponseSink(rpc.Referenceable):
@@ -95,6 +106,7 @@ class _Backend:
         self._lock = trio.Lock()
         self._failures = 0
         self._down_until = 0.0
+        self._failed_socket: tuple[int, int] | None = None  # (dev, inode) of the socket that failed
 
     def describe(self) -> str:
         return f"unix:{self.address}" if self.kind == "unix" else f"tcp:{self.address}:{self.port}"
@@ -106,16 +118,34 @@ class _Backend:
         async with self._lock:
             if self._root is not None and self._broker is not None and not self._broker.closed:
                 return self._root
-            if trio.current_time() < self._down_until:
+            if trio.current_time() < self._down_until and not await self._socket_replaced():
                 raise BackendUnavailable(f"{self.describe()} failed recently; retrying later")
             try:
                 with trio.fail_after(CONNECT_TIMEOUT):
                     return await self._connect()
             except (OSError, Refused, rpc.RPCError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+                if self.kind == "unix":
+                    self._failed_socket = await trio.to_thread.run_sync(self._socket_identity)
                 self._failures += 1
                 delay = min(MAX_RETRY_DELAY, FIRST_RETRY_DELAY * 2 ** (self._failures - 1))
                 self._down_until = trio.current_time() + delay
-                raise BackendUnavailable(f"{self.describe()}: {type(exc).__name__}: {exc}") from exc
+                raise BackendUnavailable(f"{self.describe()}: {type(exc).__name__}: {exc}",
+                                         timed_out=isinstance(exc, trio.TooSlowError)) from exc
+
+    def _socket_identity(self) -> tuple[int, int] | None:
+        try:
+            info = os.lstat(self.address)
+        except OSError:
+            return None
+        return info.st_dev, info.st_ino
+
+    async def _socket_replaced(self) -> bool:
+        """A UNIX backend whose socket is a new one since the failure (its server
+        was restarted) is tried again at once instead of waiting out the delay."""
+        if self.kind != "unix":
+            return False
+        identity = await trio.to_thread.run_sync(self._socket_identity)
+        return identity is not None and identity != self._failed_socket
 
     async def _connect(self) -> rpc.RemoteReference:
         if self.before_connect is not None:
@@ -212,8 +242,9 @@ class ResourceSubscription(Resource):
         try:
             root = await self.backend.root()
         except BackendUnavailable as exc:
-            log.warning("502 for %s: %s", request.uri.decode("latin-1"), exc)
-            return self._error(request, 502, "Bad Gateway")
+            code, brief = (504, "Gateway Timeout") if exc.timed_out else (502, "Bad Gateway")
+            log.warning("%d for %s: %s", code, request.uri.decode("latin-1"), exc)
+            return self._error(request, code, brief)
         channel = request.channel
         head = channel.head
         has_body = head is not None and head.has_body

@@ -49,6 +49,22 @@ class Big(Resource):
         return NOT_DONE_YET
 
 
+class Async(Resource):
+    isLeaf = True
+    stream_request_body = True
+    max_request_body = 64 * 1024 * 1024
+
+    async def render_GET(self, request):
+        await trio.sleep(0.01)
+        return b"awaited"
+
+    async def render_POST(self, request):
+        total = 0
+        async for piece in request.body_stream():
+            total += len(piece)
+        return b"%d" % total
+
+
 class Boom(Resource):
     isLeaf = True
 
@@ -82,6 +98,7 @@ def personal_root():
     root.putChild(b"boom", Boom())
     root.putChild(b"cookies", Cookies())
     root.putChild(b"upload", Upload())
+    root.putChild(b"async", Async())
     return root
 
 
@@ -172,6 +189,15 @@ async def test_streamed_response(front):
     response = await front.request(get(b"/~alice/big?mib=4"), timeout=20)
     assert response.status == 200 and response.chunked
     assert len(response.body) == 4 * 1024 * 1024
+
+
+async def test_async_renders_behind_the_publisher(front):
+    for _ in range(3):  # and the personal server keeps answering
+        assert (await front.request(get(b"/~alice/async"))).body == b"awaited"
+    body = b"s" * (3 * 1024 * 1024)
+    response = await front.request(
+        b"POST /~alice/async HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(body) + body, timeout=20)
+    assert response.body == b"%d" % len(body)
 
 
 async def test_remote_exception_is_a_generic_500(front):

@@ -1,0 +1,197 @@
+"""``UserDirectory``: ``/~alice/...`` and ``/users/alice/...`` reach alice's site.
+
+For each request the user's site is, in order:
+
+1. her personal server, if ``~alice/.trioweb-pb`` is her socket in a safe
+   home (see ``_peer_checks``; the process behind it must run as her);
+2. ``~alice/public_html`` served by the front, through the resource the
+   ``public_html`` factory makes (the command line gives a static File that
+   executes no scripts, shows no script source and serves no dotfiles);
+3. otherwise 404.
+
+Only ordinary accounts exist here: a name of the usual form, uid ≥
+``min_uid`` (1000), never root or ``nobody``. Every negative case (no such
+user, system account, nothing published) is the same 404, so the site
+cannot be used to enumerate accounts. ``/~alice`` redirects to ``/~alice/``.
+
+``/`` lists the users who publish, with their real names (escaped). Password
+lookups and home checks run in worker threads (homes may be on slow network
+file systems), never in the event loop.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+from collections.abc import Callable
+from html import escape
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import trio
+
+from trioweb.distrib._peer_checks import PasswdEntry, check_peer_uid, check_socket_path, publishes_socket
+from trioweb.distrib.subscription import ResourceSubscription
+from trioweb.resource import NoResource, Resource, getChildForRequest
+
+if TYPE_CHECKING:
+    from trioweb._request import Request
+
+_USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}\Z")
+NOBODY_UID = 65534
+_lookups = trio.CapacityLimiter(8)
+
+
+class UserDirectory(Resource):
+    """The root of a front server: the user index and every user's site."""
+
+    userDirName = "public_html"
+    userSocketName = ".trioweb-pb"
+
+    def __init__(
+        self,
+        userDatabase: Any = None,  # anything with pwd's getpwnam and getpwall (tests inject one)
+        *,
+        public_html: Callable[[str], Resource] | None = None,
+        min_uid: int = 1000,
+        backend_timeout: float = 60.0,
+    ) -> None:
+        super().__init__()
+        self._pwd = userDatabase if userDatabase is not None else pwd
+        self.public_html = public_html
+        self.min_uid = min_uid
+        self.backend_timeout = backend_timeout
+        self._subscriptions: dict[str, ResourceSubscription] = {}
+        self.putChild(b"users", _UserMap(self))
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        if path == b"" and not request.postpath:
+            return self
+        if path.startswith(b"~"):
+            return _UserSite(self, path[1:])
+        return NoResource()
+
+    # -- users -----------------------------------------------------------------
+
+    def _is_ordinary(self, user: PasswdEntry) -> bool:
+        return (
+            user.pw_uid >= self.min_uid
+            and user.pw_uid != NOBODY_UID
+            and user.pw_name != "nobody"
+            and bool(_USER_NAME.match(user.pw_name))
+        )
+
+    def lookup(self, name: bytes) -> PasswdEntry | None:
+        """The account named ``name`` if it is an ordinary one (blocking)."""
+        try:
+            text = name.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+        if not _USER_NAME.match(text):
+            return None  # also refuses NUL, "/", "..": nothing odd reaches getpwnam
+        try:
+            user = self._pwd.getpwnam(text)
+        except KeyError:
+            return None
+        return user if self._is_ordinary(user) else None
+
+    def socket_path(self, user: PasswdEntry) -> str:
+        return os.path.join(user.pw_dir, self.userSocketName)
+
+    def site_for(self, user: PasswdEntry) -> Resource | None:
+        """What serves ``user`` right now (blocking: stats the home)."""
+        path = self.socket_path(user)
+        if publishes_socket(path, user):
+            subscription = self._subscriptions.get(user.pw_name)
+            if subscription is None:
+                subscription = ResourceSubscription(
+                    "unix", path, backend_timeout=self.backend_timeout,
+                    before_connect=lambda: check_socket_path(path, user),
+                    check_peer=lambda creds: check_peer_uid(-1 if creds is None else creds.uid, user, path),
+                )
+                self._subscriptions[user.pw_name] = subscription
+            return subscription
+        directory = os.path.join(user.pw_dir, self.userDirName)
+        if self.public_html is not None and os.path.isdir(directory):
+            return self.public_html(directory)
+        return None
+
+    def publishers(self) -> list[tuple[str, str]]:
+        """(name, real name) of every user who publishes, sorted (blocking)."""
+        found = []
+        for user in self._pwd.getpwall():
+            if not self._is_ordinary(user):
+                continue
+            publishes = publishes_socket(self.socket_path(user), user) or (
+                self.public_html is not None and os.path.isdir(os.path.join(user.pw_dir, self.userDirName)))
+            if publishes:
+                real_name = (user.pw_gecos or "").split(",")[0] or user.pw_name
+                found.append((user.pw_name, real_name))
+        return sorted(found)
+
+    # -- the index ---------------------------------------------------------------
+
+    async def render_GET(self, request: Request) -> bytes:
+        users = await trio.to_thread.run_sync(self.publishers, limiter=_lookups)
+        items = "".join(
+            f'<li><a href="~{quote(name)}/">{escape(real)}</a> <span>~{escape(name)}</span></li>'
+            for name, real in users
+        ) or "<li>No one publishes a site here yet.</li>"
+        request.setHeader(b"content-type", b"text/html; charset=utf-8")
+        return (
+            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Users</title>"
+            "<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40em;margin:2em auto;padding:0 1em}"
+            "span{color:#777}</style></head>"
+            f"<body><h1>Users</h1><ul>{items}</ul></body></html>\n"
+        ).encode("utf-8")
+
+
+class _UserMap(Resource):
+    """``/users/``: each child is a user's site (there is no index here)."""
+
+    def __init__(self, directory: UserDirectory) -> None:
+        super().__init__()
+        self.directory = directory
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        return _UserSite(self.directory, path) if path else NoResource()
+
+
+class _UserSite(Resource):
+    """Finds the user's site off the event loop, then lets it answer."""
+
+    isLeaf = True
+    # The body is the user's site's to read (a personal server streams it).
+    stream_request_body = True
+    max_request_body = ResourceSubscription.max_request_body
+
+    def __init__(self, directory: UserDirectory, name: bytes) -> None:
+        super().__init__()
+        self.directory = directory
+        self.name = name
+
+    def render(self, request: Request) -> Any:
+        return self._render(request)
+
+    async def _render(self, request: Request) -> Any:
+        directory = self.directory
+
+        def find() -> Resource | None:
+            user = directory.lookup(self.name)
+            return None if user is None else directory.site_for(user)
+
+        site = await trio.to_thread.run_sync(find, limiter=_lookups)
+        if site is None:
+            return NoResource().render(request)
+        if not request.postpath:
+            # /~alice → /~alice/ (relative links on her pages need the slash). An
+            # absolute URL: a Location never starts with "//".
+            query = request.uri.partition(b"?")[2]
+            request.redirect(request.prePathURL() + b"/" + (b"?" + query if query else b""))
+            return b""
+        resource = getChildForRequest(site, request)
+        result = resource.render(request)
+        if hasattr(result, "__await__"):
+            result = await result
+        return result
