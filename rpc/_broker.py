@@ -416,8 +416,7 @@ class Broker:
             return
         if isinstance(result, types.CoroutineType):
             if self._active_calls < self.limits.max_calls:
-                self._active_calls += 1
-                self._inner.start_soon(self._run_call, call_id, result)
+                self._launch(call_id, result)
             elif len(self._queued) < self.limits.max_queued_calls:
                 self._queued.append((call_id, result))
             else:
@@ -454,11 +453,18 @@ class Broker:
         self._write(self._protocol.error(
             call_id, wire.ERR_EXCEPTION, _type_name(exc), str(exc), formatted, copied))
 
-    async def _run_call(self, call_id: int | None, coroutine: Any) -> None:
+    def _launch(self, call_id: int | None, coroutine: Any) -> None:
+        # The scope is registered now, not when the task starts, so that a
+        # CANCEL arriving in between is not lost.
+        self._active_calls += 1
+        scope = trio.CancelScope()
+        if call_id is not None:
+            self._running[call_id] = scope
+        self._inner.start_soon(self._run_call, call_id, coroutine, scope)
+
+    async def _run_call(self, call_id: int | None, coroutine: Any, scope: trio.CancelScope) -> None:
         try:
-            with trio.CancelScope() as scope:
-                if call_id is not None:
-                    self._running[call_id] = scope
+            with scope:
                 try:
                     result = await coroutine
                 except Exception as exc:
@@ -473,8 +479,7 @@ class Broker:
             self._running.pop(call_id, None)
             self._active_calls -= 1
             if self._queued and not self.closed:
-                self._active_calls += 1
-                self._inner.start_soon(self._run_call, *self._queued.popleft())
+                self._launch(*self._queued.popleft())
 
     def _on_cancel(self, event: Cancel) -> None:
         scope = self._running.get(event.call_id)

@@ -183,7 +183,7 @@ async def test_call_flood_beyond_the_concurrency_limit(server: str,
                                                        caplog: pytest.LogCaptureFixture) -> None:
     """4 calls run, 8 wait, the other 88 fail at once with TooManyCalls; the connection lives."""
     peer = await RawPeer.connect(server)
-    await peer.send(b"".join(frame_of([wire.CALL, n, 0, "sleep", [0.3], {}])
+    await peer.send(b"".join(frame_of([wire.CALL, n, 0, "sleep", [0.5], {}])
                              for n in range(1, 101)))
     with trio.fail_after(10):
         answers: dict[int, Any] = {}
@@ -236,7 +236,25 @@ async def test_our_calls_to_a_peer_that_stops_reading_wait_instead_of_queueing(
             async with trio.open_nursery() as callers:
                 for _ in range(100):
                     callers.start_soon(root.callRemote, "store", b"z" * 100_000)
-                await trio.sleep(0.5)
-                assert SEND_HIGH_WATER < broker.send_queue_size <= SEND_HIGH_WATER + 200_000
+                with trio.fail_after(5):
+                    while broker.send_queue_size <= SEND_HIGH_WATER:
+                        await trio.sleep(0.01)
+                await trio.sleep(0.2)  # the callers had time to queue more, and did not
+                assert broker.send_queue_size <= SEND_HIGH_WATER + 200_000
                 callers.cancel_scope.cancel()
         nursery.cancel_scope.cancel()
+
+
+async def test_cancel_arriving_with_its_call_is_not_lost(server: str) -> None:
+    """CALL and CANCEL in one read: the call's task is cancelled before it starts."""
+    peer = await RawPeer.connect(server)
+    await peer.send(frame_of([wire.CALL, 1, 0, "sleep", [30], {}]) + frame_of([wire.CANCEL, 1]))
+    with trio.fail_after(5):
+        while True:
+            data = await peer.stream.receive_some(65536)
+            finals = [msgpack.unpackb(p) for p in peer._decoder.feed(data)]
+            finals = [m for m in finals if m[0] in (wire.ANSWER, wire.ERROR)]
+            if finals:
+                break
+    assert finals[0][:3] == [wire.ERROR, 1, wire.ERR_CANCELLED]
+    await peer.aclose()

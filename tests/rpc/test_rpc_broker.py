@@ -243,7 +243,9 @@ async def test_calls_beyond_running_and_queued_limits_are_refused() -> None:
         async with trio.open_nursery() as nursery:
             for _ in range(3):
                 nursery.start_soon(lambda: root.callRemote("wait_for", "one_way"))
-            await trio.sleep(0.1)
+            with trio.fail_after(5):
+                while len(b._queued) < 1:  # two running, one waiting
+                    await trio.sleep(0.01)
             with pytest.raises(rpc.TooManyCalls):
                 await root.callRemote("wait_for", "one_way")
             await root.sendRemote("note", "release")  # inline: not limited

@@ -131,8 +131,11 @@ async def pushed(size: int) -> AsyncIterator[tuple[Web, rpc.Broker, rpc.StreamRe
 
 async def test_producer_waits_for_the_consumer_window() -> None:
     async with pushed(1_000_000) as (web, _, receiver):
-        await trio.sleep(0.2)  # the producer runs until the window is full
-        assert WINDOW - 1000 <= web.sent <= WINDOW
+        with trio.fail_after(5):
+            while web.sent < WINDOW - 1000:  # the producer runs until the window is full
+                await trio.sleep(0.01)
+        await trio.sleep(0.1)  # and no further
+        assert web.sent <= WINDOW
         first = await receiver.receive_some()
         assert first
         data = first + await read_all(receiver)
