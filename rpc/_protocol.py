@@ -174,19 +174,24 @@ class Protocol(ValueCodec):
 
     def error(self, call_id: int, code: int, type_name: str, message: str,
               traceback: str | None = None, exception: Any = None) -> bytes:
-        """Encode the ERROR ending an incoming call.
+        """Encode the ERROR ending an incoming call; never fails.
 
         If ``exception`` (a copyable exception) cannot be encoded, it is left
-        out: the caller still gets the type name and message.
+        out; if the message is still too large for the peer, the traceback
+        goes and the message is cut.
         """
         if call_id not in self._running_calls:
             raise RuntimeError(f"call {call_id} is not an open incoming call")
-        message_list = [wire.ERROR, call_id, code, type_name, message, traceback, exception]
         try:
-            data = self._encode(message_list)
+            data = self._encode([wire.ERROR, call_id, code, type_name, message, traceback,
+                                 exception])
         except Exception:
-            message_list[-1] = None
-            data = self._encode(message_list)
+            try:
+                data = self._encode([wire.ERROR, call_id, code, type_name, message, traceback,
+                                     None])
+            except Exception:
+                data = self._encode([wire.ERROR, call_id, code, type_name[:200],
+                                     message[:1000] + " [cut]", None, None])
         self._running_calls.discard(call_id)
         return data
 

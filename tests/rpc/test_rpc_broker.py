@@ -76,6 +76,9 @@ class Service(rpc.Referenceable):
     def remote_fail(self, message: str) -> None:
         raise ValueError(message)
 
+    def remote_fail_big(self, size: int) -> None:
+        raise ValueError("x" * size)
+
     def remote_overdraw(self) -> None:
         raise Overdrawn("balance would be -5")
 
@@ -147,6 +150,17 @@ async def test_tracebacks_are_sent_only_when_the_server_opts_in() -> None:
             await (await a.getRootObject()).callRemote("fail", "traced")
         assert "remote_fail" in info.value.remote_traceback
         assert "ValueError: traced" in info.value.remote_traceback
+
+
+async def test_error_too_large_for_the_peer_is_cut() -> None:
+    limits = rpc.Limits(max_frame=64 * 1024)
+    async with broker_pair(root_b=Service(), limits=limits, send_tracebacks=True) as (a, b):
+        root = await a.getRootObject()
+        with pytest.raises(rpc.RemoteError) as info:
+            await root.callRemote("fail_big", 100_000)
+        assert info.value.remote_message == "x" * 1000 + " [cut]"
+        assert info.value.remote_traceback is None
+        assert await root.callRemote("echo", 1) == [[1], {}]
 
 
 async def test_copyable_exception_arrives_as_itself() -> None:
