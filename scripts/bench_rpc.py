@@ -254,6 +254,8 @@ def summarize(scenario: str, outcome: dict) -> dict[str, float]:
 def measure(side: str, python: Path, cpu: int | None, duration: float,
             directory: str) -> dict[str, dict[str, float]]:
     path = os.path.join(directory, f"{side}.sock")
+    if os.path.exists(path):
+        os.unlink(path)  # left by the previous round's server, which was killed
     pin = [] if cpu is None else ["--cpu", str(cpu)]
     server = subprocess.Popen([str(python), __file__, "--role", f"{side}-server",
                                "--socket", path, *pin], stdout=subprocess.PIPE, text=True)
