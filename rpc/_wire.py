@@ -166,66 +166,65 @@ class FrameDecoder:
         self.max_frame = max_frame
         self.pending_error: ProtocolError | None = None
         self._first = True
-        self._buffer = bytearray()
-        self._needed = 4  # bytes the buffer must hold before a frame completes
+        # Bytes received and not yet parsed, kept as the pieces they came in:
+        # a large frame is joined once, when complete, instead of growing a
+        # buffer read by read.
+        self._pieces: list[bytes | memoryview] = []
+        self._pieces_size = 0
+        self._needed = 4  # bytes needed before the next frame completes
 
     @property
     def buffered(self) -> int:
         """Bytes received that do not yet make a whole frame."""
-        return len(self._buffer)
+        return self._pieces_size
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def feed(self, data: bytes) -> list[memoryview]:
         """Add received bytes; return the payloads of the frames they complete.
 
-        A bad length prefix is raised after the frames before it were
-        returned: the next call raises it (`pending_error` tells whether one
-        is waiting), so that a peer's valid messages are handled first.
+        Payloads are views of the received bytes, valid as long as the caller
+        keeps them. A bad length prefix is raised after the frames before it
+        were returned: the next call raises it (`pending_error` tells whether
+        one is waiting), so that a peer's valid messages are handled first.
         """
         if self.pending_error is not None:
             raise self.pending_error
-        if not self._buffer and not self._first and len(data) > 4:
-            (length,) = LENGTH_PREFIX.unpack_from(data)
-            if length == len(data) - 4 and length <= self.max_frame:
-                return [data[4:]]  # the common case: one whole frame per read
-        buffer = self._buffer
-        if buffer:
-            buffer += data
-            if len(buffer) < self._needed:
-                return []  # still inside a frame: no parse
-            source: bytes | bytearray = buffer
-        else:
-            source = data
+        if self._pieces:
+            self._pieces.append(data)
+            self._pieces_size += len(data)
+            if self._pieces_size < self._needed:
+                return []  # still inside a frame: no copy, no parse
+            data = b"".join(self._pieces)
+            self._pieces.clear()
+        view = memoryview(data)
         payloads = []
         position = 0
-        end = len(source)
+        end = len(view)
         unpack_length = LENGTH_PREFIX.unpack_from
         self._needed = 4
-        with memoryview(source) as view:
-            while end - position >= 4:
-                (length,) = unpack_length(view, position)
-                if self._first and not 0 < length <= MAX_HELLO:
-                    self.pending_error = HandshakeError(
-                        f"peer does not speak {PROTOCOL_NAME}: first frame length {length} "
-                        f"is outside [1, {MAX_HELLO}]"
-                    )
-                elif length == 0 or length > self.max_frame:
-                    self.pending_error = ProtocolError(
-                        f"frame length {length} is outside [1, {self.max_frame}]"
-                    )
-                if self.pending_error is not None:
-                    if payloads:
-                        break
-                    raise self.pending_error
-                if end - position - 4 < length:
-                    self._needed = 4 + length
+        while end - position >= 4:
+            (length,) = unpack_length(view, position)
+            if self._first and not 0 < length <= MAX_HELLO:
+                self.pending_error = HandshakeError(
+                    f"peer does not speak {PROTOCOL_NAME}: first frame length {length} "
+                    f"is outside [1, {MAX_HELLO}]"
+                )
+            elif length == 0 or length > self.max_frame:
+                self.pending_error = ProtocolError(
+                    f"frame length {length} is outside [1, {self.max_frame}]"
+                )
+            if self.pending_error is not None:
+                if payloads:
                     break
-                payloads.append(bytes(view[position + 4 : position + 4 + length]))
-                position += 4 + length
-                self._first = False
-        if source is buffer:
-            del buffer[:position]
-        elif position < end:
-            buffer += data[position:]
+                raise self.pending_error
+            if end - position - 4 < length:
+                self._needed = 4 + length
+                break
+            payloads.append(view[position + 4 : position + 4 + length])
+            position += 4 + length
+            self._first = False
+        self._pieces_size = end - position
+        if position < end:
+            self._pieces.append(view[position:])
         return payloads
 
 
@@ -253,7 +252,7 @@ _UINT_SIZES = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
 _BIN_SIZES = {0xC4: 1, 0xC5: 2, 0xC6: 4}
 
 
-def parse_stream_data(payload: bytes) -> list | None:
+def parse_stream_data(payload: bytes | memoryview) -> list | None:
     """Decode a STREAM_DATA message without msgpack; None if it is not one.
 
     The bulk of a stream is these messages, and their layout is fixed
@@ -280,7 +279,7 @@ def parse_stream_data(payload: bytes) -> list | None:
     position += 1 + size
     if position + length + 1 != len(payload) or payload[-1] not in (0xC2, 0xC3):
         return None
-    return [STREAM_DATA, stream_id, payload[position : position + length],
+    return [STREAM_DATA, stream_id, bytes(payload[position : position + length]),
             payload[-1] == 0xC3]
 
 
