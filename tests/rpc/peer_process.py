@@ -3,11 +3,15 @@
     python peer_process.py unix PATH     serve on a UNIX socket
     python peer_process.py tcp           serve on 127.0.0.1, a free port
 
-Prints "ready <path or port>" once listening, then serves until killed.
+Prints "ready <path or port>" once listening, then serves until killed; logs
+to stderr. With RPC_TEST_PROTOCOL_VERSION set, it claims that protocol
+version instead of its own (a peer from the future, for handshake tests).
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from collections.abc import AsyncIterator
 from functools import partial
@@ -98,4 +102,7 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    if "RPC_TEST_PROTOCOL_VERSION" in os.environ:
+        rpc._wire.PROTOCOL_VERSION = int(os.environ["RPC_TEST_PROTOCOL_VERSION"])
     trio.run(main)

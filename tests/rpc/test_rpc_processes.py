@@ -31,11 +31,18 @@ class Notifier(rpc.Referenceable):
 
 
 @contextlib.contextmanager
-def peer_process(transport: str, tmp_path: Path) -> Iterator[tuple[subprocess.Popen, str]]:
+def peer_process(transport: str, tmp_path: Path,
+                 environment: dict[str, str] | None = None) -> Iterator[tuple[subprocess.Popen, str]]:
+    """Start a peer; yield it and its address. Its log goes to ``process.log_path``."""
+    name = f"peer-{len(list(tmp_path.iterdir()))}"
     argv = [sys.executable, str(PEER_SCRIPT), transport]
     if transport == "unix":
-        argv.append(str(tmp_path / f"peer-{os.getpid()}.sock"))
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+        argv.append(str(tmp_path / f"{name}.sock"))
+    log_path = tmp_path / f"{name}.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, text=True,
+                                   env={**os.environ, **(environment or {})})
+    process.log_path = log_path
     try:
         line = process.stdout.readline()
         assert line.startswith("ready "), f"peer did not start: {line!r}"
@@ -130,3 +137,16 @@ async def test_peer_killed_mid_stream(tmp_path: Path) -> None:
             await doomed.wait_closed()
             assert doomed.closed
             assert await (await survivor.getRootObject()).callRemote("echo", "alive") == "alive"
+
+
+async def test_version_mismatch_is_a_clear_error_on_both_sides(tmp_path: Path) -> None:
+    with peer_process("unix", tmp_path, {"RPC_TEST_PROTOCOL_VERSION": "2"}) as (future, path):
+        with pytest.raises(rpc.HandshakeError,
+                           match="peer speaks trioweb-rpc version 2, this side speaks version 1"):
+            async with rpc.connect_unix(path):
+                pass
+        with trio.fail_after(5):
+            while "this side speaks version 2" not in future.log_path.read_text():
+                await trio.sleep(0.01)
+    assert "peer speaks trioweb-rpc version 1, this side speaks version 2" in (
+        future.log_path.read_text())
