@@ -37,10 +37,14 @@ def free_port() -> int:
 class Server:
     """A server process on CPU 0 that is killed on exit."""
 
-    def __init__(self, command: list[str], port: int, cwd: str | Path | None = None, env: dict | None = None):
+    def __init__(self, command: list[str], port: int | None, cwd: str | Path | None = None,
+                 env: dict | None = None):
+        """``port`` None: a server that does not listen on TCP (do not wait for it)."""
         self.port = port
         self.process = subprocess.Popen(pinned(command, 0), cwd=cwd, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
+        if port is None:
+            return
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

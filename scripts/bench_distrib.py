@@ -1,0 +1,163 @@
+"""Distributed mode: a small resource and a 1 MiB one, served directly, through
+trioweb's front, and through Twisted's distrib (front + PB personal server).
+
+    scripts/bench distrib [--duration SECONDS]
+
+Each setup's processes (front and personal server) share CPU 0; wrk runs on CPU 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+from benchlib import TRIOWEB_PYTHON, TWISTED_PYTHON, Server, free_port, table, wrk
+
+RESOURCES = """
+class Hello(Resource):
+    isLeaf = True
+    def render_GET(self, request):
+        return b"Hello, world!"
+
+class Big(Resource):
+    isLeaf = True
+    body = b"x" * (1024 * 1024)
+    def render_GET(self, request):
+        return self.body
+
+def make_root():
+    root = Resource()
+    root.putChild(b"hello", Hello())
+    root.putChild(b"big", Big())
+    return root
+"""
+
+TRIOWEB_PERSONAL = textwrap.dedent("""
+    import sys, trio
+    from trioweb.resource import Resource
+    from trioweb.server import Site, serve
+    from trioweb.distrib import ResourcePublisher, serve_publisher
+    from trioweb.endpoints import open_listeners, parse_endpoint
+""") + RESOURCES + textwrap.dedent("""
+    async def main(mode, where, log):
+        site = Site(make_root(), logPath=log)
+        if mode == "direct":
+            await serve(site, await trio.open_tcp_listeners(int(where), host="127.0.0.1"))
+        else:
+            async with open_listeners([parse_endpoint("unix:" + where)]) as listeners:
+                await serve_publisher(ResourcePublisher(site), listeners)
+
+    trio.run(main, *sys.argv[1:4])
+""")
+
+TRIOWEB_FRONT = textwrap.dedent("""
+    import sys, trio
+    from trioweb.resource import Resource
+    from trioweb.server import Site, serve
+    from trioweb.distrib import ResourceSubscription
+
+    async def main(port, path, log):
+        root = Resource()
+        root.putChild(b"u", ResourceSubscription("unix", path))
+        await serve(Site(root, logPath=log), await trio.open_tcp_listeners(int(port), host="127.0.0.1"))
+
+    trio.run(main, *sys.argv[1:4])
+""")
+
+TWISTED_PERSONAL = textwrap.dedent("""
+    import sys
+    from twisted.internet import reactor
+    from twisted.spread import pb
+    from twisted.web import distrib
+    from twisted.web.resource import Resource
+    from twisted.web.server import Site
+""") + RESOURCES + textwrap.dedent("""
+    site = Site(make_root(), logPath=sys.argv[2])
+    reactor.listenUNIX(sys.argv[1], pb.PBServerFactory(distrib.ResourcePublisher(site)))
+    reactor.run()
+""")
+
+TWISTED_FRONT = textwrap.dedent("""
+    import sys
+    from twisted.internet import reactor
+    from twisted.web import distrib
+    from twisted.web.resource import Resource
+    from twisted.web.server import Site
+
+    root = Resource()
+    root.putChild(b"u", distrib.ResourceSubscription("unix", sys.argv[2]))
+    reactor.listenTCP(int(sys.argv[1]), Site(root, logPath=sys.argv[3]), interface="127.0.0.1")
+    reactor.run()
+""")
+
+
+def wait_for_socket(path: Path) -> None:
+    deadline = time.monotonic() + 20
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no socket at {path}")
+        time.sleep(0.05)
+
+
+def measure(name: str, base: str, servers: list[Server], options, rows, results) -> None:
+    for path, connections, label in (("hello", 50, "small"), ("big", 10, "1 MiB")):
+        url = f"{base}/{path}"
+        wrk(url, 1, connections)  # warm-up (and the front's connection to its backend)
+        cpu_before = sum(s.cpu_seconds() for s in servers)
+        result = wrk(url, options.duration, connections)
+        cpu = (sum(s.cpu_seconds() for s in servers) - cpu_before) / max(result.requests, 1) * 1e6
+        results[(name, label)] = result
+        rows.append((name, label, f"{result.requests_per_second:,.0f}", f"{result.p50_ms:.2f}",
+                     f"{result.p99_ms:.2f}", f"{cpu:.0f}", str(result.errors)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration", type=float, default=10)
+    options = parser.parse_args()
+    rows: list[tuple[str, ...]] = []
+    results: dict = {}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        scripts = {}
+        for name, text in (("tw_personal", TRIOWEB_PERSONAL), ("tw_front", TRIOWEB_FRONT),
+                           ("tx_personal", TWISTED_PERSONAL), ("tx_front", TWISTED_FRONT)):
+            scripts[name] = tmp / f"{name}.py"
+            scripts[name].write_text(text)
+
+        port = free_port()
+        with Server([TRIOWEB_PYTHON, str(scripts["tw_personal"]), "direct", str(port), str(tmp / "d.log")],
+                    port) as direct:
+            measure("trioweb direct", f"http://127.0.0.1:{port}", [direct], options, rows, results)
+
+        sock, port = tmp / "tw.sock", free_port()
+        personal = Server([TRIOWEB_PYTHON, str(scripts["tw_personal"]), "publish", str(sock), str(tmp / "p.log")],
+                          None)
+        with personal:
+            wait_for_socket(sock)
+            with Server([TRIOWEB_PYTHON, str(scripts["tw_front"]), str(port), str(sock), str(tmp / "f.log")],
+                        port) as front:
+                measure("trioweb front", f"http://127.0.0.1:{port}/u", [front, personal], options, rows, results)
+
+        sock, port = tmp / "tx.sock", free_port()
+        with Server([TWISTED_PYTHON, str(scripts["tx_personal"]), str(sock), str(tmp / "xp.log")], None) as tx_personal:
+            wait_for_socket(sock)
+            with Server([TWISTED_PYTHON, str(scripts["tx_front"]), str(port), str(sock), str(tmp / "xf.log")],
+                        port) as tx_front:
+                measure("Twisted distrib", f"http://127.0.0.1:{port}/u", [tx_front, tx_personal], options, rows, results)
+
+    for label in ("small", "1 MiB"):
+        ours, theirs = results[("trioweb front", label)], results[("Twisted distrib", label)]
+        ratio = ours.requests_per_second / theirs.requests_per_second if theirs.requests_per_second else float("inf")
+        rows.append(("front/Twisted", label, f"{ratio:.1f}x", "", "", "", ""))
+    table(f"distributed mode, wrk -t1 (50 connections small, 10 for 1 MiB) -d{options.duration:g}s; "
+          "front + personal server on one core",
+          rows, ("setup", "resource", "req/s", "p50 ms", "p99 ms", "CPU us/req", "errors"))
+
+
+if __name__ == "__main__":
+    main()
