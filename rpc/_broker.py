@@ -151,7 +151,7 @@ class Broker:
 
     def _close_locally(self) -> None:
         self._fail(ConnectionLost("closed by this side"), goodbye=True,
-                   peer_reason="closed by the peer")
+                   peer_reason="normal close")
 
     async def wait_closed(self) -> None:
         """Wait until the connection is closed, by either side or by an error."""
