@@ -545,15 +545,16 @@ class Broker:
                 with trio.CancelScope(shield=True):
                     await aclose()
 
-    async def _send_stream_data(self, stream_id: int, data: memoryview) -> None:
+    async def _send_stream_data(self, stream_id: int, data: memoryview) -> bool:
+        """Send one chunk within the stream's credit; False if the stream ended meanwhile."""
         if self._transport.queue_size > SEND_HIGH_WATER:
             await self._transport.wait_for_room()
         if self.closed:
             raise ConnectionLost(self.close_reason)
-        if self._protocol.send_credit(stream_id) >= len(data):
-            self._write(self._protocol.stream_data(stream_id, data))
-        # Otherwise the stream was stopped while we waited; the sender's next
-        # wait for credit raises the StreamError.
+        if self._protocol.send_credit(stream_id) < len(data):
+            return False  # stopped while we waited: the sender's next wait raises
+        self._write(self._protocol.stream_data(stream_id, data))
+        return True
 
     def _finish_stream(self, stream_id: int, kind: str, reason: str) -> None:
         if not self.closed:

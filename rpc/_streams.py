@@ -38,7 +38,10 @@ class StreamSender(trio.abc.SendStream):
     stopping the iteration if the consumer stops reading).
 
     Errors: `send_all` raises `StreamError` once the consumer has stopped
-    reading, `ConnectionLost` once the connection is gone. A sender can be
+    reading, `ConnectionLost` once the connection is gone. It waits as long
+    as the sender has not been sent: if the call meant to carry it fails,
+    `abort` the sender (a waiting `send_all` then raises
+    `trio.ClosedResourceError`) or cancel the writing task. A sender can be
     sent once; one task at a time may write to it.
     """
 
@@ -81,8 +84,8 @@ class StreamSender(trio.abc.SendStream):
         while view:
             protocol = await self._wait_for_credit()
             size = min(len(view), protocol.send_credit(self._stream_id), protocol.max_chunk)
-            await protocol.owner._send_stream_data(self._stream_id, view[:size])
-            view = view[size:]
+            if await protocol.owner._send_stream_data(self._stream_id, view[:size]):
+                view = view[size:]
         await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def wait_send_all_might_not_block(self) -> None:
@@ -93,6 +96,8 @@ class StreamSender(trio.abc.SendStream):
         while True:
             if self._error is not None:
                 raise self._error
+            if self._finish is not None:
+                raise trio.ClosedResourceError("the stream was closed while waiting to send")
             protocol = self._protocol
             if protocol is not None and protocol.send_credit(self._stream_id) > 0:
                 return protocol
@@ -111,6 +116,7 @@ class StreamSender(trio.abc.SendStream):
         if self._finish is not None:
             return
         self._finish = (kind, reason)
+        self._lot.unpark_all()
         if self._protocol is not None:
             self._send_finish()
 

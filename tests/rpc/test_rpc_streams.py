@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 import rpc
 
@@ -197,3 +198,20 @@ async def test_receive_some_respects_max_bytes() -> None:
             assert len(piece) <= 7
             pieces.append(piece)
         assert len(b"".join(pieces)) == 5000
+
+
+async def test_abort_releases_a_writer_waiting_for_a_sender_never_sent() -> None:
+    sender = rpc.StreamSender()
+    async with trio.open_nursery() as nursery:
+        outcome: list[BaseException] = []
+
+        async def write() -> None:
+            try:
+                await sender.send_all(b"never sent")
+            except trio.ClosedResourceError as exc:
+                outcome.append(exc)
+
+        nursery.start_soon(write)
+        await trio.testing.wait_all_tasks_blocked()
+        sender.abort("the call failed")
+    assert len(outcome) == 1
