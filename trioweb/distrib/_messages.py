@@ -30,7 +30,7 @@ from __future__ import annotations
 from typing import Any
 
 from trioweb.address import Address, IPv4Address, IPv6Address, UNIXAddress
-from trioweb.http import Headers, RequestHead
+from trioweb.http import RequestHead, checked_map
 
 # Removed before forwarding: connection-level headers of the client's hop, and
 # client claims about forwarding that a backend might believe.
@@ -116,17 +116,15 @@ def decode_request(message: Any) -> tuple[RequestHead, dict[str, Any]]:
         raise MessageError("malformed length or secure flag")
     if host_header is not None and not isinstance(host_header, bytes):
         raise MessageError("malformed host")
-    checked = Headers()
     try:
-        for name, value in _pairs(message.get("headers")):
-            checked.addRawHeader(name, value)
+        headers = checked_map(_pairs(message.get("headers")))
     except ValueError as exc:  # CR, LF or NUL in a value, or a name that is not a token
         raise MessageError(str(exc)) from None
     head = RequestHead(
         method=method,
         target=uri,
         version=version,
-        headers=dict(checked.getAllRawHeaders()),
+        headers=headers,
         keep_alive=True,
         content_length=length,
         chunked=length is None,  # a body of unknown length (the client sent it chunked)

@@ -298,11 +298,11 @@ class ResourceSubscription(Resource):
         cookie_path = b"/" + b"".join(quote(seg, safe="").encode("ascii") + b"/" for seg in request.prepath)
         headers = check_headers(response.get("headers"), cookie_path, FRONT_COOKIES)
         request.setResponseCode(code, reason)
-        for name, value in headers:
+        for name, value in headers:  # validated by check_headers
             if name == b"set-cookie":
                 request.cookies.append(value)
             else:
-                request.responseHeaders.addRawHeader(name, value)
+                request.responseHeaders.add_checked(name, value)
         request.defaultContentType = None  # the backend's headers are the whole story
         if response["length"] is not None:
             request.setHeader(b"content-length", b"%d" % response["length"])

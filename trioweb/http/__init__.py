@@ -11,7 +11,7 @@ from trioweb.http._connection import (
     ConnectionLost,
     HTTPConnection,
 )
-from trioweb.http._headers import Headers
+from trioweb.http._headers import Headers, checked_map
 from trioweb.http._limits import KiB, Limits, MiB
 from trioweb.http._parser import END_OF_MESSAGE, ParseError, RequestHead, RequestParser
 from trioweb.http._writer import status_phrase
@@ -30,5 +30,6 @@ __all__ = [
     "ParseError",
     "RequestHead",
     "RequestParser",
+    "checked_map",
     "status_phrase",
 ]

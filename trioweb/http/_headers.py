@@ -45,6 +45,21 @@ def checked_value(value: str | bytes) -> bytes:
     return raw
 
 
+def checked_map(pairs: Iterable[tuple[bytes, bytes]]) -> dict[bytes, list[bytes]]:
+    """Bytes pairs from elsewhere as a header map (lower-case names).
+
+    ValueError on a name that is not a token or a value with CR, LF or NUL.
+    """
+    raw: dict[bytes, list[bytes]] = {}
+    for name, value in pairs:
+        if not _TOKEN.match(name):
+            raise ValueError(f"invalid header name {name!r}")
+        if _FORBIDDEN_IN_VALUE.search(value):
+            raise ValueError(f"header value contains CR, LF or NUL: {value!r}")
+        raw.setdefault(name.lower(), []).append(value)
+    return raw
+
+
 class Headers:
     """Header fields of a request or a response.
 
@@ -66,6 +81,10 @@ class Headers:
         headers = cls()
         headers._raw = raw
         return headers
+
+    def add_checked(self, name: bytes, value: bytes) -> None:
+        """Add a pair already validated (name lower-case): no second check."""
+        self._raw.setdefault(name, []).append(value)
 
     def hasHeader(self, name: str | bytes) -> bool:
         return _as_bytes(name).lower() in self._raw
