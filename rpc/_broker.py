@@ -337,16 +337,16 @@ class Broker:
 
     # ------------------------------------------------- events: our calls
 
-    async def _ready_to_call(self) -> None:
+    async def _make_room(self) -> None:
         """Wait for room in the send queue; raise at once if the connection is closed."""
-        await trio.lowlevel.checkpoint_if_cancelled()
-        if self._transport.queue_size > SEND_HIGH_WATER:
-            await self._transport.wait_for_room()
+        await self._transport.wait_for_room()
         if self.closed:
             raise DeadReference(f"connection closed ({self.close_reason})")
 
     async def _call(self, object_id: int, method: str, args: Any, kwargs: dict) -> Any:
-        await self._ready_to_call()
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self.closed or self._transport.queue_size > SEND_HIGH_WATER:
+            await self._make_room()  # the slow path, kept out of the way of every call
         call_id, data = self._protocol.call(object_id, method, args, kwargs)
         self._waiting[call_id] = trio.lowlevel.current_task()
         self._write(data)
@@ -364,7 +364,9 @@ class Broker:
         return await trio.lowlevel.wait_task_rescheduled(abort)
 
     async def _send_one_way(self, object_id: int, method: str, args: Any, kwargs: dict) -> None:
-        await self._ready_to_call()
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self.closed or self._transport.queue_size > SEND_HIGH_WATER:
+            await self._make_room()
         self._write(self._protocol.send(object_id, method, args, kwargs))
         await trio.lowlevel.cancel_shielded_checkpoint()
 
