@@ -311,12 +311,13 @@ class Protocol(ValueCodec):
             raise self._decoder.pending_error
         return events
 
-    def _decode(self, payload: memoryview) -> Any:
+    def _decode(self, payload: bytes | memoryview) -> Any:
         if payload[:2] == b"\x94\x06":
             message = wire.parse_stream_data(payload)
             if message is not None:
                 return message
-        payload = bytes(payload)
+        if type(payload) is not bytes:
+            payload = bytes(payload)  # for the scan below
         ts4, ts8, ts12 = wire.TIMESTAMP_MARKERS
         self._may_hold_timestamp = ts4 in payload or ts8 in payload or ts12 in payload
         try:
@@ -329,7 +330,7 @@ class Protocol(ValueCodec):
             raise ProtocolError("unknown ext type -1 (msgpack timestamp)")
         return message
 
-    def _on_hello(self, payload: memoryview) -> HandshakeDone:
+    def _on_hello(self, payload: bytes | memoryview) -> HandshakeDone:
         try:
             message = msgpack.unpackb(payload, raw=False, strict_map_key=True, max_array_len=8,
                                       max_map_len=64, max_ext_len=0)

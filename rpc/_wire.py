@@ -178,16 +178,19 @@ class FrameDecoder:
         """Bytes received that do not yet make a whole frame."""
         return self._pieces_size
 
-    def feed(self, data: bytes) -> list[memoryview]:
+    def feed(self, data: bytes) -> list[bytes | memoryview]:
         """Add received bytes; return the payloads of the frames they complete.
 
-        Payloads are views of the received bytes, valid as long as the caller
-        keeps them. A bad length prefix is raised after the frames before it
+        Payloads are bytes or views of the received bytes. A bad length prefix is raised after the frames before it
         were returned: the next call raises it (`pending_error` tells whether
         one is waiting), so that a peer's valid messages are handled first.
         """
         if self.pending_error is not None:
             raise self.pending_error
+        if not self._pieces and not self._first and len(data) > 4:
+            (length,) = LENGTH_PREFIX.unpack_from(data)
+            if length == len(data) - 4 and length <= self.max_frame:
+                return [data[4:]]  # the common case: one small frame per read
         if self._pieces:
             self._pieces.append(data)
             self._pieces_size += len(data)
