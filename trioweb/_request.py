@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import AsyncIterator, Awaitable, Callable
-from email.utils import formatdate, parsedate
+from email.utils import parsedate
 from io import BytesIO
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import quote, unquote_to_bytes
@@ -30,6 +30,7 @@ from trioweb._forms import parse_cookies, parse_multipart, parse_query
 from trioweb.address import Address, IPv4Address, IPv6Address
 from trioweb.http import Channel, ConnectionLost, Headers, RequestHead, status_phrase
 from trioweb.http._headers import checked_value
+from trioweb.http._writer import http_date
 from trioweb.urlpath import URLPath
 
 if TYPE_CHECKING:
@@ -264,7 +265,7 @@ class Request:
     def setLastModified(self, when: float) -> object | None:
         """Set Last-Modified; CACHED (and 304) when the client's copy is as new."""
         when = int(when)
-        self.setHeader(b"last-modified", formatdate(when, usegmt=True))
+        self.setHeader(b"last-modified", http_date(when))
         since = self.getHeader(b"if-modified-since")
         if since and self.method in (b"GET", b"HEAD") and not self.getHeader(b"if-none-match"):
             since_time = _parse_http_date(since.split(b";", 1)[0])

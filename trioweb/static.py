@@ -34,7 +34,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
 from trioweb._asis import ASISProcessor
@@ -290,11 +289,7 @@ class File(Resource):
         size = info.st_size
         etag = b'"%x-%x"' % (info.st_mtime_ns, size)
         request.setHeader(b"accept-ranges", b"bytes")
-        if request.getHeader(b"if-modified-since") is None:
-            request.setHeader(b"last-modified", _http_date(int(info.st_mtime)))
-            modified = None
-        else:
-            modified = request.setLastModified(info.st_mtime)
+        modified = request.setLastModified(info.st_mtime)
         if request.setETag(etag) is CACHED or modified is CACHED:
             return None
         request.setHeader(b"content-type", ctype)
@@ -341,19 +336,6 @@ class File(Resource):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.path!r}>"
-
-
-_http_dates: dict[int, bytes] = {}
-
-
-def _http_date(when: int) -> bytes:
-    """``formatdate`` for Last-Modified, remembered: most requests are for the same few files."""
-    text = _http_dates.get(when)
-    if text is None:
-        if len(_http_dates) >= 4096:
-            _http_dates.clear()
-        text = _http_dates[when] = formatdate(when, usegmt=True).encode("ascii")
-    return text
 
 
 def _accepted_codings(header: bytes | None) -> set[bytes]:

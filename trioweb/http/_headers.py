@@ -31,11 +31,22 @@ def _as_bytes(value: str | bytes) -> bytes:
     raise TypeError(f"header names and values must be str or bytes, not {type(value).__name__}")
 
 
+_checked_names: dict[str | bytes, bytes] = {}
+
+
 def checked_name(name: str | bytes) -> bytes:
+    """The lower-cased name; ValueError if it is not a token. Remembered: a
+    server sets the same few names over and over."""
+    checked = _checked_names.get(name)
+    if checked is not None:
+        return checked
     raw = _as_bytes(name)
     if not _TOKEN.match(raw):
         raise ValueError(f"invalid header name {raw!r}")
-    return raw.lower()
+    checked = raw.lower()
+    if len(_checked_names) < 1024:
+        _checked_names[name] = checked
+    return checked
 
 
 def checked_value(value: str | bytes) -> bytes:
