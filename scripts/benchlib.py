@@ -92,8 +92,14 @@ class WrkResult:
 
 
 def _ms(text: str) -> float:
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}[unit]
+
+
+def _percentile(output: str, label: str) -> float:
+    """A latency percentile from wrk's --latency table; NaN when wrk printed none (no requests)."""
+    found = re.search(label + r"%\s+(\S+)", output)
+    return _ms(found.group(1)) if found else float("nan")
 
 
 def wrk(url: str, duration: float, connections: int = 50, server: Server | None = None) -> WrkResult:
@@ -108,8 +114,8 @@ def wrk(url: str, duration: float, connections: int = 50, server: Server | None 
         capture_output=True, text=True, check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
-    p50 = _ms(re.search(r"50%\s+(\S+)", output).group(1))
-    p99 = _ms(re.search(r"99%\s+(\S+)", output).group(1))
+    p50 = _percentile(output, "50")
+    p99 = _percentile(output, "99")
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     count = int(re.search(r"(\d+) requests in", output).group(1))
