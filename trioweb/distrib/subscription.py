@@ -106,7 +106,7 @@ class _Backend:
         self._lock = trio.Lock()
         self._failures = 0
         self._down_until = 0.0
-        self._failed_socket: tuple[int, int] | None = None  # (dev, inode) of the socket that failed
+        self._failed_socket: tuple[int, int, int] | None = None  # the socket file that failed
 
     def describe(self) -> str:
         return f"unix:{self.address}" if self.kind == "unix" else f"tcp:{self.address}:{self.port}"
@@ -132,12 +132,14 @@ class _Backend:
                 raise BackendUnavailable(f"{self.describe()}: {type(exc).__name__}: {exc}",
                                          timed_out=isinstance(exc, trio.TooSlowError)) from exc
 
-    def _socket_identity(self) -> tuple[int, int] | None:
+    def _socket_identity(self) -> tuple[int, int, int] | None:
         try:
             info = os.lstat(self.address)
         except OSError:
             return None
-        return info.st_dev, info.st_ino
+        # An inode number can be reused at once for the next file; with the
+        # change time it names this socket file only.
+        return info.st_dev, info.st_ino, info.st_ctime_ns
 
     async def _socket_replaced(self) -> bool:
         """A UNIX backend whose socket is a new one since the failure (its server
