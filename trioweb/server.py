@@ -25,6 +25,7 @@ import logging
 import tempfile
 import traceback
 from html import escape
+from collections.abc import Callable
 from typing import IO, Any
 
 import trio
@@ -53,7 +54,7 @@ from trioweb.resource import (
     getChildForRequest,
 )
 
-__all__ = ["CACHED", "NOT_DONE_YET", "Request", "Server", "Site", "serve", "version"]
+__all__ = ["CACHED", "NOT_DONE_YET", "Request", "Server", "Site", "accept_forever", "serve", "version"]
 
 log = logging.getLogger("trioweb.server")
 
@@ -333,6 +334,22 @@ class _NurseryFacade:
         self.start_soon = start_soon
 
 
+async def accept_forever(listener: trio.abc.Listener[Any], dispatch: Callable[[trio.abc.Stream], None]) -> None:
+    """Accept connections until cancelled, handing each to ``dispatch``.
+
+    An accept error (EMFILE and friends) is logged and retried after a pause
+    instead of spinning or ending the server.
+    """
+    while True:
+        try:
+            stream = await listener.accept()
+        except OSError as exc:
+            log.warning("accept failed: %s", exc)
+            await trio.sleep(0.1)
+            continue
+        dispatch(stream)
+
+
 def _stream_addresses(stream: trio.abc.Stream) -> tuple[Address, Address, bool]:
     """(client, host, is_secure) of an accepted stream."""
     secure = isinstance(stream, trio.SSLStream)
@@ -395,18 +412,13 @@ class Server:
         self._stopping.set()
 
     async def _accept_loop(self, listener: trio.abc.Listener[Any], nursery: trio.Nursery) -> None:
-        while True:
-            try:
-                stream = await listener.accept()
-            except OSError as exc:
-                # EMFILE and friends: back off instead of spinning.
-                log.warning("accept failed: %s", exc)
-                await trio.sleep(0.1)
-                continue
+        def dispatch(stream: trio.abc.Stream) -> None:
             if len(self.connections) >= self.site.limits.max_connections:
                 nursery.start_soon(self._refuse, stream)
             else:
                 nursery.start_soon(self._serve_connection, stream)
+
+        await accept_forever(listener, dispatch)
 
     async def _refuse(self, stream: trio.abc.Stream) -> None:
         with trio.move_on_after(1):

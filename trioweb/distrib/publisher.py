@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from functools import partial
 from typing import Any
 
 import rpc
@@ -33,7 +34,7 @@ import trio
 
 from trioweb.distrib._messages import decode_request, encode_response
 from trioweb.http import BodyTooLarge, ConnectionLost, RequestHead
-from trioweb.server import Site
+from trioweb.server import Site, accept_forever
 
 log = logging.getLogger("trioweb.distrib")
 
@@ -224,17 +225,7 @@ async def serve_publisher(
         except (rpc.RPCError, trio.BrokenResourceError, OSError) as exc:
             log.info("connection from the front ended: %s", exc)
 
-    async def accept_loop(listener: trio.abc.Listener[Any], nursery: trio.Nursery) -> None:
-        while True:
-            try:
-                stream = await listener.accept()
-            except OSError as exc:
-                log.warning("accept failed: %s", exc)
-                await trio.sleep(0.1)
-                continue
-            nursery.start_soon(serve_one, stream)
-
     async with trio.open_nursery() as nursery:
         for listener in listeners:
-            nursery.start_soon(accept_loop, listener, nursery)
+            nursery.start_soon(accept_forever, listener, partial(nursery.start_soon, serve_one))
         task_status.started()

@@ -28,7 +28,13 @@ import os
 
 import trio
 
-_GONE = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, TimeoutError)
+
+
+def _stream_error(exc: OSError) -> trio.BrokenResourceError | trio.ClosedResourceError:
+    """The trio exception for an OS error on a connection: closed by us, or broken."""
+    if exc.errno == errno.EBADF:
+        return trio.ClosedResourceError("the connection is closed")
+    return trio.BrokenResourceError(str(exc))
 
 
 class SocketTransport:
@@ -45,12 +51,8 @@ class SocketTransport:
             return os.read(self.fd, max_bytes)
         except BlockingIOError:
             return None
-        except _GONE as exc:
-            raise trio.BrokenResourceError(str(exc)) from exc
         except OSError as exc:
-            if exc.errno == errno.EBADF:
-                raise trio.ClosedResourceError("the connection is closed") from exc
-            raise trio.BrokenResourceError(str(exc)) from exc
+            raise _stream_error(exc) from exc
 
     async def receive(self, max_bytes: int, timeout: float) -> bytes:
         """Up to ``max_bytes``; ``b""`` at end of input."""
@@ -73,12 +75,8 @@ class SocketTransport:
                 continue
             except BlockingIOError:
                 pass
-            except _GONE as exc:
-                raise trio.BrokenResourceError(str(exc)) from exc
             except OSError as exc:
-                if exc.errno == errno.EBADF:
-                    raise trio.ClosedResourceError("the connection is closed") from exc
-                raise trio.BrokenResourceError(str(exc)) from exc
+                raise _stream_error(exc) from exc
             with trio.fail_after(timeout):
                 await trio.lowlevel.wait_writable(self.fd)
 
