@@ -27,6 +27,7 @@ Response map::
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from trioweb.address import Address, IPv4Address, IPv6Address, UNIXAddress
@@ -40,6 +41,24 @@ _NOT_FORWARDED = frozenset(
      b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto", b"x-forwarded-port",
      b"x-real-ip", b"forwarded"}
 )
+
+
+# Socket buffers between front and personal server: big enough for a whole
+# stream window (1 MiB) plus its framing, so a response body crosses in a few
+# large writes and reads instead of many small hand-offs between the two
+# processes. The kernel caps it at net.core.wmem_max.
+SOCKET_BUFFER = 4 * 1024 * 1024
+
+
+def enlarge_socket_buffers(stream: Any) -> None:
+    sock = getattr(stream, "socket", None)
+    if sock is None:
+        return
+    for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+        except OSError:
+            pass  # a smaller buffer only costs speed
 
 
 class MessageError(ValueError):

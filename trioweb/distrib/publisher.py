@@ -32,7 +32,7 @@ from typing import Any
 import rpc
 import trio
 
-from trioweb.distrib._messages import decode_request, encode_response
+from trioweb.distrib._messages import decode_request, encode_response, enlarge_socket_buffers
 from trioweb.http import BodyTooLarge, ConnectionLost, RequestHead
 from trioweb.server import Site, accept_forever
 
@@ -212,6 +212,7 @@ async def serve_publisher(
     """
 
     async def serve_one(stream: trio.abc.Stream) -> None:
+        enlarge_socket_buffers(stream)
         broker = rpc.Broker(stream, publisher, limits=limits)
         credentials = broker.peer_credentials()
         if allowed_uids is not None and credentials is not None and credentials.uid not in allowed_uids:

@@ -40,7 +40,7 @@ import rpc
 import trio
 
 from trioweb._request import Request
-from trioweb.distrib._messages import MessageError, decode_response, encode_request
+from trioweb.distrib._messages import MessageError, decode_response, encode_request, enlarge_socket_buffers
 from trioweb.distrib._peer_checks import Refused
 from trioweb.distrib._response_checks import BadBackendResponse, check_headers, check_status
 from trioweb.http import ConnectionLost
@@ -154,6 +154,7 @@ class _Backend:
             await trio.to_thread.run_sync(self.before_connect)
         if self.kind == "unix":
             stream: trio.abc.Stream = await trio.open_unix_socket(self.address)
+            enlarge_socket_buffers(stream)
         else:
             stream = await trio.open_tcp_stream(self.address, self.port)
         broker = rpc.Broker(stream, limits=self.limits)
