@@ -27,6 +27,9 @@ KNOWN_METHODS = frozenset(
 )
 
 
+_RENDER_NAMES: dict[bytes, str] = {}  # b"GET" → "render_GET", remembered
+
+
 class UnsupportedMethod(Exception):
     """Raised by ``render`` when the resource has no ``render_<METHOD>``."""
 
@@ -77,7 +80,12 @@ class Resource:
 
     def render(self, request: Request) -> Any:
         method = request.method
-        handler = getattr(self, "render_" + method.decode("ascii"), None)
+        name = _RENDER_NAMES.get(method)
+        if name is None:
+            name = "render_" + method.decode("ascii")
+            if len(_RENDER_NAMES) < 64:
+                _RENDER_NAMES[method] = name
+        handler = getattr(self, name, None)
         if handler is None:
             allowed = getattr(self, "allowedMethods", None) or _allowed_methods(self)
             raise UnsupportedMethod(allowed)

@@ -239,7 +239,7 @@ class HTTPConnection:
             data = self.transport.try_receive(READ_SIZE)
             if data is None:
                 self.idle_since = trio.current_time()
-                data = await self._receive(math.inf)
+                data = await self._receive(math.inf, wait_first=True)
                 self.idle_since = None
             if not data or self._scope.cancel_called:
                 return None  # the client left, or the server is stopping
@@ -263,9 +263,9 @@ class HTTPConnection:
             return event
         raise AssertionError(f"unexpected parser event {event!r}")  # the parser's own bug
 
-    async def _receive(self, timeout: float) -> bytes:
+    async def _receive(self, timeout: float, *, wait_first: bool = False) -> bytes:
         try:
-            return await self.transport.receive(READ_SIZE, timeout)
+            return await self.transport.receive(READ_SIZE, timeout, wait_first=wait_first)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return b""
 

@@ -31,6 +31,7 @@ def _as_bytes(value: str | bytes) -> bytes:
     raise TypeError(f"header names and values must be str or bytes, not {type(value).__name__}")
 
 
+_CONNECTION_HEADERS = (b"transfer-encoding", b"connection", b"keep-alive")
 _checked_names: dict[str | bytes, bytes] = {}
 
 
@@ -118,9 +119,18 @@ class Headers:
         values = self._raw.get(name)
         return values[-1] if values else None
 
-    def take(self, name: bytes) -> list[bytes] | None:
-        """Remove ``name`` (lower-case bytes) and return its values, or None."""
-        return self._raw.pop(name, None)
+    def take_framing(self) -> list[bytes] | None:
+        """Remove the framing and connection headers a resource may have set
+        (they are the connection's to decide); return Content-Length's values."""
+        raw = self._raw
+        for name in _CONNECTION_HEADERS:
+            if name in raw:
+                del raw[name]
+        return raw.pop(b"content-length", None)
+
+    def pair_list(self) -> list[tuple[bytes, bytes]]:
+        """Every ``(name, value)`` pair, one per value."""
+        return [(name, value) for name, values in self._raw.items() for value in values]
 
     def setRawHeaders(self, name: str | bytes, values: Iterable[str | bytes]) -> None:
         self._raw[checked_name(name)] = [checked_value(v) for v in values]

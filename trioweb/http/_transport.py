@@ -54,14 +54,20 @@ class SocketTransport:
         except OSError as exc:
             raise _stream_error(exc) from exc
 
-    async def receive(self, max_bytes: int, timeout: float) -> bytes:
-        """Up to ``max_bytes``; ``b""`` at end of input."""
-        while (data := self.try_receive(max_bytes)) is None:
+    async def receive(self, max_bytes: int, timeout: float, *, wait_first: bool = False) -> bytes:
+        """Up to ``max_bytes``; ``b""`` at end of input.
+
+        ``wait_first``: the caller just found nothing to read, so the first
+        attempt would only fail again.
+        """
+        data = None if wait_first else self.try_receive(max_bytes)
+        while data is None:
             if timeout == math.inf:
                 await trio.lowlevel.wait_readable(self.fd)
             else:
                 with trio.fail_after(timeout):
                     await trio.lowlevel.wait_readable(self.fd)
+            data = self.try_receive(max_bytes)
         return data
 
     async def send_all(self, data: bytes, timeout: float) -> None:
@@ -97,7 +103,7 @@ class StreamTransport:
     def try_receive(self, max_bytes: int) -> bytes | None:
         return None  # a stream has no "without waiting"; callers then use receive()
 
-    async def receive(self, max_bytes: int, timeout: float) -> bytes:
+    async def receive(self, max_bytes: int, timeout: float, *, wait_first: bool = False) -> bytes:
         if timeout == math.inf:
             return await self.stream.receive_some(max_bytes)
         with trio.fail_after(timeout):

@@ -40,22 +40,28 @@ def http_date(when: int) -> bytes:
 class DateHeader:
     """The ``Date`` value, formatted at most once a second."""
 
-    __slots__ = ("_second", "_value")
+    __slots__ = ("_second", "_value", "_lines")
 
     def __init__(self) -> None:
         self._second = -1
         self._value = b""
+        self._lines: dict[bytes, bytes] = {}
 
     def value(self) -> bytes:
         now = int(time.time())
         if now != self._second:
             self._second = now
             self._value = formatdate(now, usegmt=True).encode("ascii")
+            self._lines.clear()
         return self._value
 
     def lines(self, server: bytes) -> bytes:
         """``Server`` and ``Date`` header lines, ready to put after a status line."""
-        return b"Server: " + server + b"\r\nDate: " + self.value() + b"\r\n"
+        value = self.value()
+        lines = self._lines.get(server)
+        if lines is None:
+            lines = self._lines[server] = b"Server: " + server + b"\r\nDate: " + value + b"\r\n"
+        return lines
 
 
 _canonical_names: dict[bytes, bytes] = {}
