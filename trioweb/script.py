@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from trioweb._fspath import segment_name
 from trioweb.resource import ErrorPage, NoResource, Resource
-from trioweb.static import Registry
+from trioweb._registry import Registry
 
 if TYPE_CHECKING:
     from trioweb._request import Request

@@ -37,6 +37,7 @@ import stat
 from typing import TYPE_CHECKING, Any
 
 from trioweb._asis import ASISProcessor
+from trioweb._registry import Registry
 from trioweb._fspath import NotServable, ServedRoot, read_exactly, segment_name, send_pieces
 from trioweb._listing import DirectoryLister, formatFileSize
 from trioweb._mimetypes import CONTENT_ENCODINGS, getTypeAndEncoding, loadMimeTypes
@@ -83,35 +84,6 @@ class Data(Resource):
     def render_GET(self, request: Request) -> bytes:
         request.setHeader(b"content-type", self.type)
         return self.data
-
-
-class Registry:
-    """State shared by the resources of one ``File`` tree (resource scripts use it).
-
-    ``getComponent(key)``/``setComponent(key, value)`` keep one object per
-    key (usually a class, as in ``registry.getComponent(Counter)``);
-    ``cachePath``/``getCachedPath`` remember the resource a script built.
-    """
-
-    def __init__(self) -> None:
-        self._components: dict[Any, Any] = {}
-        self._path_cache: dict[str, Resource] = {}
-
-    def getComponent(self, interface: Any, default: Any = None) -> Any:
-        return self._components.get(interface, default)
-
-    def setComponent(self, interfaceClass: Any, component: Any) -> None:
-        self._components[interfaceClass] = component
-
-    def removeComponent(self, component: Any) -> None:
-        for key in [k for k, v in self._components.items() if v is component]:
-            del self._components[key]
-
-    def cachePath(self, path: str, rsrc: Resource) -> None:
-        self._path_cache[path] = rsrc
-
-    def getCachedPath(self, path: str) -> Resource | None:
-        return self._path_cache.get(path)
 
 
 class File(Resource):
