@@ -245,3 +245,32 @@ async def test_a_thousand_query_params_is_400(start_site):
     assert response.status == 400
     ok = await site.request(get(b"/?a=1&a=2&b="))
     assert ok.body == b"2"
+
+
+async def test_ten_thousand_cookies_are_capped(start_site):
+    # aiohttp cookie DoS: the request is parsed, but only the first 200 count.
+    class Count(Resource):
+        isLeaf = True
+
+        def render_GET(self, request):
+            return b"%d" % len(request.received_cookies)
+
+    site = await start_site(Count(), limits=Limits(max_header_bytes=256 * 1024))
+    cookie = b"; ".join(b"c%d=v" % i for i in range(10_000))
+    response = await site.request(get(extra=b"Cookie: " + cookie + b"\r\n"))
+    assert response.status == 200 and response.body == b"200"
+
+
+async def test_a_megabyte_of_one_byte_chunks_is_bounded_by_the_body_limit(start_site):
+    # aiohttp many-chunks CPU DoS: each chunk costs parsing, so the body limit
+    # (not the wire size) must end it.
+    site = await start_site(tree(), limits=Limits(max_body_size=64 * 1024))
+    conn = await site.connect(timeout=10)
+    await conn.send(b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+    try:
+        for _ in range(20):
+            await conn.send(b"1\r\nX\r\n" * 10_000)
+    except trio.BrokenResourceError:
+        pass
+    response = await conn.read_response()
+    assert response.status == 413

@@ -49,6 +49,14 @@ class Big(Resource):
         return NOT_DONE_YET
 
 
+class ShowHeaders(Resource):
+    isLeaf = True
+
+    def render_GET(self, request):
+        return b"\n".join(name + b": " + b",".join(values)
+                          for name, values in request.requestHeaders.getAllRawHeaders())
+
+
 class Async(Resource):
     isLeaf = True
     stream_request_body = True
@@ -99,6 +107,7 @@ def personal_root():
     root.putChild(b"cookies", Cookies())
     root.putChild(b"upload", Upload())
     root.putChild(b"async", Async())
+    root.putChild(b"headers", ShowHeaders())
     return root
 
 
@@ -137,6 +146,15 @@ async def test_home_and_404_and_405_come_from_the_personal_site(front):
     assert (await front.request(get(b"/~alice/nothing"))).status == 404
     refused = await front.request(b"DELETE /~alice/echo HTTP/1.1\r\nHost: a\r\n\r\n")
     assert refused.status == 405 and refused.header(b"allow") == b"GET, HEAD, POST"
+
+
+async def test_client_forwarding_claims_do_not_reach_the_personal_server(front):
+    # Security corpus §3.2 A11: the backend learns the client's address from
+    # the front, never from headers a client can forge.
+    response = await front.request(get(b"/~alice/headers", extra=b"X-Forwarded-For: 6.6.6.6\r\n"
+                                       b"Forwarded: for=6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\nX-Kept: yes\r\n"))
+    assert response.status == 200
+    assert b"6.6.6.6" not in response.body and b"x-kept" in response.body
 
 
 async def test_head_keeps_length_and_sends_no_body(front):
