@@ -121,8 +121,9 @@ async def _serve_until_signal(
     serve: Callable[..., Awaitable[None]], stop: Callable[[], None], what: str
 ) -> None:
     """Run ``serve`` (started with task_status) until it returns; the first
-    SIGINT/SIGTERM calls ``stop``, which must make ``serve`` return."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    SIGINT, SIGTERM or SIGQUIT (nginx's graceful stop) calls ``stop``, which
+    must make ``serve`` return."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGQUIT) as signals:
         async with trio.open_nursery() as nursery:
 
             async def stop_on_signal() -> None:

@@ -51,10 +51,12 @@ def test_builtin_page_keepalive_and_sigterm_exit_0():
         assert '"GET / HTTP/1.1" 200' in server.output()  # access log on stdout by default
 
 
-def test_sigint_also_stops_cleanly():
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGQUIT])
+def test_sigint_and_sigquit_also_stop_cleanly(sig):
     port = free_port()
     with trioweb(port=port) as server:
-        assert server.stop(signal.SIGINT) == 0
+        assert server.stop(sig) == 0
+        assert f"got {sig.name}: stopping" in server.output()
 
 
 def test_add_header_on_every_response_including_errors_and_leaf_roots():
