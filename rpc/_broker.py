@@ -270,8 +270,11 @@ class Broker:
         """Bytes accepted for sending and not yet written to the stream."""
         return self._transport.queue_size
 
-    def _write(self, data: bytes) -> None:
-        self._transport.write(data)
+    def _write(self, *buffers: bytes | memoryview) -> None:
+        # A lone exchange is written at once (its latency is what counts);
+        # while other calls are in flight, writes are coalesced (see
+        # rpc._transport): the peer is busy anyway, and reads them in one go.
+        self._transport.write(*buffers, at_once=len(self._waiting) + self._active_calls <= 1)
 
     def _queue_overflowed(self, size: int) -> None:
         # Called from inside a write: close from the loop, not under the writer's caller.
@@ -555,7 +558,7 @@ class Broker:
             raise ConnectionLost(self.close_reason)
         if self._protocol.send_credit(stream_id) < len(data):
             return False  # stopped while we waited: the sender's next wait raises
-        self._write(self._protocol.stream_data(stream_id, data))
+        self._write(*self._protocol.stream_data(stream_id, data))
         return True
 
     def _finish_stream(self, stream_id: int, kind: str, reason: str) -> None:

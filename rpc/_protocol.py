@@ -195,8 +195,9 @@ class Protocol(ValueCodec):
         self._running_calls.discard(call_id)
         return data
 
-    def stream_data(self, stream_id: int, data: bytes | memoryview) -> bytes:
-        """Encode DATA for one of our streams; ``len(data)`` must fit its credit."""
+    def stream_data(self, stream_id: int, data: bytes | memoryview) -> tuple[bytes | memoryview, ...]:
+        """Encode DATA for one of our streams, as buffers to write in order;
+        ``len(data)`` must fit its credit."""
         stream = self._out_streams[stream_id]
         if len(data) > stream.credit:
             raise RuntimeError("stream data beyond the consumer's credit")
@@ -316,10 +317,18 @@ class Protocol(ValueCodec):
             message = wire.parse_stream_data(payload)
             if message is not None:
                 return message
-        if type(payload) is not bytes:
-            payload = bytes(payload)  # for the scan below
-        ts4, ts8, ts12 = wire.TIMESTAMP_MARKERS
-        self._may_hold_timestamp = ts4 in payload or ts8 in payload or ts12 in payload
+        # msgpack decodes timestamps itself (our ext hook never sees them), so
+        # they are looked for: in the bytes of a small message (cheaper than
+        # a walk of its values), in the values of a large one (its bulk is
+        # strings or binaries, which the walk skips and a scan would not).
+        small = len(payload) <= wire.SCAN_FOR_TIMESTAMPS
+        if small:
+            if type(payload) is not bytes:
+                payload = bytes(payload)
+            ts4, ts8, ts12 = wire.TIMESTAMP_MARKERS
+            self._may_hold_timestamp = ts4 in payload or ts8 in payload or ts12 in payload
+        else:
+            self._may_hold_timestamp = True
         try:
             message = self._unpack(payload)
         except ProtocolError:

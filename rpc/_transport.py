@@ -1,11 +1,16 @@
 """Ordered writes and the read loop of one connection, over any trio stream.
 
-All writes go through `Transport.write`, which never blocks: it writes
-straight to the socket when nothing is queued (the common case, and the fast
-one) and otherwise appends to one buffer that `write_loop`, run by the
-writer task, drains in order. Plain socket streams are read and written
-through their file descriptor: a non-blocking ``os.write`` needs no trip
-through the scheduler, which halves the latency of a small call. Other
+All writes go through `Transport.write`, which never blocks. What it is given
+is written straight to the socket when nothing is queued and the caller asks
+for it (``at_once``: a lone call or answer, whose latency is what counts),
+and otherwise queued for `write_loop`, run by the writer task, which writes
+everything queued meanwhile in one ``writev`` at its next turn. Coalescing
+is the fast way when the connection is busy: a batch of calls or answers
+costs one system call and wakes the peer once, instead of once per message.
+The queue holds the buffers as given (bytes, or views of bytes: nothing is
+copied into it), so a large payload reaches the kernel without a copy.
+Plain socket streams are read and written through their file descriptor:
+a non-blocking ``os.write`` needs no trip through the scheduler. Other
 streams (TLS, in-memory) go through ``send_all`` and ``receive_some``.
 
 Memory: the queue is bounded by the caller: producers of bulk data wait in
@@ -18,6 +23,7 @@ connection.
 
 from __future__ import annotations
 
+import collections
 import os
 from collections.abc import Callable
 
@@ -26,6 +32,17 @@ import trio
 READ_SIZE = 256 * 1024
 SEND_HIGH_WATER = 1024 * 1024
 LAST_WORDS_TIMEOUT = 1.0
+# Buffers per writev: the POSIX minimum of IOV_MAX, well below Linux's 1024.
+MAX_BUFFERS = 16
+
+Buffer = bytes | memoryview
+
+
+def _kept(data: Buffer) -> Buffer:
+    """``data`` as it can wait in the queue: a view only of immutable bytes."""
+    if type(data) is memoryview and type(data.obj) is not bytes:
+        return bytes(data)  # the caller may change or reuse its buffer once we return
+    return data
 
 
 class Transport:
@@ -39,34 +56,46 @@ class Transport:
         self.closed = False
         self._max_queue = max_queue
         self._on_overflow = on_overflow
-        self._out = bytearray()
-        self._unwritten = 0  # bytes the writer took from _out and has not written yet
-        self._writing = False
+        self._queue: collections.deque[Buffer] = collections.deque()
+        self._queued = 0  # bytes in _queue
+        self._unwritten = 0  # bytes taken from the queue by a send_all under way (not a socket)
         self._writer_lot = trio.lowlevel.ParkingLot()
         self._room_lot = trio.lowlevel.ParkingLot()
 
     @property
     def queue_size(self) -> int:
         """Bytes accepted for sending and not yet written to the stream."""
-        return len(self._out) + self._unwritten
+        return self._queued + self._unwritten
 
-    def write(self, data: bytes) -> None:
-        """Write or queue ``data`` after everything before it. Never blocks or raises.
+    def write(self, *buffers: Buffer, at_once: bool = True) -> None:
+        """Write or queue ``buffers`` after everything before them. Never blocks or raises.
 
-        An I/O error is left for the writer task to meet and report, so that
-        the connection is never torn down under a caller about to park.
+        With ``at_once`` and nothing queued, they are written now (what the
+        socket does not take is queued); otherwise the writer task writes
+        them at its next turn, with whatever else is queued by then. An I/O
+        error is left for the writer task to meet and report, so that the
+        connection is never torn down under a caller about to park.
         """
         if self.closed:
             return
-        if self.fd is not None and not (self._out or self._writing or self.corked):
+        if at_once and self.fd is not None and not (self._queue or self.corked):
             try:
-                sent = os.write(self.fd, data)
+                sent = os.write(self.fd, buffers[0]) if len(buffers) == 1 else os.writev(self.fd, buffers)
             except OSError:  # BlockingIOError, or a failure the writer will see again
                 sent = 0
-            if sent == len(data):
+            for data in buffers:
+                if sent >= len(data):
+                    sent -= len(data)
+                    continue
+                self._queue.append(_kept(memoryview(data)[sent:] if sent else data))
+                self._queued += len(data) - sent
+                sent = 0
+            if not self._queue:
                 return
-            data = memoryview(data)[sent:]
-        self._out += data
+        else:
+            for data in buffers:
+                self._queue.append(_kept(data))
+                self._queued += len(data)
         if self.queue_size > self._max_queue:
             self._on_overflow(self.queue_size)
         if not self.corked:
@@ -75,9 +104,37 @@ class Transport:
     def uncork(self) -> None:
         """Send what was queued while corked, in one write if possible."""
         self.corked = False
-        if self._out and not self._writing and not self.closed:
-            data, self._out = self._out, bytearray()
-            self.write(bytes(data))
+        if self._queue and not self.closed:
+            self._write_queued_now()
+
+    def _write_queued_now(self) -> None:
+        """Write as much of the queue as the socket takes without waiting; the writer does the rest."""
+        if self.fd is not None:
+            try:
+                self._consume(os.writev(self.fd, self._take_buffers()))
+            except OSError:
+                pass  # the writer meets it again and reports it
+        if self._queue:
+            self._writer_lot.unpark_all()
+
+    def _take_buffers(self) -> list[Buffer]:
+        queue = self._queue
+        if len(queue) <= MAX_BUFFERS:
+            return list(queue)
+        return [queue[index] for index in range(MAX_BUFFERS)]
+
+    def _consume(self, sent: int) -> None:
+        """Drop ``sent`` written bytes from the front of the queue."""
+        queue = self._queue
+        self._queued -= sent
+        while sent:
+            size = len(queue[0])
+            if size <= sent:
+                queue.popleft()
+                sent -= size
+            else:
+                queue[0] = memoryview(queue[0])[sent:]
+                sent = 0
 
     async def wait_for_room(self) -> None:
         """Wait while more than ``SEND_HIGH_WATER`` bytes are queued (or until closed)."""
@@ -87,25 +144,23 @@ class Transport:
     async def write_loop(self) -> None:
         """Drain the queue forever; raises the stream's error if writing fails."""
         while True:
-            while not self._out:
+            while not self._queue:
                 await self._writer_lot.park()
-            data = bytes(self._out)
-            self._out.clear()
-            self._writing = True
-            self._unwritten = len(data)
             if self.fd is not None:
-                view = memoryview(data)
-                while view:
-                    try:
-                        view = view[os.write(self.fd, view):]
-                    except BlockingIOError:
-                        await trio.lowlevel.wait_writable(self.fd)
-                    self._unwritten = len(view)
+                # What is not written yet stays at the head of the queue.
+                try:
+                    self._consume(os.writev(self.fd, self._take_buffers()))
+                except BlockingIOError:
+                    await trio.lowlevel.wait_writable(self.fd)
             else:
+                data = b"".join(self._queue)
+                self._queue.clear()
+                self._queued = 0
+                self._unwritten = len(data)
                 await self.stream.send_all(data)
-            self._unwritten = 0
-            self._writing = False
-            self._room_lot.unpark_all()
+                self._unwritten = 0
+            if self._room_lot and self.queue_size <= SEND_HIGH_WATER:
+                self._room_lot.unpark_all()
 
     async def read_loop(self, process: Callable[[bytes], None]) -> None:
         """Hand every chunk read to ``process``; return at end of stream."""
@@ -143,10 +198,13 @@ class Transport:
 
     async def send_last_words(self, last: bytes) -> None:
         """Best effort, bounded in time: flush the queue and then ``last``."""
-        data = bytes(self._out) + last
-        self._out.clear()
-        if not data or self._writing:
-            return  # the writer was cut off mid-write: the stream is unusable
+        if self._unwritten:
+            return  # the writer was cut off in the middle of a send_all: the stream is unusable
+        data = b"".join(self._queue) + last
+        self._queue.clear()
+        self._queued = 0
+        if not data:
+            return
         with trio.move_on_after(LAST_WORDS_TIMEOUT):
             try:
                 if self.fd is not None:

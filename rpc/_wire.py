@@ -54,6 +54,8 @@ MIN_FRAME = 4096  # so that a hello and small control messages always fit
 MIN_ARRAY_LEN = 2048  # every side accepts arrays this long (a DECREF batch fits)
 MAX_HELLO = 4096  # the first frame each way is a hello, at most this long
 DATA_OVERHEAD = 32  # bytes around a STREAM_DATA payload in its frame, upper bound
+# A STREAM_DATA payload from this size on is written as its own buffer (no copy).
+SEPARATE_PAYLOAD = 16 * 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,6 +237,9 @@ class FrameDecoder:
 # msgpack decodes itself instead of passing them to our ext hook: a frame
 # holding none of them cannot hold a timestamp.
 TIMESTAMP_MARKERS = (b"\xd6\xff", b"\xd7\xff", b"\xc7\x0c\xff")
+# Frames up to this size are scanned for those patterns; larger ones have
+# their decoded values walked instead (see Protocol._decode).
+SCAN_FOR_TIMESTAMPS = 16 * 1024
 
 
 def contains_timestamp(value: Any) -> bool:
@@ -286,8 +291,12 @@ def parse_stream_data(payload: bytes | memoryview) -> list | None:
             payload[-1] == 0xC3]
 
 
-def stream_data_frame(stream_id: int, data: bytes | memoryview) -> bytes:
-    """A whole STREAM_DATA frame (end false), built with a single copy of ``data``."""
+def stream_data_frame(stream_id: int, data: bytes | memoryview) -> tuple[bytes | memoryview, ...]:
+    """A whole STREAM_DATA frame (end false), as buffers to write in order.
+
+    A large ``data`` is one of them, as given: it reaches the socket without
+    being copied into the frame.
+    """
     size = len(data)
     if size < 256:
         bin_header = b"\xc4" + size.to_bytes(1, "big")
@@ -296,4 +305,7 @@ def stream_data_frame(stream_id: int, data: bytes | memoryview) -> bytes:
     else:
         bin_header = b"\xc6" + size.to_bytes(4, "big")
     head = b"\x94" + msgpack.packb(STREAM_DATA) + msgpack.packb(stream_id) + bin_header
-    return b"".join((LENGTH_PREFIX.pack(len(head) + size + 1), head, data, b"\xc2"))
+    prefix = LENGTH_PREFIX.pack(len(head) + size + 1)
+    if size < SEPARATE_PAYLOAD:
+        return (b"".join((prefix, head, data, b"\xc2")),)
+    return prefix + head, data, b"\xc2"

@@ -241,7 +241,7 @@ def test_stream_credit_bounds_the_producer_and_overrun_is_an_error() -> None:
     receiver = call.args[0]
     assert isinstance(receiver, rpc.StreamReceiver) and sender.sent
     assert a.send_credit(1) == window
-    [chunk] = b.receive_data(a.stream_data(1, b"x" * window))
+    [chunk] = b.receive_data(b"".join(a.stream_data(1, b"x" * window)))
     assert isinstance(chunk, StreamData) and len(chunk.data) == window
     assert a.send_credit(1) == 0
     # The consumer takes a quarter of the window: that much credit goes back.
@@ -257,7 +257,7 @@ def test_stopped_stream_drops_data_until_the_producer_final_message() -> None:
     a, b = connected(root_b=Thing())
     sender = rpc.StreamSender()
     [call] = b.receive_data(a.call(0, "ping", [sender], {})[1])
-    in_flight = a.stream_data(1, b"data")
+    in_flight = b"".join(a.stream_data(1, b"data"))
     call.args[0]._stop()
     stop = b.data_to_send()
     events = a.receive_data(stop)
