@@ -169,9 +169,9 @@ class RemoteChannel:
         """After the Site is done: the answer of the call (None if the body was streamed)."""
         if self._body is not None and not self._body_done:
             await self._body.aclose()  # what the resource did not read, the front need not send
-        if self._sender is None and self.response_done and self._status is not None:
+        if self._held_for_answer() and self._status is not None:
             return {**self._status, "body": b"".join(self._out)}
-        if self._sender is not None and not self.lost:
+        if (self._sender is not None or self.response_done) and not self.lost:  # streamed, or too large to be held
             await self.flush()
             return None
         raise ConnectionLost("the response was not completed")
