@@ -24,6 +24,7 @@ from ._errors import (
     StreamError,
     TooManyCalls,
 )
+from ._pending import PendingCall
 from ._references import Referenceable, RemoteReference
 from ._sockets import (
     connect_tcp,
@@ -48,6 +49,7 @@ __all__ = [
     "Limits",
     "NoSuchMethod",
     "PeerCredentials",
+    "PendingCall",
     "ProtocolError",
     "RPCError",
     "Referenceable",

@@ -53,6 +53,7 @@ from ._protocol import (
     StreamData,
     StreamStopped,
 )
+from ._pending import PendingCall
 from ._references import Referenceable, RemoteReference, run_callback
 from ._streams import StreamSender
 from ._transport import SEND_HIGH_WATER, Transport
@@ -106,7 +107,7 @@ class Broker:
         self._close_error: ConnectionLost | None = None
         self._goodbye = b""
         self._disconnect_callbacks: list[Any] = []
-        self._waiting: dict[int, trio.lowlevel.Task] = {}
+        self._waiting: dict[int, trio.lowlevel.Task | PendingCall] = {}  # our calls, by id
         self._running: dict[int, trio.CancelScope] = {}
         self._queued: collections.deque[tuple[int | None, Any]] = collections.deque()
         self._active_calls = 0
@@ -192,9 +193,9 @@ class Broker:
             self._goodbye = self._protocol.goodbye(peer_reason or error.reason)
         references, senders, receivers = self._protocol.close()
         error_type = type(error)
-        for task in self._waiting.values():
-            trio.lowlevel.reschedule(task, outcome.Error(error_type(error.reason)))
-        self._waiting.clear()
+        waiting, self._waiting = self._waiting, {}
+        for waiter in waiting.values():
+            self._fail_waiter(waiter, error_type(error.reason))
         for _call_id, coroutine in self._queued:
             coroutine.close()
         self._queued.clear()
@@ -346,25 +347,41 @@ class Broker:
         if self.closed:
             raise DeadReference(f"connection closed ({self.close_reason})")
 
-    async def _call(self, object_id: int, method: str, args: Any, kwargs: dict) -> Any:
+    async def _send_call(self, object_id: int, method: str, args: Any, kwargs: dict,
+                         waiter: trio.lowlevel.Task | PendingCall) -> int:
+        """Send a CALL whose outcome goes to ``waiter``; return its call id."""
         await trio.lowlevel.checkpoint_if_cancelled()
         if self.closed or self._transport.queue_size > SEND_HIGH_WATER:
             await self._make_room()  # the slow path, kept out of the way of every call
         call_id, data = self._protocol.call(object_id, method, args, kwargs)
-        self._waiting[call_id] = trio.lowlevel.current_task()
+        self._waiting[call_id] = waiter
         self._write(data)
+        return call_id
+
+    async def _call(self, object_id: int, method: str, args: Any, kwargs: dict) -> Any:
+        call_id = await self._send_call(object_id, method, args, kwargs, trio.lowlevel.current_task())
 
         def abort(_raise_cancel: Any) -> trio.lowlevel.Abort:
             # The caller was cancelled: tell the peer, and forget the call so
             # that its late answer is dropped.
-            self._waiting.pop(call_id, None)
-            if not self.closed:
-                cancel = self._protocol.cancel(call_id)
-                if cancel:
-                    self._write(cancel)
+            self._abandon_call(call_id)
             return trio.lowlevel.Abort.SUCCEEDED
 
         return await trio.lowlevel.wait_task_rescheduled(abort)
+
+    async def _start_pending_call(self, object_id: int, method: str, args: Any, kwargs: dict) -> PendingCall:
+        call = PendingCall(self)
+        call.call_id = await self._send_call(object_id, method, args, kwargs, call)
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return call
+
+    def _abandon_call(self, call_id: int) -> None:
+        """Forget a call of ours (its late answer is dropped) and tell the peer to cancel it."""
+        self._waiting.pop(call_id, None)
+        if not self.closed:
+            cancel = self._protocol.cancel(call_id)
+            if cancel:
+                self._write(cancel)
 
     async def _send_one_way(self, object_id: int, method: str, args: Any, kwargs: dict) -> None:
         await trio.lowlevel.checkpoint_if_cancelled()
@@ -374,13 +391,15 @@ class Broker:
         await trio.lowlevel.cancel_shielded_checkpoint()
 
     def _on_answer(self, event: Answer) -> None:
-        task = self._waiting.pop(event.call_id, None)
-        if task is not None:
-            trio.lowlevel.reschedule(task, outcome.Value(event.value))
+        waiter = self._waiting.pop(event.call_id, None)
+        if type(waiter) is PendingCall:
+            waiter._finish(event.value, None)
+        elif waiter is not None:
+            trio.lowlevel.reschedule(waiter, outcome.Value(event.value))
 
     def _on_error(self, event: Error) -> None:
-        task = self._waiting.pop(event.call_id, None)
-        if task is None:
+        waiter = self._waiting.pop(event.call_id, None)
+        if waiter is None:
             return
         if event.code == wire.ERR_EXCEPTION and isinstance(event.exception, Exception):
             error: Exception = event.exception
@@ -392,7 +411,14 @@ class Broker:
             error = TooManyCalls(event.type_name, event.message, event.traceback)
         else:
             error = RemoteError(event.type_name, event.message, event.traceback)
-        trio.lowlevel.reschedule(task, outcome.Error(error))
+        self._fail_waiter(waiter, error)
+
+    @staticmethod
+    def _fail_waiter(waiter: trio.lowlevel.Task | PendingCall, error: BaseException) -> None:
+        if type(waiter) is PendingCall:
+            waiter._finish(None, error)
+        else:
+            trio.lowlevel.reschedule(waiter, outcome.Error(error))
 
     # ------------------------------------------------ events: peer's calls
 

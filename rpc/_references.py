@@ -18,6 +18,7 @@ from ._errors import DeadReference
 
 if TYPE_CHECKING:
     from ._broker import Broker
+    from ._pending import PendingCall
     from ._protocol import Protocol
 
 logger = logging.getLogger("rpc")
@@ -81,6 +82,20 @@ class RemoteReference:
         if broker is None or broker.closed:
             broker = self._live_broker()  # raises DeadReference
         return await broker._call(self._object_id, name, args, kwargs)
+
+    async def start_call(self, name: str, /, *args: Any, **kwargs: Any) -> PendingCall:
+        """Send the call of `callRemote` without waiting for its answer.
+
+        Returns once the call is sent, with a `PendingCall` that receives the
+        answer: ``await call.wait()`` for it later, or have a callback run when
+        it comes and wait meanwhile for whatever else the caller needs. The
+        errors of `callRemote` are raised by this method (nothing was sent) or
+        by the call's ``result()``.
+        """
+        broker = self._protocol.owner
+        if broker is None or broker.closed:
+            broker = self._live_broker()  # raises DeadReference
+        return await broker._start_pending_call(self._object_id, name, args, kwargs)
 
     async def sendRemote(self, name: str, /, *args: Any, **kwargs: Any) -> None:
         """Call ``remote_<name>`` without waiting for, or getting, an answer.

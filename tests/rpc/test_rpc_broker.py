@@ -217,6 +217,67 @@ async def test_pending_calls_fail_when_the_connection_drops_and_later_calls_at_o
             await root.callRemote("echo", 1)
 
 
+async def test_started_call_is_answered_later_with_callbacks_and_errors() -> None:
+    service = Service()
+    async with broker_pair(root_b=service) as (a, b):
+        root = await a.getRootObject()
+        call = await root.start_call("wait_for", "one_way")
+        notified: list[str] = []
+        call.add_done_callback(lambda: notified.append("done"))
+        assert not call.done and notified == []
+        with pytest.raises(RuntimeError, match="not done"):
+            call.result()
+        await root.sendRemote("note", "go")  # sets the event the call waits for
+        assert await call.wait() == "one_way"
+        assert call.done and call.result() == "one_way" and notified == ["done"]
+        call.add_done_callback(lambda: notified.append("late"))  # runs at once
+        assert notified == ["done", "late"]
+        failing = await root.start_call("fail", "nope")
+        with pytest.raises(rpc.RemoteError, match="nope"):
+            await failing.wait()
+        with pytest.raises(rpc.RemoteError):
+            failing.result()
+
+
+async def test_cancelling_a_started_call_cancels_the_callee() -> None:
+    service = Service()
+    async with broker_pair(root_b=service) as (a, b):
+        root = await a.getRootObject()
+        call = await root.start_call("sleep", 30)
+        await service.started.wait()
+        call.cancel()
+        assert call.done
+        with pytest.raises(rpc.RPCError, match="cancelled"):
+            call.result()
+        with trio.fail_after(5):
+            await service.cancelled.wait()
+        # Cancelling the task that waits for a started call cancels the call too.
+        service.started, service.cancelled = trio.Event(), trio.Event()
+        call = await root.start_call("sleep", 30)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(call.wait)
+            await service.started.wait()
+            nursery.cancel_scope.cancel()
+        with trio.fail_after(5):
+            await service.cancelled.wait()
+        assert await root.callRemote("echo", "still usable") == [["still usable"], {}]
+
+
+async def test_started_call_fails_when_the_connection_drops() -> None:
+    async with broker_pair(root_b=Service()) as (a, b):
+        root = await a.getRootObject()
+        call = await root.start_call("sleep", 30)
+        lost = trio.Event()
+        call.add_done_callback(lost.set)
+        await b.aclose()
+        with trio.fail_after(5):
+            await lost.wait()
+        with pytest.raises(rpc.ConnectionLost):
+            call.result()
+        with pytest.raises(rpc.DeadReference):
+            await root.start_call("echo", 1)
+
+
 async def test_released_references_are_forgotten_by_the_exporter() -> None:
     service = Service()
     async with broker_pair(root_b=service) as (a, b):
