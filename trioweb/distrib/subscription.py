@@ -36,6 +36,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
+import outcome
 import rpc
 import trio
 
@@ -248,40 +249,59 @@ class ResourceSubscription(Resource):
             code, brief = (504, "Gateway Timeout") if exc.timed_out else (502, "Bad Gateway")
             log.warning("%d for %s: %s", code, request.uri.decode("latin-1"), exc)
             return self._error(request, code, brief)
-        channel = request.channel
-        head = channel.head
-        has_body = head is not None and head.has_body
-        length = channel.declared_body_size() if has_body else 0
-        body = rpc.StreamSender() if has_body else None
-        sink = _ResponseSink()
-        answer: list[Any] = []
+        head = request.channel.head
+        if head is None or not head.has_body:
+            return await self._exchange(request, root, None, None)
+        # The body is pumped from this request's own nursery (not by the rpc
+        # connection), so that no read of the client's socket outlives the
+        # call: the connection reads what is left after us.
+        body = rpc.StreamSender()
+        pump_scope = trio.CancelScope()
         async with trio.open_nursery() as nursery:
-            # The body is pumped from this request's own nursery (not by the
-            # rpc connection), so that no read of the client's socket
-            # outlives the call: the connection reads what is left after us.
-            pump_scope = trio.CancelScope()
+            nursery.start_soon(self._pump_body, request, body, pump_scope)
+            # Captured, so that it leaves the nursery as it is, not in an exception group.
+            relayed = await outcome.acapture(self._exchange, request, root, body, pump_scope)
+        return relayed.unwrap()
 
-            async def call() -> None:
-                try:
-                    answer.append(await root.callRemote("request", encode_request(request, length), body, sink))
-                except Exception as exc:
-                    answer.append(exc)
+    async def _exchange(self, request: Request, root: rpc.RemoteReference, body: rpc.StreamSender | None,
+                        pump_scope: trio.CancelScope | None) -> bytes | None:
+        """Call the backend and relay its response: from the call's answer, or
+        streamed (the head comes to the sink first, the answer after the body)."""
+        length = request.channel.declared_body_size() if body is not None else 0
+        sink = _ResponseSink()
+        try:
+            call = await root.start_call("request", encode_request(request, length), body, sink)
+        except Exception as exc:
+            if pump_scope is not None:
+                pump_scope.cancel()
+            return await self._relay_answer(request, exc)
+
+        def answered() -> None:
+            if pump_scope is not None:
                 pump_scope.cancel()  # the backend has answered: it wants no more body
-                sink.arrived.set()
+            sink.arrived.set()
 
-            if body is not None:
-                nursery.start_soon(self._pump_body, request, body, pump_scope)
-            nursery.start_soon(call)
-            with trio.move_on_after(self.backend_timeout) as timeout:
+        call.add_done_callback(answered)
+        relayed = False
+        try:
+            with trio.move_on_after(self.backend_timeout):
                 await sink.arrived.wait()
-            if timeout.cancelled_caught:
-                nursery.cancel_scope.cancel()
+            if not sink.arrived.is_set():
                 log.warning("504 for %s: %s sent no response within %g s", request.uri.decode("latin-1"),
                             self.backend.describe(), self.backend_timeout)
                 return self._error(request, 504, "Gateway Timeout")
             if sink.head is None:
-                return await self._relay_answer(request, answer[0])
-            return await self._relay_stream(request, sink, answer)
+                try:
+                    answer = call.result()
+                except Exception as exc:
+                    answer = exc
+                return await self._relay_answer(request, answer)
+            response = await self._relay_stream(request, sink)
+            relayed = True  # the answer follows the body; nobody needs to wait for it
+            return response
+        finally:
+            if not relayed:
+                call.cancel()  # timed out, failed, or the client left: the backend's work stops
 
     @staticmethod
     async def _pump_body(request: Request, body: rpc.StreamSender, scope: trio.CancelScope) -> None:
@@ -343,7 +363,7 @@ class ResourceSubscription(Resource):
         request.cookies.clear()
         return self._error(request, 502, "Bad Gateway")
 
-    async def _relay_stream(self, request: Request, sink: _ResponseSink, answer: list[Any]) -> None | bytes:
+    async def _relay_stream(self, request: Request, sink: _ResponseSink) -> None | bytes:
         try:
             self._apply_head(request, sink.head)
         except (MessageError, BadBackendResponse) as exc:
