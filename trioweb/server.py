@@ -7,8 +7,12 @@ one complete response or an aborted connection:
 
 - a render that returns ``bytes`` is answered at once (no task is started);
 - ``NOT_DONE_YET`` or an ``async def`` render runs in the request's own
-  nursery, beside a watcher that notices a client going away; the response
-  is flushed as it is written;
+  nursery; the response is flushed as it is written. If it is still running
+  after ``WATCH_AFTER`` (50 ms), a watcher joins it that notices a client
+  going away (cancelling the nursery). Most deferred responses are done
+  sooner, and spare the watcher's task, read and cancellation, which would
+  cost more than the rest of a quick response. A client that leaves is
+  noticed when the watcher starts, or at the first write after it left;
 - an exception before anything was sent gives a 500 page (details only with
   ``displayTracebacks``); after that, the connection is aborted so a
   truncated body is never passed off as complete.
@@ -24,6 +28,7 @@ import inspect
 import logging
 import tempfile
 import traceback
+from functools import partial
 from html import escape
 from collections.abc import Callable
 from typing import IO, Any
@@ -62,6 +67,9 @@ version = b"trioweb/" + __version__.encode("ascii")
 
 # Bodies up to this size are kept in memory; larger ones spill to a temporary file.
 _SPOOL_SIZE = 1024 * 1024
+# A deferred response gets its disconnect watcher only if it is still running
+# this long after it began (see the module docstring).
+WATCH_AFTER = 0.05
 
 
 class Site:
@@ -274,24 +282,25 @@ class Site:
             for fn, args in request._tasks:
                 start(fn, *args)
             request._tasks.clear()
-            nursery.start_soon(watch)
-            if type(result) is bytes and not request.finished:
-                request.write(result)
-                request.finish()
-            elif inspect.iscoroutine(result):
-                try:
-                    value = await result
-                except UnsupportedMethod as exc:
-                    value = self._unsupported(request, exc)
-                except ConnectionLost:
-                    value = None
-                except Exception as exc:
-                    failure.append(exc)
-                    value = None
-                if type(value) is bytes and not request.finished and not failure:
-                    request.write(value)
-                    request.finish()
+            late_watchers = _late_watchers()
+            late_watchers.add(request, partial(nursery.start_soon, watch))
             try:
+                if type(result) is bytes and not request.finished:
+                    request.write(result)
+                    request.finish()
+                elif inspect.iscoroutine(result):
+                    try:
+                        value = await result
+                    except UnsupportedMethod as exc:
+                        value = self._unsupported(request, exc)
+                    except ConnectionLost:
+                        value = None
+                    except Exception as exc:
+                        failure.append(exc)
+                        value = None
+                    if type(value) is bytes and not request.finished and not failure:
+                        request.write(value)
+                        request.finish()
                 while not failure and not channel.lost:
                     request._wakeup = trio.Event()
                     if channel.has_output() or (request._pending and not channel.response_started):
@@ -302,6 +311,8 @@ class Site:
                     await request._wakeup.wait()
             except ConnectionLost:
                 pass
+            finally:
+                late_watchers.discard(request)
             nursery.cancel_scope.cancel()
         request._nursery = None
         if failure and not channel.lost:
@@ -323,6 +334,55 @@ class Site:
     def log(self, request: Request) -> None:
         if self.access_log is not None:
             self.access_log.write(request)
+
+
+class _LateWatchers:
+    """Starts the disconnect watchers of deferred responses that are still running
+    ``WATCH_AFTER`` seconds after they began (see the module docstring).
+
+    One per trio run, driven by a system task that sleeps until the oldest
+    response is due, and parks while there is none.
+    """
+
+    def __init__(self) -> None:
+        # Response -> (when its watcher is due, how to start it); in order of arrival, so of due time.
+        self._due: dict[object, tuple[float, Callable[[], None]]] = {}
+        self._lot = trio.lowlevel.ParkingLot()
+
+    def add(self, key: object, start_watcher: Callable[[], None]) -> None:
+        self._due[key] = (trio.current_time() + WATCH_AFTER, start_watcher)
+        if len(self._due) == 1:
+            self._lot.unpark_all()
+
+    def discard(self, key: object) -> None:
+        self._due.pop(key, None)
+
+    async def run(self) -> None:
+        due = self._due
+        while True:
+            while not due:
+                await self._lot.park()
+            key = next(iter(due))
+            when, start_watcher = due[key]
+            if when > trio.current_time():
+                await trio.sleep_until(when)
+                continue  # the response may have finished meanwhile
+            del due[key]
+            start_watcher()
+
+
+_late_watchers_var: trio.lowlevel.RunVar[_LateWatchers] = trio.lowlevel.RunVar("trioweb_late_watchers")
+
+
+def _late_watchers() -> _LateWatchers:
+    """This trio run's `_LateWatchers`, and its task, made on first use."""
+    try:
+        return _late_watchers_var.get()
+    except LookupError:
+        watchers = _LateWatchers()
+        _late_watchers_var.set(watchers)
+        trio.lowlevel.spawn_system_task(watchers.run, name="trioweb late disconnect watchers")
+        return watchers
 
 
 class _NurseryFacade:
