@@ -30,7 +30,7 @@ import tempfile
 import traceback
 from functools import partial
 from html import escape
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import IO, Any
 
 import trio
@@ -125,6 +125,15 @@ class Site:
         forwarded from another server arrives with the prefix it was
         published under already in ``prepath``.
         """
+        rest = self.start_processing(request)
+        if rest is not None:
+            await rest
+
+    def start_processing(self, request: Request) -> Coroutine[Any, Any, None] | None:
+        """`process` up to its first wait: None if the response is complete,
+        else a coroutine to await for the rest (reading the body, or a response
+        that outlives render). For callers that spare a task when nothing needs
+        to wait (a personal server answering from the rpc connection's reader)."""
         channel = request.channel
         for name, value in self.extra_headers:
             request.responseHeaders.addRawHeader(name, value)
@@ -135,24 +144,40 @@ class Site:
                 resource = self.getResourceFor(request)
                 request._body_limit = resource.max_request_body or self.limits.max_body_size
                 if channel.head is not None and channel.head.has_body and not resource.stream_request_body:
-                    if not await self._read_body(request):
-                        return
+                    return self._read_body_and_render(resource, request)
                 result = self._render(resource, request)
+        except (ConnectionLost, trio.BrokenResourceError):
+            return None
+        except Exception as exc:
+            result = self._failed(request, exc)
+        return self._respond(request, result)
+
+    async def _read_body_and_render(self, resource: Resource, request: Request) -> None:
+        try:
+            if not await self._read_body(request):
+                return
+            result = self._render(resource, request)
         except (ConnectionLost, trio.BrokenResourceError):
             return
         except Exception as exc:
             result = self._failed(request, exc)
+        rest = self._respond(request, result)
+        if rest is not None:
+            await rest
+
+    def _respond(self, request: Request, result: Any) -> Coroutine[Any, Any, None] | None:
+        """Answer with what render returned: at once, or the coroutine that drives a deferred response."""
         if type(result) is bytes and not request._tasks:
             if not request.finished:
                 request.write(result)
                 request.finish()
-            return
+            return None
         if type(result) is bytes or result == NOT_DONE_YET or inspect.iscoroutine(result):
-            await self._run_deferred(request, result)
-            return
+            return self._run_deferred(request, result)
         result = self._failed(request, TypeError(f"render returned {type(result).__name__}, not bytes"))
         request.write(result)
         request.finish()
+        return None
 
     def _render(self, resource: Resource, request: Request) -> Any:
         try:

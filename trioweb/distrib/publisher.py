@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Coroutine
 from functools import partial
 from typing import Any
 
@@ -165,12 +166,22 @@ class RemoteChannel:
         # this request's rendering; there is nothing to watch here.
         await trio.sleep(math.inf)
 
+    def answer_at_once(self) -> dict[str, Any] | None:
+        """The call's answer if the whole response is here, held for it, and
+        no body is left unread; else None."""
+        if self._held_for_answer() and self._status is not None and self._body_done:
+            return {**self._status, "body": b"".join(self._out)}
+        return None
+
     async def complete(self) -> dict[str, Any] | None:
         """After the Site is done: the answer of the call (None if the body was streamed)."""
-        if self._body is not None and not self._body_done:
+        if not self._body_done:
+            assert self._body is not None
             await self._body.aclose()  # what the resource did not read, the front need not send
-        if self._held_for_answer() and self._status is not None:
-            return {**self._status, "body": b"".join(self._out)}
+            self._body_done = True
+        answer = self.answer_at_once()
+        if answer is not None:
+            return answer
         if (self._sender is not None or self.response_done) and not self.lost:  # streamed, or too large to be held
             await self.flush()
             return None
@@ -183,8 +194,14 @@ class ResourcePublisher(rpc.Referenceable):
     def __init__(self, site: Site) -> None:
         self.site = site
 
-    async def remote_request(self, message: Any, body: rpc.StreamReceiver | None,
-                             sink: rpc.RemoteReference | None) -> dict[str, Any] | None:
+    def remote_request(self, message: Any, body: rpc.StreamReceiver | None,
+                       sink: rpc.RemoteReference | None) -> Any:
+        """Run a forwarded request; the call's answer (see the module docstring).
+
+        A plain method: a response complete at once is answered from the rpc
+        connection's reader, without a task; otherwise the coroutine returned
+        finishes the request in the call's own task.
+        """
         head, extra = decode_request(message)
         if body is not None and not isinstance(body, rpc.StreamReceiver):
             raise TypeError("the body must be a stream")
@@ -192,7 +209,17 @@ class ResourcePublisher(rpc.Referenceable):
         request = self.site.requestFactory(self.site, channel, head)
         request.prepath = extra["prepath"]
         request.postpath = extra["postpath"]
-        await self.site.process(request)
+        rest = self.site.start_processing(request)
+        if rest is None:
+            answer = channel.answer_at_once()
+            if answer is not None:
+                return answer
+        return self._finish(channel, rest)
+
+    @staticmethod
+    async def _finish(channel: RemoteChannel, rest: Coroutine[Any, Any, None] | None) -> dict[str, Any] | None:
+        if rest is not None:
+            await rest
         return await channel.complete()
 
 
