@@ -308,7 +308,7 @@ class Broker:
 
     async def _reader(self) -> None:
         try:
-            await self._transport.read_loop(self._process)
+            await self._transport.read_loop(self._process, self._protocol.direct_read_size)
             if self._protocol.buffered:
                 raise ConnectionLost(f"the peer closed the connection in the middle of a frame "
                                      f"({self._protocol.buffered} bytes received)")
@@ -321,7 +321,7 @@ class Broker:
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self._fail(ConnectionLost(f"connection lost: {exc!r}"), goodbye=False)
 
-    def _process(self, data: bytes) -> None:
+    def _process(self, data: bytes | memoryview) -> None:
         events = self._protocol.receive_data(data)
         if len(events) == 1:
             self._dispatch[type(events[0])](self, events[0])

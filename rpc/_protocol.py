@@ -135,6 +135,12 @@ class Protocol(ValueCodec):
         """Bytes received that do not make a whole frame yet."""
         return self._decoder.buffered
 
+    def direct_read_size(self) -> int:
+        """Bytes of a large stream payload still to come, best read as a chunk of
+        their own: passed to `receive_data` as bytes, they reach the stream's
+        receiver without a copy."""
+        return self._decoder.direct_read_size()
+
     @property
     def max_chunk(self) -> int:
         """Largest STREAM_DATA payload the peer accepts in one frame."""
@@ -282,8 +288,10 @@ class Protocol(ValueCodec):
 
     # ------------------------------------------------------------------ input
 
-    def receive_data(self, data: bytes) -> list[Event]:
+    def receive_data(self, data: bytes | memoryview) -> list[Event]:
         """Feed bytes read from the connection; return the events they complete.
+
+        ``data`` may be a view of a buffer the caller reuses once this returns.
 
         Raises `ProtocolError` (or `HandshakeError`) if the peer broke the
         protocol; the connection must then be closed. Processing stops after
@@ -291,10 +299,13 @@ class Protocol(ValueCodec):
         """
         events: list[Event] = []
         for payload in self._decoder.feed(data):
-            if self.peer is None:
+            if type(payload) is list:  # a piece of a large STREAM_DATA, decoded already
+                message = payload
+            elif self.peer is None:
                 events.append(self._on_hello(payload))
                 continue
-            message = self._decode(payload)
+            else:
+                message = self._decode(payload)
             if type(message) is not list or not message or type(message[0]) is not int:
                 raise ProtocolError("a message must be an array starting with a type code")
             handler = self._handlers.get(message[0])

@@ -22,7 +22,7 @@ import trio
 if TYPE_CHECKING:
     from ._protocol import Protocol
 
-MAX_CHUNK = 256 * 1024  # largest STREAM_DATA payload sent, if credit allows
+MAX_CHUNK = 1024 * 1024  # largest STREAM_DATA payload sent, if credit allows
 
 
 class StreamSender(trio.abc.SendStream):

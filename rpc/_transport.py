@@ -30,6 +30,7 @@ from collections.abc import Callable
 import trio
 
 READ_SIZE = 256 * 1024
+MAX_DIRECT_READ = 1024 * 1024  # the most read at once as a chunk of a large stream payload
 SEND_HIGH_WATER = 1024 * 1024
 LAST_WORDS_TIMEOUT = 1.0
 # Buffers per writev: the POSIX minimum of IOV_MAX, well below Linux's 1024.
@@ -162,33 +163,46 @@ class Transport:
             if self._room_lot and self.queue_size <= SEND_HIGH_WATER:
                 self._room_lot.unpark_all()
 
-    async def read_loop(self, process: Callable[[bytes], None]) -> None:
-        """Hand every chunk read to ``process``; return at end of stream."""
+    async def read_loop(self, process: Callable[[bytes | memoryview], None],
+                        direct_read_size: Callable[[], int]) -> None:
+        """Hand every chunk read to ``process``; return at end of stream.
+
+        On a socket, reads go into one buffer, reused: ``process`` gets a view
+        of it, valid until it returns (no allocation per read). While
+        ``direct_read_size()`` says that bytes of a large payload are coming,
+        they are read on their own instead, as bytes ``process`` may keep.
+        """
         if self.fd is None:
             while data := await self.stream.receive_some(READ_SIZE):
                 process(data)
             return
         fd = self.fd
+        buffer = bytearray(READ_SIZE)
+        view = memoryview(buffer)
         wait_readable = trio.lowlevel.wait_readable
-        while True:
-            await wait_readable(fd)
+        more = False  # the last read got all it asked for: the peer may have more queued
+        while not self.closed:
+            if more:
+                await trio.lowlevel.checkpoint()  # read on, letting other tasks run first
+            else:
+                await wait_readable(fd)
+            wanted = direct_read_size()
             try:
-                data = os.read(fd, READ_SIZE)
+                if wanted:
+                    wanted = min(wanted, MAX_DIRECT_READ)
+                    data: bytes | memoryview = os.read(fd, wanted)
+                    size = len(data)
+                else:
+                    wanted = READ_SIZE
+                    size = os.readv(fd, [buffer])
+                    data = view[:size]
             except BlockingIOError:
+                more = False
                 continue
-            if not data:
+            if not size:
                 return
             process(data)
-            while len(data) == READ_SIZE and not self.closed:
-                # The peer may have more queued: read on, letting other tasks run first.
-                await trio.lowlevel.checkpoint()
-                try:
-                    data = os.read(fd, READ_SIZE)
-                except BlockingIOError:
-                    break
-                if not data:
-                    return
-                process(data)
+            more = size == wanted
 
     def close(self) -> None:
         """Accept no more writes; wake the tasks waiting on the queue."""

@@ -162,75 +162,175 @@ class FrameDecoder:
     this side hold more than one maximum frame plus one read. The first frame
     is the hello and is held to ``MAX_HELLO``; a wrong first length is a
     `HandshakeError` (the peer speaks something else).
+
+    The payload of a large STREAM_DATA frame (``LARGE_DATA`` bytes or more)
+    is not buffered: once its header is in, its bytes are handed on as they
+    arrive, as STREAM_DATA messages of their own (the frame's end flag goes
+    with its last byte, in a message without data). `direct_read_size` tells
+    the reader how many such bytes are still to come, so that it can read
+    them as a chunk of their own, which is then passed on without a copy.
     """
 
     def __init__(self, max_frame: int) -> None:
         self.max_frame = max_frame
         self.pending_error: ProtocolError | None = None
         self._first = True
-        # Bytes received and not yet parsed, kept as the pieces they came in:
-        # a large frame is joined once, when complete, instead of growing a
-        # buffer read by read.
-        self._pieces: list[bytes | memoryview] = []
+        # The start of a frame that is not complete yet, copied out of the
+        # reads it came in (a reader may reuse its buffer), joined once when
+        # enough is there.
+        self._pieces: list[bytes] = []
         self._pieces_size = 0
-        self._needed = 4  # bytes needed before the next frame completes
+        self._needed = 4  # bytes of that frame needed before it can be parsed further
+        # A large STREAM_DATA payload being handed on as it arrives.
+        self._data_stream = 0
+        self._data_left = 0  # its bytes still to come
+        self._end_flag_due = False  # its last byte, the end flag, still to come
+        self._data_received = 0  # bytes of its frame received so far
 
     @property
     def buffered(self) -> int:
-        """Bytes received that do not yet make a whole frame."""
-        return self._pieces_size
+        """Bytes received of a frame that is not complete yet."""
+        return self._pieces_size + self._data_received
 
-    def feed(self, data: bytes) -> list[bytes | memoryview]:
+    def direct_read_size(self) -> int:
+        """Bytes of a large STREAM_DATA payload still to come, best read on their own."""
+        return self._data_left
+
+    def feed(self, data: bytes | memoryview) -> list[bytes | memoryview | list]:
         """Add received bytes; return the payloads of the frames they complete.
 
-        Payloads are bytes or views of the received bytes. A bad length prefix is raised after the frames before it
-        were returned: the next call raises it (`pending_error` tells whether
-        one is waiting), so that a peer's valid messages are handled first.
+        Payloads are bytes, or views of ``data`` to be decoded before the next
+        call (``data`` may be a view of a buffer the reader reuses: what is
+        kept across calls is copied). The pieces of a large STREAM_DATA payload
+        come as decoded messages ``[STREAM_DATA, stream_id, data, end]``.
+
+        A bad length prefix is raised after the frames before it were
+        returned: the next call raises it (`pending_error` tells whether one
+        is waiting), so that a peer's valid messages are handled first.
         """
         if self.pending_error is not None:
             raise self.pending_error
-        if not self._pieces and not self._first and len(data) > 4:
+        if not (self._pieces or self._data_left or self._end_flag_due or self._first) and len(data) > 4:
             (length,) = LENGTH_PREFIX.unpack_from(data)
-            if length == len(data) - 4 and length <= self.max_frame:
+            if length == len(data) - 4 and 0 < length <= self.max_frame:
                 return [data[4:]]  # the common case: one small frame per read
-        if self._pieces:
-            self._pieces.append(data)
-            self._pieces_size += len(data)
-            if self._pieces_size < self._needed:
-                return []  # still inside a frame: no copy, no parse
-            data = b"".join(self._pieces)
-            self._pieces.clear()
         view = memoryview(data)
-        payloads = []
-        position = 0
         end = len(view)
-        unpack_length = LENGTH_PREFIX.unpack_from
-        self._needed = 4
-        while end - position >= 4:
-            (length,) = unpack_length(view, position)
-            if self._first and not 0 < length <= MAX_HELLO:
-                self.pending_error = HandshakeError(
-                    f"peer does not speak {PROTOCOL_NAME}: first frame length {length} "
-                    f"is outside [1, {MAX_HELLO}]"
-                )
-            elif length == 0 or length > self.max_frame:
-                self.pending_error = ProtocolError(
-                    f"frame length {length} is outside [1, {self.max_frame}]"
-                )
-            if self.pending_error is not None:
-                if payloads:
+        payloads: list[bytes | memoryview | list] = []
+        position = 0
+        while position < end:
+            if self._data_left:
+                size = min(self._data_left, end - position)
+                # Bytes read on their own are passed on as they are; a part of a larger read is copied.
+                piece = data if size == end and type(data) is bytes else bytes(view[position : position + size])
+                payloads.append([STREAM_DATA, self._data_stream, piece, False])
+                position += size
+                self._data_left -= size
+                self._data_received += size
+                self._end_flag_due = not self._data_left
+            elif self._end_flag_due:
+                flag = view[position]
+                if flag not in (0xC2, 0xC3):
+                    self.pending_error = ProtocolError("malformed STREAM_DATA message")
                     break
-                raise self.pending_error
-            if end - position - 4 < length:
-                self._needed = 4 + length
-                break
-            payloads.append(view[position + 4 : position + 4 + length])
-            position += 4 + length
-            self._first = False
-        self._pieces_size = end - position
-        if position < end:
-            self._pieces.append(view[position:])
+                if flag == 0xC3:
+                    payloads.append([STREAM_DATA, self._data_stream, b"", True])
+                position += 1
+                self._end_flag_due = False
+                self._data_received = 0
+            elif self._pieces:
+                size = min(self._needed - self._pieces_size, end - position)
+                self._pieces.append(bytes(view[position : position + size]))
+                self._pieces_size += size
+                position += size
+                if self._pieces_size < self._needed:
+                    break
+                joined = b"".join(self._pieces)
+                self._pieces.clear()
+                self._pieces_size = 0
+                used = self._parse(memoryview(joined), 0, payloads)
+                if self.pending_error is not None:
+                    break
+                if not used:  # more is needed to go on
+                    self._pieces.append(joined)
+                    self._pieces_size = len(joined)
+                elif used < len(joined):  # the header of a large STREAM_DATA, and its first bytes
+                    payloads.extend(self.feed(joined[used:]))
+            else:
+                used = self._parse(view, position, payloads)
+                if not used:
+                    if self.pending_error is None:
+                        self._pieces.append(bytes(view[position:]))
+                        self._pieces_size = end - position
+                    break
+                position += used
+        if self.pending_error is not None and not payloads:
+            raise self.pending_error
         return payloads
+
+    def _parse(self, view: memoryview, position: int, payloads: list) -> int:
+        """Take one frame (or the header of a large STREAM_DATA frame) from ``view``
+        at ``position``; return the bytes used, 0 if more are needed (then
+        ``_needed`` says how many, from ``position``) or on a bad length
+        (``pending_error`` is then set)."""
+        available = len(view) - position
+        self._needed = 4
+        if available < 4:
+            return 0
+        (length,) = LENGTH_PREFIX.unpack_from(view, position)
+        if self._first and not 0 < length <= MAX_HELLO:
+            self.pending_error = HandshakeError(
+                f"peer does not speak {PROTOCOL_NAME}: first frame length {length} "
+                f"is outside [1, {MAX_HELLO}]"
+            )
+            return 0
+        if length == 0 or length > self.max_frame:
+            self.pending_error = ProtocolError(f"frame length {length} is outside [1, {self.max_frame}]")
+            return 0
+        if available >= 4 + length:
+            payloads.append(view[position + 4 : position + 4 + length])
+            self._first = False
+            return 4 + length
+        if length >= LARGE_DATA and not self._first:
+            if available < 4 + LARGE_DATA_HEADER:
+                self._needed = 4 + LARGE_DATA_HEADER
+                return 0
+            header = _large_data_header(view[position + 4 : position + 4 + LARGE_DATA_HEADER], length)
+            if header is not None:
+                self._data_stream, header_size, self._data_left = header
+                self._data_received = 4 + header_size
+                return 4 + header_size
+        self._needed = 4 + length
+        return 0
+
+
+# Payloads from this size on are handed on as they arrive (see FrameDecoder).
+LARGE_DATA = 64 * 1024
+# Bytes enough for the header of any STREAM_DATA frame: fixarray, type, uint64 id, bin32 length.
+LARGE_DATA_HEADER = 1 + 1 + 9 + 5
+
+
+def _large_data_header(head: memoryview, length: int) -> tuple[int, int, int] | None:
+    """(stream id, header size, payload size) if ``head`` starts a STREAM_DATA
+    message of ``length`` bytes with a 32-bit binary payload; None otherwise
+    (the frame is then buffered whole and left to the generic decoder)."""
+    if head[0] != 0x94 or head[1] != STREAM_DATA:
+        return None
+    marker = head[2]
+    if marker < 0x80:
+        stream_id, position = marker, 3
+    elif marker in _UINT_SIZES:
+        size = _UINT_SIZES[marker]
+        stream_id, position = int.from_bytes(head[3 : 3 + size], "big"), 3 + size
+    else:
+        return None
+    if head[position] != 0xC6:
+        return None
+    payload = int.from_bytes(head[position + 1 : position + 5], "big")
+    position += 5
+    if position + payload + 1 != length:
+        return None
+    return stream_id, position, payload
 
 
 # Byte patterns of the three msgpack timestamp encodings (ext type -1), which
