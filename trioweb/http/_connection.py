@@ -66,6 +66,10 @@ LINGER_SECONDS = 2.0
 # How much pipelined input the disconnect watcher may buffer before it stops
 # reading (the client is then throttled by TCP until we catch up).
 MAX_READ_AHEAD = 256 * 1024
+# Output pieces are joined into one write up to this total size; beyond it
+# (and up to this many pieces) they are gathered by writev instead of copied.
+JOIN_UP_TO = 64 * 1024
+MAX_GATHERED = 64
 
 _date_header = DateHeader()
 
@@ -452,10 +456,19 @@ class HTTPConnection:
 
     async def flush(self) -> None:
         """Send everything queued; ConnectionLost if the client is gone or stalled."""
-        if not self._out:
+        out = self._out
+        if not out:
             return
-        data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
-        self._out.clear()
+        if len(out) == 1:
+            data = out[0]
+        elif len(out) <= MAX_GATHERED and sum(map(len, out)) > JOIN_UP_TO:
+            # Large: gathered by the kernel rather than copied into one piece here.
+            self._out = []
+            await self._send(out)
+            return
+        else:
+            data = b"".join(out)
+        out.clear()
         await self._send(data)
 
     async def send_file(self, fd: int, offset: int, count: int) -> None:
@@ -512,11 +525,15 @@ class HTTPConnection:
             self._out.append(chunk(piece) if self._chunked else piece)
             await self.flush()
 
-    async def _send(self, data: bytes) -> None:
+    async def _send(self, data: bytes | list[bytes]) -> None:
+        """Send bytes, or a list of pieces (gathered, see ``flush``)."""
         if self.lost:
             raise ConnectionLost("client went away")
         try:
-            await self.transport.send_all(data, self.limits.send_timeout)
+            if type(data) is list:
+                await self.transport.send_pieces(data, self.limits.send_timeout)
+            else:
+                await self.transport.send_all(data, self.limits.send_timeout)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self.lost = True
             raise ConnectionLost("client went away") from exc

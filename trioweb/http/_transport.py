@@ -1,8 +1,9 @@
 """The narrow I/O interface under ``HTTPConnection``.
 
 ``try_receive(max_bytes)`` (None when nothing is there yet),
-``receive(max_bytes, timeout)``, ``send_all(data, timeout)`` and
-``wait_writable(timeout)`` are all the connection needs. Timeouts bound each
+``receive(max_bytes, timeout)``, ``send_all(data, timeout)``,
+``send_pieces(pieces, timeout)`` and ``wait_writable(timeout)`` are all the
+connection needs. Timeouts bound each
 wait, and cost nothing when there is no need to wait. There are two kinds:
 
 - ``SocketTransport``, for a plain socket (TCP or UNIX). It tries the system
@@ -86,6 +87,25 @@ class SocketTransport:
             with trio.fail_after(timeout):
                 await trio.lowlevel.wait_writable(self.fd)
 
+    async def send_pieces(self, pieces: list[bytes], timeout: float) -> None:
+        """Send ``pieces`` in order, gathered by ``writev`` instead of joined
+        (a large body is not copied); ``timeout`` bounds each wait."""
+        while pieces:
+            try:
+                sent = os.writev(self.fd, pieces)
+            except BlockingIOError:
+                with trio.fail_after(timeout):
+                    await trio.lowlevel.wait_writable(self.fd)
+                continue
+            except OSError as exc:
+                raise _stream_error(exc) from exc
+            while sent >= len(pieces[0]):
+                sent -= len(pieces.pop(0))
+                if not pieces:
+                    return
+            if sent:
+                pieces[0] = memoryview(pieces[0])[sent:]
+
     async def wait_writable(self, timeout: float) -> None:
         with trio.fail_after(timeout):
             await trio.lowlevel.wait_writable(self.fd)
@@ -112,6 +132,9 @@ class StreamTransport:
     async def send_all(self, data: bytes, timeout: float) -> None:
         with trio.fail_after(timeout):
             await self.stream.send_all(data)
+
+    async def send_pieces(self, pieces: list[bytes], timeout: float) -> None:
+        await self.send_all(b"".join(pieces), timeout)
 
     async def wait_writable(self, timeout: float) -> None:
         with trio.fail_after(timeout):
