@@ -370,9 +370,9 @@ class Broker:
         return await trio.lowlevel.wait_task_rescheduled(abort)
 
     async def _start_pending_call(self, object_id: int, method: str, args: Any, kwargs: dict) -> PendingCall:
+        # No schedule point after sending: the caller is about to wait anyway.
         call = PendingCall(self)
         call.call_id = await self._send_call(object_id, method, args, kwargs, call)
-        await trio.lowlevel.cancel_shielded_checkpoint()
         return call
 
     def _abandon_call(self, call_id: int) -> None:

@@ -90,7 +90,9 @@ class RemoteReference:
         answer: ``await call.wait()`` for it later, or have a callback run when
         it comes and wait meanwhile for whatever else the caller needs. The
         errors of `callRemote` are raised by this method (nothing was sent) or
-        by the call's ``result()``.
+        by the call's ``result()``. Unlike most async functions it is only a
+        cancel point, not a schedule point, unless the send queue is full: the
+        caller is expected to wait for something next, which is one.
         """
         broker = self._protocol.owner
         if broker is None or broker.closed:
