@@ -98,7 +98,8 @@ def _ms(text: str) -> float:
 
 def _percentile(output: str, label: str) -> float:
     """A latency percentile from wrk's --latency table; NaN when wrk printed none (no requests)."""
-    found = re.search(label + r"%\s+(\S+)", output)
+    # Anchored: a thread-stats line ends in a percentage too ("+/- Stdev": "78.50%").
+    found = re.search(r"^\s+" + label + r"%\s+(\S+)", output, re.MULTILINE)
     return _ms(found.group(1)) if found else float("nan")
 
 
