@@ -113,6 +113,7 @@ class Broker:
         self._active_calls = 0
         self._refused_before = False
         self._flush_scheduled = False
+        self._content_due: list[StreamSender] = []  # streams given whole, sent but not their content
         self._token: trio.lowlevel.TrioToken | None = None
         self._handshake_done = trio.Event()
         self._finished = trio.Event()
@@ -276,6 +277,8 @@ class Broker:
         # while other calls are in flight, writes are coalesced (see
         # rpc._transport): the peer is busy anyway, and reads them in one go.
         self._transport.write(*buffers, at_once=len(self._waiting) + self._active_calls <= 1)
+        if self._content_due:  # the message just written carried streams given whole
+            self._send_content()
 
     def _queue_overflowed(self, size: int) -> None:
         # Called from inside a write: close from the loop, not under the writer's caller.
@@ -555,8 +558,39 @@ class Broker:
     # --------------------------------------------------------------- streams
 
     def _start_pump(self, sender: StreamSender) -> None:
-        if self._inner is not None and not self.closed:
+        if self._inner is None or self.closed:
+            return
+        if type(sender.source) is bytes:
+            self._content_due.append(sender)  # written behind the message that carries it (see _write)
+        else:
             self._inner.start_soon(self._pump, sender)
+
+    def _send_content(self) -> None:
+        """Send the content of streams given whole, right behind the message that
+        carried them: as far as credit goes and the send queue is not full, at
+        once; the rest from a task of the connection."""
+        senders, self._content_due = self._content_due, []
+        for sender in senders:
+            content = memoryview(sender.source)  # type: ignore[arg-type]
+            stream_id = sender._stream_id
+            protocol = self._protocol
+            while content and self._transport.queue_size <= SEND_HIGH_WATER:
+                size = min(len(content), protocol.send_credit(stream_id), protocol.max_chunk)
+                if not size:
+                    break
+                self._write(*protocol.stream_data(stream_id, content[:size]))
+                content = content[size:]
+            if content:
+                self._inner.start_soon(self._send_rest, sender, content)
+            else:
+                sender._close("end", "")
+
+    async def _send_rest(self, sender: StreamSender, rest: memoryview) -> None:
+        try:
+            await sender.send_all(rest)
+        except (StreamError, ConnectionLost):
+            return  # the consumer stopped, or the connection is gone: nothing to tell
+        await sender.aclose()
 
     async def _pump(self, sender: StreamSender) -> None:
         source = sender.source

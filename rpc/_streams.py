@@ -35,7 +35,10 @@ class StreamSender(trio.abc.SendStream):
     ``source``: once the stream is sent, the broker feeds it from the
     iterable in a task of the connection (closing the stream at the end,
     aborting it with the exception's text if the iterable raises, and
-    stopping the iteration if the consumer stops reading).
+    stopping the iteration if the consumer stops reading). Or give the whole
+    content as ``source`` (bytes): it goes out right behind the message that
+    carries the stream, as far as the consumer's window allows (the rest
+    from a task, as credit comes), and the stream ends.
 
     Errors: `send_all` raises `StreamError` once the consumer has stopped
     reading, `ConnectionLost` once the connection is gone. It waits as long
@@ -45,7 +48,7 @@ class StreamSender(trio.abc.SendStream):
     sent once; one task at a time may write to it.
     """
 
-    def __init__(self, source: AsyncIterable[bytes] | None = None) -> None:
+    def __init__(self, source: AsyncIterable[bytes] | bytes | None = None) -> None:
         self.source = source
         self._protocol: Protocol | None = None
         self._stream_id = 0

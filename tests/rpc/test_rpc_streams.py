@@ -68,6 +68,9 @@ class Web(rpc.Referenceable):
         self.nursery.start_soon(produce)
         return sender
 
+    def remote_whole(self, size: int) -> dict:
+        return {"body": rpc.StreamSender(bytes(index % 251 for index in range(size)))}
+
     def remote_broken(self) -> rpc.StreamSender:
         async def failing() -> AsyncIterator[bytes]:
             yield b"partial"
@@ -116,6 +119,17 @@ async def test_small_response_comes_back_in_one_message() -> None:
         root = await a.getRootObject()
         response = await root.callRemote("render", "/small", 10)
         assert response["body"] == b"s" * 10
+
+
+@pytest.mark.parametrize("size", [0, 1000, WINDOW, 5 * WINDOW + 17])
+async def test_content_given_whole_follows_its_message(size: int) -> None:
+    """Within the window it goes out behind the answer at once; the rest as credit comes."""
+    async with broker_pair(root_b=Web(), limits=rpc.Limits(stream_window=WINDOW)) as (a, b):
+        root = await a.getRootObject()
+        response = await root.callRemote("whole", size)
+        assert await read_all(response["body"]) == bytes(index % 251 for index in range(size))
+        assert await root.callRemote("render", "/small", 10) == {
+            "status": 200, "headers": [["content-length", "10"]], "body": b"s" * 10}
 
 
 @asynccontextmanager
