@@ -22,13 +22,17 @@ Response map::
 
     status: int, reason: bytes | None, headers: [[name, value]],
     length: int | None          the body size if the backend framed it with one
-    body: bytes                 only in the answer of a complete response
+    body: bytes                 in the answer of a complete response, if small
+    stream: a stream            in the answer of a complete response, if not
+                                (the body on it, sent right behind the answer)
 """
 
 from __future__ import annotations
 
 import socket
 from typing import Any
+
+import rpc
 
 from trioweb.address import Address, IPv4Address, IPv6Address, UNIXAddress
 from trioweb.http import RequestHead, checked_map
@@ -175,4 +179,7 @@ def decode_response(message: Any) -> dict[str, Any]:
     body = message.get("body")
     if body is not None and not isinstance(body, bytes):
         raise MessageError("the body must be bytes")
+    stream = message.get("stream")
+    if stream is not None and (body is not None or not isinstance(stream, rpc.StreamReceiver)):
+        raise MessageError("the body stream must be a stream, and the only body")
     return message

@@ -9,8 +9,10 @@ body from an rpc stream and sends the response back over the connection.
 
 How a response goes back:
 
-- complete before its first flush and small: in the call's answer, one
-  message (no round trip per write);
+- complete before its first flush: in the call's answer, one message (no
+  round trip per write): the body itself if small, else a ``StreamSender``
+  given the whole body, which follows the answer at once as far as the
+  front's window allows;
 - otherwise: at the first flush, a one-way ``response`` message to the
   front's sink carries the head and a ``StreamSender``; the body follows on
   that stream with the consumer's flow control, and the call returns (None)
@@ -39,7 +41,8 @@ from trioweb.server import Site, accept_forever
 
 log = logging.getLogger("trioweb.distrib")
 
-# A complete response up to this size goes back in the call's answer.
+# The body of a complete response up to this size goes in the call's answer
+# itself; a larger one on a stream the answer carries.
 INLINE_BODY = 256 * 1024
 READ_SIZE = 64 * 1024
 
@@ -112,8 +115,8 @@ class RemoteChannel:
         self.response_done = True
 
     def _held_for_answer(self) -> bool:
-        """The whole response is here and small: it goes back in the call's answer."""
-        return self._sender is None and self.response_done and self._out_size <= INLINE_BODY
+        """The whole response is here and nothing of it was sent: it goes back in the call's answer."""
+        return self._sender is None and self.response_done
 
     def has_output(self) -> bool:
         if self._held_for_answer():
@@ -169,9 +172,12 @@ class RemoteChannel:
     def answer_at_once(self) -> dict[str, Any] | None:
         """The call's answer if the whole response is here, held for it, and
         no body is left unread; else None."""
-        if self._held_for_answer() and self._status is not None and self._body_done:
-            return {**self._status, "body": b"".join(self._out)}
-        return None
+        if not (self._held_for_answer() and self._status is not None and self._body_done):
+            return None
+        body = b"".join(self._out)
+        if len(body) <= INLINE_BODY:
+            return {**self._status, "body": body}
+        return {**self._status, "stream": rpc.StreamSender(body)}
 
     async def complete(self) -> dict[str, Any] | None:
         """After the Site is done: the answer of the call (None if the body was streamed)."""
@@ -182,7 +188,7 @@ class RemoteChannel:
         answer = self.answer_at_once()
         if answer is not None:
             return answer
-        if (self._sender is not None or self.response_done) and not self.lost:  # streamed, or too large to be held
+        if self._sender is not None and not self.lost:
             await self.flush()
             return None
         raise ConnectionLost("the response was not completed")

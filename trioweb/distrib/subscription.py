@@ -331,7 +331,7 @@ class ResourceSubscription(Resource):
             request.setHeader(b"content-length", b"%d" % response["length"])
         return response
 
-    async def _relay_answer(self, request: Request, outcome: Any) -> bytes:
+    async def _relay_answer(self, request: Request, outcome: Any) -> bytes | None:
         if isinstance(outcome, rpc.RemoteError):
             log.error("the personal server at %s raised %s", self.backend.describe(), outcome)
             return self._error(request, 500, "Internal Server Error")
@@ -341,13 +341,16 @@ class ResourceSubscription(Resource):
         try:
             response = self._apply_head(request, outcome)
             body = response.get("body")
-            if body is None:
+            stream = response.get("stream")
+            if body is None and stream is None:
                 raise MessageError("a complete response without a body")
             length = response["length"]
-            if length is not None and request.method != b"HEAD" and len(body) != length:
+            if body is not None and length is not None and request.method != b"HEAD" and len(body) != length:
                 raise MessageError(f"a body of {len(body)} bytes announced as {length}")
         except (MessageError, BadBackendResponse) as exc:
             return await self._refuse(request, exc)
+        if stream is not None:
+            return await self._relay_body(request, stream)
         return body
 
     async def _refuse(self, request: Request, exc: Exception) -> bytes:
@@ -369,8 +372,11 @@ class ResourceSubscription(Resource):
         except (MessageError, BadBackendResponse) as exc:
             return await self._refuse(request, exc)
         assert sink.body is not None
+        return await self._relay_body(request, sink.body)
+
+    async def _relay_body(self, request: Request, body: rpc.StreamReceiver) -> None | bytes:
         try:
-            async for piece in sink.body:
+            async for piece in body:
                 request.write(piece)
                 await request.drain()
         except (rpc.StreamError, rpc.ConnectionLost) as exc:

@@ -49,6 +49,16 @@ class Big(Resource):
         return NOT_DONE_YET
 
 
+class Whole(Resource):
+    """A complete response too large to be the call's answer itself (1 MiB, returned at once)."""
+
+    isLeaf = True
+    body = bytes(range(256)) * 4096
+
+    def render_GET(self, request):
+        return self.body
+
+
 class ShowHeaders(Resource):
     isLeaf = True
 
@@ -103,6 +113,7 @@ def personal_root():
     root.putChild(b"", Data(b"personal home", "text/plain"))
     root.putChild(b"echo", Echo())
     root.putChild(b"big", Big())
+    root.putChild(b"whole", Whole())
     root.putChild(b"boom", Boom())
     root.putChild(b"cookies", Cookies())
     root.putChild(b"upload", Upload())
@@ -209,6 +220,13 @@ async def test_streamed_response(front):
     assert len(response.body) == 4 * 1024 * 1024
 
 
+async def test_large_complete_response_comes_on_a_stream_in_the_answer(front):
+    response = await front.request(get(b"/~alice/whole"))
+    assert response.status == 200
+    assert response.header(b"content-length") == b"%d" % len(Whole.body)
+    assert response.body == Whole.body
+
+
 async def test_async_renders_behind_the_publisher(front):
     for _ in range(3):  # and the personal server keeps answering
         assert (await front.request(get(b"/~alice/async"))).body == b"awaited"
@@ -312,6 +330,15 @@ async def test_bad_response_heads_are_502(start_site, nursery, tmp_path, head):
     response = await site.request(get(b"/~mallory/"))
     assert response.status == 502
     assert response.header(b"set-cookie") is None and response.header(b"x-a") is None
+
+
+async def test_answer_with_a_body_and_a_stream_is_502(start_site, nursery, tmp_path):
+    async def answer(message, body, sink):
+        return {"status": 200, "reason": None, "headers": [], "length": 2, "body": b"ok",
+                "stream": rpc.StreamSender(b"ok")}
+
+    site = await hostile_front(start_site, nursery, tmp_path, answer)
+    assert (await site.request(get(b"/~mallory/"))).status == 502
 
 
 async def test_hung_backend_is_504(start_site, nursery, tmp_path):
