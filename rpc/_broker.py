@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import functools
 import logging
+import threading
 import traceback
 import types
 from typing import Any
@@ -113,6 +114,8 @@ class Broker:
         self._active_calls = 0
         self._refused_before = False
         self._flush_scheduled = False
+        self._processing = False  # the reader is dispatching events (see _schedule_flush)
+        self._thread = 0  # the trio thread's id
         self._content_due: list[StreamSender] = []  # streams given whole, sent but not their content
         self._token: trio.lowlevel.TrioToken | None = None
         self._handshake_done = trio.Event()
@@ -124,6 +127,7 @@ class Broker:
 
     async def __aenter__(self) -> Broker:
         self._token = trio.lowlevel.current_trio_token()
+        self._thread = threading.get_ident()
         self._nursery_manager = trio.open_nursery()
         nursery = await self._nursery_manager.__aenter__()
         try:
@@ -288,8 +292,13 @@ class Broker:
 
     def _schedule_flush(self) -> None:
         # Called when a reference is collected or a receiver dropped, which
-        # can happen anywhere (even in another thread): defer to the loop.
+        # can happen anywhere (even in another thread): defer to the loop,
+        # unless the reader is dispatching in this thread: it sends control
+        # messages when it is done (the common case: a method's arguments
+        # are dropped as it returns), with the answers.
         if self._flush_scheduled or self.closed or self._token is None:
+            return
+        if self._processing and threading.get_ident() == self._thread:
             return
         self._flush_scheduled = True
         try:
@@ -326,21 +335,28 @@ class Broker:
 
     def _process(self, data: bytes | memoryview) -> None:
         events = self._protocol.receive_data(data)
-        if len(events) == 1:
-            self._dispatch[type(events[0])](self, events[0])
-        else:
-            # Answers produced while dispatching many events go out in one write.
-            self._transport.corked = True
-            try:
+        self._processing = True
+        try:
+            if len(events) == 1:
+                self._dispatch[type(events[0])](self, events[0])
+            else:
+                # Answers produced while dispatching many events go out in one write.
+                self._transport.corked = True
                 for event in events:
                     if self.closed:
                         return
                     self._dispatch[type(event)](self, event)
-            finally:
+                event = None
+            # The events hold the arguments of the calls: dropping them now
+            # lets the releases that follow go with the answers.
+            events.clear()
+            control = self._protocol.data_to_send()
+            if control:
+                self._write(control)
+        finally:
+            self._processing = False
+            if self._transport.corked:
                 self._transport.uncork()
-        control = self._protocol.data_to_send()
-        if control:
-            self._write(control)
 
     # ------------------------------------------------- events: our calls
 
