@@ -61,6 +61,11 @@ from ._transport import SEND_HIGH_WATER, Transport
 
 logger = logging.getLogger("rpc")
 
+# Content given whole is queued (as views: it is in memory anyway) up to this
+# much in the send queue, more than other bulk data (SEND_HIGH_WATER): a few
+# large answers coalesced in one write should not each need a task.
+CONTENT_HIGH_WATER = 4 * SEND_HIGH_WATER
+
 
 def _type_name(exc: BaseException) -> str:
     cls = type(exc)
@@ -583,14 +588,14 @@ class Broker:
 
     def _send_content(self) -> None:
         """Send the content of streams given whole, right behind the message that
-        carried them: as far as credit goes and the send queue is not full, at
-        once; the rest from a task of the connection."""
+        carried them: as far as credit goes and the send queue is under
+        ``CONTENT_HIGH_WATER``, at once; the rest from a task of the connection."""
         senders, self._content_due = self._content_due, []
         for sender in senders:
             content = memoryview(sender.source)  # type: ignore[arg-type]
             stream_id = sender._stream_id
             protocol = self._protocol
-            while content and self._transport.queue_size <= SEND_HIGH_WATER:
+            while content and self._transport.queue_size <= CONTENT_HIGH_WATER:
                 size = min(len(content), protocol.send_credit(stream_id), protocol.max_chunk)
                 if not size:
                     break
