@@ -33,8 +33,11 @@ READ_SIZE = 256 * 1024
 MAX_DIRECT_READ = 1024 * 1024  # the most read at once as a chunk of a large stream payload
 SEND_HIGH_WATER = 1024 * 1024
 LAST_WORDS_TIMEOUT = 1.0
-# Buffers per writev: the POSIX minimum of IOV_MAX, well below Linux's 1024.
-MAX_BUFFERS = 16
+# Buffers per writev (IOV_MAX: 1024 on Linux; POSIX promises 16).
+try:
+    MAX_BUFFERS = max(16, os.sysconf("SC_IOV_MAX"))
+except (AttributeError, ValueError, OSError):
+    MAX_BUFFERS = 16
 
 Buffer = bytes | memoryview
 
