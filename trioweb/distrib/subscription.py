@@ -265,8 +265,9 @@ class ResourceSubscription(Resource):
 
     async def _exchange(self, request: Request, root: rpc.RemoteReference, body: rpc.StreamSender | None,
                         pump_scope: trio.CancelScope | None) -> bytes | None:
-        """Call the backend and relay its response: from the call's answer, or
-        streamed (the head comes to the sink first, the answer after the body)."""
+        """Call the backend and relay its response: from the call's answer (the
+        body in it, or on a stream it carries), or streamed (the head comes to
+        the sink first, the answer after the body)."""
         length = request.channel.declared_body_size() if body is not None else 0
         sink = _ResponseSink()
         try:
@@ -331,15 +332,16 @@ class ResourceSubscription(Resource):
             request.setHeader(b"content-length", b"%d" % response["length"])
         return response
 
-    async def _relay_answer(self, request: Request, outcome: Any) -> bytes | None:
-        if isinstance(outcome, rpc.RemoteError):
-            log.error("the personal server at %s raised %s", self.backend.describe(), outcome)
+    async def _relay_answer(self, request: Request, answer: Any) -> bytes | None:
+        """Relay the call's answer (or its failure, as an exception)."""
+        if isinstance(answer, rpc.RemoteError):
+            log.error("the personal server at %s raised %s", self.backend.describe(), answer)
             return self._error(request, 500, "Internal Server Error")
-        if isinstance(outcome, BaseException):
-            log.warning("502 for %s: %s", request.uri.decode("latin-1"), outcome)
+        if isinstance(answer, BaseException):
+            log.warning("502 for %s: %s", request.uri.decode("latin-1"), answer)
             return self._error(request, 502, "Bad Gateway")
         try:
-            response = self._apply_head(request, outcome)
+            response = self._apply_head(request, answer)
             body = response.get("body")
             stream = response.get("stream")
             if body is None and stream is None:
