@@ -17,6 +17,9 @@ Request map::
     client, host: [kind, host, port] | ["UNIX", name]   kind "INET" or "INET6"
     secure: bool                the front's connection is TLS
     length: int | None          body size if known (0: no body)
+    stream_answer: bool         the front takes a body stream in the answer
+                                (absent from older fronts: they get such a
+                                body through the sink instead)
 
 Response map::
 
@@ -103,6 +106,7 @@ def encode_request(request: Any, length: int | None) -> dict[str, Any]:
         "host": encode_address(request.getHost()),
         "secure": request.isSecure(),
         "length": length,
+        "stream_answer": True,
     }
 
 
@@ -160,6 +164,7 @@ def decode_request(message: Any) -> tuple[RequestHead, dict[str, Any]]:
         "client": decode_address(message.get("client")),
         "host": decode_address(message.get("host")),
         "secure": secure,
+        "stream_answer": message.get("stream_answer") is True,
     }
     return head, extra
 

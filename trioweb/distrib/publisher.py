@@ -10,9 +10,9 @@ body from an rpc stream and sends the response back over the connection.
 How a response goes back:
 
 - complete before its first flush: in the call's answer, one message (no
-  round trip per write): the body itself if small, else a ``StreamSender``
-  given the whole body, which follows the answer at once as far as the
-  front's window allows;
+  round trip per write): the body itself if small, else (if the front says
+  it takes one) a ``StreamSender`` given the whole body, which follows the
+  answer at once as far as the front's window allows;
 - otherwise: at the first flush, a one-way ``response`` message to the
   front's sink carries the head and a ``StreamSender``; the body follows on
   that stream with the consumer's flow control, and the call returns (None)
@@ -56,6 +56,7 @@ class RemoteChannel:
         self.client = extra["client"]
         self.host = extra["host"]
         self.is_secure = extra["secure"]
+        self._stream_answer = extra["stream_answer"]
         self._body = body
         self._body_done = body is None or not head.has_body
         self._received = 0
@@ -115,8 +116,9 @@ class RemoteChannel:
         self.response_done = True
 
     def _held_for_answer(self) -> bool:
-        """The whole response is here and nothing of it was sent: it goes back in the call's answer."""
-        return self._sender is None and self.response_done
+        """The whole response is here, nothing of it was sent, and the call's answer can carry it."""
+        return self._sender is None and self.response_done and (
+            self._out_size <= INLINE_BODY or self._stream_answer)
 
     def has_output(self) -> bool:
         if self._held_for_answer():
@@ -188,7 +190,7 @@ class RemoteChannel:
         answer = self.answer_at_once()
         if answer is not None:
             return answer
-        if self._sender is not None and not self.lost:
+        if (self._sender is not None or self.response_done) and not self.lost:  # through the sink
             await self.flush()
             return None
         raise ConnectionLost("the response was not completed")

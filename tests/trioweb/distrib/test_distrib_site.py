@@ -227,6 +227,31 @@ async def test_large_complete_response_comes_on_a_stream_in_the_answer(front):
     assert response.body == Whole.body
 
 
+async def test_an_older_front_gets_a_large_complete_response_through_its_sink(nursery, tmp_path):
+    """A front that does not say it takes a body stream in the answer (older
+    versions) gets the head and the body stream through its sink, as before."""
+    path = str(tmp_path / "pb.sock")
+    await start_personal(nursery, path)
+
+    class Sink(rpc.Referenceable):
+        def __init__(self):
+            self.head, self.body = None, None
+
+        def remote_response(self, head, body):
+            self.head, self.body = head, body
+
+    message = {"method": b"GET", "uri": b"/~alice/whole", "version": b"1.1", "headers": [],
+               "host_header": b"example.org", "prepath": [b"~alice"], "postpath": [b"whole"],
+               "client": ["INET", "127.0.0.1", 1234], "host": ["INET", "127.0.0.1", 80],
+               "secure": False, "length": 0}  # no "stream_answer"
+    sink = Sink()
+    async with rpc.connect_unix(path) as broker:
+        root = await broker.getRootObject()
+        assert await root.callRemote("request", message, None, sink) is None
+        assert sink.head["status"] == 200 and "body" not in sink.head
+        assert b"".join([piece async for piece in sink.body]) == Whole.body
+
+
 async def test_async_renders_behind_the_publisher(front):
     for _ in range(3):  # and the personal server keeps answering
         assert (await front.request(get(b"/~alice/async"))).body == b"awaited"
