@@ -70,7 +70,6 @@ class RemoteChannel:
         self._out_size = 0
         self._sender: rpc.StreamSender | None = None
         self._sender_closed = False
-        self.bytes_sent = 0
 
     # -- request body ---------------------------------------------------------
 
@@ -107,7 +106,6 @@ class RemoteChannel:
         self._status = encode_response(code, phrase, headers, None if no_body else content_length)
 
     def write(self, data: bytes) -> None:
-        self.bytes_sent += len(data)
         if self._send_body and data:
             self._out.append(data)
             self._out_size += len(data)

@@ -133,7 +133,6 @@ class HTTPConnection:
         self._send_body = True
         self._remaining: int | None = None
         self.keep_alive = head is not None and head.keep_alive
-        self.bytes_sent = 0  # body bytes, for the access log
 
     # -- the loop ----------------------------------------------------------
 
@@ -430,10 +429,7 @@ class HTTPConnection:
 
     def write(self, data: bytes) -> None:
         """Queue a piece of the body (no I/O; see ``flush``)."""
-        if not data:
-            return
-        self.bytes_sent += len(data)
-        if not self._send_body:
+        if not data or not self._send_body:
             return
         if self._remaining is not None:
             if len(data) > self._remaining:
@@ -479,7 +475,6 @@ class HTTPConnection:
         way; the send timeout applies to each stall.
         """
         if not self._send_body or count <= 0:
-            self.bytes_sent += max(count, 0)
             if self._remaining is not None:
                 self._remaining -= min(max(count, 0), self._remaining)
             return
@@ -511,7 +506,6 @@ class HTTPConnection:
             if sent == 0:
                 raise ValueError("file shorter than the range being sent")
             sent_total += sent
-            self.bytes_sent += sent
             await trio.lowlevel.checkpoint()
 
     async def _send_file_by_reading(self, fd: int, offset: int, count: int) -> None:
@@ -521,7 +515,6 @@ class HTTPConnection:
                 raise ValueError("file shorter than the range being sent")
             offset += len(piece)
             count -= len(piece)
-            self.bytes_sent += len(piece)
             self._out.append(chunk(piece) if self._chunked else piece)
             await self.flush()
 
