@@ -37,6 +37,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from trioweb._filecache import small_files
+
 if TYPE_CHECKING:
     from trioweb._request import Request
 
@@ -174,6 +176,22 @@ class ServedRoot:
             os.close(fd)
             raise
         return fd, info
+
+    def kept_copy(self, relative: str, *, follow_symlinks: bool = False) -> tuple[os.stat_result, bytes] | None:
+        """A copy of the small file at ``relative`` kept by ``keep_copy``, with
+        a fresh stat, if the file is unchanged (see ``trioweb._filecache``)."""
+        if not relative:
+            return None  # the root itself: not kept (it may be a file, with no directory handle)
+        handle = self._handle()
+        return small_files.get((self._identity, relative, follow_symlinks), handle, relative)
+
+    def keep_copy(
+        self, relative: str, fd: int, info: os.stat_result, content: bytes, *, follow_symlinks: bool = False
+    ) -> None:
+        """Offer ``content``, the whole file ``open`` gave as ``fd``/``info``, for ``kept_copy``."""
+        if relative:
+            self._handle()  # sets the root's identity, part of the key
+            small_files.keep((self._identity, relative, follow_symlinks), fd, info, content)
 
     def _handle(self) -> int:
         now = time.monotonic()

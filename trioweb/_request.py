@@ -220,7 +220,7 @@ class Request:
         self.code_message = message
 
     def setHeader(self, name: bytes | str, value: bytes | str) -> None:
-        self.responseHeaders.setRawHeaders(name, [value])
+        self.responseHeaders.set_value(name, value)
 
     def redirect(self, url: bytes | str) -> None:
         self.setResponseCode(302)
@@ -268,9 +268,10 @@ class Request:
     def setLastModified(self, when: float) -> object | None:
         """Set Last-Modified; CACHED (and 304) when the client's copy is as new."""
         when = int(when)
-        self.setHeader(b"last-modified", http_date(when))
-        since = self.getHeader(b"if-modified-since")
-        if since and self.method in (b"GET", b"HEAD") and not self.getHeader(b"if-none-match"):
+        self.responseHeaders.set_checked(b"last-modified", http_date(when))
+        received = self.requestHeaders
+        since = received.last_value(b"if-modified-since")
+        if since and self.method in (b"GET", b"HEAD") and not received.last_value(b"if-none-match"):
             since_time = _parse_http_date(since.split(b";", 1)[0])
             if since_time is not None and since_time >= when:
                 self.setResponseCode(304)
@@ -281,7 +282,7 @@ class Request:
         """Set ETag; CACHED (304 on GET/HEAD, 412 otherwise) on an If-None-Match hit."""
         if etag:
             self.setHeader(b"etag", b'"%s"' % etag if not etag.startswith((b'"', b'W/"')) else etag)
-        match = self.getHeader(b"if-none-match")
+        match = self.requestHeaders.last_value(b"if-none-match")
         if match:
             tags = [t.strip() for t in match.split(b",")]
             bare = etag.strip(b'"')

@@ -27,6 +27,9 @@ How a request is answered:
 - HEAD gets GET's headers; the file is never read. Small bodies are read at
   once; larger ones are sent with ``os.sendfile`` (or read in a worker
   thread when the transport is TLS) with backpressure, in bounded memory.
+- A small file served whole leaves a copy in memory (``trioweb._filecache``):
+  later requests for it cost one ``stat``, which must show the same file
+  unchanged, instead of an open, a read and a close.
 """
 
 from __future__ import annotations
@@ -40,9 +43,10 @@ from trioweb._asis import ASISProcessor
 from trioweb._registry import Registry
 from trioweb._fspath import NotServable, ServedRoot, read_exactly, segment_name, send_pieces
 from trioweb._listing import DirectoryLister, formatFileSize
-from trioweb._mimetypes import CONTENT_ENCODINGS, getTypeAndEncoding, loadMimeTypes
+from trioweb._mimetypes import CONTENT_ENCODINGS, getTypeAndEncoding, loadMimeTypes, split_extension
 from trioweb._ranges import Multipart, content_range, if_range_allows, parse_range
 from trioweb._request import CACHED
+from trioweb.http._writer import http_date
 from trioweb.resource import ForbiddenResource, NoResource, Resource
 
 if TYPE_CHECKING:
@@ -137,7 +141,7 @@ class File(Resource):
 
     def _child(self, name: str) -> Resource:
         path = os.path.join(self.path, name)
-        processor = self.processors.get(os.path.splitext(name)[1])
+        processor = self.processors.get(split_extension(name)[1]) if self.processors else None
         if processor is None:
             return self.createSimilarFile(path)
         # A processor interprets the file: check it is one we would serve first.
@@ -206,6 +210,17 @@ class File(Resource):
         raise exc  # EMFILE, EIO...: a server problem, answered with 500
 
     def render_GET(self, request: Request) -> Any:
+        ctype, encoding = getTypeAndEncoding(self.path, self.contentTypes, self.contentEncodings, self.defaultType)
+        wants_variant = encoding is None and self.precompressed and request.getHeader(b"accept-encoding")
+        if not wants_variant:
+            kept = self._served.kept_copy(self._relative, follow_symlinks=self.follow_symlinks)
+            if kept is not None:
+                info, content = kept
+                body = self._prepare(request, info, ctype, encoding)
+                if body is None or request.method == b"HEAD":
+                    return b""
+                pieces, trailer, _ = body
+                return b"".join(head + content[offset:offset + count] for head, offset, count in pieces) + trailer
         try:
             fd, info = self._open(self._relative)
         except OSError as exc:
@@ -214,15 +229,19 @@ class File(Resource):
         try:
             if stat.S_ISDIR(info.st_mode):
                 return self._redirect_to_slash(request)
-            ctype, encoding = getTypeAndEncoding(os.path.basename(self.path), self.contentTypes,
-                                                 self.contentEncodings, self.defaultType)
-            if encoding is None and self.precompressed and request.getHeader(b"accept-encoding"):
+            swapped = False
+            if wants_variant:
                 fd, info, encoding = self._precompressed(request, fd, info)
+                swapped = encoding is not None
             body = self._prepare(request, info, ctype, encoding)
             if body is None or request.method == b"HEAD":
                 return b""
             pieces, trailer, length = body
             if length <= SMALL_BODY:
+                if pieces == [(b"", 0, info.st_size)] and not swapped:
+                    content = read_exactly(fd, 0, info.st_size)
+                    self._served.keep_copy(self._relative, fd, info, content, follow_symlinks=self.follow_symlinks)
+                    return content
                 return b"".join(head + read_exactly(fd, offset, count) for head, offset, count in pieces) + trailer
             streaming = True
             return send_pieces(request, fd, pieces, trailer)
@@ -260,40 +279,57 @@ class File(Resource):
         """
         size = info.st_size
         etag = b'"%x-%x"' % (info.st_mtime_ns, size)
-        request.setHeader(b"accept-ranges", b"bytes")
-        modified = request.setLastModified(info.st_mtime)
-        if request.setETag(etag) is CACHED or modified is CACHED:
-            return None
-        request.setHeader(b"content-type", ctype)
+        headers = request.responseHeaders
+        received = request.requestHeaders
+        headers.set_checked(b"accept-ranges", b"bytes")
+        if received.last_value(b"if-none-match") is None and received.last_value(b"if-modified-since") is None:
+            # Nothing to compare them with: the validators are set as they are (the common case, kept cheap).
+            headers.set_checked(b"last-modified", http_date(int(info.st_mtime)))
+            headers.set_checked(b"etag", etag)
+        else:
+            modified = request.setLastModified(info.st_mtime)
+            if request.setETag(etag) is CACHED or modified is CACHED:
+                return None
+        headers.set_value(b"content-type", ctype)
         if encoding is not None:
-            request.setHeader(b"content-encoding", encoding)
-        ranges = None
-        range_header = request.getHeader(b"range")
-        if range_header is not None and if_range_allows(request.getHeader(b"if-range"), etag, int(info.st_mtime)):
-            ranges = parse_range(range_header, size)
-        trailer = b""
+            headers.set_value(b"content-encoding", encoding)
+        range_header = received.last_value(b"range")
+        if range_header is None:
+            pieces, trailer, length = [(b"", 0, size)], b"", size
+        else:
+            selected = self._select_ranges(request, range_header, etag, info, ctype)
+            if selected is None:
+                return None
+            pieces, trailer, length = selected
+        if length > SMALL_BODY or request.method == b"HEAD":
+            headers.set_checked(b"content-length", b"%d" % length)  # a smaller body is measured when returned
+        return pieces, trailer, length
+
+    def _select_ranges(
+        self, request: Request, range_header: bytes, etag: bytes, info: os.stat_result, ctype: str
+    ) -> tuple[list[tuple[bytes, int, int]], bytes, int] | None:
+        """What a ``Range`` request gets, as ``_prepare`` returns it (None: 416)."""
+        size = info.st_size
+        if not if_range_allows(request.getHeader(b"if-range"), etag, int(info.st_mtime)):
+            return [(b"", 0, size)], b"", size
+        ranges = parse_range(range_header, size)
         if ranges is None:
-            pieces = [(b"", 0, size)]
-        elif not ranges:
+            return [(b"", 0, size)], b"", size
+        if not ranges:
             request.setResponseCode(416)
             request.setHeader(b"content-range", b"bytes */%d" % size)
             request.responseHeaders.removeHeader(b"content-type")
             request.responseHeaders.removeHeader(b"content-encoding")
             return None
-        elif len(ranges) == 1:
+        request.setResponseCode(206)
+        if len(ranges) == 1:
             start, end = ranges[0]
-            request.setResponseCode(206)
             request.setHeader(b"content-range", content_range(start, end, size))
-            pieces = [(b"", start, end - start + 1)]
-        else:
-            multipart = Multipart(ranges, size, ctype.encode("latin-1"))
-            request.setResponseCode(206)
-            request.setHeader(b"content-type", multipart.content_type)
-            pieces, trailer = multipart.parts, multipart.trailer
-        length = sum(len(head) + count for head, _, count in pieces) + len(trailer)
-        if length > SMALL_BODY or request.method == b"HEAD":
-            request.setHeader(b"content-length", b"%d" % length)  # a smaller body is measured when returned
-        return pieces, trailer, length
+            return [(b"", start, end - start + 1)], b"", end - start + 1
+        multipart = Multipart(ranges, size, ctype.encode("latin-1"))
+        request.setHeader(b"content-type", multipart.content_type)
+        length = sum(len(head) + count for head, _, count in multipart.parts) + len(multipart.trailer)
+        return multipart.parts, multipart.trailer, length
 
     def _redirect_to_slash(self, request: Request) -> bytes:
         query = request.uri.partition(b"?")[2]

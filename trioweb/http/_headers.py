@@ -98,6 +98,15 @@ class Headers:
         """Add a pair already validated (name lower-case): no second check."""
         self._raw.setdefault(name, []).append(value)
 
+    def set_checked(self, name: bytes, value: bytes) -> None:
+        """Make ``value`` the only value of ``name``, both already validated
+        (name lower-case): for values the server formats itself."""
+        self._raw[name] = [value]
+
+    def set_value(self, name: str | bytes, value: str | bytes) -> None:
+        """Make ``value`` the only value of ``name`` (both checked)."""
+        self._raw[checked_name(name)] = [checked_value(value)]
+
     def hasHeader(self, name: str | bytes) -> bool:
         return _as_bytes(name).lower() in self._raw
 

@@ -1,0 +1,179 @@
+"""Kept copies of small files (trioweb._filecache): served while the file is
+unchanged, never once it changed, moved, vanished or became unreachable."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+import trio
+
+from trioweb import _filecache
+from trioweb._filecache import SmallFileCache, identity
+from trioweb._fspath import ServedRoot
+
+
+def _settled_files(root: Path, contents: dict[str, bytes]) -> None:
+    """Write files and wait until their ctime counts as settled, as on a live site."""
+    for name, data in contents.items():
+        (root / name).write_bytes(data)
+    time.sleep(_filecache.SETTLED + 0.1)
+
+
+def _is_kept(root: Path, relative: str) -> bool:
+    served = ServedRoot(str(root))
+    served.kept_copy("")  # no copy for the root itself, and no error either
+    return served.kept_copy(relative) is not None
+
+
+# -- the cache alone, on real files ---------------------------------------------
+
+
+def test_copy_of_a_settled_file_is_kept_and_matched(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"hello")
+    cache = SmallFileCache()
+    fd = os.open(tmp_path / "f", os.O_RDONLY)
+    try:
+        info = os.fstat(fd)
+        future = time.time_ns() + 5 * 10**9
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(_filecache.time, "time_ns", lambda: future)
+            cache.keep(("root", "f", False), fd, info, b"hello")
+    finally:
+        os.close(fd)
+    dir_fd = os.open(tmp_path, os.O_PATH | os.O_DIRECTORY)
+    try:
+        found = cache.get(("root", "f", False), dir_fd, "f")
+        assert found is not None and found[1] == b"hello"
+        assert identity(found[0]) == identity(info)
+        assert cache.get(("other root", "f", False), dir_fd, "f") is None
+    finally:
+        os.close(dir_fd)
+
+
+def test_no_copy_of_a_file_changed_within_the_last_second(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"fresh")
+    cache = SmallFileCache()
+    fd = os.open(tmp_path / "f", os.O_RDONLY)
+    try:
+        cache.keep(("root", "f", False), fd, os.fstat(fd), b"fresh")
+    finally:
+        os.close(fd)
+    dir_fd = os.open(tmp_path, os.O_PATH | os.O_DIRECTORY)
+    try:
+        assert cache.get(("root", "f", False), dir_fd, "f") is None
+    finally:
+        os.close(dir_fd)
+
+
+def test_no_copy_when_the_file_changed_while_it_was_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"before")
+    future = time.time_ns() + 5 * 10**9
+    monkeypatch.setattr(_filecache.time, "time_ns", lambda: future)
+    cache = SmallFileCache()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        info = os.fstat(fd)
+        path.write_bytes(b"after, longer")  # between the fstat and the end of the read
+        cache.keep(("root", "f", False), fd, info, b"before")
+    finally:
+        os.close(fd)
+    assert cache._entries == {}
+
+
+def test_only_small_files_and_whole_contents_are_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    future = time.time_ns() + 5 * 10**9
+    monkeypatch.setattr(_filecache.time, "time_ns", lambda: future)
+    cache = SmallFileCache(max_bytes=1000, max_file_bytes=10)
+    (tmp_path / "big").write_bytes(b"x" * 11)
+    (tmp_path / "part").write_bytes(b"y" * 8)
+    for name, content in (("big", b"x" * 11), ("part", b"y" * 4)):
+        fd = os.open(tmp_path / name, os.O_RDONLY)
+        try:
+            cache.keep(("root", name, False), fd, os.fstat(fd), content)
+        finally:
+            os.close(fd)
+    assert cache._entries == {}
+
+
+def test_oldest_copies_go_first_past_the_byte_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    future = time.time_ns() + 5 * 10**9
+    monkeypatch.setattr(_filecache.time, "time_ns", lambda: future)
+    cache = SmallFileCache(max_bytes=25, max_file_bytes=10)
+    for name in ("a", "b", "c"):
+        (tmp_path / name).write_bytes(name.encode() * 10)
+        fd = os.open(tmp_path / name, os.O_RDONLY)
+        try:
+            cache.keep(("root", name, False), fd, os.fstat(fd), name.encode() * 10)
+        finally:
+            os.close(fd)
+    assert [relative for _, relative, _ in cache._entries] == ["b", "c"]
+    assert cache._size == 20
+    dir_fd = os.open(tmp_path, os.O_PATH | os.O_DIRECTORY)
+    try:
+        (tmp_path / "b").unlink()
+        assert cache.get(("root", "b", False), dir_fd, "b") is None  # gone: the copy is dropped
+        assert [relative for _, relative, _ in cache._entries] == ["c"]
+        assert cache._size == 10
+    finally:
+        os.close(dir_fd)
+
+
+# -- through a real server --------------------------------------------------------
+
+
+async def test_served_copy_follows_every_change(tmp_path: Path, serve_file) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    outside = tmp_path / "secret.txt"
+    outside.write_bytes(b"SECRET-CONTENT")
+    originals = {name: b"original-%s-bytes" % name.encode() for name in ("edited", "swapped", "linked", "gone")}
+    await trio.to_thread.run_sync(_settled_files, root, originals)
+    site = await serve_file(root)
+    for name, data in originals.items():
+        response = await site.get(f"/{name}")
+        assert (response.status, response.body) == (200, data)
+        assert _is_kept(root, name), name
+
+    # Rewritten in place with the same size: the new bytes, at once.
+    with open(root / "edited", "r+b") as f:
+        f.write(b"ORIGINAL")
+    response = await site.get("/edited")
+    assert response.body == b"ORIGINAL-edited-bytes"
+    # Replaced by rename (a deployment).
+    (root / "swapped.new").write_bytes(b"new-swapped-bytes-0")
+    os.rename(root / "swapped.new", root / "swapped")
+    response = await site.get("/swapped")
+    assert response.body == b"new-swapped-bytes-0"
+    # Replaced by a symlink out of the root: refused, as for any such link.
+    (root / "linked").unlink()
+    (root / "linked").symlink_to(outside)
+    response = await site.get("/linked")
+    assert response.status == 404
+    assert b"SECRET" not in response.body
+    # Deleted.
+    (root / "gone").unlink()
+    response = await site.get("/gone")
+    assert response.status == 404
+
+
+async def test_served_copy_keeps_headers_ranges_and_conditionals(tmp_path: Path, serve_file) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    await trio.to_thread.run_sync(_settled_files, root, {"a.txt": b"0123456789abcdefghij"})
+    site = await serve_file(root)
+    first = await site.get("/a.txt")
+    assert _is_kept(root, "a.txt")
+    second = await site.get("/a.txt")
+    for name in (b"content-type", b"content-length", b"etag", b"last-modified", b"accept-ranges"):
+        assert second.header(name) == first.header(name)
+    ranged = await site.get("/a.txt", b"Range: bytes=2-4\r\n")
+    assert (ranged.status, ranged.body, ranged.header(b"content-range")) == (206, b"234", b"bytes 2-4/20")
+    etag = first.header(b"etag")
+    cached = await site.get("/a.txt", b"If-None-Match: " + etag + b"\r\n")
+    assert (cached.status, cached.body) == (304, b"")
+    head = await site.get("/a.txt", method=b"HEAD")
+    assert (head.status, head.body, head.header(b"content-length")) == (200, b"", b"20")

@@ -1,0 +1,99 @@
+"""Copies of small files kept in memory, checked against the disk on every use.
+
+Serving a small file from disk takes four system calls (open, fstat, read,
+close), and on a busy server they cost more than the rest of the request. A
+kept copy takes one: a ``stat`` of the same path below the same root, whose
+answer must show the very file the copy was made from, unchanged.
+
+Why a matching ``stat`` is enough:
+
+- The kernel sets a file's ctime to the current time on every change to its
+  content or metadata (write, truncate, chmod, utimes, link, unlink, rename),
+  and no system call lets a program set it. A copy is only made of a file
+  whose ctime is at least ``SETTLED`` seconds in the past, so any later change
+  gives the file a ctime different from the one kept, however coarse the
+  file system's timestamps (git's rule for "racily clean" entries).
+- The copy is made between two ``fstat`` calls on the open file that agree,
+  so no change happened while it was read.
+- A copy is only made after a confined open of that path below that root
+  (``ServedRoot.open``), and is found again only by the same root and path.
+  An inode that still matches (device, inode number, ctime) is the file that
+  was opened then: moving it out of the root, linking or unlinking it would
+  have changed its ctime. So whatever the path resolves through now, the
+  bytes served are bytes the confined open allowed.
+
+A file whose permissions change is no longer matched (chmod changes ctime);
+a parent directory that becomes unsearchable makes the ``stat`` fail. Either
+way the caller falls back to opening the file, which answers 403 or 404 as
+usual. Not covered: a file changed through a shared ``mmap`` updates its
+timestamps lazily, at the kernel's convenience.
+
+The cache holds at most ``max_bytes`` of copies (oldest dropped first), each
+at most ``max_file_bytes``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+# How old a file's ctime must be before a copy of it is kept.
+SETTLED = 1.0
+
+Identity = tuple[int, int, int, int, int]
+Key = tuple[object, str, bool]
+
+
+def identity(info: os.stat_result) -> Identity:
+    """What must not change for a copy to stay valid."""
+    return info.st_ino, info.st_dev, info.st_ctime_ns, info.st_mtime_ns, info.st_size
+
+
+class SmallFileCache:
+    """Kept copies, keyed by ``(root identity, relative path, follow_symlinks)``."""
+
+    def __init__(self, max_bytes: int = 32 * 1024 * 1024, max_file_bytes: int = 64 * 1024) -> None:
+        self.max_bytes = max_bytes
+        self.max_file_bytes = max_file_bytes
+        self._entries: dict[Key, tuple[Identity, bytes]] = {}
+        self._size = 0
+
+    def get(self, key: Key, dir_fd: int, relative: str) -> tuple[os.stat_result, bytes] | None:
+        """The kept copy and a fresh stat, if the file at ``relative`` below
+        ``dir_fd`` is still the one copied; else None (the caller opens it)."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        try:
+            info = os.stat(relative, dir_fd=dir_fd)
+        except OSError:
+            self._drop(key)
+            return None
+        if identity(info) != entry[0]:
+            self._drop(key)
+            return None
+        return info, entry[1]
+
+    def keep(self, key: Key, fd: int, info: os.stat_result, content: bytes) -> None:
+        """Keep ``content``, all of the file open at ``fd`` whose ``fstat`` was
+        ``info`` before it was read, if it qualifies (see the module docstring)."""
+        if len(content) != info.st_size or info.st_size > self.max_file_bytes:
+            return
+        if info.st_ctime_ns > time.time_ns() - int(SETTLED * 1e9):
+            return
+        kept = identity(info)
+        if identity(os.fstat(fd)) != kept:
+            return
+        self._drop(key)
+        self._entries[key] = (kept, content)
+        self._size += len(content)
+        while self._size > self.max_bytes:
+            self._drop(next(iter(self._entries)))
+
+    def _drop(self, key: Key) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._size -= len(entry[1])
+
+
+small_files = SmallFileCache()
