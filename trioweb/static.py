@@ -211,8 +211,10 @@ class File(Resource):
 
     def render_GET(self, request: Request) -> Any:
         ctype, encoding = getTypeAndEncoding(self.path, self.contentTypes, self.contentEncodings, self.defaultType)
-        wants_variant = encoding is None and self.precompressed and request.getHeader(b"accept-encoding")
-        if not wants_variant:
+        variants = self._acceptable_variants(request) if encoding is None else []
+        if variants and all(self._served.absent(self._relative + suffix) for _, suffix in variants):
+            variants = []  # none on disk: the file itself is served
+        if not variants:
             kept = self._served.kept_copy(self._relative, follow_symlinks=self.follow_symlinks)
             if kept is not None:
                 info, content = kept
@@ -230,8 +232,8 @@ class File(Resource):
             if stat.S_ISDIR(info.st_mode):
                 return self._redirect_to_slash(request)
             swapped = False
-            if wants_variant:
-                fd, info, encoding = self._precompressed(request, fd, info)
+            if variants:
+                fd, info, encoding = self._precompressed(request, fd, info, variants)
                 swapped = encoding is not None
             body = self._prepare(request, info, ctype, encoding)
             if body is None or request.method == b"HEAD":
@@ -249,23 +251,29 @@ class File(Resource):
             if not streaming:
                 os.close(fd)
 
+    def _acceptable_variants(self, request: Request) -> list[tuple[bytes, str]]:
+        """The ``(coding, suffix)`` of ``precompressed`` the client accepts, in our order of preference."""
+        header = request.getHeader(b"accept-encoding")
+        if not header or not self.precompressed:
+            return []
+        accepted = _accepted_codings(header)
+        return [(coding, suffix) for coding, suffix in self.precompressed if coding in accepted]
+
     def _precompressed(
-        self, request: Request, fd: int, info: os.stat_result
+        self, request: Request, fd: int, info: os.stat_result, variants: list[tuple[bytes, str]]
     ) -> tuple[int, os.stat_result, str | None]:
-        """Swap in a precompressed sibling the client accepts, if there is one."""
-        accepted = _accepted_codings(request.getHeader(b"accept-encoding"))
-        for coding, suffix in self.precompressed:
-            if coding in accepted:
-                try:
-                    variant_fd, variant_info = self._open(self._relative + suffix)
-                except OSError:
-                    continue
-                if not stat.S_ISREG(variant_info.st_mode):
-                    os.close(variant_fd)
-                    continue
-                os.close(fd)
-                request.setHeader(b"vary", b"Accept-Encoding")
-                return variant_fd, variant_info, coding.decode("ascii")
+        """Swap in the first of ``variants`` that exists as a file, if any."""
+        for coding, suffix in variants:
+            try:
+                variant_fd, variant_info = self._open(self._relative + suffix)
+            except OSError:
+                continue
+            if not stat.S_ISREG(variant_info.st_mode):
+                os.close(variant_fd)
+                continue
+            os.close(fd)
+            request.setHeader(b"vary", b"Accept-Encoding")
+            return variant_fd, variant_info, coding.decode("ascii")
         return fd, info, None
 
     def _prepare(

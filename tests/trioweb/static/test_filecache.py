@@ -3,6 +3,7 @@ unchanged, never once it changed, moved, vanished or became unreachable."""
 
 from __future__ import annotations
 
+import gzip
 import os
 import time
 from pathlib import Path
@@ -177,3 +178,18 @@ async def test_served_copy_keeps_headers_ranges_and_conditionals(tmp_path: Path,
     assert (cached.status, cached.body) == (304, b"")
     head = await site.get("/a.txt", method=b"HEAD")
     assert (head.status, head.body, head.header(b"content-length")) == (200, b"", b"20")
+
+
+async def test_precompressed_variant_that_appears_is_served_over_the_copy(tmp_path: Path, serve_file) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    await trio.to_thread.run_sync(_settled_files, root, {"app.js": b"let x = 1;"})
+    site = await serve_file(root)
+    accepts = b"Accept-Encoding: gzip, br\r\n"
+    plain = await site.get("/app.js", accepts)
+    assert (plain.status, plain.body, plain.header(b"content-encoding")) == (200, b"let x = 1;", None)
+    assert _is_kept(root, "app.js")
+    (root / "app.js.gz").write_bytes(gzip.compress(b"let x = 1;"))
+    packed = await site.get("/app.js", accepts)
+    assert packed.header(b"content-encoding") == b"gzip"
+    assert gzip.decompress(packed.body) == b"let x = 1;"
