@@ -94,7 +94,8 @@ class Request:
         path, _, self._query = target.partition(b"?")
         self.path = path
         self.prepath: list[bytes] = []
-        self.postpath: list[bytes] = [unquote_to_bytes(s) for s in path[1:].split(b"/")]
+        segments = path[1:].split(b"/")
+        self.postpath: list[bytes] = [unquote_to_bytes(s) for s in segments] if b"%" in path else segments
 
     # -- what the client sent ---------------------------------------------------
 

@@ -140,7 +140,7 @@ class File(Resource):
         return self._child(name)
 
     def _child(self, name: str) -> Resource:
-        path = os.path.join(self.path, name)
+        path = self.path + "/" + name if self.path != "/" else "/" + name  # os.path.join, for a plain name
         processor = self.processors.get(split_extension(name)[1]) if self.processors else None
         if processor is None:
             return self.createSimilarFile(path)
@@ -184,7 +184,7 @@ class File(Resource):
         f.__dict__.update(self.__dict__)
         f.children = {}
         f.indexNames = self.indexNames[:]
-        f.path = os.path.normpath(path)
+        f.path = path if _is_normal(path) else os.path.normpath(path)
         root = self._served.path
         if f.path.startswith(root + "/") or (root == "/" and f.path != "/"):
             f._relative = f.path[len(root):].lstrip("/")
@@ -221,7 +221,9 @@ class File(Resource):
                 body = self._prepare(request, info, ctype, encoding)
                 if body is None or request.method == b"HEAD":
                     return b""
-                pieces, trailer, _ = body
+                pieces, trailer, length = body
+                if length == len(content) and not trailer:
+                    return content  # the whole file: a range that long is all of it, multipart has a trailer
                 return b"".join(head + content[offset:offset + count] for head, offset, count in pieces) + trailer
         try:
             fd, info = self._open(self._relative)
@@ -352,6 +354,17 @@ class File(Resource):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.path!r}>"
+
+
+def _is_normal(path: str) -> bool:
+    """``os.path.normpath`` would leave ``path`` as it is (checked much faster than it runs)."""
+    return (
+        path.startswith("/")
+        and "//" not in path
+        and "/./" not in path
+        and "/../" not in path
+        and not path.endswith(("/", "/.", "/.."))
+    ) or path == "/"
 
 
 def _accepted_codings(header: bytes | None) -> set[bytes]:
