@@ -341,12 +341,14 @@ class Broker:
     def _process(self, data: bytes | memoryview) -> None:
         events = self._protocol.receive_data(data)
         self._processing = True
+        # Everything dispatching produces (answers, the content of streams
+        # given whole, their ends, the releases of the arguments) goes out in
+        # one write: one system call here, one wakeup of the peer.
+        self._transport.corked = True
         try:
             if len(events) == 1:
                 self._dispatch[type(events[0])](self, events[0])
             else:
-                # Answers produced while dispatching many events go out in one write.
-                self._transport.corked = True
                 for event in events:
                     if self.closed:
                         return

@@ -229,7 +229,7 @@ class Protocol(ValueCodec):
         if stream is None:
             return None
         stream.consumed += size
-        if stream.consumed < self.limits.stream_window // 4:
+        if stream.consumed < self.limits.stream_window // 2:
             return None
         granted, stream.consumed = stream.consumed, 0
         stream.unacknowledged -= granted

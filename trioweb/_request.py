@@ -70,6 +70,7 @@ class Request:
     _done: trio.Event | None = None  # created when someone waits for a change
     _nursery: trio.Nursery | None = None
     _send_lock: trio.Lock | None = None
+    _drains = 0
     _body_limit: int | None = None  # set by the Site once the resource is known
 
     def __init__(self, site: Site, channel: Channel, head: RequestHead) -> None:
@@ -392,10 +393,25 @@ class Request:
             raise ConnectionLost("the client went away")
         if self._pending and not self.channel.response_started:
             self._start_response(content_length=None)
-        if self._send_lock is None:
-            self._send_lock = trio.Lock()
-        async with self._send_lock:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        lock = self._send_lock
+        if lock is None:
+            lock = self._send_lock = trio.Lock()
+        # Uncontended (the usual case), the lock is taken without a trip
+        # through the scheduler; a flush that waits for the client yields
+        # anyway, and one that never has to wait yields every few drains so
+        # that a fast producer cannot starve the other connections.
+        try:
+            lock.acquire_nowait()
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
             await self.channel.flush()
+        finally:
+            lock.release()
+        self._drains += 1
+        if self._drains % 8 == 0:
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def sendfile(self, fd: int, offset: int, count: int) -> None:
         """Send part of an open file as (the rest of) the body, with backpressure.

@@ -244,13 +244,14 @@ def test_stream_credit_bounds_the_producer_and_overrun_is_an_error() -> None:
     [chunk] = b.receive_data(b"".join(a.stream_data(1, b"x" * window)))
     assert isinstance(chunk, StreamData) and len(chunk.data) == window
     assert a.send_credit(1) == 0
-    # The consumer takes a quarter of the window: that much credit goes back.
+    # Credit goes back once the consumer has taken half the window, not before.
+    assert b.stream_consumed(1, window // 4) is None
     credit = b.stream_consumed(1, window // 4)
     [event] = a.receive_data(credit)
-    assert isinstance(event, StreamCredit) and a.send_credit(1) == window // 4
+    assert isinstance(event, StreamCredit) and a.send_credit(1) == window // 2
     # A producer ignoring its credit is cut off.
     with pytest.raises(rpc.ProtocolError, match="overran its credit"):
-        b.receive_data(frame_of([wire.STREAM_DATA, 1, b"y" * (window // 2), False]))
+        b.receive_data(frame_of([wire.STREAM_DATA, 1, b"y" * (window // 2 + 1), False]))
 
 
 def test_stopped_stream_drops_data_until_the_producer_final_message() -> None:
