@@ -32,95 +32,78 @@ def _is_kept(root: Path, relative: str) -> bool:
 # -- the cache alone, on real files ---------------------------------------------
 
 
-def test_copy_of_a_settled_file_is_kept_and_matched(tmp_path: Path) -> None:
-    (tmp_path / "f").write_bytes(b"hello")
-    cache = SmallFileCache()
-    fd = os.open(tmp_path / "f", os.O_RDONLY)
+@pytest.fixture
+def clock_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache's clock runs 5 s ahead: files written now count as settled."""
+    future = time.time_ns() + 5 * 10**9
+    monkeypatch.setattr(_filecache.time, "time_ns", lambda: future)
+
+
+def _offer(cache: SmallFileCache, path: Path, content: bytes, *, change_before_keep: bytes | None = None) -> None:
+    """Open ``path``, fstat it, and offer ``content`` as what was read of it
+    (after writing ``change_before_keep`` to it, if given, as if it changed mid-read)."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         info = os.fstat(fd)
-        future = time.time_ns() + 5 * 10**9
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(_filecache.time, "time_ns", lambda: future)
-            cache.keep(("root", "f", False), fd, info, b"hello")
+        if change_before_keep is not None:
+            path.write_bytes(change_before_keep)
+        cache.keep(("root", path.name, False), fd, info, content)
     finally:
         os.close(fd)
-    dir_fd = os.open(tmp_path, os.O_PATH | os.O_DIRECTORY)
+
+
+def _lookup(cache: SmallFileCache, directory: Path, name: str, root: object = "root") -> tuple | None:
+    dir_fd = os.open(directory, os.O_PATH | os.O_DIRECTORY)
     try:
-        found = cache.get(("root", "f", False), dir_fd, "f")
-        assert found is not None and found[1] == b"hello"
-        assert identity(found[0]) == identity(info)
-        assert cache.get(("other root", "f", False), dir_fd, "f") is None
+        return cache.get((root, name, False), dir_fd, name)
     finally:
         os.close(dir_fd)
+
+
+def test_copy_of_a_settled_file_is_kept_and_matched(tmp_path: Path, clock_ahead: None) -> None:
+    (tmp_path / "f").write_bytes(b"hello")
+    cache = SmallFileCache()
+    _offer(cache, tmp_path / "f", b"hello")
+    found = _lookup(cache, tmp_path, "f")
+    assert found is not None and found[1] == b"hello"
+    assert identity(found[0]) == identity(os.stat(tmp_path / "f"))
+    assert _lookup(cache, tmp_path, "f", root="other root") is None
 
 
 def test_no_copy_of_a_file_changed_within_the_last_second(tmp_path: Path) -> None:
     (tmp_path / "f").write_bytes(b"fresh")
     cache = SmallFileCache()
-    fd = os.open(tmp_path / "f", os.O_RDONLY)
-    try:
-        cache.keep(("root", "f", False), fd, os.fstat(fd), b"fresh")
-    finally:
-        os.close(fd)
-    dir_fd = os.open(tmp_path, os.O_PATH | os.O_DIRECTORY)
-    try:
-        assert cache.get(("root", "f", False), dir_fd, "f") is None
-    finally:
-        os.close(dir_fd)
+    _offer(cache, tmp_path / "f", b"fresh")
+    assert _lookup(cache, tmp_path, "f") is None
 
 
-def test_no_copy_when_the_file_changed_while_it_was_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "f"
-    path.write_bytes(b"before")
-    future = time.time_ns() + 5 * 10**9
-    monkeypatch.setattr(_filecache.time, "time_ns", lambda: future)
+def test_no_copy_when_the_file_changed_while_it_was_read(tmp_path: Path, clock_ahead: None) -> None:
+    (tmp_path / "f").write_bytes(b"before")
     cache = SmallFileCache()
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        info = os.fstat(fd)
-        path.write_bytes(b"after, longer")  # between the fstat and the end of the read
-        cache.keep(("root", "f", False), fd, info, b"before")
-    finally:
-        os.close(fd)
+    _offer(cache, tmp_path / "f", b"before", change_before_keep=b"after, longer")
     assert cache._entries == {}
 
 
-def test_only_small_files_and_whole_contents_are_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    future = time.time_ns() + 5 * 10**9
-    monkeypatch.setattr(_filecache.time, "time_ns", lambda: future)
+def test_only_small_files_and_whole_contents_are_kept(tmp_path: Path, clock_ahead: None) -> None:
     cache = SmallFileCache(max_bytes=1000, max_file_bytes=10)
     (tmp_path / "big").write_bytes(b"x" * 11)
     (tmp_path / "part").write_bytes(b"y" * 8)
-    for name, content in (("big", b"x" * 11), ("part", b"y" * 4)):
-        fd = os.open(tmp_path / name, os.O_RDONLY)
-        try:
-            cache.keep(("root", name, False), fd, os.fstat(fd), content)
-        finally:
-            os.close(fd)
+    _offer(cache, tmp_path / "big", b"x" * 11)
+    _offer(cache, tmp_path / "part", b"y" * 4)
     assert cache._entries == {}
 
 
-def test_oldest_copies_go_first_past_the_byte_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    future = time.time_ns() + 5 * 10**9
-    monkeypatch.setattr(_filecache.time, "time_ns", lambda: future)
+def test_oldest_copies_go_first_past_the_byte_limit(tmp_path: Path, clock_ahead: None) -> None:
     cache = SmallFileCache(max_bytes=25, max_file_bytes=10)
     for name in ("a", "b", "c"):
         (tmp_path / name).write_bytes(name.encode() * 10)
-        fd = os.open(tmp_path / name, os.O_RDONLY)
-        try:
-            cache.keep(("root", name, False), fd, os.fstat(fd), name.encode() * 10)
-        finally:
-            os.close(fd)
+        _offer(cache, tmp_path / name, name.encode() * 10)
     assert [relative for _, relative, _ in cache._entries] == ["b", "c"]
     assert cache._size == 20
-    dir_fd = os.open(tmp_path, os.O_PATH | os.O_DIRECTORY)
-    try:
-        (tmp_path / "b").unlink()
-        assert cache.get(("root", "b", False), dir_fd, "b") is None  # gone: the copy is dropped
-        assert [relative for _, relative, _ in cache._entries] == ["c"]
-        assert cache._size == 10
-    finally:
-        os.close(dir_fd)
+    (tmp_path / "b").unlink()
+    assert _lookup(cache, tmp_path, "b") is None  # gone: the copy is dropped
+    assert [relative for _, relative, _ in cache._entries] == ["c"]
+    assert cache._size == 10
 
 
 # -- through a real server --------------------------------------------------------
