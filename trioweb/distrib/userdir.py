@@ -56,12 +56,18 @@ class UserDirectory(Resource):
         public_html: Callable[[str], Resource] | None = None,
         min_uid: int = 1000,
         backend_timeout: float = 60.0,
+        max_in_flight: int = 16,
+        queue_timeout: float = 10.0,
+        max_queued: int = 256,
     ) -> None:
         super().__init__()
         self._pwd = userDatabase if userDatabase is not None else pwd
         self.public_html = public_html
         self.min_uid = min_uid
         self.backend_timeout = backend_timeout
+        # Per user (each user's subscription has its own), see ResourceSubscription.
+        self.admission_options = {"max_in_flight": max_in_flight, "queue_timeout": queue_timeout,
+                                  "max_queued": max_queued}
         self._subscriptions: dict[str, ResourceSubscription] = {}
         self.putChild(b"users", _UserMap(self))
 
@@ -109,8 +115,11 @@ class UserDirectory(Resource):
                     "unix", path, backend_timeout=self.backend_timeout,
                     before_connect=lambda: check_socket_path(path, user),
                     check_peer=lambda creds: check_peer_uid(-1 if creds is None else creds.uid, user, path),
+                    **self.admission_options,
                 )
-                self._subscriptions[user.pw_name] = subscription
+                # One per user, so one admission cap per user: two lookups racing in
+                # their worker threads keep the first one made (setdefault is atomic).
+                subscription = self._subscriptions.setdefault(user.pw_name, subscription)
             return subscription
         directory = os.path.join(user.pw_dir, self.userDirName)
         if self.public_html is not None and os.path.isdir(directory):
