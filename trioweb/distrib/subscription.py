@@ -317,7 +317,9 @@ class ResourceSubscription(Resource):
                     answer = exc
                 return await self._relay_answer(request, answer)
             response = await self._relay_stream(request, sink)
-            relayed = True  # the answer follows the body; nobody needs to wait for it
+            # The answer follows a whole body (None); nobody needs to wait for it.
+            # After an error page instead (a bad head, a stall), the call is cancelled.
+            relayed = response is None
             return response
         finally:
             if not relayed:
