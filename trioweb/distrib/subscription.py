@@ -11,8 +11,18 @@ taken as down for a short, growing while (0.5 s up to 10 s): requests get a
 fast 502 instead of each waiting on a dead socket. A UNIX socket that is a new
 file since the failure (the personal server was restarted) ends that at once.
 
+At most ``max_in_flight`` (16) requests are in flight to one backend:
+forwarded, their response head not yet come. Beyond, requests wait in line
+(FIFO, at most ``max_queued``, 256, for at most ``queue_timeout``, 10 s), so
+that a hung or flooded personal server holds a bounded share of the front.
+A request whose head has come holds no slot: its body is flow-controlled.
+See ``_admission``.
+
 What a client sees:
 
+- the backend has ``max_in_flight`` requests waiting for their head and the
+  line is full, or this request waited ``queue_timeout`` in it: 503 with
+  ``Retry-After: 5`` (the log says which backend and why);
 - backend missing, refusing, not the right peer, or not speaking our protocol:
   502 at once; accepting but not completing the handshake within the connect
   timeout (3 s): 504;
@@ -20,8 +30,10 @@ What a client sees:
 - a malformed or disallowed response head: 502, and the connection to that
   backend is dropped;
 - the backend raised (a bug in the publisher itself): a generic 500;
-- the backend dies after the head was sent: the client connection is aborted,
-  never passed off as a complete response.
+- the backend dies after the head was sent, or sends no piece of the body
+  for ``backend_timeout``: the client connection is aborted, never passed off
+  as a complete response (a clean 502, or 504 for the stall, if no byte of
+  the body had been sent yet), and the call is cancelled.
 
 The body streams both ways with flow control, so memory stays bounded
 whatever its size. A client that leaves cancels the call, which cancels the

@@ -14,6 +14,11 @@ Only ordinary accounts exist here: a name of the usual form, uid ≥
 user, system account, nothing published) is the same 404, so the site
 cannot be used to enumerate accounts. ``/~alice`` redirects to ``/~alice/``.
 
+Each user has one ``ResourceSubscription``, whichever URL form reaches it,
+so one admission cap (``max_in_flight`` requests waiting on her server, a
+line of ``max_queued`` for ``queue_timeout``; 503 beyond): a hung or
+flooded personal server holds a bounded share of the front.
+
 ``/`` lists the users who publish, with their real names (escaped). Password
 lookups and home checks run in worker threads (homes may be on slow network
 file systems), never in the event loop.
