@@ -3,9 +3,9 @@
 ``--user`` makes the root a ``UserDirectory``: ``/`` lists the users who
 publish, ``/~alice/`` and ``/users/alice/`` reach alice's personal server or
 her ``public_html``, with at most ``--max-user-requests`` of her requests
-waiting on her server at once (16 times as many queue for up to 10 s). The front serves ``public_html`` as plain files only
-(``PublicFile``): no script runs, no script's source is shown, no dotfile is
-served.
+waiting on her server at once (16 times as many queue for up to 10 s). The
+front serves ``public_html`` as plain files only (``PublicFile``): no script
+runs, no script's source is shown, no dotfile is served.
 
 ``--personal`` publishes the chosen tree (``--path``, ``--class``,
 ``--resource-script``; by default ``~/public_html``) to a front server over
