@@ -89,7 +89,7 @@ async def test_a_hung_backend_holds_its_slots_only_and_the_rest_get_503(start_si
         clients.start_soon(fetch, b"4")  # the queue is full: refused at once
         await until(lambda: b"4" in results)
         assert_503(results[b"4"][0], hung_path)
-        assert results[b"4"][1] < 0.4 and b"3" not in results
+        assert b"3" not in results  # refused before the one in line timed out
         # Meanwhile another personal server is served as usual.
         assert (await site.request(get(b"/~alice/"))).body == b"personal home"
         assert (erin.admission.in_flight, erin.admission.queued) == (2, 1)
