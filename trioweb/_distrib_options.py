@@ -2,9 +2,10 @@
 
 ``--user`` makes the root a ``UserDirectory``: ``/`` lists the users who
 publish, ``/~alice/`` and ``/users/alice/`` reach alice's personal server or
-her ``public_html``. The front serves ``public_html`` as plain files only
-(``PublicFile``): no script runs, no script's source is shown, no dotfile is
-served.
+her ``public_html``, with at most ``--max-user-requests`` of her requests
+waiting on her server at once (16 times as many queue for up to 10 s). The
+front serves ``public_html`` as plain files only (``PublicFile``): no script
+runs, no script's source is shown, no dotfile is served.
 
 ``--personal`` publishes the chosen tree (``--path``, ``--class``,
 ``--resource-script``; by default ``~/public_html``) to a front server over
@@ -30,6 +31,8 @@ from trioweb.static import ASISProcessor, File
 SCRIPT_EXTENSIONS = frozenset({".rpy", ".epy", ".cgi", ".asis", ".py", ".pyc", ".php", ".pl", ".sh", ".fcgi", ".wsgi"})
 PERSONAL_SOCKET = "~/.trioweb-pb"
 PERSONAL_LOG = "~/.trioweb.log"
+# --max-user-requests N: up to this many times N more may wait in line for a slot.
+QUEUED_PER_REQUEST = 16
 
 
 class PublicFile(File):
@@ -56,6 +59,10 @@ def distrib_options(function: Any) -> Any:
                           "yourself and www-data always may)."),
         click.option("--backend-timeout", type=float, default=60.0, show_default=True,
                      help="With --user: seconds a personal server has to start answering (504 beyond)."),
+        click.option("--max-user-requests", type=click.IntRange(min=1), default=16, show_default=True,
+                     metavar="N",
+                     help="With --user: requests one user's personal server may have waiting for their "
+                          "response head; beyond, up to 16 x N wait in line up to 10 s, the rest get 503."),
         click.option("--min-uid", type=int, default=1000, show_default=True,
                      help="With --user: the lowest uid that counts as a user."),
     ]
@@ -74,10 +81,12 @@ def user_root(options: dict[str, Any]) -> Resource | None:
     """The front's root for ``--user`` (None without it); removes the front's options."""
     user_mode = options.pop("user_mode")
     backend_timeout = options.pop("backend_timeout")
+    max_user_requests = options.pop("max_user_requests")
     min_uid = options.pop("min_uid")
     if not user_mode:
         return None
-    return UserDirectory(public_html=PublicFile, min_uid=min_uid, backend_timeout=backend_timeout)
+    return UserDirectory(public_html=PublicFile, min_uid=min_uid, backend_timeout=backend_timeout,
+                         max_in_flight=max_user_requests, max_queued=QUEUED_PER_REQUEST * max_user_requests)
 
 
 def personal_settings(options: dict[str, Any]) -> PersonalSettings | None:

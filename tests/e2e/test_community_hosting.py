@@ -12,6 +12,7 @@ import grp
 import http.client
 import os
 import pwd
+import select
 import shutil
 import socket
 import subprocess
@@ -117,13 +118,8 @@ def hosting():
         for user in ("alice", "dave", "erin"):
             hosting.start_personal(user)
         hosting.port = free_port()
-        min_uid = min(hosting.account(u).pw_uid for u in USERS)
-        hosting.front = Process(
-            [trioweb_command(), "--user", "--listen", f"tcp:{hosting.port}:interface=127.0.0.1",
-             "--uid", "www-data", "--gid", "www-data", "--backend-timeout", "2", "--min-uid", str(min_uid),
-             "--logfile", str(base / "front-access.log")],
-            port=hosting.port,
-        ).__enter__()
+        hosting.front = Process(front_command(hosting, hosting.port, "--logfile", str(base / "front-access.log")),
+                                port=hosting.port).__enter__()
         yield hosting
     finally:
         if hosting.front is not None:
@@ -133,6 +129,13 @@ def hosting():
         for name in hosting.names.values():
             subprocess.run(["userdel", "--remove", name], capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def front_command(hosting: Hosting, port: int, *options: str) -> list[str]:
+    """A front as the administrator runs it (as www-data), with short timeouts."""
+    min_uid = min(hosting.account(u).pw_uid for u in USERS)
+    return [trioweb_command(), "--user", "--listen", f"tcp:{port}:interface=127.0.0.1", "--uid", "www-data",
+            "--gid", "www-data", "--backend-timeout", "2", "--min-uid", str(min_uid), *options]
 
 
 def get(hosting: Hosting, path: str, timeout: float = 10) -> tuple[int, dict, bytes]:
@@ -251,6 +254,40 @@ def test_hung_personal_server_gives_504_and_others_stay_served(hosting):
     assert get(hosting, f"/~{hosting.names['bob']}/")[0] == 200  # while erin's request hangs
     thread.join(20)
     assert results["erin"] == 504
+
+
+def test_a_flooded_personal_server_gets_503s_and_others_stay_served(hosting):
+    """--max-user-requests 2: 2 of erin's requests go to her (hung) server, 16 x 2 wait
+    in line, the rest are refused at once; alice is served meanwhile (A8, A12)."""
+    erin = hosting.names["erin"]
+    port = free_port()
+    with Process(front_command(hosting, port, "--max-user-requests", "2"), port=port) as front:
+        flood = []
+        try:
+            for i in range(2 + 32 + 10):
+                client = socket.create_connection(("127.0.0.1", port), timeout=10)
+                client.sendall(f"GET /~{erin}/sleep.rpy?s=30&n={i} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                flood.append(client)
+            answered = {}
+            deadline = time.monotonic() + 1.5  # well before the ones in flight time out (2 s)
+            while len(answered) < 10 and time.monotonic() < deadline:
+                ready, _, _ = select.select([c for c in flood if c not in answered], [], [], 0.1)
+                for client in ready:
+                    answered[client] = client.recv(65536)
+            refused = list(answered.values())
+            assert len(refused) == 10
+            for response in refused:
+                assert response.startswith(b"HTTP/1.1 503 ") and b"\r\nRetry-After: 5\r\n" in response
+                assert b".trioweb-pb" not in response and erin.encode() not in response
+            status, _, body = get(hosting, f"/~{hosting.names['alice']}/whoami.rpy")
+            assert status == 200 and hosting.names["alice"].encode() in body
+            waiting = [c for c in flood if c not in answered]
+            assert not select.select(waiting, [], [], 0)[0], "erin's requests in line were answered early"
+        finally:
+            for client in flood:
+                client.close()
+        output = front.output()
+    assert "queue full" in output and f"{erin}/.trioweb-pb" in output  # the log says whose and why
 
 
 def run_fake(hosting: Hosting, behaviour: str) -> Process:

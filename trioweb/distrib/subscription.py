@@ -11,8 +11,18 @@ taken as down for a short, growing while (0.5 s up to 10 s): requests get a
 fast 502 instead of each waiting on a dead socket. A UNIX socket that is a new
 file since the failure (the personal server was restarted) ends that at once.
 
+At most ``max_in_flight`` (16) requests are in flight to one backend:
+forwarded, their response head not yet come. Beyond, requests wait in line
+(FIFO, at most ``max_queued``, 256, for at most ``queue_timeout``, 10 s), so
+that a hung or flooded personal server holds a bounded share of the front.
+A request whose head has come holds no slot: its body is flow-controlled.
+See ``_admission``.
+
 What a client sees:
 
+- the backend has ``max_in_flight`` requests waiting for their head and the
+  line is full, or this request waited ``queue_timeout`` in it: 503 with
+  ``Retry-After: 5`` (the log says which backend and why);
 - backend missing, refusing, not the right peer, or not speaking our protocol:
   502 at once; accepting but not completing the handshake within the connect
   timeout (3 s): 504;
@@ -20,8 +30,10 @@ What a client sees:
 - a malformed or disallowed response head: 502, and the connection to that
   backend is dropped;
 - the backend raised (a bug in the publisher itself): a generic 500;
-- the backend dies after the head was sent: the client connection is aborted,
-  never passed off as a complete response.
+- the backend dies after the head was sent, or sends no piece of the body
+  for ``backend_timeout``: the client connection is aborted, never passed off
+  as a complete response (a clean 502, or 504 for the stall, if no byte of
+  the body had been sent yet), and the call is cancelled.
 
 The body streams both ways with flow control, so memory stays bounded
 whatever its size. A client that leaves cancels the call, which cancels the
@@ -41,6 +53,7 @@ import rpc
 import trio
 
 from trioweb._request import Request
+from trioweb.distrib._admission import RETRY_AFTER, Admission, BodyStalled, Overloaded, Slot
 from trioweb.distrib._messages import MessageError, decode_response, encode_request, enlarge_socket_buffers
 from trioweb.distrib._peer_checks import Refused
 from trioweb.distrib._response_checks import BadBackendResponse, check_headers, check_status
@@ -217,6 +230,9 @@ class ResourceSubscription(Resource):
         before_connect: Callable[[], None] | None = None,
         check_peer: Callable[[rpc.PeerCredentials | None], None] | None = None,
         limits: rpc.Limits | None = None,
+        max_in_flight: int = 16,
+        queue_timeout: float = 10.0,
+        max_queued: int = 256,
     ) -> None:
         super().__init__()
         if port is None:  # one endpoint string: "unix:PATH" or "tcp:HOST:PORT"
@@ -233,38 +249,52 @@ class ResourceSubscription(Resource):
         else:
             self.backend = _Backend("tcp", host, int(port), check_peer=check_peer, limits=limits)  # type: ignore[arg-type]
         self.backend_timeout = backend_timeout
+        self.admission = Admission(max_in_flight, queue_timeout, max_queued)  # see _admission
 
     def render(self, request: Request) -> Any:
         return self._forward(request)
 
-    def _error(self, request: Request, code: int, brief: str) -> bytes:
+    def _error(self, request: Request, code: int, brief: str,
+               detail: str = "The personal server behind this address is not answering properly.") -> bytes:
         request.setResponseCode(code)
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
-        return error_page(code, brief, "The personal server behind this address is not answering properly.")
+        return error_page(code, brief, detail)
 
     async def _forward(self, request: Request) -> bytes | None:
+        slot = self.admission.try_enter()
+        if slot is None:
+            try:
+                slot = await self.admission.enter()
+            except Overloaded as exc:
+                log.warning("503 for %s: %s: %s", request.uri.decode("latin-1"), self.backend.describe(), exc)
+                request.setHeader(b"retry-after", RETRY_AFTER)
+                return self._error(request, 503, "Service Unavailable",
+                                   "The personal server behind this address is busy. Try again in a moment.")
         try:
-            root = await self.backend.root()
-        except BackendUnavailable as exc:
-            code, brief = (504, "Gateway Timeout") if exc.timed_out else (502, "Bad Gateway")
-            log.warning("%d for %s: %s", code, request.uri.decode("latin-1"), exc)
-            return self._error(request, code, brief)
-        head = request.channel.head
-        if head is None or not head.has_body:
-            return await self._exchange(request, root, None, None)
-        # The body is pumped from this request's own nursery (not by the rpc
-        # connection), so that no read of the client's socket outlives the
-        # call: the connection reads what is left after us.
-        body = rpc.StreamSender()
-        pump_scope = trio.CancelScope()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._pump_body, request, body, pump_scope)
-            # Captured, so that it leaves the nursery as it is, not in an exception group.
-            relayed = await outcome.acapture(self._exchange, request, root, body, pump_scope)
-        return relayed.unwrap()
+            try:
+                root = await self.backend.root()
+            except BackendUnavailable as exc:
+                code, brief = (504, "Gateway Timeout") if exc.timed_out else (502, "Bad Gateway")
+                log.warning("%d for %s: %s", code, request.uri.decode("latin-1"), exc)
+                return self._error(request, code, brief)
+            head = request.channel.head
+            if head is None or not head.has_body:
+                return await self._exchange(request, root, None, None, slot)
+            # The body is pumped from this request's own nursery (not by the rpc
+            # connection), so that no read of the client's socket outlives the
+            # call: the connection reads what is left after us.
+            body = rpc.StreamSender()
+            pump_scope = trio.CancelScope()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._pump_body, request, body, pump_scope)
+                # Captured, so that it leaves the nursery as it is, not in an exception group.
+                relayed = await outcome.acapture(self._exchange, request, root, body, pump_scope, slot)
+            return relayed.unwrap()
+        finally:
+            slot.release()  # unless the head came: a failure, or the client left
 
     async def _exchange(self, request: Request, root: rpc.RemoteReference, body: rpc.StreamSender | None,
-                        pump_scope: trio.CancelScope | None) -> bytes | None:
+                        pump_scope: trio.CancelScope | None, slot: Slot) -> bytes | None:
         """Call the backend and relay its response: from the call's answer (the
         body in it, or on a stream it carries), or streamed (the head comes to
         the sink first, the answer after the body)."""
@@ -287,6 +317,7 @@ class ResourceSubscription(Resource):
         try:
             with trio.move_on_after(self.backend_timeout):
                 await sink.arrived.wait()
+            slot.release()  # the head, the answer or the timeout came: no longer in flight
             if not sink.arrived.is_set():
                 log.warning("504 for %s: %s sent no response within %g s", request.uri.decode("latin-1"),
                             self.backend.describe(), self.backend_timeout)
@@ -298,7 +329,9 @@ class ResourceSubscription(Resource):
                     answer = exc
                 return await self._relay_answer(request, answer)
             response = await self._relay_stream(request, sink)
-            relayed = True  # the answer follows the body; nobody needs to wait for it
+            # The answer follows a whole body (None); nobody needs to wait for it.
+            # After an error page instead (a bad head, a stall), the call is cancelled.
+            relayed = response is None
             return response
         finally:
             if not relayed:
@@ -361,12 +394,12 @@ class ResourceSubscription(Resource):
         await self.backend.drop()
         return self._bad_gateway(request)
 
-    def _bad_gateway(self, request: Request) -> bytes:
-        """A clean 502, whatever part of the backend's head was already applied."""
+    def _bad_gateway(self, request: Request, code: int = 502, brief: str = "Bad Gateway") -> bytes:
+        """A clean 502 (or other error), whatever part of the backend's head was already applied."""
         for name in (b"content-length", b"set-cookie"):
             request.responseHeaders.removeHeader(name)
         request.cookies.clear()
-        return self._error(request, 502, "Bad Gateway")
+        return self._error(request, code, brief)
 
     async def _relay_stream(self, request: Request, sink: _ResponseSink) -> None | bytes:
         try:
@@ -378,13 +411,25 @@ class ResourceSubscription(Resource):
 
     async def _relay_body(self, request: Request, body: rpc.StreamReceiver) -> None | bytes:
         try:
-            async for piece in body:
+            while True:
+                # Each wait for a piece is bounded: a backend that stalls must not hold the client.
+                with trio.CancelScope(deadline=trio.current_time() + self.backend_timeout) as idle:
+                    piece = await body.receive_some()
+                if idle.cancelled_caught:
+                    raise BodyStalled(f"no piece of the body within {self.backend_timeout:g} s")
+                if not piece:
+                    break
                 request.write(piece)
                 await request.drain()
-        except (rpc.StreamError, rpc.ConnectionLost) as exc:
+        except (rpc.StreamError, rpc.ConnectionLost, BodyStalled) as exc:
             log.warning("%s failed mid-response for %s: %s", self.backend.describe(),
                         request.uri.decode("latin-1"), exc)
+            stalled = isinstance(exc, BodyStalled)
+            if stalled:
+                await body.aclose()  # its producer stops (the call, if still open, is cancelled too)
             if not request.channel.response_started:  # nothing was written yet
+                if stalled:
+                    return self._bad_gateway(request, 504, "Gateway Timeout")
                 return self._bad_gateway(request)
             # Too late for a status: the Site aborts the client connection.
             raise ConnectionError(f"{self.backend.describe()} failed mid-response") from exc

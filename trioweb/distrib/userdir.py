@@ -14,6 +14,11 @@ Only ordinary accounts exist here: a name of the usual form, uid ≥
 user, system account, nothing published) is the same 404, so the site
 cannot be used to enumerate accounts. ``/~alice`` redirects to ``/~alice/``.
 
+Each user has one ``ResourceSubscription``, whichever URL form reaches it,
+so one admission cap (``max_in_flight`` requests waiting on her server, a
+line of ``max_queued`` for ``queue_timeout``; 503 beyond): a hung or
+flooded personal server holds a bounded share of the front.
+
 ``/`` lists the users who publish, with their real names (escaped). Password
 lookups and home checks run in worker threads (homes may be on slow network
 file systems), never in the event loop.
@@ -56,12 +61,18 @@ class UserDirectory(Resource):
         public_html: Callable[[str], Resource] | None = None,
         min_uid: int = 1000,
         backend_timeout: float = 60.0,
+        max_in_flight: int = 16,
+        queue_timeout: float = 10.0,
+        max_queued: int = 256,
     ) -> None:
         super().__init__()
         self._pwd = userDatabase if userDatabase is not None else pwd
         self.public_html = public_html
         self.min_uid = min_uid
         self.backend_timeout = backend_timeout
+        # Per user (each user's subscription has its own), see ResourceSubscription.
+        self.admission_options = {"max_in_flight": max_in_flight, "queue_timeout": queue_timeout,
+                                  "max_queued": max_queued}
         self._subscriptions: dict[str, ResourceSubscription] = {}
         self.putChild(b"users", _UserMap(self))
 
@@ -109,8 +120,11 @@ class UserDirectory(Resource):
                     "unix", path, backend_timeout=self.backend_timeout,
                     before_connect=lambda: check_socket_path(path, user),
                     check_peer=lambda creds: check_peer_uid(-1 if creds is None else creds.uid, user, path),
+                    **self.admission_options,
                 )
-                self._subscriptions[user.pw_name] = subscription
+                # One per user, so one admission cap per user: two lookups racing in
+                # their worker threads keep the first one made (setdefault is atomic).
+                subscription = self._subscriptions.setdefault(user.pw_name, subscription)
             return subscription
         directory = os.path.join(user.pw_dir, self.userDirName)
         if self.public_html is not None and os.path.isdir(directory):
