@@ -164,12 +164,17 @@ class StreamReceiver(trio.abc.ReceiveStream):
             self._error = error
         self._lot.unpark_all()
 
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        """Return the next bytes (at most ``max_bytes``), or b"" at the end."""
+    async def receive_some(self, max_bytes: int | None = None, *, timeout: float | None = None) -> bytes:
+        """Return the next bytes (at most ``max_bytes``), or b"" at the end.
+
+        With ``timeout``, wait at most that many seconds for bytes to arrive
+        (`trio.TooSlowError` beyond); bytes already here cost no timer.
+        """
         if max_bytes is not None and max_bytes < 1:
             raise ValueError("max_bytes must be at least 1")
         await trio.lowlevel.checkpoint_if_cancelled()
         parked = False
+        deadline = None
         while not self._chunks:
             if self._closed:
                 raise trio.ClosedResourceError("the stream receiver is closed")
@@ -177,7 +182,15 @@ class StreamReceiver(trio.abc.ReceiveStream):
                 raise self._error
             if self._ended:
                 break
-            await self._lot.park()
+            if timeout is None:
+                await self._lot.park()
+            else:
+                if deadline is None:
+                    deadline = trio.current_time() + timeout
+                with trio.CancelScope(deadline=deadline) as waiting:
+                    await self._lot.park()
+                if waiting.cancelled_caught:
+                    raise trio.TooSlowError(f"no bytes within {timeout:g} s")
             parked = True
         chunk = b""
         if self._chunks:

@@ -229,3 +229,27 @@ async def test_abort_releases_a_writer_waiting_for_a_sender_never_sent() -> None
         await trio.testing.wait_all_tasks_blocked()
         sender.abort("the call failed")
     assert len(outcome) == 1
+
+
+async def test_receive_with_a_timeout_waits_that_long_for_bytes_only() -> None:
+    class Trickle(rpc.Referenceable):
+        def __init__(self) -> None:
+            self.sender = rpc.StreamSender()
+
+        def remote_open(self) -> rpc.StreamSender:
+            return self.sender
+
+    trickle = Trickle()
+    async with broker_pair(root_b=trickle) as (a, b):
+        root = await a.getRootObject()
+        receiver = await root.callRemote("open")
+        with pytest.raises(trio.TooSlowError):
+            await receiver.receive_some(timeout=0.05)  # nothing was sent
+        await trickle.sender.send_all(b"late")
+        with trio.fail_after(5):
+            assert await receiver.receive_some(timeout=5) == b"late"
+        await trickle.sender.send_all(b"here")
+        await trio.testing.wait_all_tasks_blocked()
+        assert await receiver.receive_some(timeout=0) == b"here"  # buffered: no wait, no timer
+        await trickle.sender.aclose()
+        assert await receiver.receive_some(timeout=5) == b""

@@ -413,10 +413,10 @@ class ResourceSubscription(Resource):
         try:
             while True:
                 # Each wait for a piece is bounded: a backend that stalls must not hold the client.
-                with trio.CancelScope(deadline=trio.current_time() + self.backend_timeout) as idle:
-                    piece = await body.receive_some()
-                if idle.cancelled_caught:
-                    raise BodyStalled(f"no piece of the body within {self.backend_timeout:g} s")
+                try:
+                    piece = await body.receive_some(timeout=self.backend_timeout)
+                except trio.TooSlowError:
+                    raise BodyStalled(f"no piece of the body within {self.backend_timeout:g} s") from None
                 if not piece:
                     break
                 request.write(piece)
