@@ -22,6 +22,7 @@ from typing import Any
 
 import click
 
+from trioweb.distrib._admission import MAX_IN_FLIGHT, QUEUED_PER_SLOT
 from trioweb.distrib.userdir import UserDirectory
 from trioweb.resource import Resource
 from trioweb.script import ResourceScript
@@ -31,8 +32,6 @@ from trioweb.static import ASISProcessor, File
 SCRIPT_EXTENSIONS = frozenset({".rpy", ".epy", ".cgi", ".asis", ".py", ".pyc", ".php", ".pl", ".sh", ".fcgi", ".wsgi"})
 PERSONAL_SOCKET = "~/.trioweb-pb"
 PERSONAL_LOG = "~/.trioweb.log"
-# --max-user-requests N: up to this many times N more may wait in line for a slot.
-QUEUED_PER_REQUEST = 16
 
 
 class PublicFile(File):
@@ -59,7 +58,7 @@ def distrib_options(function: Any) -> Any:
                           "yourself and www-data always may)."),
         click.option("--backend-timeout", type=float, default=60.0, show_default=True,
                      help="With --user: seconds a personal server has to start answering (504 beyond)."),
-        click.option("--max-user-requests", type=click.IntRange(min=1), default=16, show_default=True,
+        click.option("--max-user-requests", type=click.IntRange(min=1), default=MAX_IN_FLIGHT, show_default=True,
                      metavar="N",
                      help="With --user: requests one user's personal server may have waiting for their "
                           "response head; beyond, up to 16 x N wait in line up to 10 s, the rest get 503."),
@@ -86,7 +85,7 @@ def user_root(options: dict[str, Any]) -> Resource | None:
     if not user_mode:
         return None
     return UserDirectory(public_html=PublicFile, min_uid=min_uid, backend_timeout=backend_timeout,
-                         max_in_flight=max_user_requests, max_queued=QUEUED_PER_REQUEST * max_user_requests)
+                         max_in_flight=max_user_requests, max_queued=QUEUED_PER_SLOT * max_user_requests)
 
 
 def personal_settings(options: dict[str, Any]) -> PersonalSettings | None:

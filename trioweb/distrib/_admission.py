@@ -28,6 +28,12 @@ from __future__ import annotations
 import trio
 
 RETRY_AFTER = b"5"  # seconds, in the Retry-After of a 503
+# More than one personal server (one process) can make use of at once, so a
+# busy site's visitors are not queued; few enough that a hung one holds little.
+MAX_IN_FLIGHT = 64
+QUEUED_PER_SLOT = 16  # how long the line may grow, per slot
+MAX_QUEUED = QUEUED_PER_SLOT * MAX_IN_FLIGHT
+QUEUE_TIMEOUT = 10.0
 
 
 class BodyStalled(Exception):
@@ -44,7 +50,8 @@ class Admission:
 
     __slots__ = ("max_in_flight", "queue_timeout", "max_queued", "_in_flight", "_lot")
 
-    def __init__(self, max_in_flight: int = 16, queue_timeout: float = 10.0, max_queued: int = 256) -> None:
+    def __init__(self, max_in_flight: int = MAX_IN_FLIGHT, queue_timeout: float = QUEUE_TIMEOUT,
+                 max_queued: int = MAX_QUEUED) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
         if queue_timeout < 0 or max_queued < 0:
@@ -79,7 +86,7 @@ class Admission:
             return Slot(self)
         if len(self._lot) >= self.max_queued:
             raise Overloaded(f"{self._in_flight} requests in flight and {len(self._lot)} waiting (queue full)")
-        with trio.move_on_after(self.queue_timeout):
+        with trio.CancelScope(deadline=trio.current_time() + self.queue_timeout):
             # Unparked by _release, which hands its slot over; a waiter that is
             # cancelled (its client left) or times out leaves the lot holding none.
             await self._lot.park()

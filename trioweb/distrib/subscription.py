@@ -11,9 +11,9 @@ taken as down for a short, growing while (0.5 s up to 10 s): requests get a
 fast 502 instead of each waiting on a dead socket. A UNIX socket that is a new
 file since the failure (the personal server was restarted) ends that at once.
 
-At most ``max_in_flight`` (16) requests are in flight to one backend:
+At most ``max_in_flight`` (64) requests are in flight to one backend:
 forwarded, their response head not yet come. Beyond, requests wait in line
-(FIFO, at most ``max_queued``, 256, for at most ``queue_timeout``, 10 s), so
+(FIFO, at most ``max_queued``, 1024, for at most ``queue_timeout``, 10 s), so
 that a hung or flooded personal server holds a bounded share of the front.
 A request whose head has come holds no slot: its body is flow-controlled.
 See ``_admission``.
@@ -53,7 +53,15 @@ import rpc
 import trio
 
 from trioweb._request import Request
-from trioweb.distrib._admission import RETRY_AFTER, Admission, BodyStalled, Overloaded, Slot
+from trioweb.distrib._admission import (
+    MAX_IN_FLIGHT,
+    MAX_QUEUED,
+    RETRY_AFTER,
+    Admission,
+    BodyStalled,
+    Overloaded,
+    Slot,
+)
 from trioweb.distrib._messages import MessageError, decode_response, encode_request, enlarge_socket_buffers
 from trioweb.distrib._peer_checks import Refused
 from trioweb.distrib._response_checks import BadBackendResponse, check_headers, check_status
@@ -230,9 +238,9 @@ class ResourceSubscription(Resource):
         before_connect: Callable[[], None] | None = None,
         check_peer: Callable[[rpc.PeerCredentials | None], None] | None = None,
         limits: rpc.Limits | None = None,
-        max_in_flight: int = 16,
+        max_in_flight: int = MAX_IN_FLIGHT,
         queue_timeout: float = 10.0,
-        max_queued: int = 256,
+        max_queued: int = MAX_QUEUED,
     ) -> None:
         super().__init__()
         if port is None:  # one endpoint string: "unix:PATH" or "tcp:HOST:PORT"

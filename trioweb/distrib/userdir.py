@@ -36,6 +36,7 @@ from urllib.parse import quote
 
 import trio
 
+from trioweb.distrib._admission import MAX_IN_FLIGHT, MAX_QUEUED
 from trioweb.distrib._peer_checks import PasswdEntry, check_peer_uid, check_socket_path, publishes_socket
 from trioweb.distrib.subscription import ResourceSubscription
 from trioweb.resource import NoResource, Resource, getChildForRequest
@@ -61,9 +62,9 @@ class UserDirectory(Resource):
         public_html: Callable[[str], Resource] | None = None,
         min_uid: int = 1000,
         backend_timeout: float = 60.0,
-        max_in_flight: int = 16,
+        max_in_flight: int = MAX_IN_FLIGHT,
         queue_timeout: float = 10.0,
-        max_queued: int = 256,
+        max_queued: int = MAX_QUEUED,
     ) -> None:
         super().__init__()
         self._pwd = userDatabase if userDatabase is not None else pwd
