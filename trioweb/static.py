@@ -35,6 +35,7 @@ How a request is answered:
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import stat
 from typing import TYPE_CHECKING, Any
@@ -367,10 +368,11 @@ def _is_normal(path: str) -> bool:
     ) or path == "/"
 
 
-def _accepted_codings(header: bytes | None) -> set[bytes]:
+@functools.lru_cache(maxsize=64)  # browsers send the same few values over and over
+def _accepted_codings(header: bytes | None) -> frozenset[bytes]:
     """The content codings an ``Accept-Encoding`` header accepts (q > 0), lower-cased."""
     if not header:
-        return set()
+        return frozenset()
     accepted = set()
     for item in header.split(b","):
         coding, _, params = item.partition(b";")
@@ -384,4 +386,4 @@ def _accepted_codings(header: bytes | None) -> set[bytes]:
                     quality = 0.0
         if quality > 0:
             accepted.add(coding.strip().lower())
-    return accepted
+    return frozenset(accepted)
