@@ -13,7 +13,9 @@ of the origin. So:
   and the X-Sendfile family that would make the front read files);
 - ``Set-Cookie`` is confined to the user's own path: its ``Domain`` is
   removed, its ``Path`` forced under the user's prefix, and ``__Host-``
-  cookies and the front's own cookie names are refused.
+  cookies and the front's own cookie names are refused. Where two prefixes
+  reach the same site (``/~alice/`` and ``/users/alice/``), ``cookie_copies``
+  makes the copy for the other one, so a cookie works under both.
 
 A violation raises ``BadBackendResponse``; the front answers 502 and drops
 the connection to that backend. Sanitising instead would hide a broken or
@@ -23,6 +25,7 @@ hostile backend.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 MAX_HEADERS = 100
 MAX_HEADER_BYTES = 64 * 1024
@@ -114,3 +117,11 @@ def confine_cookie(value: bytes, cookie_path: bytes, reserved: frozenset[bytes] 
         kept.append(attribute)
     kept.insert(1, b"Path=" + path)
     return b"; ".join(kept)
+
+
+def cookie_copies(confined: bytes, cookie_path: bytes, other_prefixes: Iterable[bytes]) -> list[bytes]:
+    """``confined`` (a ``confine_cookie`` result under ``cookie_path``) again
+    under each of ``other_prefixes``, with the same path below the prefix."""
+    # The Path confine_cookie put right after the name=value pair, which has no ";".
+    pair, _, below = confined.partition(b"; Path=" + cookie_path)
+    return [pair + b"; Path=" + prefix + below for prefix in other_prefixes]

@@ -56,6 +56,7 @@ from trioweb._request import Request
 from trioweb.distrib._admission import (
     MAX_IN_FLIGHT,
     MAX_QUEUED,
+    QUEUE_TIMEOUT,
     RETRY_AFTER,
     Admission,
     BodyStalled,
@@ -64,7 +65,7 @@ from trioweb.distrib._admission import (
 )
 from trioweb.distrib._messages import MessageError, decode_response, encode_request, enlarge_socket_buffers
 from trioweb.distrib._peer_checks import Refused
-from trioweb.distrib._response_checks import BadBackendResponse, check_headers, check_status
+from trioweb.distrib._response_checks import BadBackendResponse, check_headers, check_status, cookie_copies
 from trioweb.http import ConnectionLost
 from trioweb.resource import Resource, error_page
 
@@ -239,8 +240,9 @@ class ResourceSubscription(Resource):
         check_peer: Callable[[rpc.PeerCredentials | None], None] | None = None,
         limits: rpc.Limits | None = None,
         max_in_flight: int = MAX_IN_FLIGHT,
-        queue_timeout: float = 10.0,
+        queue_timeout: float = QUEUE_TIMEOUT,
         max_queued: int = MAX_QUEUED,
+        cookie_prefixes: tuple[bytes, ...] = (),
     ) -> None:
         super().__init__()
         if port is None:  # one endpoint string: "unix:PATH" or "tcp:HOST:PORT"
@@ -258,6 +260,9 @@ class ResourceSubscription(Resource):
             self.backend = _Backend("tcp", host, int(port), check_peer=check_peer, limits=limits)  # type: ignore[arg-type]
         self.backend_timeout = backend_timeout
         self.admission = Admission(max_in_flight, queue_timeout, max_queued)  # see _admission
+        # Public prefixes that all reach this backend (b"/~alice/", b"/users/alice/"): a
+        # cookie set through one of them is also set for the others.
+        self.cookie_prefixes = cookie_prefixes
 
     def render(self, request: Request) -> Any:
         return self._forward(request)
@@ -366,6 +371,9 @@ class ResourceSubscription(Resource):
         for name, value in headers:  # validated by check_headers
             if name == b"set-cookie":
                 request.cookies.append(value)
+                if cookie_path in self.cookie_prefixes:
+                    others = [prefix for prefix in self.cookie_prefixes if prefix != cookie_path]
+                    request.cookies.extend(cookie_copies(value, cookie_path, others))
             else:
                 request.responseHeaders.add_checked(name, value)
         request.defaultContentType = None  # the backend's headers are the whole story

@@ -36,7 +36,7 @@ from urllib.parse import quote
 
 import trio
 
-from trioweb.distrib._admission import MAX_IN_FLIGHT, MAX_QUEUED
+from trioweb.distrib._admission import MAX_IN_FLIGHT, MAX_QUEUED, QUEUE_TIMEOUT
 from trioweb.distrib._peer_checks import PasswdEntry, check_peer_uid, check_socket_path, publishes_socket
 from trioweb.distrib.subscription import ResourceSubscription
 from trioweb.resource import NoResource, Resource, getChildForRequest
@@ -63,7 +63,7 @@ class UserDirectory(Resource):
         min_uid: int = 1000,
         backend_timeout: float = 60.0,
         max_in_flight: int = MAX_IN_FLIGHT,
-        queue_timeout: float = 10.0,
+        queue_timeout: float = QUEUE_TIMEOUT,
         max_queued: int = MAX_QUEUED,
     ) -> None:
         super().__init__()
@@ -121,6 +121,7 @@ class UserDirectory(Resource):
                     "unix", path, backend_timeout=self.backend_timeout,
                     before_connect=lambda: check_socket_path(path, user),
                     check_peer=lambda creds: check_peer_uid(-1 if creds is None else creds.uid, user, path),
+                    cookie_prefixes=(b"/~%s/" % user.pw_name.encode(), b"/users/%s/" % user.pw_name.encode()),
                     **self.admission_options,
                 )
                 # One per user, so one admission cap per user: two lookups racing in

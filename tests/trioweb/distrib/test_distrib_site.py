@@ -7,6 +7,8 @@ here the forwarding itself: what crosses, what comes back, what fails how.
 from __future__ import annotations
 
 import os
+import pwd
+from types import SimpleNamespace
 
 import pytest
 import rpc
@@ -14,6 +16,7 @@ import trio
 from rawhttp import get
 
 from trioweb.distrib import ResourcePublisher, ResourceSubscription, serve_publisher
+from trioweb.distrib.userdir import UserDirectory
 from trioweb.resource import NOT_DONE_YET, Resource
 from trioweb.server import Site
 from trioweb.static import Data
@@ -272,6 +275,30 @@ async def test_cookies_are_confined_and_redirects_use_the_public_url(front):
     assert response.status == 302
     assert response.header(b"location") == b"http://example.com/~alice/cookies/next"
     assert response.header_list(b"set-cookie") == [b"theme=dark; Path=/~alice/", b"other=1; Path=/~alice/"]
+
+
+async def test_a_cookie_set_through_one_url_form_is_set_for_both(start_site, nursery, tmp_path):
+    me = pwd.getpwuid(os.getuid())
+    home = tmp_path / "alice"
+    home.mkdir(mode=0o755)
+    home.chmod(0o755)
+    alice = SimpleNamespace(pw_name="alice", pw_uid=me.pw_uid, pw_gid=me.pw_gid, pw_gecos="", pw_dir=str(home))
+    database = SimpleNamespace(getpwnam={"alice": alice}.__getitem__, getpwall=lambda: [alice])
+
+    async def login(message, body, sink):
+        return {"status": 200, "reason": None, "length": 2, "body": b"ok",
+                "headers": [[b"Set-Cookie", b"sid=42; Path=/; HttpOnly"], [b"Set-Cookie", b"theme=dark"]]}
+
+    listener = await unix_listener(str(home / ".trioweb-pb"))
+    await nursery.start(serve_publisher, Publisher(login), [listener])
+    site = await start_site(UserDirectory(database, min_uid=0))
+    for form in (b"/~alice/", b"/users/alice/"):
+        response = await site.request(get(form + b"login"))
+        assert response.status == 200
+        assert sorted(response.header_list(b"set-cookie")) == [
+            b"sid=42; Path=/users/alice/; HttpOnly", b"sid=42; Path=/~alice/; HttpOnly",
+            b"theme=dark; Path=/users/alice/", b"theme=dark; Path=/~alice/",
+        ]
 
 
 async def test_backend_down_is_a_fast_502(start_site, tmp_path):

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from trioweb.distrib._response_checks import BadBackendResponse, check_headers, check_status, confine_cookie
+from trioweb.distrib._response_checks import (
+    BadBackendResponse,
+    check_headers,
+    check_status,
+    confine_cookie,
+    cookie_copies,
+)
 
 PREFIX = b"/~alice/"
 
@@ -79,3 +85,17 @@ def test_cookies_are_confined_to_the_users_path(cookie, expected):
 def test_forbidden_cookies(cookie):
     with pytest.raises(BadBackendResponse):
         confine_cookie(cookie, PREFIX, frozenset({b"TWISTED_SESSION"}))
+
+
+@pytest.mark.parametrize(
+    "cookie, expected",
+    [
+        (b"a=1; Path=/~alice/; HttpOnly", b"a=1; Path=/users/alice/; HttpOnly"),
+        (b"a=1; Path=/~alice/app; Secure", b"a=1; Path=/users/alice/app; Secure"),
+        (b"a=x; Path=/~alice/", b"a=x; Path=/users/alice/"),
+    ],
+)
+def test_a_cookie_is_copied_under_the_other_prefix_of_the_same_site(cookie, expected):
+    confined = confine_cookie(cookie, PREFIX)
+    assert cookie_copies(confined, PREFIX, [b"/users/alice/"]) == [expected]
+    assert cookie_copies(confined, PREFIX, []) == []
