@@ -13,7 +13,7 @@ file since the failure (the personal server was restarted) ends that at once.
 
 At most ``max_in_flight`` (64) requests are in flight to one backend:
 forwarded, their response head not yet come. Beyond, requests wait in line
-(FIFO, at most ``max_queued``, 1024, for at most ``queue_timeout``, 10 s), so
+(FIFO, at most ``max_queued``, 256, for at most ``queue_timeout``, 10 s), so
 that a hung or flooded personal server holds a bounded share of the front.
 A request whose head has come holds no slot: its body is flow-controlled.
 See ``_admission``.
