@@ -174,7 +174,8 @@ class _Backend:
 
     async def _connect(self) -> rpc.RemoteReference:
         if self.before_connect is not None:
-            await trio.to_thread.run_sync(self.before_connect)
+            # Abandoned if it hangs (a home on a dead NFS server): the connect timeout applies.
+            await trio.to_thread.run_sync(self.before_connect, abandon_on_cancel=True)
         if self.kind == "unix":
             stream: trio.abc.Stream = await trio.open_unix_socket(self.address)
             enlarge_socket_buffers(stream)

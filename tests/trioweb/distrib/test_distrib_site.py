@@ -17,6 +17,7 @@ import trio
 from rawhttp import get
 
 from trioweb.distrib import ResourcePublisher, ResourceSubscription, serve_publisher
+from trioweb.distrib import subscription
 from trioweb.distrib.userdir import UserDirectory
 from trioweb.resource import NOT_DONE_YET, Resource
 from trioweb.server import Site
@@ -327,6 +328,20 @@ async def test_a_hung_user_database_is_a_504_and_the_front_keeps_serving(start_s
         assert hung.status == 504
         assert b"hung" not in hung.body
         assert (await site.request(get(b"/~bob/"))).body == b"bob's page"
+    finally:
+        released.set()
+
+
+async def test_a_hung_check_before_connecting_is_a_504(start_site, tmp_path, monkeypatch):
+    monkeypatch.setattr(subscription, "CONNECT_TIMEOUT", 0.5)
+    released = threading.Event()
+    root = Resource()
+    root.putChild(b"~bob", ResourceSubscription("unix", str(tmp_path / "pb.sock"),
+                                                before_connect=lambda: released.wait(10)))
+    site = await start_site(root)
+    try:
+        with trio.fail_after(5):
+            assert (await site.request(get(b"/~bob/"))).status == 504
     finally:
         released.set()
 
