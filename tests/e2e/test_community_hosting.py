@@ -8,7 +8,6 @@ and raw sockets. Without root, it is skipped: distinct uids are the point.
 
 from __future__ import annotations
 
-import grp
 import http.client
 import os
 import pwd

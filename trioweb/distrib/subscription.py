@@ -66,7 +66,6 @@ from trioweb.distrib._admission import (
 from trioweb.distrib._messages import MessageError, decode_response, encode_request, enlarge_socket_buffers
 from trioweb.distrib._peer_checks import Refused
 from trioweb.distrib._response_checks import BadBackendResponse, check_headers, check_status, cookie_copies
-from trioweb.http import ConnectionLost
 from trioweb.resource import Resource, error_page
 
 log = logging.getLogger("trioweb.distrib")
