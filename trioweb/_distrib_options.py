@@ -3,7 +3,7 @@
 ``--user`` makes the root a ``UserDirectory``: ``/`` lists the users who
 publish, ``/~alice/`` and ``/users/alice/`` reach alice's personal server or
 her ``public_html``, with at most ``--max-user-requests`` of her requests
-waiting on her server at once (16 times as many queue for up to 10 s). The
+waiting on her server at once (4 times as many queue for up to 10 s). The
 front serves ``public_html`` as plain files only (``PublicFile``): no script
 runs, no script's source is shown, no dotfile is served.
 
@@ -61,7 +61,7 @@ def distrib_options(function: Any) -> Any:
         click.option("--max-user-requests", type=click.IntRange(min=1), default=MAX_IN_FLIGHT, show_default=True,
                      metavar="N",
                      help="With --user: requests one user's personal server may have waiting for their "
-                          "response head; beyond, up to 16 x N wait in line up to 10 s, the rest get 503."),
+                          "response head; beyond, up to 4 x N wait in line up to 10 s, the rest get 503."),
         click.option("--min-uid", type=int, default=1000, show_default=True,
                      help="With --user: the lowest uid that counts as a user."),
     ]

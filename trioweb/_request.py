@@ -283,7 +283,8 @@ class Request:
     def setETag(self, etag: bytes) -> object | None:
         """Set ETag; CACHED (304 on GET/HEAD, 412 otherwise) on an If-None-Match hit."""
         if etag:
-            self.setHeader(b"etag", b'"%s"' % etag if not etag.startswith((b'"', b'W/"')) else etag)
+            quoted = etag if etag.startswith((b'"', b'W/"')) else b'"%s"' % etag
+            self.responseHeaders.set_checked(b"etag", checked_value(quoted))
         match = self.requestHeaders.last_value(b"if-none-match")
         if match:
             tags = [t.strip() for t in match.split(b",")]

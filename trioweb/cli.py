@@ -35,7 +35,6 @@ from trioweb._version import __version__
 from trioweb.distrib import ResourcePublisher, serve_publisher
 from trioweb.endpoints import Endpoint, EndpointError, UNIXEndpoint, open_listeners, parse_endpoint
 from trioweb.http import Limits
-from trioweb.resource import Resource
 from trioweb.server import Server, Site
 from trioweb.welcome import WelcomePage
 

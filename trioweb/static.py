@@ -47,7 +47,6 @@ from trioweb._listing import DirectoryLister, formatFileSize
 from trioweb._mimetypes import CONTENT_ENCODINGS, getTypeAndEncoding, loadMimeTypes, split_extension
 from trioweb._ranges import Multipart, content_range, if_range_allows, parse_range
 from trioweb._request import CACHED
-from trioweb.http._writer import http_date
 from trioweb.resource import ForbiddenResource, NoResource, Resource
 
 if TYPE_CHECKING:
@@ -222,10 +221,8 @@ class File(Resource):
                 body = self._prepare(request, info, ctype, encoding)
                 if body is None or request.method == b"HEAD":
                     return b""
-                pieces, trailer, length = body
-                if length == len(content) and not trailer:
-                    return content  # the whole file: a range that long is all of it, multipart has a trailer
-                return b"".join(head + content[offset:offset + count] for head, offset, count in pieces) + trailer
+                pieces, trailer, _ = body
+                return _assemble(pieces, trailer, lambda offset, count: content[offset:offset + count])
         try:
             fd, info = self._open(self._relative)
         except OSError as exc:
@@ -243,11 +240,10 @@ class File(Resource):
                 return b""
             pieces, trailer, length = body
             if length <= SMALL_BODY:
+                content = _assemble(pieces, trailer, functools.partial(read_exactly, fd))
                 if pieces == [(b"", 0, info.st_size)] and not swapped:
-                    content = read_exactly(fd, 0, info.st_size)
                     self._served.keep_copy(self._relative, fd, info, content, follow_symlinks=self.follow_symlinks)
-                    return content
-                return b"".join(head + read_exactly(fd, offset, count) for head, offset, count in pieces) + trailer
+                return content
             streaming = True
             return send_pieces(request, fd, pieces, trailer)
         finally:
@@ -293,14 +289,9 @@ class File(Resource):
         headers = request.responseHeaders
         received = request.requestHeaders
         headers.set_checked(b"accept-ranges", b"bytes")
-        if received.last_value(b"if-none-match") is None and received.last_value(b"if-modified-since") is None:
-            # Nothing to compare them with: the validators are set as they are (the common case, kept cheap).
-            headers.set_checked(b"last-modified", http_date(int(info.st_mtime)))
-            headers.set_checked(b"etag", etag)
-        else:
-            modified = request.setLastModified(info.st_mtime)
-            if request.setETag(etag) is CACHED or modified is CACHED:
-                return None
+        modified = request.setLastModified(info.st_mtime)
+        if request.setETag(etag) is CACHED or modified is CACHED:
+            return None
         headers.set_value(b"content-type", ctype)
         if encoding is not None:
             headers.set_value(b"content-encoding", encoding)
@@ -355,6 +346,14 @@ class File(Resource):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.path!r}>"
+
+
+def _assemble(pieces: list[tuple[bytes, int, int]], trailer: bytes, read: Callable[[int, int], bytes]) -> bytes:
+    """The body ``(part header, offset, count)`` pieces and ``trailer`` describe,
+    with ``read(offset, count)`` giving the file's bytes."""
+    if len(pieces) == 1 and not pieces[0][0] and not trailer:
+        return read(pieces[0][1], pieces[0][2])  # one plain range or the whole file: no join, no copy
+    return b"".join(head + read(offset, count) for head, offset, count in pieces) + trailer
 
 
 def _is_normal(path: str) -> bool:

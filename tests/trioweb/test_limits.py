@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import trio
-from rawhttp import RawConnection, get
+from rawhttp import get
 
 from trioweb.http import Limits
 from trioweb.resource import NOT_DONE_YET, Resource

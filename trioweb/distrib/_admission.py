@@ -31,7 +31,9 @@ RETRY_AFTER = b"5"  # seconds, in the Retry-After of a 503
 # More than one personal server (one process) can make use of at once, so a
 # busy site's visitors are not queued; few enough that a hung one holds little.
 MAX_IN_FLIGHT = 64
-QUEUED_PER_SLOT = 16  # how long the line may grow, per slot
+# How long the line may grow, per slot: one user's flood must leave most of
+# the front's connections (Limits.max_connections, 1024) to the others.
+QUEUED_PER_SLOT = 4
 MAX_QUEUED = QUEUED_PER_SLOT * MAX_IN_FLIGHT
 QUEUE_TIMEOUT = 10.0
 

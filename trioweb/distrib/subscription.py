@@ -13,7 +13,7 @@ file since the failure (the personal server was restarted) ends that at once.
 
 At most ``max_in_flight`` (64) requests are in flight to one backend:
 forwarded, their response head not yet come. Beyond, requests wait in line
-(FIFO, at most ``max_queued``, 1024, for at most ``queue_timeout``, 10 s), so
+(FIFO, at most ``max_queued``, 256, for at most ``queue_timeout``, 10 s), so
 that a hung or flooded personal server holds a bounded share of the front.
 A request whose head has come holds no slot: its body is flow-controlled.
 See ``_admission``.
@@ -66,7 +66,6 @@ from trioweb.distrib._admission import (
 from trioweb.distrib._messages import MessageError, decode_response, encode_request, enlarge_socket_buffers
 from trioweb.distrib._peer_checks import Refused
 from trioweb.distrib._response_checks import BadBackendResponse, check_headers, check_status, cookie_copies
-from trioweb.http import ConnectionLost
 from trioweb.resource import Resource, error_page
 
 log = logging.getLogger("trioweb.distrib")
@@ -174,7 +173,8 @@ class _Backend:
 
     async def _connect(self) -> rpc.RemoteReference:
         if self.before_connect is not None:
-            await trio.to_thread.run_sync(self.before_connect)
+            # Abandoned if it hangs (a home on a dead NFS server): the connect timeout applies.
+            await trio.to_thread.run_sync(self.before_connect, abandon_on_cancel=True)
         if self.kind == "unix":
             stream: trio.abc.Stream = await trio.open_unix_socket(self.address)
             enlarge_socket_buffers(stream)

@@ -21,11 +21,14 @@ flooded personal server holds a bounded share of the front.
 
 ``/`` lists the users who publish, with their real names (escaped). Password
 lookups and home checks run in worker threads (homes may be on slow network
-file systems), never in the event loop.
+file systems), never in the event loop, and at most ``lookup_timeout`` (10 s)
+each: beyond, the request gets a 504 and the thread is left to finish alone
+(at most 8 run at once, so a hung file system holds a bounded number).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import pwd
 import re
@@ -39,14 +42,19 @@ import trio
 from trioweb.distrib._admission import MAX_IN_FLIGHT, MAX_QUEUED, QUEUE_TIMEOUT
 from trioweb.distrib._peer_checks import PasswdEntry, check_peer_uid, check_socket_path, publishes_socket
 from trioweb.distrib.subscription import ResourceSubscription
-from trioweb.resource import NoResource, Resource, getChildForRequest
+from trioweb.resource import NoResource, Resource, error_page, getChildForRequest
 
 if TYPE_CHECKING:
     from trioweb._request import Request
 
+log = logging.getLogger("trioweb.distrib")
 _USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}\Z")
 NOBODY_UID = 65534
 _lookups = trio.CapacityLimiter(8)
+# How long a password lookup or a look at a home may take (LDAP, NFS) before
+# the request gets a 504; the worker thread is abandoned, and the limiter
+# above bounds how many can hang.
+LOOKUP_TIMEOUT = 10.0
 
 
 class UserDirectory(Resource):
@@ -75,7 +83,19 @@ class UserDirectory(Resource):
         self.admission_options = {"max_in_flight": max_in_flight, "queue_timeout": queue_timeout,
                                   "max_queued": max_queued}
         self._subscriptions: dict[str, ResourceSubscription] = {}
+        self.lookup_timeout = LOOKUP_TIMEOUT
         self.putChild(b"users", _UserMap(self))
+
+    async def off_loop(self, request: Request, function: Callable[[], Any]) -> Any:
+        """``function()`` in a worker thread (it blocks on the user database or
+        on homes); ``LookupTooSlow`` after ``lookup_timeout`` seconds."""
+        try:
+            with trio.fail_after(self.lookup_timeout):
+                return await trio.to_thread.run_sync(function, limiter=_lookups, abandon_on_cancel=True)
+        except trio.TooSlowError:
+            log.warning("504 for %s: user lookups took over %g s", request.uri.decode("latin-1"),
+                        self.lookup_timeout)
+            raise LookupTooSlow from None
 
     def getChild(self, path: bytes, request: Request) -> Resource:
         if path == b"" and not request.postpath:
@@ -149,7 +169,10 @@ class UserDirectory(Resource):
     # -- the index ---------------------------------------------------------------
 
     async def render_GET(self, request: Request) -> bytes:
-        users = await trio.to_thread.run_sync(self.publishers, limiter=_lookups)
+        try:
+            users = await self.off_loop(request, self.publishers)
+        except LookupTooSlow:
+            return _too_slow(request)
         items = "".join(
             f'<li><a href="~{quote(name)}/">{escape(real)}</a> <span>~{escape(name)}</span></li>'
             for name, real in users
@@ -197,7 +220,10 @@ class _UserSite(Resource):
             user = directory.lookup(self.name)
             return None if user is None else directory.site_for(user)
 
-        site = await trio.to_thread.run_sync(find, limiter=_lookups)
+        try:
+            site = await directory.off_loop(request, find)
+        except LookupTooSlow:
+            return _too_slow(request)
         if site is None:
             return NoResource().render(request)
         if not request.postpath:
@@ -211,3 +237,13 @@ class _UserSite(Resource):
         if hasattr(result, "__await__"):
             result = await result
         return result
+
+
+class LookupTooSlow(Exception):
+    """The user database or a home did not answer within ``lookup_timeout``."""
+
+
+def _too_slow(request: Request) -> bytes:
+    request.setResponseCode(504)
+    request.setHeader(b"content-type", b"text/html; charset=utf-8")
+    return error_page(504, "Gateway Timeout", "The user directory is not answering. Try again later.")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import threading
 from types import SimpleNamespace
 
 import pytest
@@ -16,10 +17,11 @@ import trio
 from rawhttp import get
 
 from trioweb.distrib import ResourcePublisher, ResourceSubscription, serve_publisher
+from trioweb.distrib import subscription
 from trioweb.distrib.userdir import UserDirectory
 from trioweb.resource import NOT_DONE_YET, Resource
 from trioweb.server import Site
-from trioweb.static import Data
+from trioweb.static import Data, File
 
 
 class Echo(Resource):
@@ -349,6 +351,49 @@ async def test_a_cookie_set_through_one_url_form_is_set_for_both(start_site, nur
             b"sid=42; Path=/users/alice/; HttpOnly", b"sid=42; Path=/~alice/; HttpOnly",
             b"theme=dark; Path=/users/alice/", b"theme=dark; Path=/~alice/",
         ]
+
+
+async def test_a_hung_user_database_is_a_504_and_the_front_keeps_serving(start_site, tmp_path):
+    me = pwd.getpwuid(os.getuid())
+    home = tmp_path / "bob"
+    (home / "public_html").mkdir(parents=True)
+    (home / "public_html" / "index.html").write_bytes(b"bob's page")
+    bob = SimpleNamespace(pw_name="bob", pw_uid=me.pw_uid, pw_gid=me.pw_gid, pw_gecos="", pw_dir=str(home))
+    released = threading.Event()
+
+    def getpwnam(name):
+        if name == "hung":
+            released.wait(10)  # an LDAP server or an NFS home that does not answer
+        if name != "bob":
+            raise KeyError(name)
+        return bob
+
+    directory = UserDirectory(SimpleNamespace(getpwnam=getpwnam, getpwall=lambda: [bob]),
+                              public_html=File, min_uid=0)
+    directory.lookup_timeout = 0.5
+    site = await start_site(directory)
+    try:
+        with trio.fail_after(5):
+            hung = await site.request(get(b"/~hung/"))
+        assert hung.status == 504
+        assert b"hung" not in hung.body
+        assert (await site.request(get(b"/~bob/"))).body == b"bob's page"
+    finally:
+        released.set()
+
+
+async def test_a_hung_check_before_connecting_is_a_504(start_site, tmp_path, monkeypatch):
+    monkeypatch.setattr(subscription, "CONNECT_TIMEOUT", 0.5)
+    released = threading.Event()
+    root = Resource()
+    root.putChild(b"~bob", ResourceSubscription("unix", str(tmp_path / "pb.sock"),
+                                                before_connect=lambda: released.wait(10)))
+    site = await start_site(root)
+    try:
+        with trio.fail_after(5):
+            assert (await site.request(get(b"/~bob/"))).status == 504
+    finally:
+        released.set()
 
 
 async def test_backend_down_is_a_fast_502(start_site, tmp_path):
