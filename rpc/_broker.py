@@ -90,6 +90,9 @@ class Broker:
     ``root`` is offered to the peer as its `getRootObject`. ``limits`` bounds
     what the peer may send (see `rpc.Limits`). With ``send_tracebacks`` the
     peer gets the formatted traceback of exceptions raised by our methods.
+    With ``splice_payloads`` (Linux, a plain socket), large payloads of the
+    streams we receive are moved into pipes without passing through user
+    space, for consumers that relay them (`StreamReceiver.receive_piece`).
     """
 
     def __init__(
@@ -100,8 +103,11 @@ class Broker:
         limits: wire.Limits | None = None,
         send_tracebacks: bool = False,
         handshake_timeout: float = 10.0,
+        splice_payloads: bool = False,
     ) -> None:
         self.limits = limits if limits is not None else wire.Limits()
+        # Large payloads of incoming streams go into pipes (see StreamReceiver).
+        self.splice_payloads = splice_payloads
         self._socket = socket_of(stream)
         self._transport = Transport(stream, self.limits.max_send_queue + self.limits.max_frame,
                                     self._queue_overflowed)
@@ -119,7 +125,7 @@ class Broker:
         self._queued: collections.deque[tuple[int | None, Any]] = collections.deque()
         self._active_calls = 0
         self._refused_before = False
-        self._pipes: PipePool | None = None  # for receivers that splice (see _take_pipe)
+        self._pipes: PipePool | None = None  # made on first use (see _take_pipe)
         self._flush_scheduled = False
         self._processing = False  # the reader is dispatching events (see _schedule_flush)
         self._thread = 0  # the trio thread's id

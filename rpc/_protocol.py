@@ -143,7 +143,7 @@ class Protocol(ValueCodec):
 
     def splice_fd(self) -> int | None:
         """The pipe into which the large payload coming may be spliced, if its
-        receiver asked for that (`StreamReceiver.enable_splice`); else None."""
+        broker splices payloads (``splice_payloads``); else None."""
         stream = self._in_streams.get(self._decoder.data_stream())
         if stream is None:
             return None

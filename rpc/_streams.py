@@ -82,7 +82,10 @@ class PipePool:
             return None
         if self._pipes:
             return self._pipes.pop()
-        read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return None  # out of file descriptors: no splicing, nothing else fails
         try:
             if fcntl.fcntl(write_fd, F_SETPIPE_SZ, self.size) < self.size:
                 raise OSError("pipe too small")
@@ -224,10 +227,11 @@ class StreamReceiver(trio.abc.ReceiveStream):
     or a lost connection are still delivered; then `receive_some` raises
     `StreamError` (the producer aborted, with its reason) or `ConnectionLost`.
 
-    Large payloads can skip user space: after `enable_splice`, the broker
-    moves them from the socket into a pipe of this receiver (``os.splice``),
-    and `receive_piece` hands them on as `PipePiece` objects, to be spliced
-    on to another socket. `receive_some` works as ever (it reads the pipe).
+    Large payloads can skip user space: on a broker made with
+    ``splice_payloads=True``, they are moved from the socket into a pipe of
+    this receiver (``os.splice``), and `receive_piece` hands them on as
+    `PipePiece` objects, to be spliced on to another socket. `receive_some`
+    works as ever (it reads the pipe).
     """
 
     def __init__(self, protocol: Protocol, stream_id: int) -> None:
@@ -242,24 +246,26 @@ class StreamReceiver(trio.abc.ReceiveStream):
         self._pipe: tuple[int, int] | None = None  # (read end, write end) while splicing
         self._in_pipe = 0  # bytes in the pipe
         self._piece: PipePiece | None = None  # the last piece handed out
-
-    def enable_splice(self) -> bool:
-        """Ask for large payloads to come through a pipe (`receive_piece`).
-
-        True if they will: Linux, a plain socket connection (not TLS, not
-        in memory), and a pipe to be had. Call it before reading.
-        """
-        if self._pipe is not None:
-            return True
-        broker = self._protocol.owner
-        if not CAN_SPLICE or self._closed or self._ended or self._error is not None or broker is None:
-            return False
-        self._pipe = broker._take_pipe()
-        return self._pipe is not None
+        self._no_pipe = False  # the broker had no pipe to give: payloads come as bytes
 
     def _splice_fd(self) -> int | None:
-        """The pipe's write end, if payload bytes may be spliced into it now."""
-        return self._pipe[1] if self._pipe is not None and not self._closed else None
+        """The write end of this receiver's pipe, into which the large payload
+        coming may be spliced; None if it must be read as bytes.
+
+        The pipe is taken on the first large payload, if the broker splices
+        (``splice_payloads``) and has one to give; a receiver that got none
+        does not ask again.
+        """
+        if self._pipe is None:
+            broker = self._protocol.owner
+            if (self._no_pipe or self._closed or self._error is not None or broker is None
+                    or not broker.splice_payloads):
+                return None
+            self._pipe = broker._take_pipe()
+            if self._pipe is None:
+                self._no_pipe = True
+                return None
+        return self._pipe[1] if not self._closed else None
 
     def _deliver(self, data: bytes, end: bool) -> None:
         if data and not self._closed:
@@ -361,7 +367,7 @@ class StreamReceiver(trio.abc.ReceiveStream):
         return chunk
 
     async def receive_piece(self, *, timeout: float | None = None) -> bytes | PipePiece:
-        """The next piece: bytes, a `PipePiece` (after `enable_splice`), or b"" at the end.
+        """The next piece: bytes, a `PipePiece` (see the class documentation), or b"" at the end.
 
         Like `receive_some` (``timeout`` included), but a payload spliced
         into the pipe comes as a `PipePiece`, to be consumed whole before

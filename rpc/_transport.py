@@ -29,7 +29,10 @@ from collections.abc import Callable
 
 import trio
 
-READ_SIZE = 256 * 1024
+# An ordinary read is small enough to take little of a large payload that
+# follows a frame header: the rest is read on its own (or spliced, see
+# read_loop), without a copy.
+READ_SIZE = 64 * 1024
 MAX_DIRECT_READ = 1024 * 1024  # the most read at once as a chunk of a large stream payload
 SEND_HIGH_WATER = 1024 * 1024
 LAST_WORDS_TIMEOUT = 1.0

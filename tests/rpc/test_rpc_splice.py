@@ -1,11 +1,11 @@
-"""Large stream payloads spliced into a receiver's pipe (StreamReceiver.enable_splice)."""
+"""Large stream payloads spliced into a receiver's pipe (Broker(splice_payloads=True))."""
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import gc
 import os
+import resource
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,7 +15,7 @@ import trio
 import trio.testing
 
 import rpc
-from rpc._streams import F_SETPIPE_SZ
+from rpc._streams import PipePool
 
 from rpc_testing import broker_pair
 
@@ -64,7 +64,8 @@ class Producer(rpc.Referenceable):
 @asynccontextmanager
 async def pushed(size: int, **options) -> AsyncIterator[tuple[Producer, rpc.Broker, rpc.StreamReceiver]]:
     producer = Producer()
-    async with broker_pair(root_b=producer, limits=rpc.Limits(stream_window=WINDOW)) as (a, b):
+    async with broker_pair(root_b=producer, limits=rpc.Limits(stream_window=WINDOW),
+                           splice_payloads=True) as (a, b):
         async with trio.open_nursery() as nursery:
             producer.nursery = nursery
             receiver = await (await a.getRootObject()).callRemote("push", size, **options)
@@ -78,11 +79,14 @@ async def first_pipe_piece(receiver: rpc.StreamReceiver) -> rpc.PipePiece:
     return piece
 
 
-async def read_pieces(receiver: rpc.StreamReceiver, kinds: list[str]) -> bytes:
+async def read_pieces(receiver: rpc.StreamReceiver, kinds: list[str],
+                      pipes: set[int] | None = None) -> bytes:
     out = bytearray()
     while piece := await receiver.receive_piece(timeout=5):
         if isinstance(piece, rpc.PipePiece):
             kinds.append("pipe")
+            if pipes is not None:
+                pipes.add(piece.fd)
             size = piece.size
             while piece.size:
                 out += piece.read(min(piece.size, 100_000))  # in parts: consumed as it goes
@@ -96,7 +100,6 @@ async def read_pieces(receiver: rpc.StreamReceiver, kinds: list[str]) -> bytes:
 async def test_large_payloads_come_through_the_pipe_intact() -> None:
     size = 5 * 1024 * 1024 + 123
     async with pushed(size) as (producer, _, receiver):
-        assert receiver.enable_splice()
         kinds: list[str] = []
         data = await read_pieces(receiver, kinds)
         assert data == pattern(size)
@@ -110,7 +113,6 @@ async def test_spliced_bytes_can_go_on_to_a_socket() -> None:
     left.setblocking(False)
     received = bytearray()
     async with pushed(size) as (_, _, receiver):
-        assert receiver.enable_splice()
         while piece := await receiver.receive_piece(timeout=5):
             if isinstance(piece, rpc.PipePiece):
                 while piece.size:
@@ -134,23 +136,56 @@ async def test_spliced_bytes_can_go_on_to_a_socket() -> None:
 
 async def test_a_small_pipe_takes_part_and_the_rest_comes_as_bytes_in_order() -> None:
     size = 4 * 1024 * 1024
-    async with pushed(size) as (producer, _, receiver):
-        assert receiver.enable_splice()
-        fcntl.fcntl(receiver._pipe[1], F_SETPIPE_SZ, 4096)  # one slot: it fills at once
-        with trio.fail_after(5):
-            while producer.sent < WINDOW:
-                await trio.sleep(0.01)
-        kinds: list[str] = []
-        data = await read_pieces(receiver, kinds)
-        assert data == pattern(size)
-        # more bytes pieces than the payloads' first reads: what the pipe refused
-        assert "pipe" in kinds and kinds.count("bytes") > size // WINDOW + 2
+    producer = Producer()
+    async with broker_pair(root_b=producer, limits=rpc.Limits(stream_window=WINDOW),
+                           splice_payloads=True) as (a, _):
+        a._pipes = PipePool(4096)  # pipes of one slot: each fills at once
+        async with trio.open_nursery() as nursery:
+            producer.nursery = nursery
+            receiver = await (await a.getRootObject()).callRemote("push", size)
+            with trio.fail_after(5):
+                while producer.sent < WINDOW:
+                    await trio.sleep(0.01)
+            kinds: list[str] = []
+            data = await read_pieces(receiver, kinds)
+            assert data == pattern(size)
+            # more bytes pieces than the payloads' first reads: what the pipe refused
+            assert "pipe" in kinds and kinds.count("bytes") > size // WINDOW + 2
+            nursery.cancel_scope.cancel()
+
+
+async def test_without_splice_payloads_everything_comes_as_bytes() -> None:
+    producer = Producer()
+    async with broker_pair(root_b=producer, limits=rpc.Limits(stream_window=WINDOW)) as (a, _):
+        async with trio.open_nursery() as nursery:
+            producer.nursery = nursery
+            receiver = await (await a.getRootObject()).callRemote("push", 3 * 1024 * 1024)
+            kinds: list[str] = []
+            assert await read_pieces(receiver, kinds) == pattern(3 * 1024 * 1024)
+            assert kinds and set(kinds) == {"bytes"}
+            assert a._pipes is None
+            nursery.cancel_scope.cancel()
+
+
+def test_a_pool_out_of_file_descriptors_gives_no_pipe() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lowest_free = os.dup(0)
+    os.close(lowest_free)
+    pool = PipePool(WINDOW)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))  # no fd number left
+    try:
+        assert pool.take() is None
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    pipe = pool.take()
+    assert pipe is not None
+    pool.give_back(pipe, empty=True)
+    pool.close()
 
 
 async def test_receive_some_reads_spliced_bytes_too() -> None:
     size = 2 * 1024 * 1024
     async with pushed(size) as (_, _, receiver):
-        assert receiver.enable_splice()
         data = bytearray()
         while chunk := await receiver.receive_some(70_000):
             assert len(chunk) <= 70_000
@@ -160,7 +195,6 @@ async def test_receive_some_reads_spliced_bytes_too() -> None:
 
 async def test_credit_counts_spliced_bytes_once_moved_out_of_the_pipe() -> None:
     async with pushed(10 * 1024 * 1024) as (producer, _, receiver):
-        assert receiver.enable_splice()
         piece = await first_pipe_piece(receiver)
         await trio.sleep(0.2)
         assert producer.sent <= WINDOW  # bytes in the pipe are not consumed yet
@@ -182,7 +216,6 @@ async def test_credit_counts_spliced_bytes_once_moved_out_of_the_pipe() -> None:
 async def test_abort_mid_stream_delivers_the_data_then_the_error_and_leaks_no_fd() -> None:
     before = open_fds()
     async with pushed(10 * 1024 * 1024, abort_after=1_000_000) as (_, _, receiver):
-        assert receiver.enable_splice()
         kinds: list[str] = []
         with pytest.raises(rpc.StreamError, match="producer gave up"):
             await read_pieces(receiver, kinds)
@@ -195,7 +228,6 @@ async def test_abort_mid_stream_delivers_the_data_then_the_error_and_leaks_no_fd
 async def test_connection_loss_mid_payload_leaks_no_fd() -> None:
     before = open_fds()
     async with pushed(50 * 1024 * 1024) as (_, server, receiver):
-        assert receiver.enable_splice()
         piece = await first_pipe_piece(receiver)
         await server.aclose()
         with pytest.raises(rpc.ConnectionLost):
@@ -203,7 +235,6 @@ async def test_connection_loss_mid_payload_leaks_no_fd() -> None:
             kinds: list[str] = []
             await read_pieces(receiver, kinds)
     async with pushed(50 * 1024 * 1024) as (_, server, receiver):
-        assert receiver.enable_splice()
         await first_pipe_piece(receiver)
         await server.aclose()
         await receiver.aclose()  # with bytes in the pipe
@@ -213,17 +244,19 @@ async def test_connection_loss_mid_payload_leaks_no_fd() -> None:
 
 async def test_pipes_are_reused_within_a_connection() -> None:
     producer = Producer()
-    async with broker_pair(root_b=producer, limits=rpc.Limits(stream_window=WINDOW)) as (a, b):
+    async with broker_pair(root_b=producer, limits=rpc.Limits(stream_window=WINDOW),
+                           splice_payloads=True) as (a, b):
         async with trio.open_nursery() as nursery:
             producer.nursery = nursery
             root = await a.getRootObject()
-            pipes = set()
+            pipes: set[int] = set()
             for _ in range(3):
                 receiver = await root.callRemote("push", 1_000_000)
-                assert receiver.enable_splice()
-                pipes.add(receiver._pipe)
-                assert await read_pieces(receiver, []) == pattern(1_000_000)
+                kinds: list[str] = []
+                assert await read_pieces(receiver, kinds, pipes) == pattern(1_000_000)
+                assert "pipe" in kinds
             assert len(pipes) == 1
+            nursery.cancel_scope.cancel()
 
 
 async def test_tcp_splices_and_memory_streams_do_not() -> None:
@@ -234,17 +267,15 @@ async def test_tcp_splices_and_memory_streams_do_not() -> None:
             functools.partial(trio.serve_tcp, lambda s: serve(s, producer), 0, host="127.0.0.1"))
         port = listeners[0].socket.getsockname()[1]
         async with rpc.Broker(await trio.open_tcp_stream("127.0.0.1", port),
-                              limits=rpc.Limits(stream_window=WINDOW)) as broker:
+                              limits=rpc.Limits(stream_window=WINDOW), splice_payloads=True) as broker:
             receiver = await (await broker.getRootObject()).callRemote("push", 2_000_000)
-            assert receiver.enable_splice()
             kinds: list[str] = []
             assert await read_pieces(receiver, kinds) == pattern(2_000_000)
             assert "pipe" in kinds
         left, right = trio.testing.memory_stream_pair()
         nursery.start_soon(serve, right, producer)
-        async with rpc.Broker(left, limits=rpc.Limits(stream_window=WINDOW)) as broker:
+        async with rpc.Broker(left, limits=rpc.Limits(stream_window=WINDOW), splice_payloads=True) as broker:
             receiver = await (await broker.getRootObject()).callRemote("push", 1_000_000)
-            assert not receiver.enable_splice()
             kinds = []
             assert await read_pieces(receiver, kinds) == pattern(1_000_000)
             assert kinds and set(kinds) == {"bytes"}

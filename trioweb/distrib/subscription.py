@@ -180,7 +180,8 @@ class _Backend:
             enlarge_socket_buffers(stream)
         else:
             stream = await trio.open_tcp_stream(self.address, self.port)
-        broker = rpc.Broker(stream, limits=self.limits)
+        # Bodies are relayed from pipes, spliced on to the client's socket (no copy here).
+        broker = rpc.Broker(stream, limits=self.limits, splice_payloads=True)
         try:
             if self.check_peer is not None:
                 self.check_peer(broker.peer_credentials())  # before a byte is sent
@@ -426,8 +427,6 @@ class ResourceSubscription(Resource):
         return await self._relay_body(request, sink.body)
 
     async def _relay_body(self, request: Request, body: rpc.StreamReceiver) -> None | bytes:
-        # Large pieces come through a pipe, spliced on to the client's socket (no copy here).
-        body.enable_splice()
         try:
             while True:
                 # Each wait for a piece is bounded: a backend that stalls must not hold the client.
