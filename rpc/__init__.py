@@ -34,7 +34,7 @@ from ._sockets import (
     serve_tls,
     serve_unix,
 )
-from ._streams import StreamReceiver, StreamSender
+from ._streams import PipePiece, StreamReceiver, StreamSender
 from ._wire import PROTOCOL_NAME, PROTOCOL_VERSION, Limits
 
 __all__ = [
@@ -56,6 +56,7 @@ __all__ = [
     "RemoteCopy",
     "RemoteError",
     "RemoteReference",
+    "PipePiece",
     "StreamError",
     "StreamReceiver",
     "StreamSender",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import os
 import logging
 import threading
 import traceback
@@ -56,7 +57,7 @@ from ._protocol import (
 )
 from ._pending import PendingCall
 from ._references import Referenceable, RemoteReference, run_callback
-from ._streams import StreamSender
+from ._streams import PipePool, StreamSender
 from ._transport import SEND_HIGH_WATER, Transport
 
 logger = logging.getLogger("rpc")
@@ -89,6 +90,9 @@ class Broker:
     ``root`` is offered to the peer as its `getRootObject`. ``limits`` bounds
     what the peer may send (see `rpc.Limits`). With ``send_tracebacks`` the
     peer gets the formatted traceback of exceptions raised by our methods.
+    With ``splice_payloads`` (Linux, a plain socket), large payloads of the
+    streams we receive are moved into pipes without passing through user
+    space, for consumers that relay them (`StreamReceiver.receive_piece`).
     """
 
     def __init__(
@@ -99,8 +103,11 @@ class Broker:
         limits: wire.Limits | None = None,
         send_tracebacks: bool = False,
         handshake_timeout: float = 10.0,
+        splice_payloads: bool = False,
     ) -> None:
         self.limits = limits if limits is not None else wire.Limits()
+        # Large payloads of incoming streams go into pipes (see StreamReceiver).
+        self.splice_payloads = splice_payloads
         self._socket = socket_of(stream)
         self._transport = Transport(stream, self.limits.max_send_queue + self.limits.max_frame,
                                     self._queue_overflowed)
@@ -118,6 +125,7 @@ class Broker:
         self._queued: collections.deque[tuple[int | None, Any]] = collections.deque()
         self._active_calls = 0
         self._refused_before = False
+        self._pipes: PipePool | None = None  # made on first use (see _take_pipe)
         self._flush_scheduled = False
         self._processing = False  # the reader is dispatching events (see _schedule_flush)
         self._thread = 0  # the trio thread's id
@@ -215,6 +223,8 @@ class Broker:
             self._inner.cancel_scope.cancel()
         self._handshake_done.set()
         self._transport.close()
+        if self._pipes is not None:
+            self._pipes.close()  # pipes still held by receivers are closed as they give them back
         for reference in references:
             reference._disconnected()
         callbacks, self._disconnect_callbacks = self._disconnect_callbacks, []
@@ -325,7 +335,8 @@ class Broker:
 
     async def _reader(self) -> None:
         try:
-            await self._transport.read_loop(self._process, self._protocol.direct_read_size)
+            await self._transport.read_loop(self._process, self._protocol.direct_read_size,
+                                            self._protocol.splice_fd, self._process_spliced)
             if self._protocol.buffered:
                 raise ConnectionLost(f"the peer closed the connection in the middle of a frame "
                                      f"({self._protocol.buffered} bytes received)")
@@ -337,6 +348,26 @@ class Broker:
             self._fail(exc, goodbye=False)
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self._fail(ConnectionLost(f"connection lost: {exc!r}"), goodbye=False)
+
+    def _process_spliced(self, size: int) -> None:
+        receiver = self._protocol.receive_spliced(size)
+        if receiver is not None:
+            receiver._deliver_spliced(size)
+
+    def _take_pipe(self) -> tuple[int, int] | None:
+        """A pipe for a receiver's spliced payloads (None: not on this connection)."""
+        if self._transport.fd is None or self.closed:
+            return None
+        if self._pipes is None:
+            self._pipes = PipePool(self.limits.stream_window)
+        return self._pipes.take()
+
+    def _give_back_pipe(self, pipe: tuple[int, int], empty: bool) -> None:
+        if self._pipes is not None:
+            self._pipes.give_back(pipe, empty)
+        else:
+            os.close(pipe[0])
+            os.close(pipe[1])
 
     def _process(self, data: bytes | memoryview) -> None:
         events = self._protocol.receive_data(data)

@@ -141,6 +141,27 @@ class Protocol(ValueCodec):
         receiver without a copy."""
         return self._decoder.direct_read_size()
 
+    def splice_fd(self) -> int | None:
+        """The pipe into which the large payload coming may be spliced, if its
+        broker splices payloads (``splice_payloads``); else None."""
+        stream = self._in_streams.get(self._decoder.data_stream())
+        if stream is None:
+            return None
+        receiver = stream.receiver_ref()
+        return receiver._splice_fd() if receiver is not None else None
+
+    def receive_spliced(self, size: int) -> StreamReceiver | None:
+        """``size`` bytes of the large payload coming were spliced into the pipe
+        `splice_fd` gave; returns the receiver to tell."""
+        stream_id = self._decoder.spliced(size)
+        stream = self._in_streams.get(stream_id)
+        if stream is None:
+            return None
+        stream.unacknowledged += size
+        if stream.unacknowledged > self.limits.stream_window:
+            raise ProtocolError(f"stream {stream_id} overran its credit")
+        return stream.receiver_ref()
+
     @property
     def max_chunk(self) -> int:
         """Largest STREAM_DATA payload the peer accepts in one frame."""

@@ -13,6 +13,8 @@ the producer's.
 from __future__ import annotations
 
 import collections
+import fcntl
+import os
 import weakref
 from collections.abc import AsyncIterable
 from typing import TYPE_CHECKING
@@ -23,6 +25,89 @@ if TYPE_CHECKING:
     from ._protocol import Protocol
 
 MAX_CHUNK = 1024 * 1024  # largest STREAM_DATA payload sent, if credit allows
+F_SETPIPE_SZ = 1031  # fcntl: set a pipe's capacity (Linux)
+SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
+CAN_SPLICE = hasattr(os, "splice")
+
+
+class PipePiece:
+    """Bytes of a stream waiting in a pipe, as `StreamReceiver.receive_piece` gives them.
+
+    ``fd`` is the pipe's read end (non-blocking); the next ``size`` bytes in
+    it are this piece. Move them out (``os.splice`` to a socket, or
+    ``os.read``) and report each move with `consumed`, which grants the
+    producer credit. Take no more than ``size`` bytes: the pipe may hold the
+    next piece behind them.
+    """
+
+    __slots__ = ("fd", "size", "_receiver")
+
+    def __init__(self, receiver: StreamReceiver, fd: int, size: int) -> None:
+        self._receiver = receiver
+        self.fd = fd
+        self.size = size  # bytes of this piece still in the pipe
+
+    def consumed(self, size: int) -> None:
+        """``size`` bytes of this piece were taken out of the pipe."""
+        if not 0 <= size <= self.size:
+            raise ValueError("more bytes consumed than the piece holds")
+        self.size -= size
+        self._receiver._pipe_consumed(size)
+
+    def read(self, max_bytes: int | None = None) -> bytes:
+        """Take up to ``max_bytes`` of the piece out of the pipe, as bytes."""
+        data = os.read(self.fd, self.size if max_bytes is None else min(max_bytes, self.size))
+        self.consumed(len(data))
+        return data
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __repr__(self) -> str:
+        return f"<PipePiece fd={self.fd} size={self.size}>"
+
+
+class PipePool:
+    """Pipes for spliced stream payloads, kept for reuse by one broker."""
+
+    KEEP = 8
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._pipes: list[tuple[int, int]] = []
+        self.closed = False
+
+    def take(self) -> tuple[int, int] | None:
+        if self.closed:
+            return None
+        if self._pipes:
+            return self._pipes.pop()
+        try:
+            read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return None  # out of file descriptors: no splicing, nothing else fails
+        try:
+            if fcntl.fcntl(write_fd, F_SETPIPE_SZ, self.size) < self.size:
+                raise OSError("pipe too small")
+        except OSError:
+            os.close(read_fd)
+            os.close(write_fd)
+            return None  # no room (pipe-max-size, the user's pipe quota): no splicing
+        return read_fd, write_fd
+
+    def give_back(self, pipe: tuple[int, int], empty: bool) -> None:
+        if empty and not self.closed and len(self._pipes) < self.KEEP:
+            self._pipes.append(pipe)
+        else:
+            os.close(pipe[0])
+            os.close(pipe[1])
+
+    def close(self) -> None:
+        self.closed = True
+        pipes, self._pipes = self._pipes, []
+        for read_fd, write_fd in pipes:
+            os.close(read_fd)
+            os.close(write_fd)
 
 
 class StreamSender(trio.abc.SendStream):
@@ -141,16 +226,46 @@ class StreamReceiver(trio.abc.ReceiveStream):
     receiver) tells the producer to stop. Bytes that arrived before an abort
     or a lost connection are still delivered; then `receive_some` raises
     `StreamError` (the producer aborted, with its reason) or `ConnectionLost`.
+
+    Large payloads can skip user space: on a broker made with
+    ``splice_payloads=True``, they are moved from the socket into a pipe of
+    this receiver (``os.splice``), and `receive_piece` hands them on as
+    `PipePiece` objects, to be spliced on to another socket. `receive_some`
+    works as ever (it reads the pipe).
     """
 
     def __init__(self, protocol: Protocol, stream_id: int) -> None:
         self._protocol = protocol
         self._stream_id = stream_id
-        self._chunks: collections.deque[bytes] = collections.deque()
+        # bytes, or ints: that many bytes waiting in the pipe, in order
+        self._chunks: collections.deque[bytes | int] = collections.deque()
         self._ended = False
         self._error: BaseException | None = None
         self._closed = False
         self._lot = trio.lowlevel.ParkingLot()
+        self._pipe: tuple[int, int] | None = None  # (read end, write end) while splicing
+        self._in_pipe = 0  # bytes in the pipe
+        self._piece: PipePiece | None = None  # the last piece handed out
+        self._no_pipe = False  # the broker had no pipe to give: payloads come as bytes
+
+    def _splice_fd(self) -> int | None:
+        """The write end of this receiver's pipe, into which the large payload
+        coming may be spliced; None if it must be read as bytes.
+
+        The pipe is taken on the first large payload, if the broker splices
+        (``splice_payloads``) and has one to give; a receiver that got none
+        does not ask again.
+        """
+        if self._pipe is None:
+            broker = self._protocol.owner
+            if (self._no_pipe or self._closed or self._error is not None or broker is None
+                    or not broker.splice_payloads):
+                return None
+            self._pipe = broker._take_pipe()
+            if self._pipe is None:
+                self._no_pipe = True
+                return None
+        return self._pipe[1] if not self._closed else None
 
     def _deliver(self, data: bytes, end: bool) -> None:
         if data and not self._closed:
@@ -159,28 +274,53 @@ class StreamReceiver(trio.abc.ReceiveStream):
             self._ended = True
         self._lot.unpark_all()
 
+    def _deliver_spliced(self, size: int) -> None:
+        self._in_pipe += size
+        chunks = self._chunks
+        if chunks and type(chunks[-1]) is int:
+            chunks[-1] += size
+        else:
+            chunks.append(size)
+        self._lot.unpark_all()
+
+    def _pipe_consumed(self, size: int) -> None:
+        self._in_pipe -= size
+        broker = self._protocol.owner
+        if broker is not None and size:
+            broker._stream_consumed(self._stream_id, size)
+
+    def _release_pipe(self) -> None:
+        pipe, self._pipe = self._pipe, None
+        if pipe is None:
+            return
+        empty = not self._in_pipe
+        self._in_pipe = 0
+        broker = self._protocol.owner
+        if broker is not None:
+            broker._give_back_pipe(pipe, empty)
+        else:
+            os.close(pipe[0])
+            os.close(pipe[1])
+
     def _fail(self, error: BaseException) -> None:
         if not self._ended and self._error is None:
             self._error = error
         self._lot.unpark_all()
 
-    async def receive_some(self, max_bytes: int | None = None, *, timeout: float | None = None) -> bytes:
-        """Return the next bytes (at most ``max_bytes``), or b"" at the end.
-
-        With ``timeout``, wait at most that many seconds for bytes to arrive
-        (`trio.TooSlowError` beyond); bytes already here cost no timer.
-        """
-        if max_bytes is not None and max_bytes < 1:
-            raise ValueError("max_bytes must be at least 1")
-        await trio.lowlevel.checkpoint_if_cancelled()
+    async def _wait(self, timeout: float | None) -> bool:
+        """Wait for a chunk, the end or an error; whether it parked."""
+        if self._piece is not None and self._piece.size:
+            raise RuntimeError("the previous PipePiece was not consumed whole")
         parked = False
         deadline = None
         while not self._chunks:
             if self._closed:
                 raise trio.ClosedResourceError("the stream receiver is closed")
             if self._error is not None:
+                self._release_pipe()
                 raise self._error
             if self._ended:
+                self._release_pipe()
                 break
             if timeout is None:
                 await self._lot.park()
@@ -192,15 +332,58 @@ class StreamReceiver(trio.abc.ReceiveStream):
                 if waiting.cancelled_caught:
                     raise trio.TooSlowError(f"no bytes within {timeout:g} s")
             parked = True
+        return parked
+
+    async def receive_some(self, max_bytes: int | None = None, *, timeout: float | None = None) -> bytes:
+        """Return the next bytes (at most ``max_bytes``), or b"" at the end.
+
+        With ``timeout``, wait at most that many seconds for bytes to arrive
+        (`trio.TooSlowError` beyond); bytes already here cost no timer.
+        """
+        if max_bytes is not None and max_bytes < 1:
+            raise ValueError("max_bytes must be at least 1")
+        await trio.lowlevel.checkpoint_if_cancelled()
+        parked = await self._wait(timeout)
         chunk = b""
         if self._chunks:
             chunk = self._chunks.popleft()
-            if max_bytes is not None and len(chunk) > max_bytes:
-                self._chunks.appendleft(chunk[max_bytes:])
-                chunk = chunk[:max_bytes]
-            broker = self._protocol.owner
-            if broker is not None:
-                broker._stream_consumed(self._stream_id, len(chunk))
+            if type(chunk) is int:  # bytes in the pipe
+                size = chunk if max_bytes is None else min(chunk, max_bytes)
+                if chunk > size:
+                    self._chunks.appendleft(chunk - size)
+                chunk = os.read(self._pipe[0], size)
+                if len(chunk) < size:  # cannot be: the bytes are in the pipe
+                    raise RuntimeError("stream pipe shorter than expected")
+                self._pipe_consumed(size)
+            else:
+                if max_bytes is not None and len(chunk) > max_bytes:
+                    self._chunks.appendleft(chunk[max_bytes:])
+                    chunk = chunk[:max_bytes]
+                broker = self._protocol.owner
+                if broker is not None:
+                    broker._stream_consumed(self._stream_id, len(chunk))
+        if not parked:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        return chunk
+
+    async def receive_piece(self, *, timeout: float | None = None) -> bytes | PipePiece:
+        """The next piece: bytes, a `PipePiece` (see the class documentation), or b"" at the end.
+
+        Like `receive_some` (``timeout`` included), but a payload spliced
+        into the pipe comes as a `PipePiece`, to be consumed whole before
+        the next call. Pieces come in the stream's order.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        parked = await self._wait(timeout)
+        chunk: bytes | int | PipePiece = b""
+        if self._chunks:
+            chunk = self._chunks.popleft()
+            if type(chunk) is int:
+                chunk = self._piece = PipePiece(self, self._pipe[0], chunk)
+            else:
+                broker = self._protocol.owner
+                if broker is not None:
+                    broker._stream_consumed(self._stream_id, len(chunk))
         if not parked:
             await trio.lowlevel.cancel_shielded_checkpoint()
         return chunk
@@ -215,11 +398,16 @@ class StreamReceiver(trio.abc.ReceiveStream):
             return
         self._closed = True
         self._chunks.clear()
+        self._release_pipe()
         if not self._ended and self._error is None:
             self._protocol.stream_dropped(self._stream_id)
         self._lot.unpark_all()
 
     def __del__(self) -> None:
+        if self._pipe is not None:
+            os.close(self._pipe[0])
+            os.close(self._pipe[1])
+            self._pipe = None
         # A receiver dropped unread must not leave its producer blocked on credit.
         if not (self._closed or self._ended or self._error is not None):
             self._protocol.stream_dropped(self._stream_id)

@@ -29,7 +29,10 @@ from collections.abc import Callable
 
 import trio
 
-READ_SIZE = 256 * 1024
+# An ordinary read is small enough to take little of a large payload that
+# follows a frame header: the rest is read on its own (or spliced, see
+# read_loop), without a copy.
+READ_SIZE = 64 * 1024
 MAX_DIRECT_READ = 1024 * 1024  # the most read at once as a chunk of a large stream payload
 SEND_HIGH_WATER = 1024 * 1024
 LAST_WORDS_TIMEOUT = 1.0
@@ -38,6 +41,7 @@ try:
     MAX_BUFFERS = max(16, os.sysconf("SC_IOV_MAX"))
 except (AttributeError, ValueError, OSError):
     MAX_BUFFERS = 16
+SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
 
 Buffer = bytes | memoryview
 
@@ -167,13 +171,18 @@ class Transport:
                 self._room_lot.unpark_all()
 
     async def read_loop(self, process: Callable[[bytes | memoryview], None],
-                        direct_read_size: Callable[[], int]) -> None:
+                        direct_read_size: Callable[[], int],
+                        splice_fd: Callable[[], int | None] | None = None,
+                        process_spliced: Callable[[int], None] | None = None) -> None:
         """Hand every chunk read to ``process``; return at end of stream.
 
         On a socket, reads go into one buffer, reused: ``process`` gets a view
         of it, valid until it returns (no allocation per read). While
         ``direct_read_size()`` says that bytes of a large payload are coming,
-        they are read on their own instead, as bytes ``process`` may keep.
+        they are read on their own instead, as bytes ``process`` may keep,
+        or, if ``splice_fd()`` names a pipe, spliced into it (no copy through
+        user space; ``process_spliced`` is told how many bytes). The pipe is
+        never waited for: what it does not take is read as bytes.
         """
         if self.fd is None:
             while data := await self.stream.receive_some(READ_SIZE):
@@ -193,6 +202,18 @@ class Transport:
             try:
                 if wanted:
                     wanted = min(wanted, MAX_DIRECT_READ)
+                    pipe = splice_fd() if splice_fd is not None else None
+                    if pipe is not None:
+                        try:
+                            size = os.splice(fd, pipe, wanted, flags=SPLICE_FLAGS)
+                        except BlockingIOError:  # nothing to read, or the pipe is full
+                            size = -1
+                        if size > 0:
+                            process_spliced(size)
+                            more = size == wanted
+                            continue
+                        if size == 0:
+                            return
                     data: bytes | memoryview = os.read(fd, wanted)
                     size = len(data)
                 else:

@@ -196,6 +196,20 @@ class FrameDecoder:
         """Bytes of a large STREAM_DATA payload still to come, best read on their own."""
         return self._data_left
 
+    def data_stream(self) -> int:
+        """The stream whose large payload is coming (meaningful while `direct_read_size`)."""
+        return self._data_stream
+
+    def spliced(self, size: int) -> int:
+        """``size`` bytes of the large payload coming were moved elsewhere
+        (into a pipe) instead of being fed; returns the stream's id."""
+        if not 0 < size <= self._data_left:
+            raise ValueError("spliced bytes beyond the payload")
+        self._data_left -= size
+        self._data_received += size
+        self._end_flag_due = not self._data_left
+        return self._data_stream
+
     def feed(self, data: bytes | memoryview) -> list[bytes | memoryview | list]:
         """Add received bytes; return the payloads of the frames they complete.
 

@@ -430,6 +430,26 @@ class Request:
         async with self._send_lock:
             await self.channel.send_file(fd, offset, count)
 
+    async def sendpipe(self, fd: int, count: int, on_sent: Callable[[int], None]) -> None:
+        """Send the next ``count`` bytes waiting in the pipe ``fd`` as body, with backpressure.
+
+        For bodies relayed without a copy (``rpc.PipePiece``): spliced to the
+        client's socket when it is a plain one and the body is not chunked
+        (set Content-Length beforehand), else read and sent as bytes.
+        ``on_sent`` is called with each amount taken from the pipe.
+        """
+        if self.finished:
+            raise RuntimeError("Request.sendpipe called after Request.finish")
+        if self.channel.lost:
+            raise ConnectionLost("the client went away")
+        if self._pending or not self.channel.response_started:
+            await self.drain()  # the head, and what was written before, go first
+        self.sentLength += count
+        if self._send_lock is None:
+            self._send_lock = trio.Lock()
+        async with self._send_lock:
+            await self.channel.send_pipe(fd, count, on_sent)
+
     def __repr__(self) -> str:
         return f"<Request {self.method.decode('ascii', 'replace')} {self.uri!r} {self.clientproto.decode()}>"
 

@@ -164,6 +164,16 @@ class RemoteChannel:
             self.write(piece)
             await self.flush()
 
+    async def send_pipe(self, fd: int, count: int, on_sent) -> None:
+        while count > 0 and not self.lost:
+            piece = os.read(fd, min(count, READ_SIZE * 4))
+            if not piece:
+                raise ValueError("pipe shorter than the count being sent")
+            count -= len(piece)
+            on_sent(len(piece))
+            self.write(piece)
+            await self.flush()
+
     async def watch_for_disconnect(self) -> None:
         # The front cancels the call when its client goes away, which cancels
         # this request's rendering; there is nothing to watch here.

@@ -180,7 +180,8 @@ class _Backend:
             enlarge_socket_buffers(stream)
         else:
             stream = await trio.open_tcp_stream(self.address, self.port)
-        broker = rpc.Broker(stream, limits=self.limits)
+        # Bodies are relayed from pipes, spliced on to the client's socket (no copy here).
+        broker = rpc.Broker(stream, limits=self.limits, splice_payloads=True)
         try:
             if self.check_peer is not None:
                 self.check_peer(broker.peer_credentials())  # before a byte is sent
@@ -430,13 +431,16 @@ class ResourceSubscription(Resource):
             while True:
                 # Each wait for a piece is bounded: a backend that stalls must not hold the client.
                 try:
-                    piece = await body.receive_some(timeout=self.backend_timeout)
+                    piece = await body.receive_piece(timeout=self.backend_timeout)
                 except trio.TooSlowError:
                     raise BodyStalled(f"no piece of the body within {self.backend_timeout:g} s") from None
                 if not piece:
                     break
-                request.write(piece)
-                await request.drain()
+                if type(piece) is bytes:
+                    request.write(piece)
+                    await request.drain()
+                else:
+                    await request.sendpipe(piece.fd, piece.size, piece.consumed)
         except (rpc.StreamError, rpc.ConnectionLost, BodyStalled) as exc:
             log.warning("%s failed mid-response for %s: %s", self.backend.describe(),
                         request.uri.decode("latin-1"), exc)

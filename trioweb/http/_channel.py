@@ -8,6 +8,7 @@ so every resource works the same behind either.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from trioweb.address import Address
@@ -52,6 +53,10 @@ class Channel(Protocol):
 
     async def send_file(self, fd: int, offset: int, count: int) -> None:
         """Send part of an open file as body, in bounded memory."""
+
+    async def send_pipe(self, fd: int, count: int, on_sent: Callable[[int], None]) -> None:
+        """Send the next ``count`` bytes of the pipe ``fd`` (non-blocking, the
+        bytes already in it) as body, calling ``on_sent`` with each amount moved."""
 
     async def watch_for_disconnect(self) -> None:
         """Return when the client goes away (run beside long responses)."""

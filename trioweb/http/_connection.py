@@ -58,6 +58,7 @@ from trioweb.http._writer import (
 log = logging.getLogger("trioweb.http")
 
 READ_SIZE = 65536
+SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
 # Bytes left unread in a request body that we are willing to read and drop to
 # keep the connection; beyond this the connection is closed instead.
 MAX_DISCARD = 256 * 1024
@@ -507,6 +508,58 @@ class HTTPConnection:
                 raise ValueError("file shorter than the range being sent")
             sent_total += sent
             await trio.lowlevel.checkpoint()
+
+    async def send_pipe(self, fd: int, count: int, on_sent: Callable[[int], None]) -> None:
+        """Send the next ``count`` bytes of the pipe ``fd`` as body.
+
+        The bytes must be in the pipe already (``fd`` non-blocking). Uses
+        ``os.splice`` to a plain socket when the body is not chunked (no copy
+        through user space); otherwise reads them and sends them as bytes.
+        ``on_sent`` is called with each amount taken from the pipe; the send
+        timeout applies to each stall.
+        """
+        if count <= 0:
+            return
+        if self._remaining is not None and self._send_body:
+            if count > self._remaining:
+                raise ValueError("response body longer than its Content-Length")
+        sock = self.transport.socket
+        if sock is None or self._chunked or not self._send_body or not hasattr(os, "splice"):
+            while count > 0:
+                piece = os.read(fd, min(count, READ_SIZE * 4))
+                if not piece:
+                    raise ValueError("pipe shorter than the count being sent")
+                count -= len(piece)
+                on_sent(len(piece))
+                if self._send_body:
+                    self.write(piece)
+                    await self.flush()
+            return
+        if self.lost:
+            raise ConnectionLost("client went away")
+        if self._remaining is not None:
+            self._remaining -= count
+        await self.flush()
+        while count > 0:
+            try:
+                sent = os.splice(fd, sock.fileno(), count, flags=SPLICE_FLAGS)
+            except BlockingIOError:
+                sent = None
+            except OSError as exc:
+                self.lost = True
+                raise ConnectionLost(f"splice failed: {exc}") from exc
+            if sent is None:
+                try:
+                    await self.transport.wait_writable(self.limits.send_timeout)
+                except trio.TooSlowError:
+                    self.lost = True
+                    raise ConnectionLost("client stopped reading (send timeout)") from None
+                continue
+            if sent == 0:
+                raise ValueError("pipe shorter than the count being sent")
+            count -= sent
+            on_sent(sent)
+        await trio.lowlevel.checkpoint()
 
     async def _send_file_by_reading(self, fd: int, offset: int, count: int) -> None:
         while count > 0:
