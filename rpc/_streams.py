@@ -285,8 +285,13 @@ class StreamReceiver(trio.abc.ReceiveStream):
 
     def _pipe_consumed(self, size: int) -> None:
         self._in_pipe -= size
+        if size:
+            self._credit(size)
+
+    def _credit(self, size: int) -> None:
+        """``size`` bytes were taken out: the producer may send more."""
         broker = self._protocol.owner
-        if broker is not None and size:
+        if broker is not None:
             broker._stream_consumed(self._stream_id, size)
 
     def _release_pipe(self) -> None:
@@ -359,9 +364,7 @@ class StreamReceiver(trio.abc.ReceiveStream):
                 if max_bytes is not None and len(chunk) > max_bytes:
                     self._chunks.appendleft(chunk[max_bytes:])
                     chunk = chunk[:max_bytes]
-                broker = self._protocol.owner
-                if broker is not None:
-                    broker._stream_consumed(self._stream_id, len(chunk))
+                self._credit(len(chunk))
         if not parked:
             await trio.lowlevel.cancel_shielded_checkpoint()
         return chunk
@@ -381,9 +384,7 @@ class StreamReceiver(trio.abc.ReceiveStream):
             if type(chunk) is int:
                 chunk = self._piece = PipePiece(self, self._pipe[0], chunk)
             else:
-                broker = self._protocol.owner
-                if broker is not None:
-                    broker._stream_consumed(self._stream_id, len(chunk))
+                self._credit(len(chunk))
         if not parked:
             await trio.lowlevel.cancel_shielded_checkpoint()
         return chunk

@@ -488,26 +488,16 @@ class HTTPConnection:
         if sock is None or self._chunked:
             await self._send_file_by_reading(fd, offset, count)
             return
-        sent_total = 0
-        while sent_total < count:
-            try:
-                sent = os.sendfile(sock.fileno(), fd, offset + sent_total, count - sent_total)
-            except BlockingIOError:
-                sent = None
-            except OSError as exc:
-                self.lost = True
-                raise ConnectionLost(f"sendfile failed: {exc}") from exc
-            if sent is None:
-                try:
-                    await self.transport.wait_writable(self.limits.send_timeout)
-                except trio.TooSlowError:
-                    self.lost = True
-                    raise ConnectionLost("client stopped reading (send timeout)") from None
-                continue
-            if sent == 0:
-                raise ValueError("file shorter than the range being sent")
-            sent_total += sent
-            await trio.lowlevel.checkpoint()
+        out = sock.fileno()
+        position = offset
+
+        def send_from_file(size: int) -> int:
+            nonlocal position
+            sent = os.sendfile(out, fd, position, size)
+            position += sent
+            return sent
+
+        await self._send_by_kernel(send_from_file, count, "file")
 
     async def send_pipe(self, fd: int, count: int, on_sent: Callable[[int], None]) -> None:
         """Send the next ``count`` bytes of the pipe ``fd`` as body.
@@ -540,26 +530,37 @@ class HTTPConnection:
         if self._remaining is not None:
             self._remaining -= count
         await self.flush()
+        out = sock.fileno()
+        await self._send_by_kernel(lambda size: os.splice(fd, out, size, flags=SPLICE_FLAGS),
+                                   count, "pipe", on_sent)
+
+    async def _send_by_kernel(self, move: Callable[[int], int], count: int, source: str,
+                              on_sent: Callable[[int], None] | None = None) -> None:
+        """Send ``count`` body bytes that the kernel moves to the client's socket
+        itself: ``move(n)`` (``os.sendfile``, ``os.splice``) moves up to ``n``
+        of them and says how many, or raises ``BlockingIOError`` when the
+        socket is full. The send timeout applies to each stall; a failure
+        marks the connection lost. ``on_sent`` is told each amount moved.
+        """
         while count > 0:
             try:
-                sent = os.splice(fd, sock.fileno(), count, flags=SPLICE_FLAGS)
+                sent = move(count)
             except BlockingIOError:
-                sent = None
-            except OSError as exc:
-                self.lost = True
-                raise ConnectionLost(f"splice failed: {exc}") from exc
-            if sent is None:
                 try:
                     await self.transport.wait_writable(self.limits.send_timeout)
                 except trio.TooSlowError:
                     self.lost = True
                     raise ConnectionLost("client stopped reading (send timeout)") from None
                 continue
+            except OSError as exc:
+                self.lost = True
+                raise ConnectionLost(f"sending from the {source} failed: {exc}") from exc
             if sent == 0:
-                raise ValueError("pipe shorter than the count being sent")
+                raise ValueError(f"{source} shorter than the body being sent")
             count -= sent
-            on_sent(sent)
-        await trio.lowlevel.checkpoint()
+            if on_sent is not None:
+                on_sent(sent)
+            await trio.lowlevel.checkpoint()  # a large body must not keep other connections waiting
 
     async def _send_file_by_reading(self, fd: int, offset: int, count: int) -> None:
         while count > 0:
