@@ -17,32 +17,25 @@ import pytest
 import rpc
 import trio
 from rawhttp import get
-from test_distrib_site import hostile_front, serve_hostile, start_personal
+from test_distrib_site import Hang, front_to_personal, hostile_front, serve_hostile, start_personal
 
 from trioweb.distrib import ResourceSubscription
 from trioweb.distrib.userdir import UserDirectory
 from trioweb.resource import Resource
 
 
-class Hung(rpc.Referenceable):
+class Hung(Hang, rpc.Referenceable):
     """A personal server that takes every request and never answers; counts what it holds."""
 
     def __init__(self) -> None:
-        self.calls = self.running = self.peak = self.cancelled = 0
+        super().__init__()
+        self.calls = 0
         self.paths: list[bytes] = []
 
     async def remote_request(self, message, body):
         self.calls += 1
         self.paths.append(message["uri"])
-        self.running += 1
-        self.peak = max(self.peak, self.running)
-        try:
-            await trio.sleep_forever()
-        except trio.Cancelled:
-            self.cancelled += 1
-            raise
-        finally:
-            self.running -= 1
+        await self.until_cancelled()
 
 
 async def serve_hung(nursery, path) -> Hung:
@@ -128,12 +121,7 @@ class Counting(Resource):
 
 async def test_a_burst_waits_in_line_and_is_all_served(start_site, nursery, tmp_path):
     counting = Counting()
-    path = str(tmp_path / "pb.sock")
-    await start_personal(nursery, path, counting)
-    subscription = ResourceSubscription("unix", path, max_in_flight=4)
-    root = Resource()
-    root.putChild(b"~alice", subscription)
-    site = await start_site(root)
+    site, subscription = await front_to_personal(start_site, nursery, tmp_path, counting, max_in_flight=4)
     statuses = []
 
     async def fetch():

@@ -167,13 +167,20 @@ async def start_personal(nursery, path, root=None):
     return listener
 
 
+async def front_to_personal(start_site, nursery, tmp_path, root=None, **options):
+    """A front forwarding ~alice to a personal server of ``root``: (site, subscription)."""
+    path = str(tmp_path / "pb.sock")
+    await start_personal(nursery, path, root)
+    subscription = ResourceSubscription("unix", path, **options)
+    front_root = Resource()
+    front_root.putChild(b"~alice", subscription)
+    return await start_site(front_root), subscription
+
+
 @pytest.fixture
 async def front(start_site, nursery, tmp_path):
-    path = str(tmp_path / "pb.sock")
-    await start_personal(nursery, path)
-    root = Resource()
-    root.putChild(b"~alice", ResourceSubscription("unix", path))
-    return await start_site(root)
+    site, _ = await front_to_personal(start_site, nursery, tmp_path)
+    return site
 
 
 async def test_get_through_the_front(front):
@@ -326,17 +333,15 @@ async def test_a_front_offering_no_root_cannot_be_streamed_to(nursery, tmp_path)
         assert (await root.callRemote("request", request_message(b"/~alice/"), None))["body"] == b"personal home"
 
 
-class Slow(Resource):
-    """Answers only when cancelled (by a timeout or a client that leaves)."""
-
-    isLeaf = True
+class Hang:
+    """Waits until cancelled; counts the waits running, the most at once, and those cancelled."""
 
     def __init__(self):
-        super().__init__()
-        self.running = self.cancelled = 0
+        self.running = self.peak = self.cancelled = 0
 
-    async def render_GET(self, request):
+    async def until_cancelled(self):
         self.running += 1
+        self.peak = max(self.peak, self.running)
         try:
             await trio.sleep_forever()
         except trio.Cancelled:
@@ -346,16 +351,24 @@ class Slow(Resource):
             self.running -= 1
 
 
+class Slow(Resource):
+    """Never answers: ends when cancelled (by a timeout or a client that leaves)."""
+
+    isLeaf = True
+
+    def __init__(self):
+        super().__init__()
+        self.hang = Hang()
+
+    async def render_GET(self, request):
+        await self.hang.until_cancelled()
+
+
 async def test_no_request_is_left_waiting_for_a_response_however_it_ended(start_site, nursery, tmp_path):
     slow = Slow()
     root = personal_root()
     root.putChild(b"slow", slow)
-    path = str(tmp_path / "pb.sock")
-    await start_personal(nursery, path, root)
-    alice = ResourceSubscription("unix", path, backend_timeout=1)
-    front_root = Resource()
-    front_root.putChild(b"~alice", alice)
-    site = await start_site(front_root)
+    site, alice = await front_to_personal(start_site, nursery, tmp_path, root, backend_timeout=1)
 
     def waiting():
         return alice.backend._responses.waiting
@@ -376,12 +389,12 @@ async def test_no_request_is_left_waiting_for_a_response_however_it_ended(start_
     conn = await site.connect()
     await conn.send(get(b"/~alice/slow"))
     with trio.fail_after(5):
-        while slow.running < 1:
+        while slow.hang.running < 1:
             await trio.sleep(0.01)
     assert len(waiting()) == 1
     await conn.aclose()  # the client leaves
     with trio.fail_after(5):
-        while slow.cancelled < 2 or waiting():
+        while slow.hang.cancelled < 2 or waiting():
             await trio.sleep(0.01)
     assert alice.backend._responses is responses  # all on one connection
 
@@ -406,12 +419,7 @@ async def test_a_response_for_no_waiting_request_is_502_for_that_backend_only(st
 
     path = str(tmp_path / "hostile.sock")
     await serve_hostile(nursery, path, answer)
-    good = str(tmp_path / "good.sock")
-    await start_personal(nursery, good)
-    root = Resource()
-    root.putChild(b"~mallory", ResourceSubscription("unix", path))
-    root.putChild(b"~alice", ResourceSubscription("unix", good))
-    site = await start_site(root)
+    site = await front_with_a_neighbour(start_site, nursery, tmp_path, path)
     with trio.fail_after(5):
         refused = await site.request(get(b"/~mallory/"))
     assert refused.status == 502
@@ -557,6 +565,16 @@ async def test_a_regular_file_at_the_socket_path_is_502(start_site, tmp_path):
     assert (await site.request(get(b"/~bob/"))).status == 502
 
 
+async def front_with_a_neighbour(start_site, nursery, tmp_path, hostile_path):
+    """A front with ~mallory at ``hostile_path`` and ~alice at a real personal server."""
+    good = str(tmp_path / "good.sock")
+    await start_personal(nursery, good)
+    root = Resource()
+    root.putChild(b"~mallory", ResourceSubscription("unix", hostile_path))
+    root.putChild(b"~alice", ResourceSubscription("unix", good))
+    return await start_site(root)
+
+
 async def fake_backend(nursery, path, behaviour):
     """A UNIX socket server that runs ``behaviour(stream)`` per connection."""
     listener = await unix_listener(path)
@@ -570,12 +588,7 @@ async def test_garbage_backend_is_502_and_the_front_keeps_serving(start_site, nu
 
     path = str(tmp_path / "garbage.sock")
     await fake_backend(nursery, path, garbage)
-    good = str(tmp_path / "good.sock")
-    await start_personal(nursery, good)
-    root = Resource()
-    root.putChild(b"~mallory", ResourceSubscription("unix", path))
-    root.putChild(b"~alice", ResourceSubscription("unix", good))
-    site = await start_site(root)
+    site = await front_with_a_neighbour(start_site, nursery, tmp_path, path)
     assert (await site.request(get(b"/~mallory/"))).status == 502
     assert (await site.request(get(b"/~alice/"))).body == b"personal home"
 
