@@ -17,11 +17,17 @@ Request map::
     client, host: [kind, host, port] | ["UNIX", name]   kind "INET" or "INET6"
     secure: bool                the front's connection is TLS
     length: int | None          body size if known (0: no body)
-    stream_answer: bool         the front takes a body stream in the answer
-                                (absent from older fronts: they get such a
-                                body through the sink instead)
+    token: int                  names the request in a ``response`` message
+                                (1 to 2**63 - 1, unique on its connection)
 
-Response map::
+The call is ``request(message, body)``: ``body`` is a stream, or None when
+the request has none. A response complete before its first flush is the
+call's answer. Any other response is streamed: its head goes first to the
+front's root object on that connection, as the one-way
+``response(token, head, body_stream)``, and the call answers None once the
+body is complete.
+
+Response map (the answer, or the head of a streamed response)::
 
     status: int, reason: bytes | None, headers: [[name, value]],
     length: int | None          the body size if the backend framed it with one
@@ -68,6 +74,10 @@ def enlarge_socket_buffers(stream: Any) -> None:
             pass  # a smaller buffer only costs speed
 
 
+# Tokens are counted up from 1 on each connection; the bound keeps them msgpack int64s.
+MAX_TOKEN = 2**63 - 1
+
+
 class MessageError(ValueError):
     """A message between front and personal server is malformed."""
 
@@ -91,7 +101,7 @@ def decode_address(value: Any) -> Address:
     raise MessageError(f"malformed address {value!r}")
 
 
-def encode_request(request: Any, length: int | None) -> dict[str, Any]:
+def encode_request(request: Any, length: int | None, token: int) -> dict[str, Any]:
     """The forwarded form of a front ``Request`` (see the module docstring)."""
     headers = [[name, value] for name, value in request.requestHeaders.pairs() if name not in _NOT_FORWARDED]
     return {
@@ -106,7 +116,7 @@ def encode_request(request: Any, length: int | None) -> dict[str, Any]:
         "host": encode_address(request.getHost()),
         "secure": request.isSecure(),
         "length": length,
-        "stream_answer": True,
+        "token": token,
     }
 
 
@@ -128,13 +138,13 @@ def _pairs(value: Any) -> list[tuple[bytes, bytes]]:
 
 
 def decode_request(message: Any) -> tuple[RequestHead, dict[str, Any]]:
-    """A ``RequestHead`` and the rest (prepath, postpath, addresses, secure)."""
+    """A ``RequestHead`` and the rest (prepath, postpath, addresses, secure, token)."""
     if not isinstance(message, dict):
         raise MessageError("a request must be a map")
     try:
         method, uri, version = message["method"], message["uri"], message["version"]
         length, host_header = message["length"], message["host_header"]
-        secure = message["secure"]
+        secure, token = message["secure"], message["token"]
     except KeyError as exc:
         raise MessageError(f"request without {exc}") from None
     if not (isinstance(method, bytes) and isinstance(uri, bytes) and version in (b"1.0", b"1.1")):
@@ -143,6 +153,8 @@ def decode_request(message: Any) -> tuple[RequestHead, dict[str, Any]]:
         raise MessageError("malformed length or secure flag")
     if host_header is not None and not isinstance(host_header, bytes):
         raise MessageError("malformed host")
+    if not (type(token) is int and 0 < token <= MAX_TOKEN):
+        raise MessageError("malformed token")
     try:
         headers = checked_map(_pairs(message.get("headers")))
     except ValueError as exc:  # CR, LF or NUL in a value, or a name that is not a token
@@ -164,7 +176,7 @@ def decode_request(message: Any) -> tuple[RequestHead, dict[str, Any]]:
         "client": decode_address(message.get("client")),
         "host": decode_address(message.get("host")),
         "secure": secure,
-        "stream_answer": message.get("stream_answer") is True,
+        "token": token,
     }
     return head, extra
 

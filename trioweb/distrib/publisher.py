@@ -1,8 +1,9 @@
 """The personal server's side: ``ResourcePublisher`` and ``serve_publisher``.
 
-``ResourcePublisher(site)`` is the rpc root a personal server offers. Its one
-method, ``request``, takes a request forwarded by a front server and runs it
-through ``site`` exactly as a local request: same traversal, same render
+``ResourcePublisher(site)`` is what a personal server publishes, with
+``serve_publisher``: on each connection from a front, the rpc root offers one
+method, ``request(message, body)``, which takes a forwarded request and runs
+it through ``site`` exactly as a local request: same traversal, same render
 dispatch (405, HEAD, ``setLastModified``, ``NOT_DONE_YET``, ``async def``),
 same error pages. Only the channel differs: a ``RemoteChannel`` reads the
 body from an rpc stream and sends the response back over the connection.
@@ -10,13 +11,13 @@ body from an rpc stream and sends the response back over the connection.
 How a response goes back:
 
 - complete before its first flush: in the call's answer, one message (no
-  round trip per write): the body itself if small, else (if the front says
-  it takes one) a ``StreamSender`` given the whole body, which follows the
-  answer at once as far as the front's window allows;
+  round trip per write): the body itself if small, else a ``StreamSender``
+  given the whole body, which follows the answer at once as far as the
+  front's window allows;
 - otherwise: at the first flush, a one-way ``response`` message to the
-  front's sink carries the head and a ``StreamSender``; the body follows on
-  that stream with the consumer's flow control, and the call returns (None)
-  when the body is complete.
+  front's root on that connection carries the request's token, the head and
+  a ``StreamSender``; the body follows on that stream with the consumer's
+  flow control, and the call returns (None) when the body is complete.
 
 Cancellation: when the front cancels the call (its client left) or the
 connection drops, the call's task is cancelled, and with it the request's
@@ -51,16 +52,16 @@ class RemoteChannel:
     """The ``Channel`` of a request forwarded by a front server."""
 
     def __init__(self, head: RequestHead, extra: dict[str, Any], body: rpc.StreamReceiver | None,
-                 sink: rpc.RemoteReference | None) -> None:
+                 front: FrontConnection) -> None:
         self.head = head
         self.client = extra["client"]
         self.host = extra["host"]
         self.is_secure = extra["secure"]
-        self._stream_answer = extra["stream_answer"]
+        self._token = extra["token"]
         self._body = body
         self._body_done = body is None or not head.has_body
         self._received = 0
-        self._sink = sink
+        self._front = front
         self.lost = False
         self.response_started = False
         self.response_done = False
@@ -114,9 +115,8 @@ class RemoteChannel:
         self.response_done = True
 
     def _held_for_answer(self) -> bool:
-        """The whole response is here, nothing of it was sent, and the call's answer can carry it."""
-        return self._sender is None and self.response_done and (
-            self._out_size <= INLINE_BODY or self._stream_answer)
+        """The whole response is here and nothing of it was sent: the call's answer carries it."""
+        return self._sender is None and self.response_done
 
     def has_output(self) -> bool:
         if self._held_for_answer():
@@ -146,10 +146,11 @@ class RemoteChannel:
             raise ConnectionLost(f"the front stopped reading: {exc}") from exc
 
     async def _start_stream(self) -> None:
-        assert self._status is not None and self._sink is not None
+        assert self._status is not None
         self._sender = rpc.StreamSender()
         try:
-            await self._sink.sendRemote("response", self._status, self._sender)
+            responses = await self._front.responses()
+            await responses.sendRemote("response", self._token, self._status, self._sender)
         except rpc.RPCError as exc:
             self.lost = True
             raise ConnectionLost(f"cannot reach the front: {exc}") from exc
@@ -198,30 +199,31 @@ class RemoteChannel:
         answer = self.answer_at_once()
         if answer is not None:
             return answer
-        if (self._sender is not None or self.response_done) and not self.lost:  # through the sink
+        if (self._sender is not None or self.response_done) and not self.lost:  # streamed
             await self.flush()
             return None
         raise ConnectionLost("the response was not completed")
 
 
-class ResourcePublisher(rpc.Referenceable):
-    """The rpc root of a personal server; see the module docstring."""
+class ResourcePublisher:
+    """What a personal server publishes; see the module docstring."""
 
     def __init__(self, site: Site) -> None:
         self.site = site
 
-    def remote_request(self, message: Any, body: rpc.StreamReceiver | None,
-                       sink: rpc.RemoteReference | None) -> Any:
-        """Run a forwarded request; the call's answer (see the module docstring).
+    def request(self, message: Any, body: Any, front: FrontConnection) -> Any:
+        """Run a request that ``front`` forwarded; the call's answer (see the module docstring).
 
-        A plain method: a response complete at once is answered from the rpc
-        connection's reader, without a task; otherwise the coroutine returned
-        finishes the request in the call's own task.
+        A malformed message raises ``MessageError``, a body that is not a
+        stream ``TypeError``: the front answers its client with a generic
+        error. A plain method: a response complete at once is answered from
+        the rpc connection's reader, without a task; otherwise the coroutine
+        returned finishes the request in the call's own task.
         """
         head, extra = decode_request(message)
         if body is not None and not isinstance(body, rpc.StreamReceiver):
             raise TypeError("the body must be a stream")
-        channel = RemoteChannel(head, extra, body, sink)
+        channel = RemoteChannel(head, extra, body, front)
         request = self.site.requestFactory(self.site, channel, head)
         request.prepath = extra["prepath"]
         request.postpath = extra["postpath"]
@@ -237,6 +239,32 @@ class ResourcePublisher(rpc.Referenceable):
         if rest is not None:
             await rest
         return await channel.complete()
+
+
+class FrontConnection(rpc.Referenceable):
+    """The rpc root offered on one connection from a front: its ``request``
+    goes to the publisher; the way back to that front for streamed responses
+    (the front's root) is fetched the first time a request streams, and kept.
+
+    The old form of the call, ``request(message, body, sink)``, fails with a
+    ``TypeError``, which the front turns into a generic error page.
+    """
+
+    def __init__(self, publisher: ResourcePublisher) -> None:
+        self.publisher = publisher
+        self.broker: rpc.Broker | None = None  # set once made: the broker is made with this root
+        self._responses: rpc.RemoteReference | None = None
+
+    def remote_request(self, message: Any, body: Any) -> Any:
+        return self.publisher.request(message, body, self)
+
+    async def responses(self) -> rpc.RemoteReference:
+        """The front's root on this connection; ``RPCError`` if the connection is
+        closed or the front offers none."""
+        if self._responses is None:
+            assert self.broker is not None
+            self._responses = await self.broker.getRootObject()
+        return self._responses
 
 
 async def serve_publisher(
@@ -256,7 +284,8 @@ async def serve_publisher(
 
     async def serve_one(stream: trio.abc.Stream) -> None:
         enlarge_socket_buffers(stream)
-        broker = rpc.Broker(stream, publisher, limits=limits)
+        front = FrontConnection(publisher)
+        broker = front.broker = rpc.Broker(stream, front, limits=limits)
         credentials = broker.peer_credentials()
         if allowed_uids is not None and credentials is not None and credentials.uid not in allowed_uids:
             log.warning("refused a connection from uid %d (pid %d): not an allowed peer",

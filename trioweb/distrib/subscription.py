@@ -28,7 +28,9 @@ What a client sees:
   timeout (3 s): 504;
 - no response head within ``backend_timeout`` (60 s): 504;
 - a malformed or disallowed response head: 502, and the connection to that
-  backend is dropped;
+  backend is dropped; likewise for a streamed response's head that names no
+  request waiting for one (see ``_Responses``), which fails the requests in
+  flight on that connection;
 - the backend raised (a bug in the publisher itself): a generic 500;
 - the backend dies after the head was sent, or sends no piece of the body
   for ``backend_timeout``: the client connection is aborted, never passed off
@@ -89,19 +91,61 @@ class BackendUnavailable(Exception):
         self.timed_out = timed_out
 
 
-class _ResponseSink(rpc.Referenceable):
-    """Receives the head and body stream of a response that is streamed back."""
+class _ResponseSink:
+    """Where the head and body stream of one request's streamed response arrive."""
+
+    __slots__ = ("head", "body", "arrived")
 
     def __init__(self) -> None:
         self.head: Any = None
         self.body: rpc.StreamReceiver | None = None
-        self.arrived = trio.Event()
+        self.arrived = trio.Event()  # the head came, or the call's answer did
 
-    def remote_response(self, head: Any, body: Any) -> None:
-        if self.arrived.is_set() or not isinstance(body, rpc.StreamReceiver):
-            raise MessageError("unexpected response message")
-        self.head, self.body = head, body
-        self.arrived.set()
+
+class _Responses(rpc.Referenceable):
+    """The front's root on one backend connection: the personal server sends
+    it the head of each streamed response, ``response(token, head, body)``,
+    naming the request by the token it came with.
+
+    One object per connection instead of one per request spares each request
+    an export, a reference on the other side and its release. A personal
+    server can only ever reach its own requests on its own connection. A
+    response for a request that has just ended (timed out, or its client
+    left, while the response was on its way) is dropped. Any other response
+    that names no request waiting for its head (a token never given, a second
+    response) is a broken protocol: ``MessageError``, and the connection is
+    closed, as for a malformed head, which fails that backend's requests in
+    flight (502).
+    """
+
+    def __init__(self) -> None:
+        self.waiting: dict[int, _ResponseSink] = {}  # by token; entries leave as their requests end
+        self._next_token = 1
+        # Cancels the task that holds the connection open (see _Backend._own).
+        self.connection_scope = trio.CancelScope()
+
+    def expect(self) -> tuple[int, _ResponseSink]:
+        """A token for a new request, and where its response will arrive; `forget` it when done."""
+        token = self._next_token
+        self._next_token = token + 1
+        sink = self.waiting[token] = _ResponseSink()
+        return token, sink
+
+    def forget(self, token: int) -> None:
+        del self.waiting[token]
+
+    def remote_response(self, token: Any, head: Any, body: Any) -> None:
+        """The head and body stream of the response of the request ``token`` names."""
+        if type(token) is int and isinstance(body, rpc.StreamReceiver):
+            sink = self.waiting.get(token)
+            if sink is None and 0 < token < self._next_token:
+                return  # its request ended first; dropping the stream stops its producer
+            if sink is not None and not sink.arrived.is_set():
+                sink.head, sink.body = head, body
+                sink.arrived.set()
+                return
+        self.connection_scope.cancel()
+        raise MessageError("unexpected response message")
 
 
 class _Backend:
@@ -124,7 +168,8 @@ class _Backend:
         self.check_peer = check_peer
         self.limits = limits
         self._broker: rpc.Broker | None = None
-        self._root: rpc.RemoteReference | None = None
+        self._root: rpc.RemoteReference | None = None  # the publisher, on _broker
+        self._responses: _Responses | None = None  # our root on _broker
         self._lock = trio.Lock()
         self._failures = 0
         self._down_until = 0.0
@@ -133,13 +178,21 @@ class _Backend:
     def describe(self) -> str:
         return f"unix:{self.address}" if self.kind == "unix" else f"tcp:{self.address}:{self.port}"
 
-    async def root(self) -> rpc.RemoteReference:
-        """The publisher's reference, connecting if needed; BackendUnavailable if that fails."""
-        if self._root is not None and self._broker is not None and not self._broker.closed:
-            return self._root
+    def _connected(self) -> tuple[rpc.RemoteReference, _Responses] | None:
+        if self._root is None or self._responses is None or self._broker is None or self._broker.closed:
+            return None
+        return self._root, self._responses
+
+    async def connection(self) -> tuple[rpc.RemoteReference, _Responses]:
+        """The publisher's reference and our root on the same connection, connecting
+        if needed; BackendUnavailable if that fails."""
+        connected = self._connected()
+        if connected is not None:
+            return connected
         async with self._lock:
-            if self._root is not None and self._broker is not None and not self._broker.closed:
-                return self._root
+            connected = self._connected()
+            if connected is not None:
+                return connected
             if trio.current_time() < self._down_until and not await self._socket_replaced():
                 raise BackendUnavailable(f"{self.describe()} failed recently; retrying later")
             try:
@@ -171,7 +224,7 @@ class _Backend:
         identity = await trio.to_thread.run_sync(self._socket_identity)
         return identity is not None and identity != self._failed_socket
 
-    async def _connect(self) -> rpc.RemoteReference:
+    async def _connect(self) -> tuple[rpc.RemoteReference, _Responses]:
         if self.before_connect is not None:
             # Abandoned if it hangs (a home on a dead NFS server): the connect timeout applies.
             await trio.to_thread.run_sync(self.before_connect, abandon_on_cancel=True)
@@ -181,7 +234,8 @@ class _Backend:
         else:
             stream = await trio.open_tcp_stream(self.address, self.port)
         # Bodies are relayed from pipes, spliced on to the client's socket (no copy here).
-        broker = rpc.Broker(stream, limits=self.limits, splice_payloads=True)
+        responses = _Responses()
+        broker = rpc.Broker(stream, responses, limits=self.limits, splice_payloads=True)
         try:
             if self.check_peer is not None:
                 self.check_peer(broker.peer_credentials())  # before a byte is sent
@@ -190,37 +244,44 @@ class _Backend:
             raise
         ready = trio.Event()
         failure: list[BaseException] = []
-        trio.lowlevel.spawn_system_task(self._own, broker, ready, failure)
+        trio.lowlevel.spawn_system_task(self._own, broker, responses, ready, failure)
         await ready.wait()
         if failure:
             raise failure[0]
+        connected = self._connected()
+        if connected is None:  # closed already: the peer hung up, or broke the protocol
+            raise rpc.ConnectionLost(f"closed during the connect: {broker.close_reason}")
         self._failures = 0
-        assert self._root is not None
-        return self._root
+        return connected
 
-    async def _own(self, broker: rpc.Broker, ready: trio.Event, failure: list[BaseException]) -> None:
+    async def _own(self, broker: rpc.Broker, responses: _Responses, ready: trio.Event,
+                   failure: list[BaseException]) -> None:
         """The task that holds the connection open while it is in use (a system task:
-        the connection outlives the request that opened it)."""
+        the connection outlives the request that opened it), until the connection
+        closes or ``responses`` cancels it."""
         try:
-            async with broker:
-                root = await broker.getRootObject()
-                self._broker, self._root = broker, root
-                ready.set()
-                await broker.wait_closed()
-            log.info("connection to %s closed: %s", self.describe(), broker.close_reason)
+            with responses.connection_scope:
+                async with broker:
+                    root = await broker.getRootObject()
+                    self._broker, self._root, self._responses = broker, root, responses
+                    ready.set()
+                    await broker.wait_closed()
+            violated = responses.connection_scope.cancel_called
+            log.info("connection to %s closed: %s", self.describe(),
+                     "a response for no waiting request" if violated else broker.close_reason)
         except (rpc.RPCError, OSError, trio.BrokenResourceError) as exc:
             failure.append(exc)
             log.info("connection to %s failed: %s", self.describe(), exc)
         finally:
             if self._broker is broker:
-                self._broker = self._root = None
+                self._broker = self._root = self._responses = None
             ready.set()
 
     async def drop(self) -> None:
         """Close the connection (after the backend broke the protocol)."""
         broker = self._broker
         if broker is not None:
-            self._broker = self._root = None
+            self._broker = self._root = self._responses = None
             await broker.aclose()
 
 
@@ -286,14 +347,14 @@ class ResourceSubscription(Resource):
                                    "The personal server behind this address is busy. Try again in a moment.")
         try:
             try:
-                root = await self.backend.root()
+                root, responses = await self.backend.connection()
             except BackendUnavailable as exc:
                 code, brief = (504, "Gateway Timeout") if exc.timed_out else (502, "Bad Gateway")
                 log.warning("%d for %s: %s", code, request.uri.decode("latin-1"), exc)
                 return self._error(request, code, brief)
             head = request.channel.head
             if head is None or not head.has_body:
-                return await self._exchange(request, root, None, None, slot)
+                return await self._exchange(request, root, responses, None, None, slot)
             # The body is pumped from this request's own nursery (not by the rpc
             # connection), so that no read of the client's socket outlives the
             # call: the connection reads what is left after us.
@@ -302,54 +363,59 @@ class ResourceSubscription(Resource):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._pump_body, request, body, pump_scope)
                 # Captured, so that it leaves the nursery as it is, not in an exception group.
-                relayed = await outcome.acapture(self._exchange, request, root, body, pump_scope, slot)
+                relayed = await outcome.acapture(self._exchange, request, root, responses, body, pump_scope, slot)
             return relayed.unwrap()
         finally:
             slot.release()  # unless the head came: a failure, or the client left
 
-    async def _exchange(self, request: Request, root: rpc.RemoteReference, body: rpc.StreamSender | None,
-                        pump_scope: trio.CancelScope | None, slot: Slot) -> bytes | None:
+    async def _exchange(self, request: Request, root: rpc.RemoteReference, responses: _Responses,
+                        body: rpc.StreamSender | None, pump_scope: trio.CancelScope | None,
+                        slot: Slot) -> bytes | None:
         """Call the backend and relay its response: from the call's answer (the
         body in it, or on a stream it carries), or streamed (the head comes to
-        the sink first, the answer after the body)."""
+        ``responses`` first, under this request's token, the answer after the
+        body). The token is forgotten however the request ends."""
         length = request.channel.declared_body_size() if body is not None else 0
-        sink = _ResponseSink()
+        token, sink = responses.expect()
         try:
-            call = await root.start_call("request", encode_request(request, length), body, sink)
-        except Exception as exc:
-            if pump_scope is not None:
-                pump_scope.cancel()
-            return await self._relay_answer(request, exc)
+            try:
+                call = await root.start_call("request", encode_request(request, length, token), body)
+            except Exception as exc:
+                if pump_scope is not None:
+                    pump_scope.cancel()
+                return await self._relay_answer(request, exc)
 
-        def answered() -> None:
-            if pump_scope is not None:
-                pump_scope.cancel()  # the backend has answered: it wants no more body
-            sink.arrived.set()
+            def answered() -> None:
+                if pump_scope is not None:
+                    pump_scope.cancel()  # the backend has answered: it wants no more body
+                sink.arrived.set()
 
-        call.add_done_callback(answered)
-        relayed = False
-        try:
-            with trio.move_on_after(self.backend_timeout):
-                await sink.arrived.wait()
-            slot.release()  # the head, the answer or the timeout came: no longer in flight
-            if not sink.arrived.is_set():
-                log.warning("504 for %s: %s sent no response within %g s", request.uri.decode("latin-1"),
-                            self.backend.describe(), self.backend_timeout)
-                return self._error(request, 504, "Gateway Timeout")
-            if sink.head is None:
-                try:
-                    answer = call.result()
-                except Exception as exc:
-                    answer = exc
-                return await self._relay_answer(request, answer)
-            response = await self._relay_stream(request, sink)
-            # The answer follows a whole body (None); nobody needs to wait for it.
-            # After an error page instead (a bad head, a stall), the call is cancelled.
-            relayed = response is None
-            return response
+            call.add_done_callback(answered)
+            relayed = False
+            try:
+                with trio.move_on_after(self.backend_timeout):
+                    await sink.arrived.wait()
+                slot.release()  # the head, the answer or the timeout came: no longer in flight
+                if not sink.arrived.is_set():
+                    log.warning("504 for %s: %s sent no response within %g s", request.uri.decode("latin-1"),
+                                self.backend.describe(), self.backend_timeout)
+                    return self._error(request, 504, "Gateway Timeout")
+                if sink.head is None:
+                    try:
+                        answer = call.result()
+                    except Exception as exc:
+                        answer = exc
+                    return await self._relay_answer(request, answer)
+                response = await self._relay_stream(request, sink)
+                # The answer follows a whole body (None); nobody needs to wait for it.
+                # After an error page instead (a bad head, a stall), the call is cancelled.
+                relayed = response is None
+                return response
+            finally:
+                if not relayed:
+                    call.cancel()  # timed out, failed, or the client left: the backend's work stops
         finally:
-            if not relayed:
-                call.cancel()  # timed out, failed, or the client left: the backend's work stops
+            responses.forget(token)
 
     @staticmethod
     async def _pump_body(request: Request, body: rpc.StreamSender, scope: trio.CancelScope) -> None:

@@ -28,7 +28,7 @@ async def crlf(stream):
     import rpc
 
     class Evil(rpc.Referenceable):
-        async def remote_request(self, message, body, sink):
+        async def remote_request(self, message, body):
             return {"status": 200, "reason": None, "headers": [[b"X-A", b"v\r\nSet-Cookie: evil=1"]],
                     "length": 2, "body": b"ok"}
 

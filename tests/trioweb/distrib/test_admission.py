@@ -17,37 +17,30 @@ import pytest
 import rpc
 import trio
 from rawhttp import get
-from test_distrib_site import Publisher, hostile_front, start_personal, unix_listener
+from test_distrib_site import Hang, front_to_personal, hostile_front, serve_hostile, start_personal
 
-from trioweb.distrib import ResourceSubscription, serve_publisher
+from trioweb.distrib import ResourceSubscription
 from trioweb.distrib.userdir import UserDirectory
 from trioweb.resource import Resource
 
 
-class Hung(rpc.Referenceable):
+class Hung(Hang, rpc.Referenceable):
     """A personal server that takes every request and never answers; counts what it holds."""
 
     def __init__(self) -> None:
-        self.calls = self.running = self.peak = self.cancelled = 0
+        super().__init__()
+        self.calls = 0
         self.paths: list[bytes] = []
 
-    async def remote_request(self, message, body, sink):
+    async def remote_request(self, message, body):
         self.calls += 1
         self.paths.append(message["uri"])
-        self.running += 1
-        self.peak = max(self.peak, self.running)
-        try:
-            await trio.sleep_forever()
-        except trio.Cancelled:
-            self.cancelled += 1
-            raise
-        finally:
-            self.running -= 1
+        await self.until_cancelled()
 
 
 async def serve_hung(nursery, path) -> Hung:
     hung = Hung()
-    await nursery.start(serve_publisher, hung, [await unix_listener(str(path))])
+    await nursery.start(rpc.serve_unix, str(path), lambda broker: hung)
     return hung
 
 
@@ -128,12 +121,7 @@ class Counting(Resource):
 
 async def test_a_burst_waits_in_line_and_is_all_served(start_site, nursery, tmp_path):
     counting = Counting()
-    path = str(tmp_path / "pb.sock")
-    await start_personal(nursery, path, counting)
-    subscription = ResourceSubscription("unix", path, max_in_flight=4)
-    root = Resource()
-    root.putChild(b"~alice", subscription)
-    site = await start_site(root)
+    site, subscription = await front_to_personal(start_site, nursery, tmp_path, counting, max_in_flight=4)
     statuses = []
 
     async def fetch():
@@ -190,11 +178,12 @@ async def test_clients_leaving_in_flight_or_queued_release_their_slots(start_sit
 async def test_a_response_streaming_its_body_holds_no_slot(start_site, nursery, tmp_path):
     started, finish = trio.Event(), trio.Event()
 
-    async def answer(message, body, sink):
+    async def answer(message, body, front):
         if message["uri"] == b"/~alice/quick":
             return {"status": 200, "reason": None, "headers": [], "length": 5, "body": b"quick"}
         stream = rpc.StreamSender()
-        await sink.sendRemote("response", {"status": 200, "reason": None, "headers": [], "length": None}, stream)
+        await front.sendRemote("response", message["token"], {"status": 200, "reason": None, "headers": [],
+                                                              "length": None}, stream)
         await stream.send_all(b"first ")
         started.set()
         await finish.wait()
@@ -202,7 +191,7 @@ async def test_a_response_streaming_its_body_holds_no_slot(start_site, nursery, 
         await stream.aclose()
 
     path = str(tmp_path / "pb.sock")
-    await nursery.start(serve_publisher, Publisher(answer), [await unix_listener(path)])
+    await serve_hostile(nursery, path, answer)
     alice = ResourceSubscription("unix", path, max_in_flight=1, max_queued=0)
     root = Resource()
     root.putChild(b"~alice", alice)
@@ -227,7 +216,7 @@ async def test_a_backend_that_is_down_releases_the_slot(start_site, tmp_path):
     assert missing.admission.in_flight == 0
 
 
-@pytest.mark.parametrize("via", ["sink", "answer"])
+@pytest.mark.parametrize("via", ["streamed", "answer"])
 @pytest.mark.parametrize("sent", [b"", b"partial "])
 async def test_a_backend_that_stalls_mid_body_is_cut_off(start_site, nursery, tmp_path, caplog, via, sent):
     cut, stopped = trio.Event(), trio.Event()
@@ -251,14 +240,14 @@ async def test_a_backend_that_stalls_mid_body_is_cut_off(start_site, nursery, tm
             how.append("stream dropped")
             stopped.set()
 
-    async def answer(message, body, sink):
+    async def answer(message, body, front):
         calls.append(message)
         if len(calls) > 1:
             return {"status": 200, "reason": None, "headers": [], "length": 2, "body": b"ok"}
         stream = rpc.StreamSender()
         head = {"status": 200, "reason": None, "headers": [], "length": None}
-        if via == "sink":
-            await sink.sendRemote("response", head, stream)
+        if via == "streamed":
+            await front.sendRemote("response", message["token"], head, stream)
             await produce(stream)  # the call stays open while the body streams
             return None
         nursery.start_soon(produce, stream)
@@ -280,15 +269,16 @@ async def test_a_backend_that_stalls_mid_body_is_cut_off(start_site, nursery, tm
     with trio.fail_after(5):
         await stopped.wait()  # the producer was told to stop:
     # the call is cancelled if still open; a stream given in the answer is dropped.
-    assert how == ["cancelled" if via == "sink" else "stream dropped"]
+    assert how == ["cancelled" if via == "streamed" else "stream dropped"]
     # The front keeps serving, the same backend included.
     assert (await site.request(get(b"/~mallory/"))).body == b"ok"
 
 
 async def test_a_slow_body_is_not_cut_off_while_pieces_keep_coming(start_site, nursery, tmp_path):
-    async def answer(message, body, sink):
+    async def answer(message, body, front):
         stream = rpc.StreamSender()
-        await sink.sendRemote("response", {"status": 200, "reason": None, "headers": [], "length": None}, stream)
+        await front.sendRemote("response", message["token"], {"status": 200, "reason": None, "headers": [],
+                                                              "length": None}, stream)
         for i in range(4):  # 1.2 s in all, each piece within backend_timeout (1 s) of the last
             await stream.send_all(b"%d" % i)
             if i < 3:
@@ -311,8 +301,7 @@ async def test_the_cap_is_per_user_whatever_the_url_form(start_site, nursery, tm
                                       pw_dir=str(home))
     database = SimpleNamespace(getpwnam=lambda name: users[name], getpwall=lambda: list(users.values()))
     hung = await serve_hung(nursery, tmp_path / "erin" / ".trioweb-pb")
-    listener = await unix_listener(str(tmp_path / "alice" / ".trioweb-pb"))
-    await nursery.start(serve_publisher, Publisher(_hello), [listener])
+    await serve_hostile(nursery, str(tmp_path / "alice" / ".trioweb-pb"), _hello)
     directory = UserDirectory(database, min_uid=0, max_in_flight=1, queue_timeout=5, max_queued=0)
     site = await start_site(directory)
     first = await site.connect()
@@ -328,7 +317,7 @@ async def test_the_cap_is_per_user_whatever_the_url_form(start_site, nursery, tm
     await until(lambda: erin.admission.in_flight == 0)
 
 
-async def _hello(message, body, sink):
+async def _hello(message, body, front):
     return {"status": 200, "reason": None, "headers": [], "length": 5, "body": b"hello"}
 
 

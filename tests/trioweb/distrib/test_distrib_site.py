@@ -167,13 +167,20 @@ async def start_personal(nursery, path, root=None):
     return listener
 
 
+async def front_to_personal(start_site, nursery, tmp_path, root=None, **options):
+    """A front forwarding ~alice to a personal server of ``root``: (site, subscription)."""
+    path = str(tmp_path / "pb.sock")
+    await start_personal(nursery, path, root)
+    subscription = ResourceSubscription("unix", path, **options)
+    front_root = Resource()
+    front_root.putChild(b"~alice", subscription)
+    return await start_site(front_root), subscription
+
+
 @pytest.fixture
 async def front(start_site, nursery, tmp_path):
-    path = str(tmp_path / "pb.sock")
-    await start_personal(nursery, path)
-    root = Resource()
-    root.putChild(b"~alice", ResourceSubscription("unix", path))
-    return await start_site(root)
+    site, _ = await front_to_personal(start_site, nursery, tmp_path)
+    return site
 
 
 async def test_get_through_the_front(front):
@@ -285,29 +292,170 @@ async def test_large_complete_response_comes_on_a_stream_in_the_answer(front):
     assert response.body == Whole.body
 
 
-async def test_an_older_front_gets_a_large_complete_response_through_its_sink(nursery, tmp_path):
-    """A front that does not say it takes a body stream in the answer (older
-    versions) gets the head and the body stream through its sink, as before."""
+def request_message(uri: bytes, **changes):
+    """A request message as a front sends it (see trioweb.distrib._messages)."""
+    return {"method": b"GET", "uri": uri, "version": b"1.1", "headers": [], "host_header": b"example.org",
+            "prepath": [b"~alice"], "postpath": uri.split(b"/")[2:], "client": ["INET", "127.0.0.1", 1234],
+            "host": ["INET", "127.0.0.1", 80], "secure": False, "length": 0, "token": 1, **changes}
+
+
+async def test_the_old_form_of_the_call_and_bad_tokens_are_refused(nursery, tmp_path):
+    """The sink argument of older fronts is gone: such a call fails plainly (the
+    front shows a generic error page for any exception of the publisher), as
+    does a request without a valid token."""
     path = str(tmp_path / "pb.sock")
     await start_personal(nursery, path)
-
-    class Sink(rpc.Referenceable):
-        def __init__(self):
-            self.head, self.body = None, None
-
-        def remote_response(self, head, body):
-            self.head, self.body = head, body
-
-    message = {"method": b"GET", "uri": b"/~alice/whole", "version": b"1.1", "headers": [],
-               "host_header": b"example.org", "prepath": [b"~alice"], "postpath": [b"whole"],
-               "client": ["INET", "127.0.0.1", 1234], "host": ["INET", "127.0.0.1", 80],
-               "secure": False, "length": 0}  # no "stream_answer"
-    sink = Sink()
     async with rpc.connect_unix(path) as broker:
         root = await broker.getRootObject()
-        assert await root.callRemote("request", message, None, sink) is None
-        assert sink.head["status"] == 200 and "body" not in sink.head
-        assert b"".join([piece async for piece in sink.body]) == Whole.body
+        with pytest.raises(rpc.RemoteError, match="positional argument") as raised:
+            await root.callRemote("request", request_message(b"/~alice/"), None, rpc.Referenceable())
+        assert raised.value.remote_type == "TypeError"
+        for token in (0, -1, 2**63, True, "1", None, 1.0):
+            with pytest.raises(rpc.RemoteError, match="malformed token"):
+                await root.callRemote("request", request_message(b"/~alice/", token=token), None)
+        without = request_message(b"/~alice/")
+        del without["token"]
+        with pytest.raises(rpc.RemoteError, match="request without 'token'"):
+            await root.callRemote("request", without, None)
+        answer = await root.callRemote("request", request_message(b"/~alice/", token=2**63 - 1), None)
+        assert answer["body"] == b"personal home"
+
+
+async def test_a_front_offering_no_root_cannot_be_streamed_to(nursery, tmp_path):
+    """A streamed response needs the front's root: without it the request ends
+    as if the front had gone, and the connection keeps serving."""
+    path = str(tmp_path / "pb.sock")
+    await start_personal(nursery, path)
+    async with rpc.connect_unix(path) as broker:
+        root = await broker.getRootObject()
+        with pytest.raises(rpc.RemoteError, match="ConnectionLost|cannot reach the front"):
+            await root.callRemote("request", request_message(b"/~alice/big"), None)
+        assert (await root.callRemote("request", request_message(b"/~alice/"), None))["body"] == b"personal home"
+
+
+class Hang:
+    """Waits until cancelled; counts the waits running, the most at once, and those cancelled."""
+
+    def __init__(self):
+        self.running = self.peak = self.cancelled = 0
+
+    async def until_cancelled(self):
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        try:
+            await trio.sleep_forever()
+        except trio.Cancelled:
+            self.cancelled += 1
+            raise
+        finally:
+            self.running -= 1
+
+
+class Slow(Resource):
+    """Never answers: ends when cancelled (by a timeout or a client that leaves)."""
+
+    isLeaf = True
+
+    def __init__(self):
+        super().__init__()
+        self.hang = Hang()
+
+    async def render_GET(self, request):
+        await self.hang.until_cancelled()
+
+
+async def test_no_request_is_left_waiting_for_a_response_however_it_ended(start_site, nursery, tmp_path):
+    slow = Slow()
+    root = personal_root()
+    root.putChild(b"slow", slow)
+    site, alice = await front_to_personal(start_site, nursery, tmp_path, root, backend_timeout=1)
+
+    def waiting():
+        return alice.backend._responses.waiting
+
+    assert (await site.request(get(b"/~alice/"))).body == b"personal home"  # in the answer
+    assert waiting() == {}
+    responses = alice.backend._responses
+    streamed = await site.request(get(b"/~alice/big?mib=1"))  # through the front's root
+    assert streamed.chunked and len(streamed.body) == 1 << 20
+    assert (await site.request(get(b"/~alice/whole"))).body == Whole.body  # on a stream in the answer
+    body = b"a=1"
+    posted = await site.request(b"POST /~alice/echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n" + body)
+    assert posted.body == b"3 -"
+    assert (await site.request(get(b"/~alice/boom"))).status == 500
+    assert waiting() == {}
+    assert (await site.request(get(b"/~alice/slow"))).status == 504
+    assert waiting() == {}
+    conn = await site.connect()
+    await conn.send(get(b"/~alice/slow"))
+    with trio.fail_after(5):
+        while slow.hang.running < 1:
+            await trio.sleep(0.01)
+    assert len(waiting()) == 1
+    await conn.aclose()  # the client leaves
+    with trio.fail_after(5):
+        while slow.hang.cancelled < 2 or waiting():
+            await trio.sleep(0.01)
+    assert alice.backend._responses is responses  # all on one connection
+
+
+@pytest.mark.parametrize("bad", ["never given", "zero", "not an int", "not a stream", "twice"])
+async def test_a_response_for_no_waiting_request_is_502_for_that_backend_only(start_site, nursery, tmp_path,
+                                                                             caplog, bad):
+    """The backend broke the protocol: its connection is closed (as for a bad
+    head), failing what it had in flight; other backends, and the next
+    requests to this one, are served."""
+
+    async def answer(message, body, front):
+        token = message["token"]
+        if message["uri"] == b"/~mallory/ok":
+            return {"status": 200, "reason": None, "headers": [], "length": 2, "body": b"ok"}
+        head = {"status": 200, "reason": None, "headers": [], "length": None}
+        if bad == "twice":
+            await front.sendRemote("response", token, head, rpc.StreamSender())
+        named = {"never given": token + 1000, "zero": 0, "not an int": str(token)}.get(bad, token)
+        await front.sendRemote("response", named, head, b"body" if bad == "not a stream" else rpc.StreamSender())
+        await trio.sleep(30)
+
+    path = str(tmp_path / "hostile.sock")
+    await serve_hostile(nursery, path, answer)
+    site = await front_with_a_neighbour(start_site, nursery, tmp_path, path)
+    with trio.fail_after(5):
+        refused = await site.request(get(b"/~mallory/"))
+    assert refused.status == 502
+    assert "unexpected response message" in caplog.text
+    assert (await site.request(get(b"/~alice/"))).body == b"personal home"
+    assert (await site.request(get(b"/~mallory/ok"))).body == b"ok"
+
+
+async def test_a_late_response_for_a_request_that_ended_is_dropped(start_site, nursery, tmp_path):
+    """A request can end (timed out, its client gone) while its response is on
+    the way: that is no fault of the backend. The response is dropped, and its
+    stream stopped, without touching the connection."""
+    stopped = trio.Event()
+
+    async def answer(message, body, front):
+        if message["uri"] == b"/~mallory/late":
+            stream = rpc.StreamSender()
+            await front.sendRemote("response", message["token"] - 1, {"status": 200, "reason": None,
+                                                                     "headers": [], "length": None}, stream)
+            with pytest.raises(rpc.StreamError):
+                while True:
+                    await stream.send_all(b"x" * 65536)
+            stopped.set()
+        return {"status": 200, "reason": None, "headers": [], "length": 2, "body": b"ok"}
+
+    path = str(tmp_path / "hostile.sock")
+    await serve_hostile(nursery, path, answer)
+    mallory = ResourceSubscription("unix", path)
+    root = Resource()
+    root.putChild(b"~mallory", mallory)
+    site = await start_site(root)
+    assert (await site.request(get(b"/~mallory/first"))).body == b"ok"
+    responses = mallory.backend._responses
+    assert (await site.request(get(b"/~mallory/late"))).body == b"ok"
+    assert stopped.is_set()
+    assert mallory.backend._responses is responses and responses.waiting == {}
 
 
 async def test_async_renders_behind_the_publisher(front):
@@ -340,12 +488,11 @@ async def test_a_cookie_set_through_one_url_form_is_set_for_both(start_site, nur
     alice = SimpleNamespace(pw_name="alice", pw_uid=me.pw_uid, pw_gid=me.pw_gid, pw_gecos="", pw_dir=str(home))
     database = SimpleNamespace(getpwnam={"alice": alice}.__getitem__, getpwall=lambda: [alice])
 
-    async def login(message, body, sink):
+    async def login(message, body, front):
         return {"status": 200, "reason": None, "length": 2, "body": b"ok",
                 "headers": [[b"Set-Cookie", b"sid=42; Path=/; HttpOnly"], [b"Set-Cookie", b"theme=dark"]]}
 
-    listener = await unix_listener(str(home / ".trioweb-pb"))
-    await nursery.start(serve_publisher, Publisher(login), [listener])
+    await serve_hostile(nursery, str(home / ".trioweb-pb"), login)
     site = await start_site(UserDirectory(database, min_uid=0))
     for form in (b"/~alice/", b"/users/alice/"):
         response = await site.request(get(form + b"login"))
@@ -418,6 +565,16 @@ async def test_a_regular_file_at_the_socket_path_is_502(start_site, tmp_path):
     assert (await site.request(get(b"/~bob/"))).status == 502
 
 
+async def front_with_a_neighbour(start_site, nursery, tmp_path, hostile_path):
+    """A front with ~mallory at ``hostile_path`` and ~alice at a real personal server."""
+    good = str(tmp_path / "good.sock")
+    await start_personal(nursery, good)
+    root = Resource()
+    root.putChild(b"~mallory", ResourceSubscription("unix", hostile_path))
+    root.putChild(b"~alice", ResourceSubscription("unix", good))
+    return await start_site(root)
+
+
 async def fake_backend(nursery, path, behaviour):
     """A UNIX socket server that runs ``behaviour(stream)`` per connection."""
     listener = await unix_listener(path)
@@ -431,30 +588,31 @@ async def test_garbage_backend_is_502_and_the_front_keeps_serving(start_site, nu
 
     path = str(tmp_path / "garbage.sock")
     await fake_backend(nursery, path, garbage)
-    good = str(tmp_path / "good.sock")
-    await start_personal(nursery, good)
-    root = Resource()
-    root.putChild(b"~mallory", ResourceSubscription("unix", path))
-    root.putChild(b"~alice", ResourceSubscription("unix", good))
-    site = await start_site(root)
+    site = await front_with_a_neighbour(start_site, nursery, tmp_path, path)
     assert (await site.request(get(b"/~mallory/"))).status == 502
     assert (await site.request(get(b"/~alice/"))).body == b"personal home"
 
 
 class Publisher(rpc.Referenceable):
-    """A hostile "personal server" speaking the protocol with bad answers."""
+    """A hostile "personal server" speaking rpc directly: each request gets
+    ``answer(message, body, front)``, ``front`` being the front's root on the
+    connection (where ``response(message["token"], head, stream)`` goes)."""
 
-    def __init__(self, answer):
+    def __init__(self, answer, broker):
         self.answer = answer
+        self.broker = broker
 
-    async def remote_request(self, message, body, sink):
-        return await self.answer(message, body, sink)
+    async def remote_request(self, message, body):
+        return await self.answer(message, body, await self.broker.getRootObject())
+
+
+async def serve_hostile(nursery, path, answer):
+    await nursery.start(rpc.serve_unix, path, lambda broker: Publisher(answer, broker))
 
 
 async def hostile_front(start_site, nursery, tmp_path, answer):
     path = str(tmp_path / "hostile.sock")
-    listener = await unix_listener(path)
-    await nursery.start(serve_publisher, Publisher(answer), [listener])
+    await serve_hostile(nursery, path, answer)
     root = Resource()
     root.putChild(b"~mallory", ResourceSubscription("unix", path, backend_timeout=1))
     return await start_site(root)
@@ -473,7 +631,7 @@ async def hostile_front(start_site, nursery, tmp_path, answer):
     ],
 )
 async def test_bad_response_heads_are_502(start_site, nursery, tmp_path, head):
-    async def answer(message, body, sink):
+    async def answer(message, body, front):
         return head
 
     site = await hostile_front(start_site, nursery, tmp_path, answer)
@@ -483,7 +641,7 @@ async def test_bad_response_heads_are_502(start_site, nursery, tmp_path, head):
 
 
 async def test_answer_with_a_body_and_a_stream_is_502(start_site, nursery, tmp_path):
-    async def answer(message, body, sink):
+    async def answer(message, body, front):
         return {"status": 200, "reason": None, "headers": [], "length": 2, "body": b"ok",
                 "stream": rpc.StreamSender(b"ok")}
 
@@ -492,7 +650,7 @@ async def test_answer_with_a_body_and_a_stream_is_502(start_site, nursery, tmp_p
 
 
 async def test_hung_backend_is_504(start_site, nursery, tmp_path):
-    async def answer(message, body, sink):
+    async def answer(message, body, front):
         await trio.sleep(30)
 
     site = await hostile_front(start_site, nursery, tmp_path, answer)
@@ -501,9 +659,10 @@ async def test_hung_backend_is_504(start_site, nursery, tmp_path):
 
 
 async def test_backend_dying_mid_body_aborts_the_client_connection(start_site, nursery, tmp_path):
-    async def answer(message, body, sink):
+    async def answer(message, body, front):
         stream = rpc.StreamSender()
-        await sink.sendRemote("response", {"status": 200, "reason": None, "headers": [], "length": None}, stream)
+        await front.sendRemote("response", message["token"], {"status": 200, "reason": None, "headers": [],
+                                                              "length": None}, stream)
         await stream.send_all(b"partial ")
         await trio.sleep(0.2)
         stream.abort("died")
@@ -520,7 +679,7 @@ async def test_backend_dying_mid_body_aborts_the_client_connection(start_site, n
 async def test_client_leaving_cancels_the_personal_work(start_site, nursery, tmp_path):
     cancelled = trio.Event()
 
-    async def answer(message, body, sink):
+    async def answer(message, body, front):
         try:
             await trio.sleep(30)
         except trio.Cancelled:
