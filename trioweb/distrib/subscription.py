@@ -478,9 +478,12 @@ class ResourceSubscription(Resource):
         return self._bad_gateway(request)
 
     def _bad_gateway(self, request: Request, code: int = 502, brief: str = "Bad Gateway") -> bytes:
-        """A clean 502 (or other error), whatever part of the backend's head was already applied."""
-        for name in (b"content-length", b"set-cookie"):
-            request.responseHeaders.removeHeader(name)
+        """A clean 502 (or other error), whatever part of the backend's head was
+        already applied: none of the response's headers stay (a backend's
+        Content-Encoding or Content-Length would garble our page)."""
+        headers = request.responseHeaders
+        for name in list(headers):
+            headers.removeHeader(name)
         request.cookies.clear()
         return self._error(request, code, brief)
 

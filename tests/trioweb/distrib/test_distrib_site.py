@@ -626,6 +626,9 @@ async def hostile_front(start_site, nursery, tmp_path, answer):
         {"status": 101, "reason": None, "headers": [], "length": None, "body": b""},
         {"status": 200, "reason": b"OK\r\nX: y", "headers": [], "length": 2, "body": b"ok"},
         {"status": 200, "reason": None, "headers": [], "length": 5, "body": b"ok"},
+        # A valid head, applied, then a body of the wrong length: none of its headers stay.
+        {"status": 200, "reason": None, "headers": [[b"Content-Encoding", b"gzip"], [b"X-A", b"v"]],
+         "length": 5, "body": b"ok"},
         {"status": 200, "reason": None, "headers": [[b"Set-Cookie", b"__Host-x=1; Path=/"]], "length": 2, "body": b"ok"},
         "not a map",
     ],
@@ -638,6 +641,8 @@ async def test_bad_response_heads_are_502(start_site, nursery, tmp_path, head):
     response = await site.request(get(b"/~mallory/"))
     assert response.status == 502
     assert response.header(b"set-cookie") is None and response.header(b"x-a") is None
+    assert response.header(b"content-encoding") is None
+    assert response.header(b"content-type") == b"text/html; charset=utf-8"
 
 
 async def test_answer_with_a_body_and_a_stream_is_502(start_site, nursery, tmp_path):
