@@ -12,6 +12,7 @@ import argparse
 import tempfile
 import textwrap
 import time
+import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -103,16 +104,25 @@ def wait_for_socket(path: Path) -> None:
         time.sleep(0.05)
 
 
+def warm_up(url: str, count: int = 20) -> None:
+    """Requests one after another, each read to its end (and the front's
+    connection to its backend made): a warm-up with wrk would end by dropping
+    requests in flight, which wedges Twisted's distrib for the run after it."""
+    for _ in range(count):
+        with urllib.request.urlopen(url, timeout=10) as response:
+            response.read()
+
+
 def run_one(name: str, label: str, path: str, connections: int, start, options, rows, results) -> None:
     """Start fresh processes (``start`` is a context manager yielding (base URL, servers)) and load them.
 
     Fresh for each scenario: a client dropping in-flight requests at the end of
     a run wedges Twisted's distrib (a bug of its pending-request queue), and
-    every setup is treated the same way.
+    every setup is treated the same way; see also `warm_up`.
     """
     with start() as (base, servers):
         url = f"{base}/{path}"
-        wrk(url, 1, connections)  # warm-up (and the front's connection to its backend)
+        warm_up(url)
         cpu_before = sum(s.cpu_seconds() for s in servers)
         result = wrk(url, options.duration, connections)
         cpu = (sum(s.cpu_seconds() for s in servers) - cpu_before) / max(result.requests, 1) * 1e6
