@@ -13,6 +13,7 @@ import importlib
 import logging
 import os
 import pwd
+import resource
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
@@ -99,6 +100,28 @@ def drop_privileges(uid: int | None, gid: int | None) -> None:
             os.setgroups([pwd.getpwuid(uid).pw_gid])
             os.setgid(pwd.getpwuid(uid).pw_gid)
         os.setuid(uid)
+
+
+# File descriptors a connection may hold at once: its socket, and a file being
+# sent or the pipe of a body relayed from a personal server (two ends).
+FDS_PER_CONNECTION = 3
+SPARE_FDS = 64  # listeners, logs, epoll, connections to personal servers
+
+
+def _raise_open_file_limit(max_connections: int) -> None:
+    """Raise the soft limit on open files to what ``max_connections`` needs
+    (the common default of 1024 is less), as far as the hard limit allows;
+    warn if that is not enough. Never lowers it."""
+    wanted = max_connections * FDS_PER_CONNECTION + SPARE_FDS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < wanted:
+        log.warning("open files are limited to %d (hard limit): %d connections may need %d",
+                    target, max_connections, wanted)
 
 
 @contextmanager
@@ -274,6 +297,7 @@ def main(**options: Any) -> None:
     gid = _gid(options["gid"]) if options["gid"] else None
     if personal and (uid is not None or gid is not None):
         raise click.UsageError("--personal runs as the user who starts it: --uid/--gid do not apply.")
+    _raise_open_file_limit(limits.max_connections)
     try:
         if personal:
             trio.run(lambda: run_personal(site, endpoints, personal.allowed_uids, pidfile=options["pidfile"]))

@@ -158,3 +158,26 @@ def test_uid_gid_drop_privileges_after_binding():
         assert uid_line.split()[1:] == ["65534"] * 4
         assert b"is running" in curl("-s", f"http://127.0.0.1:{port}/").stdout
         assert server.stop() == 0
+
+
+def _open_files_limits(pid: int) -> tuple[int, int]:
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            soft, hard = line.split()[3:5]
+            return int(soft), int(hard)
+    raise AssertionError("no open files line in /proc/PID/limits")
+
+
+@pytest.mark.parametrize("hard, expected_soft", [(8192, 3 * 1024 + 64), (1000, 1000)])
+def test_the_open_files_limit_is_raised_for_max_connections(hard, expected_soft):
+    import resource
+
+    def start_low() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+
+    port = free_port()
+    with trioweb(port=port, preexec_fn=start_low) as server:
+        assert _open_files_limits(server.pid) == (expected_soft, hard)
+        assert server.stop() == 0
+    if hard < 3 * 1024 + 64:
+        assert "open files are limited to 1000 (hard limit)" in server.output()
