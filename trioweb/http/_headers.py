@@ -50,10 +50,22 @@ def checked_name(name: str | bytes) -> bytes:
     return checked
 
 
+_checked_text_values: dict[str, bytes] = {}
+
+
 def checked_value(value: str | bytes) -> bytes:
+    """The value as bytes; ValueError if it holds CR, LF or NUL. A ``str``
+    value is remembered, like names: those are the few a server sets over
+    and over (content types), while bytes values vary (dates, tags)."""
+    if type(value) is str:
+        checked = _checked_text_values.get(value)
+        if checked is not None:
+            return checked
     raw = _as_bytes(value)
     if _FORBIDDEN_IN_VALUE.search(raw):
         raise ValueError(f"header value contains CR, LF or NUL: {raw!r}")
+    if type(value) is str and len(_checked_text_values) < 1024:
+        _checked_text_values[value] = raw
     return raw
 
 
