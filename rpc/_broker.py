@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import collections
 import functools
-import os
 import logging
 import threading
 import traceback
@@ -57,7 +56,7 @@ from ._protocol import (
 )
 from ._pending import PendingCall
 from ._references import Referenceable, RemoteReference, run_callback
-from ._streams import PipePool, StreamSender
+from ._streams import CAN_SPLICE, PipePool, StreamSender
 from ._transport import SEND_HIGH_WATER, Transport
 
 logger = logging.getLogger("rpc")
@@ -355,19 +354,16 @@ class Broker:
             receiver._deliver_spliced(size)
 
     def _take_pipe(self) -> tuple[int, int] | None:
-        """A pipe for a receiver's spliced payloads (None: not on this connection)."""
-        if self._transport.fd is None or self.closed:
+        """A pipe for a receiver's spliced payloads (None: not on this platform or connection)."""
+        if not CAN_SPLICE or self._transport.fd is None or self.closed:
             return None
         if self._pipes is None:
             self._pipes = PipePool(self.limits.stream_window)
         return self._pipes.take()
 
     def _give_back_pipe(self, pipe: tuple[int, int], empty: bool) -> None:
-        if self._pipes is not None:
-            self._pipes.give_back(pipe, empty)
-        else:
-            os.close(pipe[0])
-            os.close(pipe[1])
+        assert self._pipes is not None  # the pool that gave the pipe
+        self._pipes.give_back(pipe, empty)
 
     def _process(self, data: bytes | memoryview) -> None:
         events = self._protocol.receive_data(data)

@@ -26,8 +26,12 @@ if TYPE_CHECKING:
 
 MAX_CHUNK = 1024 * 1024  # largest STREAM_DATA payload sent, if credit allows
 F_SETPIPE_SZ = 1031  # fcntl: set a pipe's capacity (Linux)
-SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
 CAN_SPLICE = hasattr(os, "splice")
+
+
+def close_pipe(pipe: tuple[int, int]) -> None:
+    os.close(pipe[0])
+    os.close(pipe[1])
 
 
 class PipePiece:
@@ -90,8 +94,7 @@ class PipePool:
             if fcntl.fcntl(write_fd, F_SETPIPE_SZ, self.size) < self.size:
                 raise OSError("pipe too small")
         except OSError:
-            os.close(read_fd)
-            os.close(write_fd)
+            close_pipe((read_fd, write_fd))
             return None  # no room (pipe-max-size, the user's pipe quota): no splicing
         return read_fd, write_fd
 
@@ -99,15 +102,13 @@ class PipePool:
         if empty and not self.closed and len(self._pipes) < self.KEEP:
             self._pipes.append(pipe)
         else:
-            os.close(pipe[0])
-            os.close(pipe[1])
+            close_pipe(pipe)
 
     def close(self) -> None:
         self.closed = True
         pipes, self._pipes = self._pipes, []
-        for read_fd, write_fd in pipes:
-            os.close(read_fd)
-            os.close(write_fd)
+        for pipe in pipes:
+            close_pipe(pipe)
 
 
 class StreamSender(trio.abc.SendStream):
@@ -304,8 +305,7 @@ class StreamReceiver(trio.abc.ReceiveStream):
         if broker is not None:
             broker._give_back_pipe(pipe, empty)
         else:
-            os.close(pipe[0])
-            os.close(pipe[1])
+            close_pipe(pipe)
 
     def _fail(self, error: BaseException) -> None:
         if not self._ended and self._error is None:
@@ -406,8 +406,7 @@ class StreamReceiver(trio.abc.ReceiveStream):
 
     def __del__(self) -> None:
         if self._pipe is not None:
-            os.close(self._pipe[0])
-            os.close(self._pipe[1])
+            close_pipe(self._pipe)
             self._pipe = None
         # A receiver dropped unread must not leave its producer blocked on credit.
         if not (self._closed or self._ended or self._error is not None):

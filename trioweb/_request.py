@@ -395,9 +395,7 @@ class Request:
         if self._pending and not self.channel.response_started:
             self._start_response(content_length=None)
         await trio.lowlevel.checkpoint_if_cancelled()
-        lock = self._send_lock
-        if lock is None:
-            lock = self._send_lock = trio.Lock()
+        lock = self._sending()
         # Uncontended (the usual case), the lock is taken without a trip
         # through the scheduler; a flush that waits for the client yields
         # anyway, and one that never has to wait yields every few drains so
@@ -425,9 +423,7 @@ class Request:
         if not self.channel.response_started:
             self._start_response(content_length=None)
         self.sentLength += count
-        if self._send_lock is None:
-            self._send_lock = trio.Lock()
-        async with self._send_lock:
+        async with self._sending():
             await self.channel.send_file(fd, offset, count)
 
     async def sendpipe(self, fd: int, count: int, on_sent: Callable[[int], None]) -> None:
@@ -440,15 +436,17 @@ class Request:
         """
         if self.finished:
             raise RuntimeError("Request.sendpipe called after Request.finish")
-        if self.channel.lost:
-            raise ConnectionLost("the client went away")
-        if self._pending or not self.channel.response_started:
-            await self.drain()  # the head, and what was written before, go first
+        if not self.channel.response_started:
+            self._start_response(content_length=None)
         self.sentLength += count
+        async with self._sending():
+            await self.channel.send_pipe(fd, count, on_sent)
+
+    def _sending(self) -> trio.Lock:
+        """The lock that keeps one send at a time on the channel (made on first use)."""
         if self._send_lock is None:
             self._send_lock = trio.Lock()
-        async with self._send_lock:
-            await self.channel.send_pipe(fd, count, on_sent)
+        return self._send_lock
 
     def __repr__(self) -> str:
         return f"<Request {self.method.decode('ascii', 'replace')} {self.uri!r} {self.clientproto.decode()}>"

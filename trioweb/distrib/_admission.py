@@ -83,9 +83,9 @@ class Admission:
 
     async def enter(self) -> Slot:
         """Wait in line for a slot; ``Overloaded`` if the queue is full or the wait too long."""
-        if self._in_flight < self.max_in_flight:  # freed since try_enter
-            self._in_flight += 1
-            return Slot(self)
+        slot = self.try_enter()  # one may have come free since
+        if slot is not None:
+            return slot
         if len(self._lot) >= self.max_queued:
             raise Overloaded(f"{self._in_flight} requests in flight and {len(self._lot)} waiting (queue full)")
         with trio.CancelScope(deadline=trio.current_time() + self.queue_timeout):

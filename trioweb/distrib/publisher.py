@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import Any
 
@@ -37,7 +37,7 @@ import rpc
 import trio
 
 from trioweb.distrib._messages import decode_request, encode_response, enlarge_socket_buffers
-from trioweb.http import BodyTooLarge, ConnectionLost, RequestHead
+from trioweb.http import BodyTooLarge, ConnectionLost, RequestHead, read_pipe
 from trioweb.server import Site, accept_forever
 
 log = logging.getLogger("trioweb.distrib")
@@ -165,15 +165,10 @@ class RemoteChannel:
             self.write(piece)
             await self.flush()
 
-    async def send_pipe(self, fd: int, count: int, on_sent) -> None:
-        while count > 0 and not self.lost:
-            piece = os.read(fd, min(count, READ_SIZE * 4))
-            if not piece:
-                raise ValueError("pipe shorter than the count being sent")
-            count -= len(piece)
-            on_sent(len(piece))
+    async def send_pipe(self, fd: int, count: int, on_sent: Callable[[int], None]) -> None:
+        for piece in read_pipe(fd, count, on_sent, READ_SIZE * 4):
             self.write(piece)
-            await self.flush()
+            await self.flush()  # ConnectionLost once the front is gone
 
     async def watch_for_disconnect(self) -> None:
         # The front cancels the call when its client goes away, which cancels

@@ -4,7 +4,7 @@ This layer turns bytes into request heads and bodies and responses back into
 bytes. It knows nothing of resources; ``trioweb.server`` drives it.
 """
 
-from trioweb.http._channel import Channel
+from trioweb.http._channel import Channel, read_pipe
 from trioweb.http._connection import (
     BodyTimeout,
     BodyTooLarge,
@@ -31,5 +31,6 @@ __all__ = [
     "RequestHead",
     "RequestParser",
     "checked_map",
+    "read_pipe",
     "status_phrase",
 ]

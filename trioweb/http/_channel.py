@@ -8,7 +8,8 @@ so every resource works the same behind either.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from trioweb.address import Address
@@ -60,3 +61,17 @@ class Channel(Protocol):
 
     async def watch_for_disconnect(self) -> None:
         """Return when the client goes away (run beside long responses)."""
+
+
+def read_pipe(fd: int, count: int, on_sent: Callable[[int], None], piece_size: int) -> Iterator[bytes]:
+    """The next ``count`` bytes already in the pipe ``fd``, in pieces of at
+    most ``piece_size``, each reported to ``on_sent`` as it is taken out: for
+    a channel's ``send_pipe`` that cannot splice. ValueError if the pipe holds
+    fewer."""
+    while count > 0:
+        piece = os.read(fd, min(count, piece_size))
+        if not piece:
+            raise ValueError("pipe shorter than the count being sent")
+        count -= len(piece)
+        on_sent(len(piece))
+        yield piece

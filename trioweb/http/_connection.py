@@ -42,6 +42,7 @@ from collections.abc import Awaitable, Callable
 import trio
 
 from trioweb.address import Address
+from trioweb.http._channel import read_pipe
 from trioweb.http._limits import Limits
 from trioweb.http._parser import END_OF_MESSAGE, ParseError, RequestHead, RequestParser
 from trioweb.http._transport import transport_for
@@ -515,12 +516,7 @@ class HTTPConnection:
                 raise ValueError("response body longer than its Content-Length")
         sock = self.transport.socket
         if sock is None or self._chunked or not self._send_body or not hasattr(os, "splice"):
-            while count > 0:
-                piece = os.read(fd, min(count, READ_SIZE * 4))
-                if not piece:
-                    raise ValueError("pipe shorter than the count being sent")
-                count -= len(piece)
-                on_sent(len(piece))
+            for piece in read_pipe(fd, count, on_sent, READ_SIZE * 4):
                 if self._send_body:
                     self.write(piece)
                     await self.flush()
