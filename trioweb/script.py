@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from trioweb._fspath import segment_name
+from trioweb._fs import segment_name
 from trioweb.resource import ErrorPage, NoResource, Resource
 from trioweb._registry import Registry
 

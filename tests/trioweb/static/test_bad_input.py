@@ -8,7 +8,7 @@ import socket
 import pytest
 import trio
 
-import trioweb._fspath
+import trioweb._fs
 import trioweb.static
 from trioweb.resource import Resource
 from trioweb.static import File
@@ -19,10 +19,10 @@ HOSTNAME = open("/etc/hostname", "rb").read()
 @pytest.fixture(autouse=True, params=["openat2", "proc"])
 def opener(request, monkeypatch):
     """Every test runs with openat2(RESOLVE_BENEATH) and with the /proc fallback of older kernels."""
-    if request.param == "openat2" and trioweb._fspath._openat2 is None:
+    if request.param == "openat2" and trioweb._fs._openat2 is None:
         pytest.skip("this kernel has no openat2")
     if request.param == "proc":
-        monkeypatch.setattr(trioweb._fspath, "_openat2", None)
+        monkeypatch.setattr(trioweb._fs, "_openat2", None)
     return request.param
 
 

@@ -6,7 +6,7 @@ import gzip
 
 from conftest import BIG_SIZE
 
-import trioweb._fspath
+import trioweb._fs
 
 from trioweb.resource import Resource
 from trioweb.static import ASISProcessor, Data, File, Registry
@@ -228,7 +228,7 @@ async def test_processors_get_path_and_shared_registry(tree, serve_file):
 
 
 async def test_root_symlink_repointed_by_a_deployment(tmp_path, serve_file, monkeypatch):
-    monkeypatch.setattr(trioweb._fspath, "_RECHECK_ROOT", 0.0)
+    monkeypatch.setattr(trioweb._fs, "_RECHECK_ROOT", 0.0)
     for release in ("v1", "v2"):
         (tmp_path / release).mkdir()
         (tmp_path / release / "version.txt").write_text(release)

@@ -1,4 +1,4 @@
-"""Kept copies of small files (trioweb._filecache): served while the file is
+"""Kept copies of small files (trioweb.static._filecache): served while the file is
 unchanged, never once it changed, moved, vanished or became unreachable."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from trioweb import _filecache
-from trioweb._filecache import SmallFileCache, identity
-from trioweb._fspath import ServedRoot
+from trioweb.static import _filecache
+from trioweb.static._filecache import SmallFileCache, identity
+from trioweb._fs import ServedRoot
 
 
 def _settled_files(root: Path, contents: dict[str, bytes]) -> None:

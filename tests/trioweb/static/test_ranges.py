@@ -9,7 +9,7 @@ from email.utils import formatdate
 import pytest
 from conftest import BIG_SIZE
 
-from trioweb._ranges import MAX_RANGES, parse_range
+from trioweb.static._ranges import MAX_RANGES, parse_range
 
 DATA = b"0123456789abcdefghij"
 

@@ -22,7 +22,7 @@ import os
 import re
 from typing import TYPE_CHECKING, Any
 
-from trioweb._fspath import open_beneath, read_exactly, send_pieces
+from trioweb._fs import open_beneath, read_exactly, send_pieces
 from trioweb.resource import NoResource, Resource
 
 if TYPE_CHECKING:

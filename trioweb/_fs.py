@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from trioweb._filecache import small_files
+from trioweb.static._filecache import small_files
 
 if TYPE_CHECKING:
     from trioweb._request import Request
@@ -179,7 +179,7 @@ class ServedRoot:
 
     def kept_copy(self, relative: str, *, follow_symlinks: bool = False) -> tuple[os.stat_result, bytes] | None:
         """A copy of the small file at ``relative`` kept by ``keep_copy``, with
-        a fresh stat, if the file is unchanged (see ``trioweb._filecache``)."""
+        a fresh stat, if the file is unchanged (see ``trioweb.static._filecache``)."""
         if not relative:
             return None  # the root itself: not kept (it may be a file, with no directory handle)
         handle = self._handle()

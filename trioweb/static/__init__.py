@@ -8,7 +8,7 @@ Twisted Web users know: ``indexNames``, ``processors``, ``ignoreExt``,
 How a request is answered:
 
 - Traversal (``getChild``) only builds paths from segments that are plain
-  names (see ``trioweb._fspath``): ``..``, ``.``, a decoded ``/`` or NUL, or
+  names (see ``trioweb._fs``): ``..``, ``.``, a decoded ``/`` or NUL, or
   invalid UTF-8 give ``childNotFound`` (404). An empty segment (a trailing
   slash) gives the first existing index name, or a ``DirectoryLister``.
 - Rendering opens the file once, below the root of the ``File`` tree: a
@@ -19,7 +19,7 @@ How a request is answered:
   the absolute URL with the slash, query kept.
 - ``Last-Modified`` and a strong ``ETag`` are always sent; a matching
   ``If-None-Match``/``If-Modified-Since`` gives 304 without reading the file.
-- ``Range`` is honoured as described in ``trioweb._ranges`` (206, multipart,
+- ``Range`` is honoured as described in ``trioweb.static._ranges`` (206, multipart,
   416), subject to ``If-Range``; ``Accept-Ranges: bytes`` is always sent.
 - With ``Accept-Encoding``, a precompressed sibling (``app.js.br``,
   ``app.js.gz``) is served instead when one exists, under the same
@@ -27,7 +27,7 @@ How a request is answered:
 - HEAD gets GET's headers; the file is never read. Small bodies are read at
   once; larger ones are sent with ``os.sendfile`` (or read in a worker
   thread when the transport is TLS) with backpressure, in bounded memory.
-- A small file served whole leaves a copy in memory (``trioweb._filecache``):
+- A small file served whole leaves a copy in memory (``trioweb.static._filecache``):
   later requests for it cost one ``stat``, which must show the same file
   unchanged, instead of an open, a read and a close.
 """
@@ -40,12 +40,12 @@ import os
 import stat
 from typing import TYPE_CHECKING, Any
 
-from trioweb._asis import ASISProcessor
+from trioweb.static._asis import ASISProcessor
 from trioweb._registry import Registry
-from trioweb._fspath import NotServable, ServedRoot, read_exactly, segment_name, send_pieces
-from trioweb._listing import DirectoryLister, formatFileSize
-from trioweb._mimetypes import CONTENT_ENCODINGS, getTypeAndEncoding, loadMimeTypes, split_extension
-from trioweb._ranges import Multipart, content_range, if_range_allows, parse_range
+from trioweb._fs import NotServable, ServedRoot, read_exactly, segment_name, send_pieces
+from trioweb.static._listing import DirectoryLister, formatFileSize
+from trioweb.static._mimetypes import CONTENT_ENCODINGS, getTypeAndEncoding, loadMimeTypes, split_extension
+from trioweb.static._ranges import Multipart, content_range, if_range_allows, parse_range
 from trioweb._request import CACHED
 from trioweb.resource import ForbiddenResource, NoResource, Resource
 

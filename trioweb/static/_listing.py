@@ -12,7 +12,7 @@ anything that is not a regular file or a directory.
 
 Reading a big directory blocks, so it happens in a worker thread. The
 directory is opened with the same containment rules as files
-(``trioweb._fspath``): a directory that cannot be opened is a 404 (403 when
+(``trioweb._fs``): a directory that cannot be opened is a 404 (403 when
 permission is denied).
 """
 
@@ -27,8 +27,8 @@ from urllib.parse import quote, unquote_to_bytes
 
 import trio
 
-from trioweb._fspath import is_within, open_beneath
-from trioweb._mimetypes import CONTENT_ENCODINGS, getTypeAndEncoding, loadMimeTypes
+from trioweb._fs import is_within, open_beneath
+from trioweb.static._mimetypes import CONTENT_ENCODINGS, getTypeAndEncoding, loadMimeTypes
 from trioweb.resource import ForbiddenResource, NoResource, Resource
 
 if TYPE_CHECKING:
