@@ -37,7 +37,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from trioweb.static._filecache import small_files
 
 if TYPE_CHECKING:
     from trioweb._request import Request
@@ -151,7 +150,7 @@ class ServedRoot:
     def __init__(self, path: str) -> None:
         self.path = path
         self._fd = -1
-        self._identity: tuple[int, int] | None = None
+        self.identity: tuple[int, int] | None = None  # (device, inode) of the directory `handle` holds
         self._real: str | None = None
         self._checked = 0.0
 
@@ -160,7 +159,7 @@ class ServedRoot:
         if not relative or follow_symlinks or _openat2 is None:
             return open_beneath(self.path, relative, follow_symlinks=follow_symlinks)
         try:
-            fd = _openat2(self._handle(), os.fsencode(relative))
+            fd = _openat2(self.handle(), os.fsencode(relative))
         except OSError as exc:
             if exc.errno not in (errno.EXDEV, errno.ELOOP):
                 raise
@@ -177,48 +176,33 @@ class ServedRoot:
             raise
         return fd, info
 
-    def kept_copy(self, relative: str, *, follow_symlinks: bool = False) -> tuple[os.stat_result, bytes] | None:
-        """A copy of the small file at ``relative`` kept by ``keep_copy``, with
-        a fresh stat, if the file is unchanged (see ``trioweb.static._filecache``)."""
-        if not relative:
-            return None  # the root itself: not kept (it may be a file, with no directory handle)
-        handle = self._handle()
-        return small_files.get((self._identity, relative, follow_symlinks), handle, relative)
-
-    def keep_copy(
-        self, relative: str, fd: int, info: os.stat_result, content: bytes, *, follow_symlinks: bool = False
-    ) -> None:
-        """Offer ``content``, the whole file ``open`` gave as ``fd``/``info``, for ``kept_copy``."""
-        if relative:
-            self._handle()  # sets the root's identity, part of the key
-            small_files.keep((self._identity, relative, follow_symlinks), fd, info, content)
-
     def absent(self, relative: str) -> bool:
         """Nothing at all is at ``relative``, not even a dangling symlink (one
         ``lstat``, no open): a cheap answer for names that are usually missing."""
         if not relative:
             return False
         try:
-            os.stat(relative, dir_fd=self._handle(), follow_symlinks=False)
+            os.stat(relative, dir_fd=self.handle(), follow_symlinks=False)
         except FileNotFoundError:
             return True
         except OSError:
             return False
         return False
 
-    def _handle(self) -> int:
+    def handle(self) -> int:
+        """The kept ``O_PATH`` handle on the root (re-opened if the path now names another directory)."""
         now = time.monotonic()
         if self._fd >= 0 and now - self._checked < _RECHECK_ROOT:
             return self._fd
         self._checked = now
         current = os.stat(self.path)
         identity = (current.st_dev, current.st_ino)
-        if identity != self._identity:
+        if identity != self.identity:
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
             self._fd = os.open(self.path, _PATH_FLAGS | os.O_DIRECTORY)
-            self._identity = (os.fstat(self._fd).st_dev, os.fstat(self._fd).st_ino)
+            self.identity = (os.fstat(self._fd).st_dev, os.fstat(self._fd).st_ino)
             self._real = None
         return self._fd
 

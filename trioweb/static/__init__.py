@@ -41,6 +41,7 @@ import stat
 from typing import TYPE_CHECKING, Any
 
 from trioweb.static._asis import ASISProcessor
+from trioweb.static._filecache import keep_copy, kept_copy
 from trioweb._registry import Registry
 from trioweb._fs import NotServable, ServedRoot, read_exactly, segment_name, send_pieces
 from trioweb.static._listing import DirectoryLister, formatFileSize
@@ -215,7 +216,7 @@ class File(Resource):
         if variants and all(self._served.absent(self._relative + suffix) for _, suffix in variants):
             variants = []  # none on disk: the file itself is served
         if not variants:
-            kept = self._served.kept_copy(self._relative, follow_symlinks=self.follow_symlinks)
+            kept = kept_copy(self._served, self._relative, self.follow_symlinks)
             if kept is not None:
                 info, content = kept
                 body = self._prepare(request, info, ctype, encoding)
@@ -242,7 +243,7 @@ class File(Resource):
             if length <= SMALL_BODY:
                 content = _assemble(pieces, trailer, functools.partial(read_exactly, fd))
                 if pieces == [(b"", 0, info.st_size)] and not swapped:
-                    self._served.keep_copy(self._relative, fd, info, content, follow_symlinks=self.follow_symlinks)
+                    keep_copy(self._served, self._relative, self.follow_symlinks, fd, info, content)
                 return content
             streaming = True
             return send_pieces(request, fd, pieces, trailer)

@@ -36,6 +36,10 @@ from __future__ import annotations
 
 import os
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from trioweb._fs import ServedRoot
 
 # How old a file's ctime must be before a copy of it is kept.
 SETTLED = 1.0
@@ -97,3 +101,20 @@ class SmallFileCache:
 
 
 small_files = SmallFileCache()
+
+
+def kept_copy(root: ServedRoot, relative: str, follow_symlinks: bool) -> tuple[os.stat_result, bytes] | None:
+    """The copy of the small file at ``relative`` below ``root`` kept by
+    ``keep_copy``, with a fresh stat, if the file is unchanged."""
+    if not relative:
+        return None  # the root itself: not kept (it may be a file, with no directory handle)
+    handle = root.handle()
+    return small_files.get((root.identity, relative, follow_symlinks), handle, relative)
+
+
+def keep_copy(root: ServedRoot, relative: str, follow_symlinks: bool, fd: int, info: os.stat_result,
+              content: bytes) -> None:
+    """Offer ``content``, the whole file ``root.open`` gave as ``fd``/``info``, for ``kept_copy``."""
+    if relative:
+        root.handle()  # sets the root's identity, part of the key
+        small_files.keep((root.identity, relative, follow_symlinks), fd, info, content)

@@ -25,8 +25,8 @@ def _settled_files(root: Path, contents: dict[str, bytes]) -> None:
 
 def _is_kept(root: Path, relative: str) -> bool:
     served = ServedRoot(str(root))
-    served.kept_copy("")  # no copy for the root itself, and no error either
-    return served.kept_copy(relative) is not None
+    _filecache.kept_copy(served, "", False)  # no copy for the root itself, and no error either
+    return _filecache.kept_copy(served, relative, False) is not None
 
 
 # -- the cache alone, on real files ---------------------------------------------
