@@ -107,7 +107,7 @@ def test_resource_script_option():
 @pytest.mark.parametrize(("args", "message"), [
     (["--index", "x"], "--index can only be used with --path"),
     (["--follow-symlinks"], "--follow-symlinks can only be used with --path"),
-    (["--path", ".", "--class", "trioweb.welcome.WelcomePage"], "give one of them"),
+    (["--path", ".", "--class", "trioweb.resource.Resource"], "give one of them"),
     (["--path", ".", "--resource-script", "x.rpy"], "give one of them"),
     (["--path", "/nonexistent/dir"], "no such file or directory"),
     (["--path", ".", "--processor", "rpy"], "is not of the form .EXT=MODULE.NAME"),

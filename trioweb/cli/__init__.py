@@ -24,20 +24,20 @@ from typing import Any
 import click
 import trio
 
-from trioweb._distrib_options import (
+from trioweb.cli._distrib_options import (
     PERSONAL_SOCKET,
     default_personal_root,
     distrib_options,
     personal_settings,
     user_root,
 )
-from trioweb._static_options import static_options, static_root
+from trioweb.cli._static_options import static_options, static_root
 from trioweb._version import __version__
 from trioweb.distrib import ResourcePublisher, serve_publisher
 from trioweb.endpoints import Endpoint, EndpointError, UNIXEndpoint, open_listeners, parse_endpoint
 from trioweb.http import Limits
 from trioweb.server import Server, Site
-from trioweb.welcome import WelcomePage
+from trioweb.cli._welcome import WelcomePage
 
 log = logging.getLogger("trioweb")
 
