@@ -9,7 +9,8 @@ A personal server (``trioweb --personal``) publishes a Site through a
 """
 
 from trioweb.distrib.publisher import RemoteChannel, ResourcePublisher, serve_publisher
-from trioweb.distrib.subscription import BackendUnavailable, ResourceSubscription
+from trioweb.distrib._backend import BackendUnavailable
+from trioweb.distrib.subscription import ResourceSubscription
 
 __all__ = [
     "BackendUnavailable",

@@ -17,7 +17,6 @@ import trio
 from rawhttp import get
 
 from trioweb.distrib import ResourcePublisher, ResourceSubscription, serve_publisher
-from trioweb.distrib import subscription
 from trioweb.distrib.userdir import UserDirectory
 from trioweb.resource import NOT_DONE_YET, Resource
 from trioweb.server import Site
@@ -532,12 +531,12 @@ async def test_a_hung_user_database_is_a_504_and_the_front_keeps_serving(start_s
         released.set()
 
 
-async def test_a_hung_check_before_connecting_is_a_504(start_site, tmp_path, monkeypatch):
-    monkeypatch.setattr(subscription, "CONNECT_TIMEOUT", 0.5)
+async def test_a_hung_check_before_connecting_is_a_504(start_site, tmp_path):
     released = threading.Event()
     root = Resource()
     root.putChild(b"~bob", ResourceSubscription("unix", str(tmp_path / "pb.sock"),
-                                                before_connect=lambda: released.wait(10)))
+                                                before_connect=lambda: released.wait(10),
+                                                connect_timeout=0.5))
     site = await start_site(root)
     try:
         with trio.fail_after(5):
