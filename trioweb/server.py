@@ -17,9 +17,8 @@ one complete response or an aborted connection:
   ``displayTracebacks``); after that, the connection is aborted so a
   truncated body is never passed off as complete.
 
-``Server`` accepts connections on listeners, caps how many are open, and
-stops gracefully: listeners close at once, idle connections close, requests
-in flight get ``drain_timeout`` to finish.
+``Server`` serves a Site on listeners (``trioweb.http.Server`` does the
+accepting, the connection cap and the graceful stop).
 """
 
 from __future__ import annotations
@@ -39,7 +38,6 @@ from trioweb._accesslog import AccessLog
 from trioweb._forms import FormError
 from trioweb._request import CACHED, Request
 from trioweb._version import __version__
-from trioweb.address import Address, UNIXAddress, address_from_sockname
 from trioweb.http import (
     BodyTimeout,
     BodyTooLarge,
@@ -49,7 +47,7 @@ from trioweb.http import (
     ParseError,
     RequestHead,
 )
-from trioweb.http._writer import error_response
+from trioweb.http import Server as HTTPServer
 from trioweb.resource import (
     KNOWN_METHODS,
     NOT_DONE_YET,
@@ -59,7 +57,7 @@ from trioweb.resource import (
     getChildForRequest,
 )
 
-__all__ = ["CACHED", "NOT_DONE_YET", "Request", "Server", "Site", "accept_forever", "serve", "version"]
+__all__ = ["CACHED", "NOT_DONE_YET", "ConnectionLost", "Request", "Server", "Site", "serve", "version"]
 
 log = logging.getLogger("trioweb.server")
 
@@ -360,6 +358,10 @@ class Site:
         if self.access_log is not None:
             self.access_log.write(request)
 
+    def flush_log(self) -> None:
+        if self.access_log is not None:
+            self.access_log.flush()
+
 
 class _LateWatchers:
     """Starts the disconnect watchers of deferred responses that are still running
@@ -419,131 +421,19 @@ class _NurseryFacade:
         self.start_soon = start_soon
 
 
-async def accept_forever(listener: trio.abc.Listener[Any], dispatch: Callable[[trio.abc.Stream], None]) -> None:
-    """Accept connections until cancelled, handing each to ``dispatch``.
-
-    An accept error (EMFILE and friends) is logged and retried after a pause
-    instead of spinning or ending the server.
-    """
-    while True:
-        try:
-            stream = await listener.accept()
-        except OSError as exc:
-            log.warning("accept failed: %s", exc)
-            await trio.sleep(0.1)
-            continue
-        dispatch(stream)
-
-
-def _stream_addresses(stream: trio.abc.Stream) -> tuple[Address, Address, bool]:
-    """(client, host, is_secure) of an accepted stream."""
-    secure = isinstance(stream, trio.SSLStream)
-    transport = stream.transport_stream if secure else stream  # type: ignore[attr-defined]
-    sock = transport.socket  # type: ignore[attr-defined]
-    family = sock.family.name
-    try:
-        client = address_from_sockname(family, sock.getpeername())
-    except OSError:
-        client = UNIXAddress(None)
-    host = address_from_sockname(family, sock.getsockname())
-    return client, host, secure
-
-
-class Server:
-    """Serves a Site on listeners until ``stop()``; see the module docstring."""
+class Server(HTTPServer):
+    """Serves a Site on listeners until ``stop()`` (see ``trioweb.http.Server``);
+    the Site's access log is flushed once it has stopped."""
 
     def __init__(self, site: Site, listeners: list[trio.abc.Listener[Any]]) -> None:
+        super().__init__(site.handle, listeners, site.limits, server_header=site.server_header)
         self.site = site
-        self.listeners = listeners
-        self.connections: set[HTTPConnection] = set()
-        self._stopping = trio.Event()
-        self._accept_scope = trio.CancelScope()
-        self._busy = error_response(503, site.server_header, b"")
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as connections:
-            with self._accept_scope:
-                async with trio.open_nursery() as acceptors:
-                    for listener in self.listeners:
-                        acceptors.start_soon(self._accept_loop, listener, connections)
-                    acceptors.start_soon(self._expire_idle_connections)
-                    task_status.started()
-                    await self._stopping.wait()
-                    acceptors.cancel_scope.cancel()
-            for listener in self.listeners:
-                with trio.CancelScope(shield=True):
-                    await listener.aclose()
-            for conn in list(self.connections):
-                conn.close_if_idle()
-            with trio.move_on_after(self.site.limits.drain_timeout):
-                while self.connections:
-                    await trio.sleep(0.05)
-            connections.cancel_scope.cancel()
-        if self.site.access_log is not None:
-            self.site.access_log.flush()
-
-    async def _expire_idle_connections(self) -> None:
-        """Close connections idle past their timeout (one sweep per tick, not a timer per request)."""
-        limits = self.site.limits
-        tick = min(1.0, limits.keepalive_timeout / 4, limits.header_timeout / 4)
-        while True:
-            await trio.sleep(tick)
-            now = trio.current_time()
-            for conn in list(self.connections):
-                conn.expire_if_idle(now)
-
-    def stop(self) -> None:
-        """Begin a graceful stop: no new connections, finish what is in flight."""
-        self._stopping.set()
-
-    async def _accept_loop(self, listener: trio.abc.Listener[Any], nursery: trio.Nursery) -> None:
-        def dispatch(stream: trio.abc.Stream) -> None:
-            if len(self.connections) >= self.site.limits.max_connections:
-                nursery.start_soon(self._refuse, stream)
-            else:
-                nursery.start_soon(self._serve_connection, stream)
-
-        await accept_forever(listener, dispatch)
-
-    async def _refuse(self, stream: trio.abc.Stream) -> None:
-        with trio.move_on_after(1):
-            try:
-                await stream.send_all(self._busy)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
-        await trio.aclose_forcefully(stream)
-
-    async def _serve_connection(self, stream: trio.abc.Stream) -> None:
         try:
-            client, host, secure = _stream_addresses(stream)
-        except OSError:
-            await trio.aclose_forcefully(stream)
-            return
-        if isinstance(stream, trio.SSLStream):
-            try:
-                with trio.fail_after(self.site.limits.header_timeout):
-                    await stream.do_handshake()
-            except (trio.BrokenResourceError, trio.TooSlowError):
-                await trio.aclose_forcefully(stream)
-                return
-        conn = HTTPConnection(
-            stream,
-            self.site.handle,
-            self.site.limits,
-            client=client,
-            host=host,
-            is_secure=secure,
-            server_header=self.site.server_header,
-        )
-        self.connections.add(conn)
-        if self._stopping.is_set():
-            conn.draining = True
-        try:
-            await conn.run()
-        except Exception:
-            log.exception("connection from %s failed", client)
+            await super().serve(task_status=task_status)
         finally:
-            self.connections.discard(conn)
+            self.site.flush_log()
 
 
 async def serve(

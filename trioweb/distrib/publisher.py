@@ -37,8 +37,8 @@ import rpc
 import trio
 
 from trioweb.distrib._messages import decode_request, encode_response, enlarge_socket_buffers
-from trioweb.http import BodyTooLarge, ConnectionLost, RequestHead, read_pipe
-from trioweb.server import Site, accept_forever
+from trioweb.http import BodyTooLarge, ConnectionLost, RequestHead, accept_forever, read_pipe
+from trioweb.server import Site
 
 log = logging.getLogger("trioweb.distrib")
 

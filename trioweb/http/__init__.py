@@ -1,7 +1,8 @@
 """One HTTP/1.1 connection: parse, frame, keep-alive, limits, timeouts.
 
-This layer turns bytes into request heads and bodies and responses back into
-bytes. It knows nothing of resources; ``trioweb.server`` drives it.
+This layer accepts connections (``Server``), turns bytes into request heads
+and bodies and responses back into bytes. It knows nothing of resources:
+``trioweb.server`` gives it the handler each request head goes to.
 """
 
 from trioweb.http._channel import Channel, read_pipe
@@ -14,6 +15,7 @@ from trioweb.http._connection import (
 from trioweb.http._headers import Headers, checked_map
 from trioweb.http._limits import KiB, Limits, MiB
 from trioweb.http._parser import END_OF_MESSAGE, ParseError, RequestHead, RequestParser
+from trioweb.http._server import Server, accept_forever
 from trioweb.http._writer import status_phrase
 
 __all__ = [
@@ -30,6 +32,8 @@ __all__ = [
     "ParseError",
     "RequestHead",
     "RequestParser",
+    "Server",
+    "accept_forever",
     "checked_map",
     "read_pipe",
     "status_phrase",
