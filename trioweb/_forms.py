@@ -1,4 +1,4 @@
-"""Parsing what clients send as data: query strings, form bodies, cookies.
+"""Parsing what clients send as data: query strings and form bodies.
 
 All of it is bounded: a request carrying more fields than ``MAX_FIELDS`` is
 refused with ``FormError`` (the server answers 400), so a flood of tiny
@@ -11,7 +11,6 @@ import re
 from urllib.parse import parse_qsl
 
 MAX_FIELDS = 1000
-MAX_COOKIES = 200
 
 
 class FormError(ValueError):
@@ -63,16 +62,3 @@ def parse_multipart(body: bytes, content_type: bytes) -> dict[bytes, list[bytes]
             raise FormError("multipart part without a field name")
         args.setdefault(name, []).append(content)
     return args
-
-
-def parse_cookies(header_values: list[bytes]) -> dict[bytes, bytes]:
-    """``Cookie`` headers → ``{name: value}``; valueless cookies are dropped (as Twisted does)."""
-    cookies: dict[bytes, bytes] = {}
-    for header in header_values:
-        for item in header.split(b";"):
-            name, sep, value = item.strip().partition(b"=")
-            if sep and name:
-                if len(cookies) >= MAX_COOKIES:
-                    return cookies
-                cookies[name] = value
-    return cookies

@@ -1,6 +1,6 @@
-"""``Request``: one HTTP request as resources see it, with Twisted's names.
+"""``Request``: one HTTP request as resources see it, with Twisted's names, and its life.
 
-A Request is created by ``Site.handle`` for each request head. Resources read
+A Request is created by the ``Site`` for each request head. Resources read
 it (``method``, ``uri``, ``args``, ``content``, ``prepath``/``postpath``,
 ``requestHeaders``, ``getCookie``...) and answer through it (``setHeader``,
 ``setResponseCode``, ``write``, ``finish``, ``redirect``, ``addCookie``).
@@ -13,42 +13,78 @@ sent, which is how a long body is produced with backpressure.
 Until the first byte of the body is sent, the response head is not framed;
 so a body written and finished within one render gets a Content-Length,
 and a body that trickles gets chunked (HTTP/1.1) or close-delimited framing.
+
+Theory of operation
+-------------------
+``process()`` takes a request from its head to its last byte, and this
+module is the only one that touches a Request's private state or its
+channel (the HTTP connection, or a personal server's ``RemoteChannel``):
+
+- the Site finds the resource (``Site.getResourceFor``); the body is read
+  into ``content`` first (bounded by the resource's ``max_request_body`` or
+  the Site's limit: 413, 408 or 400 otherwise), unless the resource streams
+  it (``stream_request_body``);
+- a render that returns ``bytes`` is answered at once (no task is started);
+- ``NOT_DONE_YET`` or an ``async def`` render runs in the request's own
+  nursery (``_run_deferred``); the response is flushed as it is written. If
+  it is still running ``WATCH_AFTER`` (50 ms) after it began, a watcher
+  joins it that notices a client going away (cancelling the nursery). Most
+  deferred responses are done sooner, and spare the watcher's task, read and
+  cancellation, which would cost more than the rest of a quick response;
+- an exception before anything was sent gives a 500 page (details only with
+  the Site's ``displayTracebacks``), a malformed form or query a 400; after
+  something was sent, the connection is aborted so that a truncated body is
+  never passed off as complete. Every request ends with exactly one complete
+  response or an aborted connection.
 """
 
 from __future__ import annotations
 
-import calendar
-from collections.abc import AsyncIterator, Awaitable, Callable
-from email.utils import parsedate
+import inspect
+import logging
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from functools import partial
 from io import BytesIO
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import quote, unquote_to_bytes
 
 import trio
 
-from trioweb._forms import parse_cookies, parse_multipart, parse_query
+from trioweb._cookies import parse_cookies, set_cookie_value
+from trioweb._delayed import delayed_starts
+from trioweb._forms import parse_multipart, parse_query
 from trioweb.address import Address, IPv4Address, IPv6Address
-from trioweb.http import Channel, ConnectionLost, Headers, RequestHead, status_phrase
-from trioweb.http._headers import checked_value
-from trioweb.http._writer import http_date
+from trioweb.http import (
+    BodyTimeout,
+    BodyTooLarge,
+    Channel,
+    ConnectionLost,
+    Headers,
+    ParseError,
+    RequestHead,
+    checked_value,
+    http_date,
+    parse_http_date,
+    status_has_no_body,
+    status_phrase,
+)
+from trioweb.resource import NOT_DONE_YET, UnsupportedMethod, render_error
 from trioweb.urlpath import URLPath
 
 if TYPE_CHECKING:
+    from trioweb.resource import Resource
     from trioweb.server import Site
+
+log = logging.getLogger("trioweb.server")
 
 CACHED = object()  # what setLastModified/setETag return when the client's copy is current
 
-_SAMESITE = {"lax": b"Lax", "strict": b"Strict", "none": b"None"}
-
-
-def _parse_http_date(value: bytes) -> float | None:
-    try:
-        parsed = parsedate(value.decode("latin-1"))
-    except (TypeError, ValueError):
-        return None
-    if parsed is None:
-        return None
-    return calendar.timegm(parsed)
+# Bodies up to this size are kept in memory; larger ones spill to a temporary file.
+SPOOL_SIZE = 1024 * 1024
+# A deferred response gets its disconnect watcher only if it is still running
+# this long after it began (see the theory of operation).
+WATCH_AFTER = 0.05
 
 
 class Request:
@@ -68,10 +104,11 @@ class Request:
     _deferred = False  # the response outlives render: writes wake the flusher
     _wakeup: trio.Event | None = None
     _done: trio.Event | None = None  # created when someone waits for a change
-    _nursery: trio.Nursery | None = None
+    # While the request nursery is open: how start_soon starts a task in it.
+    _start_task: Callable[..., None] | None = None
     _send_lock: trio.Lock | None = None
     _drains = 0
-    _body_limit: int | None = None  # set by the Site once the resource is known
+    _body_limit: int | None = None  # set once the resource is known
 
     def __init__(self, site: Site, channel: Channel, head: RequestHead) -> None:
         self.site = site
@@ -168,6 +205,24 @@ class Request:
             return address.host.encode("ascii")
         return b"localhost"
 
+    @property
+    def host_header(self) -> bytes | None:
+        """The authority the client asked for, as it sent it (``Host``, or an
+        absolute-form target's), port included; None if it gave none."""
+        return self._host_header
+
+    @property
+    def has_body(self) -> bool:
+        """The request comes with a body (a Content-Length above 0, or chunked)."""
+        head = self.channel.head
+        return head is not None and head.has_body
+
+    @property
+    def declared_body_size(self) -> int | None:
+        """The body's size as the request declares it: its Content-Length, 0
+        without a body, None when its size is not known before its end (chunked)."""
+        return self.channel.declared_body_size()
+
     def _host_with_port(self) -> bytes:
         """The authority for URLs: the client's Host as it gave it (so a URL
         works from where the client is, even behind port forwarding); our own
@@ -201,10 +256,10 @@ class Request:
     async def body_stream(self) -> AsyncIterator[bytes]:
         """The request body in pieces, for resources with ``stream_request_body``.
 
-        Bounded by the resource's ``max_request_body`` (or the Site's); see
-        ``Site.handle`` for how an oversized or stalled body is answered.
+        Bounded by the resource's ``max_request_body`` (or the Site's): past
+        it, ``BodyTooLarge``; a client that stalls, ``BodyTimeout``.
         """
-        limit = self.site.body_limit_for(self)
+        limit = self._body_limit or self.site.limits.max_body_size
         while True:
             piece = await self.channel.receive_body_chunk(limit)
             if not piece:
@@ -212,6 +267,11 @@ class Request:
             yield piece
 
     # -- the response -------------------------------------------------------------
+
+    @property
+    def startedWriting(self) -> bool:
+        """The response head is on its way: the status and headers can no longer change."""
+        return self.channel.response_started
 
     def setResponseCode(self, code: int, message: bytes | None = None) -> None:
         if not isinstance(code, int) or not 100 <= code <= 999:
@@ -242,30 +302,9 @@ class Request:
         sameSite: str | None = None,
     ) -> None:
         """Queue a ``Set-Cookie``; ``;``, CR, LF or NUL in any part is a ValueError."""
-
-        def part(value: bytes | str | int) -> bytes:
-            raw = str(value).encode("utf-8") if isinstance(value, (str, int)) else value
-            if any(c in raw for c in b";\r\n\x00"):
-                raise ValueError(f"cookie part contains a forbidden character: {raw!r}")
-            return raw
-
-        fields = [part(k) + b"=" + part(v)]
-        for label, value in ((b"Expires", expires), (b"Domain", domain), (b"Path", path),
-                             (b"Max-Age", max_age), (b"Comment", comment)):
-            if value is not None:
-                fields.append(label + b"=" + part(value))
-        if secure:
-            fields.append(b"Secure")
-        if httpOnly:
-            fields.append(b"HttpOnly")
-        if sameSite is not None:
-            same = _SAMESITE.get(sameSite.lower())
-            if same is None:
-                raise ValueError("sameSite must be 'lax', 'strict' or 'none'")
-            if same == b"None" and not secure:
-                raise ValueError("sameSite='none' requires secure=True")
-            fields.append(b"SameSite=" + same)
-        self.cookies.append(b"; ".join(fields))
+        self.cookies.append(set_cookie_value(
+            k, v, expires=expires, domain=domain, path=path, max_age=max_age, comment=comment,
+            secure=secure, http_only=httpOnly, same_site=sameSite))
 
     def setLastModified(self, when: float) -> object | None:
         """Set Last-Modified; CACHED (and 304) when the client's copy is as new."""
@@ -274,7 +313,7 @@ class Request:
         received = self.requestHeaders
         since = received.last_value(b"if-modified-since")
         if since and self.method in (b"GET", b"HEAD") and not received.last_value(b"if-none-match"):
-            since_time = _parse_http_date(since.split(b";", 1)[0])
+            since_time = parse_http_date(since.split(b";", 1)[0])
             if since_time is not None and since_time >= when:
                 self.setResponseCode(304)
                 return CACHED
@@ -339,7 +378,7 @@ class Request:
         if (
             self.defaultContentType is not None
             and headers.last_value(b"content-type") is None
-            and self.code not in (204, 304)
+            and not status_has_no_body(self.code)
             and (content_length != 0 or self.method == b"HEAD")
         ):
             pairs.append((b"content-type", self.defaultContentType))
@@ -383,8 +422,8 @@ class Request:
         exception in a task ends the request (500 if nothing was sent yet,
         otherwise the connection is aborted).
         """
-        if self._nursery is not None:
-            self._nursery.start_soon(fn, *args)
+        if self._start_task is not None:
+            self._start_task(fn, *args)
         else:
             self._tasks.append((fn, args))
 
@@ -447,6 +486,179 @@ class Request:
         if self._send_lock is None:
             self._send_lock = trio.Lock()
         return self._send_lock
+
+    # -- its life: from the head to the last byte (see the theory of operation) --------
+
+    def process(self) -> Coroutine[Any, Any, None] | None:
+        """Find the resource, read the body, render and answer, as far as that
+        goes without waiting: None if the response is complete, else a
+        coroutine to await for the rest (reading the body, or a response
+        that outlives render). The Site's ``process`` awaits it; a personal
+        server answering from its rpc connection's reader spares a task when
+        nothing needs to wait."""
+        try:
+            resource = self.site.getResourceFor(self)
+            self._body_limit = resource.max_request_body or self.site.limits.max_body_size
+            if self.has_body and not resource.stream_request_body:
+                return self._read_body_and_render(resource)
+            result = self._render(resource)
+        except (ConnectionLost, trio.BrokenResourceError):
+            return None
+        except Exception as exc:
+            result = self.site.failure_page(self, exc)
+        return self._answer(result)
+
+    async def _read_body_and_render(self, resource: Resource) -> None:
+        try:
+            if not await self._read_body():
+                return
+            result = self._render(resource)
+        except (ConnectionLost, trio.BrokenResourceError):
+            return
+        except Exception as exc:
+            result = self.site.failure_page(self, exc)
+        rest = self._answer(result)
+        if rest is not None:
+            await rest
+
+    def _render(self, resource: Resource) -> Any:
+        try:
+            return resource.render(self)
+        except UnsupportedMethod as exc:
+            return self.site.unsupported_method_page(self, exc)
+
+    def _answer(self, result: Any) -> Coroutine[Any, Any, None] | None:
+        """Answer with what render returned: at once, or the coroutine that drives a deferred response."""
+        if type(result) is bytes and not self._tasks:
+            if not self.finished:
+                self.write(result)
+                self.finish()
+            return None
+        if type(result) is bytes or result == NOT_DONE_YET or inspect.iscoroutine(result):
+            return self._run_deferred(result)
+        page = self.site.failure_page(self, TypeError(f"render returned {type(result).__name__}, not bytes"))
+        self.write(page)
+        self.finish()
+        return None
+
+    async def _read_body(self) -> bool:
+        """Read the whole body into ``content``; on failure answer and return False."""
+        channel = self.channel
+        limit = self._body_limit or self.site.limits.max_body_size
+        declared = channel.declared_body_size()
+        content: IO[bytes]
+        if declared is not None and declared <= SPOOL_SIZE:
+            content = self.content
+        else:
+            content = tempfile.SpooledTemporaryFile(max_size=SPOOL_SIZE)
+        try:
+            while piece := await channel.receive_body_chunk(limit):
+                content.write(piece)
+        except BodyTooLarge:
+            self._answer_error(413, "Request Entity Too Large",
+                               f"The request body is larger than the {limit} bytes allowed here.")
+            return False
+        except BodyTimeout:
+            self._answer_error(408, "Request Timeout", "The request body did not arrive in time.")
+            return False
+        except ParseError as exc:
+            self._answer_error(exc.status, "Bad Request", "The request body is malformed.")
+            return False
+        content.seek(0)
+        self.content = content
+        return True
+
+    def _answer_error(self, code: int, brief: str, detail: str) -> None:
+        if self.channel.response_started:
+            self.channel.lost = True  # too late for a status: abort
+            return
+        self.write(render_error(self, code, brief, detail))
+        self.finish()
+
+    async def _run_deferred(self, result: Any) -> None:
+        """Drive a response that outlives ``render`` (see the theory of operation)."""
+        channel = self.channel
+        self._deferred = True
+        failure: list[BaseException] = []
+        running = 0  # tasks started with start_soon that have not returned
+
+        async with trio.open_nursery() as nursery:
+
+            async def task(fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+                nonlocal running
+                try:
+                    await fn(*args)
+                except ConnectionLost:
+                    pass
+                except Exception as exc:
+                    failure.append(exc)
+                    nursery.cancel_scope.cancel()
+                finally:
+                    running -= 1
+                    self._notify_change()
+                    if self._wakeup is not None:
+                        self._wakeup.set()
+
+            async def watch() -> None:
+                await channel.watch_for_disconnect()
+                self._notify_change()  # waiters in notifyFinish see the loss first
+                nursery.cancel_scope.cancel()
+
+            def start(fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+                nonlocal running
+                running += 1
+                nursery.start_soon(task, fn, *args)
+
+            self._start_task = start
+            for fn, args in self._tasks:
+                start(fn, *args)
+            self._tasks.clear()
+            watchers = delayed_starts(WATCH_AFTER)
+            watchers.add(self, partial(nursery.start_soon, watch))
+            try:
+                if type(result) is bytes and not self.finished:
+                    self.write(result)
+                    self.finish()
+                elif inspect.iscoroutine(result):
+                    try:
+                        value = await result
+                    except UnsupportedMethod as exc:
+                        value = self.site.unsupported_method_page(self, exc)
+                    except ConnectionLost:
+                        value = None
+                    except Exception as exc:
+                        failure.append(exc)
+                        value = None
+                    if type(value) is bytes and not self.finished and not failure:
+                        self.write(value)
+                        self.finish()
+                while not failure and not channel.lost:
+                    self._wakeup = trio.Event()
+                    if channel.has_output() or (self._pending and not channel.response_started):
+                        await self.drain()
+                        continue
+                    if self.finished and running == 0:
+                        break
+                    await self._wakeup.wait()
+            except ConnectionLost:
+                pass
+            finally:
+                watchers.discard(self)
+            nursery.cancel_scope.cancel()
+        self._start_task = None
+        if failure and not channel.lost:
+            if channel.response_started:
+                log.error("error after the response started for %r", self, exc_info=failure[0])
+                channel.lost = True  # abort: never pass a truncated body off as complete
+            else:
+                self._pending.clear()
+                self.sentLength = 0
+                self.finished = False
+                page = self.site.failure_page(self, failure[0])
+                self.write(page)
+                self.finish()
+        if not self.finished and not channel.lost and running == 0 and not failure:
+            log.error("%r: the response was never finished", self)
 
     def __repr__(self) -> str:
         return f"<Request {self.method.decode('ascii', 'replace')} {self.uri!r} {self.clientproto.decode()}>"

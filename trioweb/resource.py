@@ -123,6 +123,14 @@ def error_page(code: int, brief: str, detail: str) -> bytes:
     return _PAGE.format(code=code, brief=escape(brief), detail=escape(detail)).encode("utf-8")
 
 
+def render_error(request: Request, code: int, brief: str, detail: str) -> bytes:
+    """Answer ``request`` with an error: set ``code`` and an HTML content type,
+    and return the page to render (``brief`` and ``detail`` escaped)."""
+    request.setResponseCode(code)
+    request.setHeader(b"content-type", b"text/html; charset=utf-8")
+    return error_page(code, brief, detail)
+
+
 class ErrorPage(Resource):
     """Renders an error page for any method and any child path."""
 
@@ -135,9 +143,7 @@ class ErrorPage(Resource):
         self.detail = detail
 
     def render(self, request: Request) -> bytes:
-        request.setResponseCode(self.code)
-        request.setHeader(b"content-type", b"text/html; charset=utf-8")
-        return error_page(self.code, self.brief, self.detail)
+        return render_error(request, self.code, self.brief, self.detail)
 
     def getChild(self, path: bytes, request: Request) -> Resource:
         return self

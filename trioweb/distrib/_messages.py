@@ -44,13 +44,12 @@ from typing import Any
 import rpc
 
 from trioweb.address import Address, IPv4Address, IPv6Address, UNIXAddress
-from trioweb.http import RequestHead, checked_map
+from trioweb.http import HOP_BY_HOP, RequestHead, checked_map
 
 # Removed before forwarding: connection-level headers of the client's hop, and
 # client claims about forwarding that a backend might believe.
-_NOT_FORWARDED = frozenset(
-    {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade",
-     b"proxy-connection", b"proxy-authorization", b"expect", b"content-length",
+_NOT_FORWARDED = HOP_BY_HOP | frozenset(
+    {b"expect", b"content-length",
      b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto", b"x-forwarded-port",
      b"x-real-ip", b"forwarded"}
 )
@@ -109,7 +108,7 @@ def encode_request(request: Any, length: int | None, token: int) -> dict[str, An
         "uri": request.uri,
         "version": request.clientproto[5:],
         "headers": headers,
-        "host_header": request._host_header,
+        "host_header": request.host_header,
         "prepath": list(request.prepath),
         "postpath": list(request.postpath),
         "client": encode_address(request.getClientAddress()),

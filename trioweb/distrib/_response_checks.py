@@ -27,20 +27,17 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from trioweb.http import HOP_BY_HOP, has_forbidden_characters, is_token
+
 MAX_HEADERS = 100
 MAX_HEADER_BYTES = 64 * 1024
 
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
-_BAD_VALUE = re.compile(rb"[\x00\r\n]")
 _REASON = re.compile(rb"[\t\x20-\x7e]*\Z")
 
-DROPPED = frozenset(
+DROPPED = HOP_BY_HOP | frozenset(
     {
-        # framing and hop-by-hop: the front decides these
-        b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"te", b"trailer",
-        b"upgrade", b"proxy-authenticate", b"proxy-connection", b"proxy-authorization",
-        # the front's own
-        b"date", b"server",
+        # framing and the front's own: the front decides these
+        b"content-length", b"date", b"server",
         # origin-wide effects one user must not have on the others
         b"strict-transport-security", b"alt-svc", b"clear-site-data", b"service-worker-allowed",
         b"nel", b"report-to", b"reporting-endpoints", b"accept-ch", b"critical-ch",
@@ -81,9 +78,9 @@ def check_headers(
         total += len(name) + len(value)
         if total > MAX_HEADER_BYTES:
             raise BadBackendResponse("headers too large")
-        if not _TOKEN.match(name):
+        if not is_token(name):
             raise BadBackendResponse(f"invalid header name {name!r}")
-        if _BAD_VALUE.search(value):
+        if has_forbidden_characters(value):
             raise BadBackendResponse(f"header {name!r} has CR, LF or NUL in its value")
         name = name.lower()
         if name in DROPPED:
@@ -98,7 +95,7 @@ def confine_cookie(value: bytes, cookie_path: bytes, reserved: frozenset[bytes] 
     """``Set-Cookie`` value with no Domain and a Path under ``cookie_path``."""
     parts = [p.strip() for p in value.split(b";")]
     name = parts[0].split(b"=", 1)[0].strip()
-    if not name or not _TOKEN.match(name):
+    if not name or not is_token(name):
         raise BadBackendResponse(f"invalid cookie name in {value!r}")
     if name.startswith(b"__Host-") or name in reserved:
         raise BadBackendResponse(f"cookie {name!r} is not the personal server's to set")

@@ -37,7 +37,7 @@ import rpc
 import trio
 
 from trioweb.distrib._messages import decode_request, encode_response, enlarge_socket_buffers
-from trioweb.http import BodyTooLarge, ConnectionLost, RequestHead, accept_forever, read_pipe
+from trioweb.http import BodyTooLarge, ConnectionLost, RequestHead, accept_forever, read_pipe, status_has_no_body
 from trioweb.server import Site
 
 log = logging.getLogger("trioweb.distrib")
@@ -102,7 +102,7 @@ class RemoteChannel:
     def start_response(self, code: int, phrase: bytes, headers: list[tuple[bytes, bytes]],
                        content_length: int | None) -> None:
         self.response_started = True
-        no_body = code < 200 or code in (204, 304)
+        no_body = status_has_no_body(code)
         self._send_body = not no_body and self.head.method != b"HEAD"
         self._status = encode_response(code, phrase, headers, None if no_body else content_length)
 

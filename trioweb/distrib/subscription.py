@@ -65,7 +65,7 @@ from trioweb.distrib._admission import (
 from trioweb.distrib._backend import CONNECT_TIMEOUT, Backend, BackendUnavailable, Responses, ResponseSink
 from trioweb.distrib._messages import MessageError, decode_response, encode_request
 from trioweb.distrib._response_checks import BadBackendResponse, check_headers, check_status, cookie_copies
-from trioweb.resource import Resource, error_page
+from trioweb.resource import Resource, render_error
 
 log = logging.getLogger("trioweb.distrib")
 
@@ -121,9 +121,7 @@ class ResourceSubscription(Resource):
 
     def _error(self, request: Request, code: int, brief: str,
                detail: str = "The personal server behind this address is not answering properly.") -> bytes:
-        request.setResponseCode(code)
-        request.setHeader(b"content-type", b"text/html; charset=utf-8")
-        return error_page(code, brief, detail)
+        return render_error(request, code, brief, detail)
 
     async def _forward(self, request: Request) -> bytes | None:
         slot = self.admission.try_enter()
@@ -142,8 +140,7 @@ class ResourceSubscription(Resource):
                 code, brief = (504, "Gateway Timeout") if exc.timed_out else (502, "Bad Gateway")
                 log.warning("%d for %s: %s", code, request.uri.decode("latin-1"), exc)
                 return self._error(request, code, brief)
-            head = request.channel.head
-            if head is None or not head.has_body:
+            if not request.has_body:
                 return await self._exchange(request, root, responses, None, None, slot)
             # The body is pumped from this request's own nursery (not by the rpc
             # connection), so that no read of the client's socket outlives the
@@ -165,7 +162,7 @@ class ResourceSubscription(Resource):
         body in it, or on a stream it carries), or streamed (the head comes to
         ``responses`` first, under this request's token, the answer after the
         body). The token is forgotten however the request ends."""
-        length = request.channel.declared_body_size() if body is not None else 0
+        length = request.declared_body_size if body is not None else 0
         token, sink = responses.expect()
         try:
             try:
@@ -306,7 +303,7 @@ class ResourceSubscription(Resource):
             stalled = isinstance(exc, BodyStalled)
             if stalled:
                 await body.aclose()  # its producer stops (the call, if still open, is cancelled too)
-            if not request.channel.response_started:  # nothing was written yet
+            if not request.startedWriting:  # nothing was written yet
                 if stalled:
                     return self._bad_gateway(request, 504, "Gateway Timeout")
                 return self._bad_gateway(request)

@@ -42,7 +42,8 @@ import trio
 from trioweb.distrib._admission import MAX_IN_FLIGHT, MAX_QUEUED, QUEUE_TIMEOUT
 from trioweb.distrib._peer_checks import PasswdEntry, check_peer_uid, check_socket_path, publishes_socket
 from trioweb.distrib.subscription import ResourceSubscription
-from trioweb.resource import NoResource, Resource, error_page, getChildForRequest
+from trioweb.resource import NoResource, Resource, getChildForRequest, render_error
+from trioweb.util import redirect_to_slash
 
 if TYPE_CHECKING:
     from trioweb._request import Request
@@ -227,11 +228,7 @@ class _UserSite(Resource):
         if site is None:
             return NoResource().render(request)
         if not request.postpath:
-            # /~alice → /~alice/ (relative links on her pages need the slash). An
-            # absolute URL: a Location never starts with "//".
-            query = request.uri.partition(b"?")[2]
-            request.redirect(request.prePathURL() + b"/" + (b"?" + query if query else b""))
-            return b""
+            return redirect_to_slash(request)  # /~alice → /~alice/: relative links on her pages need it
         resource = getChildForRequest(site, request)
         result = resource.render(request)
         if hasattr(result, "__await__"):
@@ -244,6 +241,4 @@ class LookupTooSlow(Exception):
 
 
 def _too_slow(request: Request) -> bytes:
-    request.setResponseCode(504)
-    request.setHeader(b"content-type", b"text/html; charset=utf-8")
-    return error_page(504, "Gateway Timeout", "The user directory is not answering. Try again later.")
+    return render_error(request, 504, "Gateway Timeout", "The user directory is not answering. Try again later.")

@@ -12,14 +12,25 @@ from trioweb.http._connection import (
     ConnectionLost,
     HTTPConnection,
 )
-from trioweb.http._headers import Headers, checked_map
+from trioweb.http._headers import Headers, checked_map, checked_value
 from trioweb.http._limits import KiB, Limits, MiB
 from trioweb.http._parser import END_OF_MESSAGE, ParseError, RequestHead, RequestParser
 from trioweb.http._server import Server, accept_forever
+from trioweb.http._syntax import (
+    HOP_BY_HOP,
+    TOKEN_CHARACTER,
+    has_forbidden_characters,
+    http_date,
+    is_token,
+    parse_http_date,
+    status_has_no_body,
+)
 from trioweb.http._writer import status_phrase
 
 __all__ = [
     "END_OF_MESSAGE",
+    "HOP_BY_HOP",
+    "TOKEN_CHARACTER",
     "BodyTimeout",
     "BodyTooLarge",
     "Channel",
@@ -35,6 +46,12 @@ __all__ = [
     "Server",
     "accept_forever",
     "checked_map",
+    "checked_value",
+    "has_forbidden_characters",
+    "http_date",
+    "is_token",
+    "parse_http_date",
     "read_pipe",
+    "status_has_no_body",
     "status_phrase",
 ]

@@ -45,6 +45,7 @@ from trioweb.address import Address
 from trioweb.http._channel import read_pipe
 from trioweb.http._limits import Limits
 from trioweb.http._parser import END_OF_MESSAGE, ParseError, RequestHead, RequestParser
+from trioweb.http._syntax import status_has_no_body
 from trioweb.http._transport import transport_for
 from trioweb.http._writer import (
     CONTINUE_100,
@@ -53,7 +54,6 @@ from trioweb.http._writer import (
     chunk,
     error_response,
     serialize_head,
-    status_has_no_body,
 )
 
 log = logging.getLogger("trioweb.http")

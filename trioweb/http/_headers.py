@@ -13,14 +13,12 @@ instead of letting a split response reach the wire.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from typing import TypeVar, overload
 
-AnyStr = TypeVar("AnyStr", str, bytes)
+from trioweb.http._syntax import has_forbidden_characters, is_token
 
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
-_FORBIDDEN_IN_VALUE = re.compile(rb"[\x00\r\n]")
+AnyStr = TypeVar("AnyStr", str, bytes)
 
 
 def _as_bytes(value: str | bytes) -> bytes:
@@ -42,7 +40,7 @@ def checked_name(name: str | bytes) -> bytes:
     if checked is not None:
         return checked
     raw = _as_bytes(name)
-    if not _TOKEN.match(raw):
+    if not is_token(raw):
         raise ValueError(f"invalid header name {raw!r}")
     checked = raw.lower()
     if len(_checked_names) < 1024:
@@ -62,7 +60,7 @@ def checked_value(value: str | bytes) -> bytes:
         if checked is not None:
             return checked
     raw = _as_bytes(value)
-    if _FORBIDDEN_IN_VALUE.search(raw):
+    if has_forbidden_characters(raw):
         raise ValueError(f"header value contains CR, LF or NUL: {raw!r}")
     if type(value) is str and len(_checked_text_values) < 1024:
         _checked_text_values[value] = raw
@@ -76,9 +74,9 @@ def checked_map(pairs: Iterable[tuple[bytes, bytes]]) -> dict[bytes, list[bytes]
     """
     raw: dict[bytes, list[bytes]] = {}
     for name, value in pairs:
-        if not _TOKEN.match(name):
+        if not is_token(name):
             raise ValueError(f"invalid header name {name!r}")
-        if _FORBIDDEN_IN_VALUE.search(value):
+        if has_forbidden_characters(value):
             raise ValueError(f"header value contains CR, LF or NUL: {value!r}")
         raw.setdefault(name.lower(), []).append(value)
     return raw

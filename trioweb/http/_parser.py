@@ -47,10 +47,10 @@ from dataclasses import dataclass, field
 import httptools
 
 from trioweb.http._limits import Limits
+from trioweb.http._syntax import is_token
 
 END_OF_MESSAGE = object()
 
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 # RFC 3986 host (reg-name, IPv4, or an IP literal in brackets) and an optional port.
 _HOST = re.compile(
     rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?\Z"
@@ -165,7 +165,7 @@ class RequestParser:
         # head in it when several requests were pipelined into one read.
         start = data.rfind(b"\r\n\r\n") + 4 if self._messages_completed_in_feed else 0
         first = data[max(start, 0):].lstrip(b"\r\n").split(b" ", 1)[0]
-        if first and len(first) < 64 and _TOKEN.match(first):
+        if first and len(first) < 64 and is_token(first):
             return ParseError(501, f"method {first!r} not implemented")
         return ParseError(400, "invalid method")
 
@@ -248,7 +248,7 @@ class RequestParser:
             codings = [c.strip().lower() for c in transfer_codings]
             if codings == [b"chunked"]:
                 chunked = True
-            elif all(codings) and codings[-1] == b"chunked" and all(_TOKEN.match(c) for c in codings):
+            elif all(codings) and codings[-1] == b"chunked" and all(is_token(c) for c in codings):
                 self._abort(501, "transfer codings other than chunked are not supported")
             else:
                 self._abort(400, "invalid Transfer-Encoding")

@@ -18,25 +18,6 @@ def status_phrase(code: int) -> bytes:
     return _PHRASES.get(code, b"Unknown Status")
 
 
-# Statuses whose responses never carry a body (RFC 9110 §6.4.1).
-def status_has_no_body(code: int) -> bool:
-    return code < 200 or code == 204 or code == 304
-
-
-_http_dates: dict[int, bytes] = {}
-
-
-def http_date(when: int) -> bytes:
-    """An HTTP date (``Sun, 06 Nov 1994 08:49:37 GMT``), remembered: Last-Modified
-    values repeat (the same few files are served again and again)."""
-    text = _http_dates.get(when)
-    if text is None:
-        if len(_http_dates) >= 4096:
-            _http_dates.clear()
-        text = _http_dates[when] = formatdate(when, usegmt=True).encode("ascii")
-    return text
-
-
 class DateHeader:
     """The ``Date`` value, formatted at most once a second."""
 

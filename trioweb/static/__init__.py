@@ -49,6 +49,7 @@ from trioweb.static._mimetypes import CONTENT_ENCODINGS, getTypeAndEncoding, loa
 from trioweb.static._ranges import Multipart, content_range, if_range_allows, parse_range
 from trioweb._request import CACHED
 from trioweb.resource import ForbiddenResource, NoResource, Resource
+from trioweb.util import redirect_to_slash
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -231,7 +232,7 @@ class File(Resource):
         streaming = False
         try:
             if stat.S_ISDIR(info.st_mode):
-                return self._redirect_to_slash(request)
+                return redirect_to_slash(request)
             swapped = False
             if variants:
                 fd, info, encoding = self._precompressed(request, fd, info, variants)
@@ -333,17 +334,6 @@ class File(Resource):
         request.setHeader(b"content-type", multipart.content_type)
         length = sum(len(head) + count for head, _, count in multipart.parts) + len(multipart.trailer)
         return multipart.parts, multipart.trailer, length
-
-    def _redirect_to_slash(self, request: Request) -> bytes:
-        query = request.uri.partition(b"?")[2]
-        # prePathURL is absolute, so the Location never starts with "//"
-        # (a relative "//host/..." would send the client to another site).
-        location = request.prePathURL() + b"/" + (b"?" + query if query else b"")
-        request.redirect(location)
-        request.setHeader(b"content-type", b"text/html; charset=utf-8")
-        link = location.decode("ascii").replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
-        return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Moved</title></head>'
-                f'<body><a href="{link}">click here</a></body></html>\n').encode("ascii")
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.path!r}>"

@@ -23,6 +23,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from trioweb._fs import open_beneath, read_exactly, send_pieces
+from trioweb.http import HOP_BY_HOP, TOKEN_CHARACTER
 from trioweb.resource import NoResource, Resource
 
 if TYPE_CHECKING:
@@ -33,9 +34,8 @@ SMALL_BODY = 64 * 1024
 
 _STATUS_LINE = re.compile(rb"HTTP/\d\.\d ([2-5]\d\d)(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?\Z")
 _STATUS_VALUE = re.compile(rb"([2-5]\d\d)(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?\Z")
-_HEADER = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*?)[ \t]*\Z")
-_DROPPED = frozenset({b"content-length", b"transfer-encoding", b"connection", b"keep-alive", b"date",
-                      b"server", b"upgrade", b"trailer", b"te", b"proxy-connection"})
+_HEADER = re.compile(b"(" + TOKEN_CHARACTER + rb"+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*?)[ \t]*\Z")
+_DROPPED = HOP_BY_HOP | {b"content-length", b"date", b"server"}
 
 
 class ASISProcessor(Resource):

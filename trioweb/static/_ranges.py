@@ -14,10 +14,10 @@
 
 from __future__ import annotations
 
-import calendar
 import re
 import secrets
-from email.utils import parsedate
+
+from trioweb.http import parse_http_date
 
 # Apache's MaxRanges is 200; real clients (PDF readers, video players) ask for
 # a handful. Beyond this the Range header is ignored and the file sent whole.
@@ -91,11 +91,7 @@ def if_range_allows(if_range: bytes | None, etag: bytes, last_modified: int) -> 
     value = if_range.strip()
     if value.startswith((b'"', b"W/")):
         return value == etag and not etag.startswith(b"W/")
-    try:
-        parsed = parsedate(value.decode("latin-1"))
-    except (TypeError, ValueError):
-        return False
-    return parsed is not None and calendar.timegm(parsed) == last_modified
+    return parse_http_date(value) == last_modified
 
 
 def content_range(start: int, end: int, size: int) -> bytes:
