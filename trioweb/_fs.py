@@ -1,4 +1,6 @@
-"""Mapping URL segments to files, opening them without leaving the served tree, sending them.
+"""What the resource kinds that serve a directory tree share (static files,
+resource scripts, CGI): mapping URL segments to files, opening them without
+leaving the served tree, sending them, and the ``Registry`` of a tree.
 
 Two rules keep a request inside the directory a resource serves:
 
@@ -23,6 +25,11 @@ Errors are ``OSError`` subclasses so callers can map them: ``NotServable``
 (outside the root, or not a regular file or directory) and
 ``FileNotFoundError``/``NotADirectoryError`` mean 404; ``PermissionError``
 means 403.
+
+A ``Registry`` is state shared by the resources of one tree: one object per
+key (the guide's Counter example), and the resources scripts chose to cache.
+It lives here so that neither ``static`` nor ``script`` imports the other;
+``static.Registry`` is the name Twisted code uses.
 """
 
 from __future__ import annotations
@@ -35,11 +42,12 @@ import stat
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 
 if TYPE_CHECKING:
     from trioweb._request import Request
+    from trioweb.resource import Resource
 
 _PATH_FLAGS = os.O_PATH | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
@@ -234,3 +242,32 @@ async def send_pieces(request: Request, fd: int, pieces: list[tuple[bytes, int, 
         request.finish()
     finally:
         os.close(fd)
+
+
+class Registry:
+    """State shared by the resources of one ``File`` tree (resource scripts use it).
+
+    ``getComponent(key)``/``setComponent(key, value)`` keep one object per
+    key (usually a class, as in ``registry.getComponent(Counter)``);
+    ``cachePath``/``getCachedPath`` remember the resource a script built.
+    """
+
+    def __init__(self) -> None:
+        self._components: dict[Any, Any] = {}
+        self._path_cache: dict[str, Resource] = {}
+
+    def getComponent(self, interface: Any, default: Any = None) -> Any:
+        return self._components.get(interface, default)
+
+    def setComponent(self, interfaceClass: Any, component: Any) -> None:
+        self._components[interfaceClass] = component
+
+    def removeComponent(self, component: Any) -> None:
+        for key in [k for k, v in self._components.items() if v is component]:
+            del self._components[key]
+
+    def cachePath(self, path: str, rsrc: Resource) -> None:
+        self._path_cache[path] = rsrc
+
+    def getCachedPath(self, path: str) -> Resource | None:
+        return self._path_cache.get(path)

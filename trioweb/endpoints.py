@@ -1,4 +1,6 @@
-"""Endpoint strings (``tcp:8080``, ``unix:/path:mode=660``, ``ssl:8443:...``) → listeners.
+"""Endpoint strings: where to listen (``tcp:8080``, ``unix:/path:mode=660``,
+``ssl:8443:...``) → listeners, and where to connect (``unix:/path``,
+``tcp:host:port``).
 
 The syntax is Twisted's strports: fields separated by ``:``, positional then
 ``key=value``; a literal ``:`` or ``=`` inside a value is escaped with ``\\``
@@ -9,6 +11,12 @@ brackets (``interface=[::1]``).
 - ``unix:PATH[:mode=OCTAL][:lockfile=0|1][:backlog=N]`` (``wantPID`` is
   accepted as another name for ``lockfile``, as Twisted's guide uses it)
 - ``ssl:PORT:privateKey=KEY.pem[:certKey=CERT.pem][:interface=ADDR]``
+
+and for connecting (``parse_client_endpoint``, as a ``ResourceSubscription``
+names its personal server):
+
+- ``unix:PATH`` (or ``unix:path=PATH``)
+- ``tcp:HOST:PORT`` (or ``tcp:host=HOST:port=PORT``)
 
 UNIX sockets are locked by default, like Twisted's: ``PATH.lock`` is a
 symlink naming the owner's pid. A live owner makes the start fail with a
@@ -63,6 +71,26 @@ class SSLEndpoint:
 
 
 Endpoint = TCPEndpoint | UNIXEndpoint | SSLEndpoint
+
+
+@dataclass(frozen=True)
+class UNIXClientEndpoint:
+    path: str
+
+    def __str__(self) -> str:
+        return f"unix:{self.path}"
+
+
+@dataclass(frozen=True)
+class TCPClientEndpoint:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"tcp:{self.host}:{self.port}"
+
+
+ClientEndpoint = UNIXClientEndpoint | TCPClientEndpoint
 
 
 def _split(description: str) -> list[str]:
@@ -159,6 +187,34 @@ def parse_endpoint(description: str) -> Endpoint:
         extra = positional + [f"{k}={v}" for k, v in options.items()]
         raise EndpointError(f"endpoint {description!r}: unexpected {', '.join(extra)}")
     return endpoint
+
+
+def parse_client_endpoint(description: str) -> ClientEndpoint:
+    """Parse an endpoint string to connect to; ``EndpointError`` if it is malformed."""
+    kind, positional, options = _parse_fields(description)
+    kind = kind.lower()
+    if kind == "unix":
+        names = ["path"]
+    elif kind == "tcp":
+        names = ["host", "port"]
+    else:
+        raise EndpointError(f"endpoint {description!r}: unknown kind {kind!r} (unix or tcp)")
+    values = {name: options.pop(name, None) for name in names}
+    for name in names:
+        if values[name] is None and positional:
+            values[name] = positional.pop(0)
+    if positional or options:
+        extra = positional + [f"{k}={v}" for k, v in options.items()]
+        raise EndpointError(f"endpoint {description!r}: unexpected {', '.join(extra)}")
+    missing = [name for name in names if not values[name]]
+    if missing:
+        raise EndpointError(f"endpoint {description!r}: no {missing[0]}")
+    if kind == "unix":
+        return UNIXClientEndpoint(os.path.expanduser(values["path"] or ""))
+    port = _int(description, "port", values["port"] or "")
+    if port > 65535:
+        raise EndpointError(f"endpoint {description!r}: port {port} is out of range")
+    return TCPClientEndpoint(values["host"] or "", port)
 
 
 # -- opening ------------------------------------------------------------------------

@@ -22,9 +22,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from trioweb._fs import segment_name
+from trioweb._fs import Registry, segment_name
 from trioweb.resource import ErrorPage, NoResource, Resource
-from trioweb._registry import Registry
 
 if TYPE_CHECKING:
     from trioweb._request import Request

@@ -22,27 +22,13 @@ from typing import Any
 
 import click
 
-from trioweb.distrib._admission import MAX_IN_FLIGHT, QUEUED_PER_SLOT
-from trioweb.distrib.userdir import UserDirectory
+from trioweb.distrib import MAX_IN_FLIGHT, QUEUED_PER_SLOT, UserDirectory
 from trioweb.resource import Resource
 from trioweb.script import ResourceScript
-from trioweb.static import ASISProcessor, File
+from trioweb.static import ASISProcessor, File, PublicFile
 
-# Never run by the front, never shown as source either.
-SCRIPT_EXTENSIONS = frozenset({".rpy", ".epy", ".cgi", ".asis", ".py", ".pyc", ".php", ".pl", ".sh", ".fcgi", ".wsgi"})
 PERSONAL_SOCKET = "~/.trioweb-pb"
 PERSONAL_LOG = "~/.trioweb.log"
-
-
-class PublicFile(File):
-    """A user's ``public_html`` as the front serves it: plain files only."""
-
-    indexNames = ["index.html", "index.htm"]
-
-    def getChild(self, path: bytes, request: Any) -> Resource:
-        if path.startswith(b".") or os.path.splitext(path.decode("utf-8", "replace"))[1].lower() in SCRIPT_EXTENSIONS:
-            return self.childNotFound
-        return super().getChild(path, request)
 
 
 def distrib_options(function: Any) -> Any:

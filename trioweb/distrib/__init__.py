@@ -5,17 +5,29 @@ A personal server (``trioweb --personal``) publishes a Site through a
 (``trioweb --user``) forwards ``/~user/...`` to it with a
 ``ResourceSubscription``, found by the ``UserDirectory``. The two speak
 ``rpc``; what crosses is described in ``_messages``, what the front checks in
-``_peer_checks`` and ``_response_checks``.
+``_peer_checks`` and ``_response_checks``, how many requests one backend may
+hold in ``_admission``.
+
+``UserDirectory(public_html=...)`` serves a user's ``public_html`` from the
+front when no personal server answers, with the resource the factory makes;
+without one it serves none. The safe factory is ``trioweb.static.PublicFile``
+(plain files only): a static file is another resource kind, which this one
+does not import.
 """
 
-from trioweb.distrib.publisher import RemoteChannel, ResourcePublisher, serve_publisher
+from trioweb.distrib._admission import MAX_IN_FLIGHT, QUEUED_PER_SLOT
 from trioweb.distrib._backend import BackendUnavailable
+from trioweb.distrib.publisher import RemoteChannel, ResourcePublisher, serve_publisher
 from trioweb.distrib.subscription import ResourceSubscription
+from trioweb.distrib.userdir import UserDirectory
 
 __all__ = [
+    "MAX_IN_FLIGHT",
+    "QUEUED_PER_SLOT",
     "BackendUnavailable",
     "RemoteChannel",
     "ResourcePublisher",
     "ResourceSubscription",
+    "UserDirectory",
     "serve_publisher",
 ]

@@ -25,6 +25,7 @@ import trio
 
 from trioweb.distrib._messages import MessageError, enlarge_socket_buffers
 from trioweb.distrib._peer_checks import Refused
+from trioweb.endpoints import ClientEndpoint, UNIXClientEndpoint
 
 log = logging.getLogger("trioweb.distrib")
 
@@ -107,18 +108,14 @@ class Backend:
 
     def __init__(
         self,
-        kind: str,
-        address: str,
-        port: int = 0,
+        endpoint: ClientEndpoint,
         *,
         before_connect: Callable[[], None] | None = None,
         check_peer: Callable[[rpc.PeerCredentials | None], None] | None = None,
         limits: rpc.Limits | None = None,
         connect_timeout: float = CONNECT_TIMEOUT,
     ) -> None:
-        self.kind = kind
-        self.address = address
-        self.port = port
+        self.endpoint = endpoint
         self.before_connect = before_connect
         self.check_peer = check_peer
         self.limits = limits
@@ -132,7 +129,7 @@ class Backend:
         self._failed_socket: tuple[int, int, int] | None = None  # the socket file that failed
 
     def describe(self) -> str:
-        return f"unix:{self.address}" if self.kind == "unix" else f"tcp:{self.address}:{self.port}"
+        return str(self.endpoint)
 
     def _connected(self) -> tuple[rpc.RemoteReference, Responses] | None:
         if self._root is None or self._responses is None or self._broker is None or self._broker.closed:
@@ -155,7 +152,7 @@ class Backend:
                 with trio.fail_after(self.connect_timeout):
                     return await self._connect()
             except (OSError, Refused, rpc.RPCError, trio.TooSlowError, trio.BrokenResourceError) as exc:
-                if self.kind == "unix":
+                if isinstance(self.endpoint, UNIXClientEndpoint):
                     self._failed_socket = await trio.to_thread.run_sync(self._socket_identity)
                 self._failures += 1
                 delay = min(MAX_RETRY_DELAY, FIRST_RETRY_DELAY * 2 ** (self._failures - 1))
@@ -164,8 +161,9 @@ class Backend:
                                          timed_out=isinstance(exc, trio.TooSlowError)) from exc
 
     def _socket_identity(self) -> tuple[int, int, int] | None:
+        assert isinstance(self.endpoint, UNIXClientEndpoint)
         try:
-            info = os.lstat(self.address)
+            info = os.lstat(self.endpoint.path)
         except OSError:
             return None
         # An inode number can be reused at once for the next file; with the
@@ -175,7 +173,7 @@ class Backend:
     async def _socket_replaced(self) -> bool:
         """A UNIX backend whose socket is a new one since the failure (its server
         was restarted) is tried again at once instead of waiting out the delay."""
-        if self.kind != "unix":
+        if not isinstance(self.endpoint, UNIXClientEndpoint):
             return False
         identity = await trio.to_thread.run_sync(self._socket_identity)
         return identity is not None and identity != self._failed_socket
@@ -184,11 +182,12 @@ class Backend:
         if self.before_connect is not None:
             # Abandoned if it hangs (a home on a dead NFS server): the connect timeout applies.
             await trio.to_thread.run_sync(self.before_connect, abandon_on_cancel=True)
-        if self.kind == "unix":
-            stream: trio.abc.Stream = await trio.open_unix_socket(self.address)
+        endpoint = self.endpoint
+        if isinstance(endpoint, UNIXClientEndpoint):
+            stream: trio.abc.Stream = await trio.open_unix_socket(endpoint.path)
             enlarge_socket_buffers(stream)
         else:
-            stream = await trio.open_tcp_stream(self.address, self.port)
+            stream = await trio.open_tcp_stream(endpoint.host, endpoint.port)
         # Bodies are relayed from pipes, spliced on to the client's socket (no copy here).
         responses = Responses()
         broker = rpc.Broker(stream, responses, limits=self.limits, splice_payloads=True)

@@ -102,7 +102,7 @@ def decode_address(value: Any) -> Address:
 
 def encode_request(request: Any, length: int | None, token: int) -> dict[str, Any]:
     """The forwarded form of a front ``Request`` (see the module docstring)."""
-    headers = [[name, value] for name, value in request.requestHeaders.pairs() if name not in _NOT_FORWARDED]
+    headers = [[name, value] for name, value in request.requestHeaders.pair_list() if name not in _NOT_FORWARDED]
     return {
         "method": request.method,
         "uri": request.uri,

@@ -1,8 +1,8 @@
 """The front server's side: ``ResourceSubscription``, a leaf that forwards.
 
 ``ResourceSubscription("unix", path)`` (Twisted's signature; also
-``ResourceSubscription("tcp:host:port")``, ``ResourceSubscription("host",
-port)``) forwards every request below it to the personal server there, and
+``ResourceSubscription("host", port)`` and an endpoint string,
+``ResourceSubscription("tcp:host:port")``, see ``trioweb.endpoints``) forwards every request below it to the personal server there, and
 relays the answer.
 
 The connection to a backend is opened on first use, shared by concurrent
@@ -65,6 +65,7 @@ from trioweb.distrib._admission import (
 from trioweb.distrib._backend import CONNECT_TIMEOUT, Backend, BackendUnavailable, Responses, ResponseSink
 from trioweb.distrib._messages import MessageError, decode_response, encode_request
 from trioweb.distrib._response_checks import BadBackendResponse, check_headers, check_status, cookie_copies
+from trioweb.endpoints import ClientEndpoint, TCPClientEndpoint, UNIXClientEndpoint, parse_client_endpoint
 from trioweb.resource import Resource, render_error
 
 log = logging.getLogger("trioweb.distrib")
@@ -96,20 +97,15 @@ class ResourceSubscription(Resource):
         cookie_prefixes: tuple[bytes, ...] = (),
     ) -> None:
         super().__init__()
-        if port is None:  # one endpoint string: "unix:PATH" or "tcp:HOST:PORT"
-            kind, _, rest = host.partition(":")
-            if kind == "unix" and rest:
-                host, port = "unix", rest
-            elif kind == "tcp" and rest.rpartition(":")[2].isdigit():
-                host, port = rest.rpartition(":")[0], int(rest.rpartition(":")[2])
-            else:
-                raise ValueError(f"backend endpoint {host!r} is not unix:PATH or tcp:HOST:PORT")
-        if host == "unix":
-            self.backend = Backend("unix", str(port), before_connect=before_connect,
-                                   check_peer=check_peer, limits=limits, connect_timeout=connect_timeout)
+        endpoint: ClientEndpoint
+        if port is None:
+            endpoint = parse_client_endpoint(host)  # EndpointError, a ValueError, if malformed
+        elif host == "unix":
+            endpoint = UNIXClientEndpoint(str(port))
         else:
-            self.backend = Backend("tcp", host, int(port), check_peer=check_peer, limits=limits,
-                                   connect_timeout=connect_timeout)  # type: ignore[arg-type]
+            endpoint = TCPClientEndpoint(host, int(port))
+        self.backend = Backend(endpoint, before_connect=before_connect, check_peer=check_peer, limits=limits,
+                               connect_timeout=connect_timeout)
         self.backend_timeout = backend_timeout
         self.admission = Admission(max_in_flight, queue_timeout, max_queued)  # see _admission
         # Public prefixes that all reach this backend (b"/~alice/", b"/users/alice/"): a

@@ -165,12 +165,6 @@ class Headers:
         for name, values in self._raw.items():
             yield name, list(values)
 
-    def pairs(self) -> Iterator[tuple[bytes, bytes]]:
-        """Yield every ``(name, value)`` pair, one per value."""
-        for name, values in self._raw.items():
-            for value in values:
-                yield name, value
-
     def copy(self) -> Headers:
         new = Headers()
         new._raw = {name: list(values) for name, values in self._raw.items()}

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httptools
 
@@ -78,7 +78,6 @@ class RequestHead:
     chunked: bool
     expect_continue: bool
     host: bytes | None = None
-    upgrade: bool = field(default=False)
 
     @property
     def has_body(self) -> bool:
@@ -109,11 +108,6 @@ class RequestParser:
         self._header_count = 0
         self._header_bytes = 0
         self._headers_done = False
-
-    @property
-    def in_message(self) -> bool:
-        """A request head has begun and is not complete yet."""
-        return self._in_head
 
     # -- input -----------------------------------------------------------
 
@@ -240,7 +234,6 @@ class RequestParser:
                 expect_continue = version == b"1.1"
             else:
                 self._abort(417, "unsupported expectation")
-        upgrade = b"upgrade" in headers
         chunked = False
         if transfer_codings:
             if version == b"1.0":
@@ -275,5 +268,4 @@ class RequestParser:
             chunked=chunked,
             expect_continue=expect_continue,
             host=host,
-            upgrade=upgrade,
         )

@@ -42,8 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from trioweb.static._asis import ASISProcessor
 from trioweb.static._filecache import keep_copy, kept_copy
-from trioweb._registry import Registry
-from trioweb._fs import NotServable, ServedRoot, read_exactly, segment_name, send_pieces
+from trioweb._fs import NotServable, Registry, ServedRoot, read_exactly, segment_name, send_pieces
 from trioweb.static._listing import DirectoryLister, formatFileSize
 from trioweb.static._mimetypes import CONTENT_ENCODINGS, getTypeAndEncoding, loadMimeTypes, split_extension
 from trioweb.static._ranges import Multipart, content_range, if_range_allows, parse_range
@@ -61,6 +60,8 @@ __all__ = [
     "Data",
     "DirectoryLister",
     "File",
+    "PublicFile",
+    "SCRIPT_EXTENSIONS",
     "Registry",
     "formatFileSize",
     "getTypeAndEncoding",
@@ -71,6 +72,8 @@ __all__ = [
 # beyond it they are streamed (sendfile) from a task.
 SMALL_BODY = 64 * 1024
 
+# Never run by the front, never shown as source either.
+SCRIPT_EXTENSIONS = frozenset({".rpy", ".epy", ".cgi", ".asis", ".py", ".pyc", ".php", ".pl", ".sh", ".fcgi", ".wsgi"})
 # Errors meaning "there is nothing servable here" (404), as opposed to 403 or 500
 # (ENXIO, ENODEV: a socket or a device node without a driver was opened).
 _NOT_FOUND_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG, errno.EINVAL, errno.ENXIO,
@@ -337,6 +340,22 @@ class File(Resource):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.path!r}>"
+
+
+class PublicFile(File):
+    """A directory as a server that must never run its code serves it: plain
+    files only. No processor runs (the tree has none), no dotfile is served,
+    and no file whose extension marks it as a script is served either, not
+    even as source (``SCRIPT_EXTENSIONS``). The front of a community host
+    serves users' ``public_html`` this way (``UserDirectory(public_html=PublicFile)``).
+    """
+
+    indexNames = ["index.html", "index.htm"]
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        if path.startswith(b".") or os.path.splitext(path.decode("utf-8", "replace"))[1].lower() in SCRIPT_EXTENSIONS:
+            return self.childNotFound
+        return super().getChild(path, request)
 
 
 def _assemble(pieces: list[tuple[bytes, int, int]], trailer: bytes, read: Callable[[int, int], bytes]) -> bytes:
