@@ -44,7 +44,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-
 if TYPE_CHECKING:
     from trioweb._request import Request
     from trioweb.resource import Resource

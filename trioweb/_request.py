@@ -56,6 +56,7 @@ from trioweb._delayed import delayed_starts
 from trioweb._forms import parse_multipart, parse_query
 from trioweb.address import Address, IPv4Address, IPv6Address
 from trioweb.http import (
+    CACHED,
     BodyTimeout,
     BodyTooLarge,
     Channel,
@@ -77,8 +78,6 @@ if TYPE_CHECKING:
     from trioweb.server import Site
 
 log = logging.getLogger("trioweb.server")
-
-CACHED = object()  # what setLastModified/setETag return when the client's copy is current
 
 # Bodies up to this size are kept in memory; larger ones spill to a temporary file.
 SPOOL_SIZE = 1024 * 1024

@@ -264,7 +264,7 @@ def _take_lock(path: str) -> None:
             except (OSError, ValueError):
                 raise EndpointError(f"{lock} exists and is not a lock; remove it by hand") from None
             if owner != os.getpid() and _pid_alive(owner):
-                raise EndpointError(f"another server (pid {owner}) is already listening on {path}")
+                raise EndpointError(f"another server (pid {owner}) is already listening on {path}") from None
             os.unlink(lock)
     raise EndpointError(f"cannot take the lock {lock}")
 

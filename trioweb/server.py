@@ -139,7 +139,7 @@ class Site:
                 "<html><head><title>web.Server Traceback (most recent call last)</title></head>"
                 f"<body><b>web.Server Traceback (most recent call last):</b><pre>{escape(text)}</pre>"
                 "</body></html>\n"
-            ).encode("utf-8")
+            ).encode()
         return (
             b"<html><head><title>Processing Failed</title></head>"
             b"<body><b>Processing Failed</b></body></html>"

@@ -58,7 +58,7 @@ class URLPath:
 
     def parent(self, keepQuery: bool = False) -> URLPath:
         # "/a/b/c" and "/a/b/" both have "/a/" as parent.
-        segments = self.path.split(b"/")[:-2] + [b""]
+        segments = [*self.path.split(b"/")[:-2], b""]
         return self._with_path(b"/".join(segments) or b"/", keepQuery)
 
     def here(self, keepQuery: bool = False) -> URLPath:

@@ -21,7 +21,7 @@ code{{background:#f3f3f3;padding:.1em .3em;border-radius:3px}}</style></head>
 <li>listen elsewhere: <code>trioweb --listen tcp:8000:interface=127.0.0.1</code></li>
 <li>all options: <code>trioweb --help</code></li>
 </ul></body></html>
-""".encode("utf-8")
+""".encode()
 
 
 class WelcomePage(Resource):

@@ -50,7 +50,7 @@ class Overloaded(Exception):
 class Admission:
     """The in-flight cap and waiting queue of one backend."""
 
-    __slots__ = ("max_in_flight", "queue_timeout", "max_queued", "_in_flight", "_lot")
+    __slots__ = ("_in_flight", "_lot", "max_in_flight", "max_queued", "queue_timeout")
 
     def __init__(self, max_in_flight: int = MAX_IN_FLIGHT, queue_timeout: float = QUEUE_TIMEOUT,
                  max_queued: int = MAX_QUEUED) -> None:

@@ -20,9 +20,9 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-import rpc
 import trio
 
+import rpc
 from trioweb.distrib._messages import MessageError, enlarge_socket_buffers
 from trioweb.distrib._peer_checks import Refused
 from trioweb.endpoints import ClientEndpoint, UNIXClientEndpoint
@@ -49,7 +49,7 @@ class BackendUnavailable(Exception):
 class ResponseSink:
     """Where the head and body stream of one request's streamed response arrive."""
 
-    __slots__ = ("head", "body", "arrived")
+    __slots__ = ("arrived", "body", "head")
 
     def __init__(self) -> None:
         self.head: Any = None

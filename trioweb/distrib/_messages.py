@@ -42,7 +42,6 @@ import socket
 from typing import Any
 
 import rpc
-
 from trioweb.address import Address, IPv4Address, IPv6Address, UNIXAddress
 from trioweb.http import HOP_BY_HOP, RequestHead, checked_map
 

@@ -67,7 +67,7 @@ def check_headers(
     cookie is confined below it.
     """
     if not isinstance(headers, list) or len(headers) > MAX_HEADERS:
-        raise BadBackendResponse("headers must be a list of at most %d pairs" % MAX_HEADERS)
+        raise BadBackendResponse(f"headers must be a list of at most {MAX_HEADERS} pairs")
     relayed: list[tuple[bytes, bytes]] = []
     total = 0
     for pair in headers:

@@ -33,9 +33,9 @@ from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import Any
 
-import rpc
 import trio
 
+import rpc
 from trioweb.distrib._messages import decode_request, encode_response, enlarge_socket_buffers
 from trioweb.http import BodyTooLarge, ConnectionLost, RequestHead, accept_forever, read_pipe, status_has_no_body
 from trioweb.server import Site

@@ -2,8 +2,9 @@
 
 ``ResourceSubscription("unix", path)`` (Twisted's signature; also
 ``ResourceSubscription("host", port)`` and an endpoint string,
-``ResourceSubscription("tcp:host:port")``, see ``trioweb.endpoints``) forwards every request below it to the personal server there, and
-relays the answer.
+``ResourceSubscription("tcp:host:port")``, see ``trioweb.endpoints``)
+forwards every request below it to the personal server there, and relays
+the answer.
 
 The connection to a backend is opened on first use, shared by concurrent
 requests, and reopened after a failure, with a fast 502 for a while after a
@@ -48,9 +49,9 @@ from typing import Any
 from urllib.parse import quote
 
 import outcome
-import rpc
 import trio
 
+import rpc
 from trioweb._request import Request
 from trioweb.distrib._admission import (
     MAX_IN_FLIGHT,
@@ -270,7 +271,7 @@ class ResourceSubscription(Resource):
         request.cookies.clear()
         return self._error(request, code, brief)
 
-    async def _relay_stream(self, request: Request, sink: ResponseSink) -> None | bytes:
+    async def _relay_stream(self, request: Request, sink: ResponseSink) -> bytes | None:
         try:
             self._apply_head(request, sink.head)
         except (MessageError, BadBackendResponse) as exc:
@@ -278,7 +279,7 @@ class ResourceSubscription(Resource):
         assert sink.body is not None
         return await self._relay_body(request, sink.body)
 
-    async def _relay_body(self, request: Request, body: rpc.StreamReceiver) -> None | bytes:
+    async def _relay_body(self, request: Request, body: rpc.StreamReceiver) -> bytes | None:
         try:
             while True:
                 # Each wait for a piece is bounded: a backend that stalls must not hold the client.

@@ -184,7 +184,7 @@ class UserDirectory(Resource):
             "<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40em;margin:2em auto;padding:0 1em}"
             "span{color:#777}</style></head>"
             f"<body><h1>Users</h1><ul>{items}</ul></body></html>\n"
-        ).encode("utf-8")
+        ).encode()
 
 
 class _UserMap(Resource):

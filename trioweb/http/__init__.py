@@ -3,8 +3,12 @@
 This layer accepts connections (``Server``), turns bytes into request heads
 and bodies and responses back into bytes. It knows nothing of resources:
 ``trioweb.server`` gives it the handler each request head goes to.
+
+Twisted's status constants and ``RESPONSES`` are here too, as in
+``twisted.web.http`` (``http.NOT_FOUND``, ``http.CACHED``).
 """
 
+from trioweb.http import _status
 from trioweb.http._channel import Channel, read_pipe
 from trioweb.http._connection import (
     BodyTimeout,
@@ -16,6 +20,7 @@ from trioweb.http._headers import Headers, checked_map, checked_value
 from trioweb.http._limits import KiB, Limits, MiB
 from trioweb.http._parser import END_OF_MESSAGE, ParseError, RequestHead, RequestParser
 from trioweb.http._server import Server, accept_forever
+from trioweb.http._status import *  # noqa: F403  (Twisted's status names, listed in its __all__)
 from trioweb.http._syntax import (
     HOP_BY_HOP,
     TOKEN_CHARACTER,
@@ -55,3 +60,4 @@ __all__ = [
     "status_has_no_body",
     "status_phrase",
 ]
+__all__ += _status.__all__

@@ -66,6 +66,7 @@ class Server:
         self.server_header = server_header
         self.connections: set[HTTPConnection] = set()
         self._stopping = trio.Event()
+        self._drained = trio.Event()  # set once stopping and the last connection has closed
         self._accept_scope = trio.CancelScope()
         self._busy = error_response(503, server_header, b"")
 
@@ -84,9 +85,10 @@ class Server:
                     await listener.aclose()
             for conn in list(self.connections):
                 conn.close_if_idle()
+            if not self.connections:
+                self._drained.set()
             with trio.move_on_after(self.limits.drain_timeout):
-                while self.connections:
-                    await trio.sleep(0.05)
+                await self._drained.wait()
             connections.cancel_scope.cancel()
 
     async def _expire_idle_connections(self) -> None:
@@ -151,3 +153,5 @@ class Server:
             log.exception("connection from %s failed", client)
         finally:
             self.connections.discard(conn)
+            if self._stopping.is_set() and not self.connections:
+                self._drained.set()

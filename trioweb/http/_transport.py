@@ -30,7 +30,6 @@ import os
 import trio
 
 
-
 def _stream_error(exc: OSError) -> trio.BrokenResourceError | trio.ClosedResourceError:
     """The trio exception for an OS error on a connection: closed by us, or broken."""
     if exc.errno == errno.EBADF:

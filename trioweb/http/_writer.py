@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import time
 from email.utils import formatdate
-from http import HTTPStatus
 
-_PHRASES: dict[int, bytes] = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
+from trioweb.http._status import RESPONSES
 
 
 def status_phrase(code: int) -> bytes:
-    return _PHRASES.get(code, b"Unknown Status")
+    return RESPONSES.get(code, b"Unknown Status")
 
 
 class DateHeader:
     """The ``Date`` value, formatted at most once a second."""
 
-    __slots__ = ("_second", "_value", "_lines")
+    __slots__ = ("_lines", "_second", "_value")
 
     def __init__(self) -> None:
         self._second = -1

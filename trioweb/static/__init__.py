@@ -40,14 +40,14 @@ import os
 import stat
 from typing import TYPE_CHECKING, Any
 
+from trioweb._fs import NotServable, Registry, ServedRoot, read_exactly, segment_name, send_pieces
+from trioweb._request import CACHED
+from trioweb.resource import ForbiddenResource, NoResource, Resource
 from trioweb.static._asis import ASISProcessor
 from trioweb.static._filecache import keep_copy, kept_copy
-from trioweb._fs import NotServable, Registry, ServedRoot, read_exactly, segment_name, send_pieces
 from trioweb.static._listing import DirectoryLister, formatFileSize
 from trioweb.static._mimetypes import CONTENT_ENCODINGS, getTypeAndEncoding, loadMimeTypes, split_extension
 from trioweb.static._ranges import Multipart, content_range, if_range_allows, parse_range
-from trioweb._request import CACHED
-from trioweb.resource import ForbiddenResource, NoResource, Resource
 from trioweb.util import redirect_to_slash
 
 if TYPE_CHECKING:
@@ -56,12 +56,12 @@ if TYPE_CHECKING:
     from trioweb._request import Request
 
 __all__ = [
+    "SCRIPT_EXTENSIONS",
     "ASISProcessor",
     "Data",
     "DirectoryLister",
     "File",
     "PublicFile",
-    "SCRIPT_EXTENSIONS",
     "Registry",
     "formatFileSize",
     "getTypeAndEncoding",
