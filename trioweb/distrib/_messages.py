@@ -1,9 +1,10 @@
 """What crosses between a front server and a personal server, and its checks.
 
-A forwarded request is one msgpack map (``encode_request``); the response
-head is another (``encode_response``). Both are plain data: bytes, ints,
-lists. Each side validates what it receives before using any of it; a
-malformed message is a ``MessageError``.
+A forwarded request is one msgpack map (``ForwardedRequest``); the response
+head is another (``ForwardedResponse``). Both are plain data on the wire:
+bytes, ints, lists (``to_wire``). Each side validates what it receives
+before using any of it (``from_wire``); a malformed message is a
+``MessageError``.
 
 Request map::
 
@@ -39,11 +40,15 @@ Response map (the answer, or the head of a streamed response)::
 from __future__ import annotations
 
 import socket
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import rpc
 from trioweb.address import Address, IPv4Address, IPv6Address, UNIXAddress
 from trioweb.http import HOP_BY_HOP, RequestHead, checked_map
+
+if TYPE_CHECKING:
+    from trioweb._request import Request
 
 # Removed before forwarding: connection-level headers of the client's hop, and
 # client claims about forwarding that a backend might believe.
@@ -99,102 +104,173 @@ def decode_address(value: Any) -> Address:
     raise MessageError(f"malformed address {value!r}")
 
 
-def encode_request(request: Any, length: int | None, token: int) -> dict[str, Any]:
-    """The forwarded form of a front ``Request`` (see the module docstring)."""
-    headers = [[name, value] for name, value in request.requestHeaders.pair_list() if name not in _NOT_FORWARDED]
-    return {
-        "method": request.method,
-        "uri": request.uri,
-        "version": request.clientproto[5:],
-        "headers": headers,
-        "host_header": request.host_header,
-        "prepath": list(request.prepath),
-        "postpath": list(request.postpath),
-        "client": encode_address(request.getClientAddress()),
-        "host": encode_address(request.getHost()),
-        "secure": request.isSecure(),
-        "length": length,
-        "token": token,
-    }
-
-
 def _bytes_list(value: Any, what: str) -> list[bytes]:
     if not isinstance(value, list) or not all(isinstance(v, bytes) for v in value):
         raise MessageError(f"{what} must be a list of bytes")
     return value
 
 
-def _pairs(value: Any) -> list[tuple[bytes, bytes]]:
+def _pairs(value: Any) -> tuple[tuple[bytes, bytes], ...]:
+    """Header pairs, as they cross: a list of two-item lists of bytes."""
     if not isinstance(value, list):
         raise MessageError("headers must be a list")
     pairs = []
     for pair in value:
-        if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], bytes) and isinstance(pair[1], bytes)):
+        if not (isinstance(pair, list) and len(pair) == 2
+                and isinstance(pair[0], bytes) and isinstance(pair[1], bytes)):
             raise MessageError(f"header {pair!r} is not a pair of bytes")
         pairs.append((pair[0], pair[1]))
-    return pairs
+    return tuple(pairs)
 
 
-def decode_request(message: Any) -> tuple[RequestHead, dict[str, Any]]:
-    """A ``RequestHead`` and the rest (prepath, postpath, addresses, secure, token)."""
-    if not isinstance(message, dict):
-        raise MessageError("a request must be a map")
-    try:
-        method, uri, version = message["method"], message["uri"], message["version"]
-        length, host_header = message["length"], message["host_header"]
-        secure, token = message["secure"], message["token"]
-    except KeyError as exc:
-        raise MessageError(f"request without {exc}") from None
-    if not (isinstance(method, bytes) and isinstance(uri, bytes) and version in (b"1.0", b"1.1")):
-        raise MessageError("malformed request line")
-    if not (length is None or (type(length) is int and length >= 0)) or not isinstance(secure, bool):
-        raise MessageError("malformed length or secure flag")
-    if host_header is not None and not isinstance(host_header, bytes):
-        raise MessageError("malformed host")
-    if not (type(token) is int and 0 < token <= MAX_TOKEN):
-        raise MessageError("malformed token")
-    try:
-        headers = checked_map(_pairs(message.get("headers")))
-    except ValueError as exc:  # CR, LF or NUL in a value, or a name that is not a token
-        raise MessageError(str(exc)) from None
-    head = RequestHead(
-        method=method,
-        target=uri,
-        version=version,
-        headers=headers,
-        keep_alive=True,
-        content_length=length,
-        chunked=length is None,  # a body of unknown length (the client sent it chunked)
-        expect_continue=False,
-        host=host_header,
-    )
-    extra = {
-        "prepath": _bytes_list(message.get("prepath"), "prepath"),
-        "postpath": _bytes_list(message.get("postpath"), "postpath"),
-        "client": decode_address(message.get("client")),
-        "host": decode_address(message.get("host")),
-        "secure": secure,
-        "token": token,
-    }
-    return head, extra
+def _length(value: Any) -> int | None:
+    if not (value is None or (type(value) is int and value >= 0)):
+        raise MessageError(f"malformed length {value!r}")
+    return value
 
 
-def encode_response(code: int, phrase: bytes | None, headers: list[tuple[bytes, bytes]],
-                    length: int | None) -> dict[str, Any]:
-    return {"status": code, "reason": phrase, "headers": [[n, v] for n, v in headers], "length": length}
+@dataclass(frozen=True, slots=True)
+class ForwardedRequest:
+    """A request as the front forwards it (the request map of the module docstring)."""
+
+    method: bytes
+    uri: bytes
+    version: bytes
+    headers: tuple[tuple[bytes, bytes], ...]
+    host_header: bytes | None
+    prepath: list[bytes]
+    postpath: list[bytes]
+    client: Address
+    host: Address
+    secure: bool
+    length: int | None
+    token: int
+
+    @classmethod
+    def of(cls, request: Request, length: int | None, token: int) -> ForwardedRequest:
+        """What the front forwards of ``request``."""
+        return cls(
+            method=request.method,
+            uri=request.uri,
+            version=request.clientproto[5:],
+            headers=tuple(pair for pair in request.requestHeaders.pair_list() if pair[0] not in _NOT_FORWARDED),
+            host_header=request.host_header,
+            prepath=list(request.prepath),
+            postpath=list(request.postpath),
+            client=request.getClientAddress(),
+            host=request.getHost(),
+            secure=request.isSecure(),
+            length=length,
+            token=token,
+        )
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "uri": self.uri,
+            "version": self.version,
+            "headers": [[name, value] for name, value in self.headers],
+            "host_header": self.host_header,
+            "prepath": self.prepath,
+            "postpath": self.postpath,
+            "client": encode_address(self.client),
+            "host": encode_address(self.host),
+            "secure": self.secure,
+            "length": self.length,
+            "token": self.token,
+        }
+
+    @classmethod
+    def from_wire(cls, message: Any) -> ForwardedRequest:
+        """The request a front sent, every field checked; ``MessageError`` if malformed."""
+        if not isinstance(message, dict):
+            raise MessageError("a request must be a map")
+        try:
+            method, uri, version = message["method"], message["uri"], message["version"]
+            length, host_header = message["length"], message["host_header"]
+            secure, token = message["secure"], message["token"]
+        except KeyError as exc:
+            raise MessageError(f"request without {exc}") from None
+        if not (isinstance(method, bytes) and isinstance(uri, bytes) and version in (b"1.0", b"1.1")):
+            raise MessageError("malformed request line")
+        if not isinstance(secure, bool):
+            raise MessageError("malformed secure flag")
+        if host_header is not None and not isinstance(host_header, bytes):
+            raise MessageError("malformed host")
+        if not (type(token) is int and 0 < token <= MAX_TOKEN):
+            raise MessageError("malformed token")
+        return cls(
+            method=method,
+            uri=uri,
+            version=version,
+            headers=_pairs(message.get("headers")),
+            host_header=host_header,
+            prepath=_bytes_list(message.get("prepath"), "prepath"),
+            postpath=_bytes_list(message.get("postpath"), "postpath"),
+            client=decode_address(message.get("client")),
+            host=decode_address(message.get("host")),
+            secure=secure,
+            length=_length(length),
+            token=token,
+        )
+
+    def head(self) -> RequestHead:
+        """The request head a personal server's Site works on; ``MessageError``
+        if a header name is not a token or a value holds CR, LF or NUL."""
+        try:
+            headers = checked_map(self.headers)
+        except ValueError as exc:
+            raise MessageError(str(exc)) from None
+        return RequestHead(
+            method=self.method,
+            target=self.uri,
+            version=self.version,
+            headers=headers,
+            keep_alive=True,
+            content_length=self.length,
+            chunked=self.length is None,  # a body of unknown length (the client sent it chunked)
+            expect_continue=False,
+            host=self.host_header,
+        )
 
 
-def decode_response(message: Any) -> dict[str, Any]:
-    """The response map, with its types checked (contents are checked by the caller)."""
-    if not isinstance(message, dict):
-        raise MessageError("a response must be a map")
-    length = message.get("length")
-    if not (length is None or (type(length) is int and length >= 0)):
-        raise MessageError(f"malformed length {length!r}")
-    body = message.get("body")
-    if body is not None and not isinstance(body, bytes):
-        raise MessageError("the body must be bytes")
-    stream = message.get("stream")
-    if stream is not None and (body is not None or not isinstance(stream, rpc.StreamReceiver)):
-        raise MessageError("the body stream must be a stream, and the only body")
-    return message
+@dataclass(frozen=True, slots=True)
+class ForwardedResponse:
+    """A personal server's response head (the response map of the module
+    docstring), with the body of a complete response: ``body`` if small,
+    else ``stream``. ``status``, ``reason`` and the headers' names and values
+    are checked by the front (``_response_checks``), not here."""
+
+    status: int
+    reason: bytes | None
+    headers: tuple[tuple[bytes, bytes], ...]
+    length: int | None
+    body: bytes | None = None
+    stream: Any = None  # a StreamSender where it is made, a StreamReceiver where it arrives
+
+    def to_wire(self) -> dict[str, Any]:
+        message: dict[str, Any] = {"status": self.status, "reason": self.reason,
+                                   "headers": [[name, value] for name, value in self.headers], "length": self.length}
+        if self.body is not None:
+            message["body"] = self.body
+        if self.stream is not None:
+            message["stream"] = self.stream
+        return message
+
+    @classmethod
+    def from_wire(cls, message: Any) -> ForwardedResponse:
+        """The response a personal server sent, its types checked; ``MessageError`` if malformed."""
+        if not isinstance(message, dict):
+            raise MessageError("a response must be a map")
+        status, reason = message.get("status"), message.get("reason")
+        if type(status) is not int:
+            raise MessageError(f"status {status!r} is not an integer")
+        if reason is not None and not isinstance(reason, bytes):
+            raise MessageError(f"reason {reason!r} is not bytes")
+        body = message.get("body")
+        if body is not None and not isinstance(body, bytes):
+            raise MessageError("the body must be bytes")
+        stream = message.get("stream")
+        if stream is not None and (body is not None or not isinstance(stream, rpc.StreamReceiver)):
+            raise MessageError("the body stream must be a stream, and the only body")
+        return cls(status, reason, _pairs(message.get("headers")), _length(message.get("length")), body, stream)

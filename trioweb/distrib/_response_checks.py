@@ -25,7 +25,7 @@ hostile backend.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from trioweb.http import HOP_BY_HOP, has_forbidden_characters, is_token
 
@@ -59,22 +59,19 @@ def check_status(code: object, reason: object) -> tuple[int, bytes | None]:
 
 
 def check_headers(
-    headers: object, cookie_path: bytes, reserved_cookies: frozenset[bytes] = frozenset()
+    headers: Sequence[tuple[bytes, bytes]], cookie_path: bytes, reserved_cookies: frozenset[bytes] = frozenset()
 ) -> list[tuple[bytes, bytes]]:
     """The headers to relay, lower-case names; raises BadBackendResponse.
 
-    ``cookie_path`` is the user's public prefix (``b"/~alice/"``): every
-    cookie is confined below it.
+    ``headers`` are pairs of bytes (``ForwardedResponse.from_wire`` made
+    sure of that). ``cookie_path`` is the user's public prefix
+    (``b"/~alice/"``): every cookie is confined below it.
     """
-    if not isinstance(headers, list) or len(headers) > MAX_HEADERS:
-        raise BadBackendResponse(f"headers must be a list of at most {MAX_HEADERS} pairs")
+    if len(headers) > MAX_HEADERS:
+        raise BadBackendResponse(f"more than {MAX_HEADERS} headers")
     relayed: list[tuple[bytes, bytes]] = []
     total = 0
-    for pair in headers:
-        if not (isinstance(pair, (list, tuple)) and len(pair) == 2
-                and isinstance(pair[0], bytes) and isinstance(pair[1], bytes)):
-            raise BadBackendResponse(f"header {pair!r} is not a pair of bytes")
-        name, value = pair
+    for name, value in headers:
         total += len(name) + len(value)
         if total > MAX_HEADER_BYTES:
             raise BadBackendResponse("headers too large")

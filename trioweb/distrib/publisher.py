@@ -30,13 +30,14 @@ import logging
 import math
 import os
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
 import trio
 
 import rpc
-from trioweb.distrib._messages import decode_request, encode_response, enlarge_socket_buffers
+from trioweb.distrib._messages import ForwardedRequest, ForwardedResponse, enlarge_socket_buffers
 from trioweb.http import BodyTooLarge, ConnectionLost, RequestHead, accept_forever, read_pipe, status_has_no_body
 from trioweb.server import Site
 
@@ -51,13 +52,13 @@ READ_SIZE = 64 * 1024
 class RemoteChannel:
     """The ``Channel`` of a request forwarded by a front server."""
 
-    def __init__(self, head: RequestHead, extra: dict[str, Any], body: rpc.StreamReceiver | None,
+    def __init__(self, head: RequestHead, forwarded: ForwardedRequest, body: rpc.StreamReceiver | None,
                  front: FrontConnection) -> None:
         self.head = head
-        self.client = extra["client"]
-        self.host = extra["host"]
-        self.is_secure = extra["secure"]
-        self._token = extra["token"]
+        self.client = forwarded.client
+        self.host = forwarded.host
+        self.is_secure = forwarded.secure
+        self._token = forwarded.token
         self._body = body
         self._body_done = body is None or not head.has_body
         self._received = 0
@@ -65,7 +66,7 @@ class RemoteChannel:
         self.lost = False
         self.response_started = False
         self.response_done = False
-        self._status: dict[str, Any] | None = None
+        self._status: ForwardedResponse | None = None  # the head, once framed
         self._send_body = True
         self._out: list[bytes] = []
         self._out_size = 0
@@ -104,7 +105,7 @@ class RemoteChannel:
         self.response_started = True
         no_body = status_has_no_body(code)
         self._send_body = not no_body and self.head.method != b"HEAD"
-        self._status = encode_response(code, phrase, headers, None if no_body else content_length)
+        self._status = ForwardedResponse(code, phrase, tuple(headers), None if no_body else content_length)
 
     def write(self, data: bytes) -> None:
         if self._send_body and data:
@@ -150,7 +151,7 @@ class RemoteChannel:
         self._sender = rpc.StreamSender()
         try:
             responses = await self._front.responses()
-            await responses.sendRemote("response", self._token, self._status, self._sender)
+            await responses.sendRemote("response", self._token, self._status.to_wire(), self._sender)
         except rpc.RPCError as exc:
             self.lost = True
             raise ConnectionLost(f"cannot reach the front: {exc}") from exc
@@ -182,8 +183,8 @@ class RemoteChannel:
             return None
         body = b"".join(self._out)
         if len(body) <= INLINE_BODY:
-            return {**self._status, "body": body}
-        return {**self._status, "stream": rpc.StreamSender(body)}
+            return replace(self._status, body=body).to_wire()
+        return replace(self._status, stream=rpc.StreamSender(body)).to_wire()
 
     async def complete(self) -> dict[str, Any] | None:
         """After the Site is done: the answer of the call (None if the body was streamed)."""
@@ -215,13 +216,14 @@ class ResourcePublisher:
         the rpc connection's reader, without a task; otherwise the coroutine
         returned finishes the request in the call's own task.
         """
-        head, extra = decode_request(message)
+        forwarded = ForwardedRequest.from_wire(message)
+        head = forwarded.head()
         if body is not None and not isinstance(body, rpc.StreamReceiver):
             raise TypeError("the body must be a stream")
-        channel = RemoteChannel(head, extra, body, front)
+        channel = RemoteChannel(head, forwarded, body, front)
         request = self.site.requestFactory(self.site, channel, head)
-        request.prepath = extra["prepath"]
-        request.postpath = extra["postpath"]
+        request.prepath = forwarded.prepath
+        request.postpath = forwarded.postpath
         rest = self.site.start_processing(request)
         if rest is None:
             answer = channel.answer_at_once()

@@ -64,7 +64,7 @@ from trioweb.distrib._admission import (
     Slot,
 )
 from trioweb.distrib._backend import CONNECT_TIMEOUT, Backend, BackendUnavailable, Responses, ResponseSink
-from trioweb.distrib._messages import MessageError, decode_response, encode_request
+from trioweb.distrib._messages import ForwardedRequest, ForwardedResponse, MessageError
 from trioweb.distrib._response_checks import BadBackendResponse, check_headers, check_status, cookie_copies
 from trioweb.endpoints import ClientEndpoint, TCPClientEndpoint, UNIXClientEndpoint, parse_client_endpoint
 from trioweb.resource import Resource, render_error
@@ -163,7 +163,7 @@ class ResourceSubscription(Resource):
         token, sink = responses.expect()
         try:
             try:
-                call = await root.start_call("request", encode_request(request, length, token), body)
+                call = await root.start_call("request", ForwardedRequest.of(request, length, token).to_wire(), body)
             except Exception as exc:
                 if pump_scope is not None:
                     pump_scope.cancel()
@@ -213,11 +213,11 @@ class ResourceSubscription(Resource):
             except Exception as exc:  # the client's body failed: the backend's read fails too
                 body.abort(f"{type(exc).__name__}")
 
-    def _apply_head(self, request: Request, message: Any) -> dict[str, Any]:
-        response = decode_response(message)
-        code, reason = check_status(response.get("status"), response.get("reason"))
+    def _apply_head(self, request: Request, message: Any) -> ForwardedResponse:
+        response = ForwardedResponse.from_wire(message)
+        code, reason = check_status(response.status, response.reason)
         cookie_path = b"/" + b"".join(quote(seg, safe="").encode("ascii") + b"/" for seg in request.prepath)
-        headers = check_headers(response.get("headers"), cookie_path, FRONT_COOKIES)
+        headers = check_headers(response.headers, cookie_path, FRONT_COOKIES)
         request.setResponseCode(code, reason)
         for name, value in headers:  # validated by check_headers
             if name == b"set-cookie":
@@ -228,8 +228,8 @@ class ResourceSubscription(Resource):
             else:
                 request.responseHeaders.add_checked(name, value)
         request.defaultContentType = None  # the backend's headers are the whole story
-        if response["length"] is not None:
-            request.setHeader(b"content-length", b"%d" % response["length"])
+        if response.length is not None:
+            request.setHeader(b"content-length", b"%d" % response.length)
         return response
 
     async def _relay_answer(self, request: Request, answer: Any) -> bytes | None:
@@ -242,11 +242,10 @@ class ResourceSubscription(Resource):
             return self._error(request, 502, "Bad Gateway")
         try:
             response = self._apply_head(request, answer)
-            body = response.get("body")
-            stream = response.get("stream")
+            body, stream = response.body, response.stream
             if body is None and stream is None:
                 raise MessageError("a complete response without a body")
-            length = response["length"]
+            length = response.length
             if body is not None and length is not None and request.method != b"HEAD" and len(body) != length:
                 raise MessageError(f"a body of {len(body)} bytes announced as {length}")
         except (MessageError, BadBackendResponse) as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from trioweb.distrib._messages import ForwardedResponse, MessageError
 from trioweb.distrib._response_checks import (
     BadBackendResponse,
     check_headers,
@@ -36,14 +37,32 @@ def test_good_status():
         (b"X-A", b"a\x00b"),
         (b"", b"v"),
         (b"X A", b"v"),
-        ("X-A", b"v"),
-        (b"X-A", "v"),
-        (b"X-A",),
     ],
 )
 def test_injection_and_garbage_are_refused(pair):
     with pytest.raises(BadBackendResponse):
         check_headers([pair], PREFIX)
+
+
+@pytest.mark.parametrize("pair", [["X-A", b"v"], [b"X-A", "v"], [b"X-A"], (b"X-A", b"v"), b"X-A: v"])
+def test_headers_that_are_not_pairs_of_bytes_are_malformed(pair):
+    with pytest.raises(MessageError):
+        ForwardedResponse.from_wire({"status": 200, "reason": None, "headers": [pair], "length": None})
+
+
+@pytest.mark.parametrize("message", [
+    None, [], {"status": "200", "headers": []}, {"status": 200, "headers": {}},
+    {"status": 200, "headers": [], "length": -1}, {"status": 200, "headers": [], "reason": "OK"},
+    {"status": 200, "headers": [], "body": "text"}, {"status": 200, "headers": [], "stream": b"not a stream"},
+])
+def test_malformed_responses(message):
+    with pytest.raises(MessageError):
+        ForwardedResponse.from_wire(message)
+
+
+def test_a_response_without_a_length_has_none():
+    response = ForwardedResponse.from_wire({"status": 204, "headers": [[b"X-A", b"v"]]})
+    assert (response.status, response.reason, response.headers, response.length) == (204, None, ((b"X-A", b"v"),), None)
 
 
 def test_framing_hop_by_hop_and_origin_wide_headers_are_dropped():
