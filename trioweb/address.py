@@ -8,6 +8,7 @@ distributed mode sends them to personal servers) without any behaviour.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,17 +35,20 @@ class UNIXAddress:
 Address = IPv4Address | IPv6Address | UNIXAddress
 
 
-def address_from_sockname(family_name: str, sockname: object) -> Address:
+def address_from_sockname(family_name: str, sockname: Any) -> Address:
     """Turn what ``socket.getsockname()``/``getpeername()`` returns into an Address.
 
-    ``family_name`` is ``"AF_INET"``, ``"AF_INET6"`` or ``"AF_UNIX"``.
+    ``family_name`` is ``"AF_INET"``, ``"AF_INET6"`` or ``"AF_UNIX"``; the
+    ``sockname`` of each is as the ``socket`` module gives it: ``(host,
+    port)``, ``(host, port, flow, scope)``, or a path (str or bytes, empty
+    for an unnamed socket).
     """
     if family_name == "AF_INET":
-        host, port = sockname  # type: ignore[misc]
+        host, port = sockname
         return IPv4Address("TCP", host, port)
     if family_name == "AF_INET6":
-        host, port, flow, scope = sockname  # type: ignore[misc]
+        host, port, flow, scope = sockname
         return IPv6Address("TCP", host, port, flow, scope)
     if isinstance(sockname, bytes):
         sockname = sockname.decode("utf-8", "surrogateescape")
-    return UNIXAddress(sockname or None)  # type: ignore[arg-type]
+    return UNIXAddress(sockname or None)

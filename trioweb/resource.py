@@ -13,7 +13,7 @@ reaches a page as markup.
 from __future__ import annotations
 
 from html import escape
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from trioweb.server import Request
@@ -51,7 +51,7 @@ class Resource:
       ``request.content`` beforehand.
     """
 
-    isLeaf: ClassVar[bool] | bool = False
+    isLeaf: bool = False
     max_request_body: int | None = None
     stream_request_body: bool = False
 

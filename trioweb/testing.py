@@ -70,7 +70,7 @@ class MemoryChannel:
 
     def __init__(self, head: RequestHead, body: bytes = b"", *, client: Address = CLIENT, host: Address = HOST,
                  is_secure: bool = False) -> None:
-        self.head: RequestHead | None = head
+        self.head = head
         self.client = client
         self.host = host
         self.is_secure = is_secure

@@ -31,7 +31,6 @@ import math
 import os
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
-from functools import partial
 from typing import Any
 
 import trio
@@ -296,6 +295,10 @@ async def serve_publisher(
             log.info("connection from the front ended: %s", exc)
 
     async with trio.open_nursery() as nursery:
+
+        def dispatch(stream: trio.abc.Stream) -> None:
+            nursery.start_soon(serve_one, stream)
+
         for listener in listeners:
-            nursery.start_soon(accept_forever, listener, partial(nursery.start_soon, serve_one))
+            nursery.start_soon(accept_forever, listener, dispatch)
         task_status.started()

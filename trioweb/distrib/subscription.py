@@ -288,7 +288,7 @@ class ResourceSubscription(Resource):
                     raise BodyStalled(f"no piece of the body within {self.backend_timeout:g} s") from None
                 if not piece:
                     break
-                if type(piece) is bytes:
+                if isinstance(piece, bytes):
                     request.write(piece)
                     await request.drain()
                 else:

@@ -74,6 +74,7 @@ class UserDirectory(Resource):
         max_in_flight: int = MAX_IN_FLIGHT,
         queue_timeout: float = QUEUE_TIMEOUT,
         max_queued: int = MAX_QUEUED,
+        lookup_timeout: float = LOOKUP_TIMEOUT,
     ) -> None:
         super().__init__()
         self._pwd = userDatabase if userDatabase is not None else pwd
@@ -81,10 +82,11 @@ class UserDirectory(Resource):
         self.min_uid = min_uid
         self.backend_timeout = backend_timeout
         # Per user (each user's subscription has its own), see ResourceSubscription.
-        self.admission_options = {"max_in_flight": max_in_flight, "queue_timeout": queue_timeout,
-                                  "max_queued": max_queued}
+        self.max_in_flight = max_in_flight
+        self.queue_timeout = queue_timeout
+        self.max_queued = max_queued
         self._subscriptions: dict[str, ResourceSubscription] = {}
-        self.lookup_timeout = LOOKUP_TIMEOUT
+        self.lookup_timeout = lookup_timeout
         self.putChild(b"users", _UserMap(self))
 
     async def off_loop(self, request: Request, function: Callable[[], Any]) -> Any:
@@ -143,7 +145,7 @@ class UserDirectory(Resource):
                     before_connect=lambda: check_socket_path(path, user),
                     check_peer=lambda creds: check_peer_uid(-1 if creds is None else creds.uid, user, path),
                     cookie_prefixes=(b"/~%s/" % user.pw_name.encode(), b"/users/%s/" % user.pw_name.encode()),
-                    **self.admission_options,
+                    max_in_flight=self.max_in_flight, queue_timeout=self.queue_timeout, max_queued=self.max_queued,
                 )
                 # One per user, so one admission cap per user: two lookups racing in
                 # their worker threads keep the first one made (setdefault is atomic).

@@ -20,10 +20,13 @@ class Channel(Protocol):
     client: Address
     host: Address
     is_secure: bool
-    head: RequestHead | None
     lost: bool  # the client is gone: writes are dropped, the response will not complete
     response_started: bool  # the head is framed; the status can no longer change
     response_done: bool
+
+    @property
+    def head(self) -> RequestHead | None:
+        """The head of the request being answered (None between requests)."""
 
     def declared_body_size(self) -> int | None:
         """The request's Content-Length (0 without a body), None if unknown."""

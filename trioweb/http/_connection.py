@@ -573,7 +573,7 @@ class HTTPConnection:
         if self.lost:
             raise ConnectionLost("client went away")
         try:
-            if type(data) is list:
+            if isinstance(data, list):
                 await self.transport.send_pieces(data, self.limits.send_timeout)
             else:
                 await self.transport.send_all(data, self.limits.send_timeout)

@@ -43,8 +43,10 @@ async def accept_forever(listener: trio.abc.Listener[Any], dispatch: Callable[[t
 def _stream_addresses(stream: trio.abc.Stream) -> tuple[Address, Address, bool]:
     """(client, host, is_secure) of an accepted stream."""
     secure = isinstance(stream, trio.SSLStream)
-    transport = stream.transport_stream if secure else stream  # type: ignore[attr-defined]
-    sock = transport.socket  # type: ignore[attr-defined]
+    transport = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+    if not isinstance(transport, trio.SocketStream):
+        raise OSError("a listener gave a stream that is not a socket")
+    sock = transport.socket
     family = sock.family.name
     try:
         client = address_from_sockname(family, sock.getpeername())

@@ -26,6 +26,7 @@ from __future__ import annotations
 import errno
 import math
 import os
+from collections.abc import Sequence
 
 import trio
 
@@ -86,24 +87,25 @@ class SocketTransport:
             with trio.fail_after(timeout):
                 await trio.lowlevel.wait_writable(self.fd)
 
-    async def send_pieces(self, pieces: list[bytes], timeout: float) -> None:
+    async def send_pieces(self, pieces: Sequence[bytes], timeout: float) -> None:
         """Send ``pieces`` in order, gathered by ``writev`` instead of joined
         (a large body is not copied); ``timeout`` bounds each wait."""
-        while pieces:
+        unsent: list[bytes | memoryview] = list(pieces)
+        while unsent:
             try:
-                sent = os.writev(self.fd, pieces)
+                sent = os.writev(self.fd, unsent)
             except BlockingIOError:
                 with trio.fail_after(timeout):
                     await trio.lowlevel.wait_writable(self.fd)
                 continue
             except OSError as exc:
                 raise _stream_error(exc) from exc
-            while sent >= len(pieces[0]):
-                sent -= len(pieces.pop(0))
-                if not pieces:
+            while sent >= len(unsent[0]):
+                sent -= len(unsent.pop(0))
+                if not unsent:
                     return
             if sent:
-                pieces[0] = memoryview(pieces[0])[sent:]
+                unsent[0] = memoryview(unsent[0])[sent:]
 
     async def wait_writable(self, timeout: float) -> None:
         with trio.fail_after(timeout):
@@ -124,15 +126,17 @@ class StreamTransport:
 
     async def receive(self, max_bytes: int, timeout: float, *, wait_first: bool = False) -> bytes:
         if timeout == math.inf:
-            return await self.stream.receive_some(max_bytes)
-        with trio.fail_after(timeout):
-            return await self.stream.receive_some(max_bytes)
+            data = await self.stream.receive_some(max_bytes)
+        else:
+            with trio.fail_after(timeout):
+                data = await self.stream.receive_some(max_bytes)
+        return data if type(data) is bytes else bytes(data)  # a stream may give a bytearray
 
     async def send_all(self, data: bytes, timeout: float) -> None:
         with trio.fail_after(timeout):
             await self.stream.send_all(data)
 
-    async def send_pieces(self, pieces: list[bytes], timeout: float) -> None:
+    async def send_pieces(self, pieces: Sequence[bytes], timeout: float) -> None:
         await self.send_all(b"".join(pieces), timeout)
 
     async def wait_writable(self, timeout: float) -> None:

@@ -518,8 +518,7 @@ async def test_a_hung_user_database_is_a_504_and_the_front_keeps_serving(start_s
         return bob
 
     directory = UserDirectory(SimpleNamespace(getpwnam=getpwnam, getpwall=lambda: [bob]),
-                              public_html=File, min_uid=0)
-    directory.lookup_timeout = 0.5
+                              public_html=File, min_uid=0, lookup_timeout=0.5)
     site = await start_site(directory)
     try:
         with trio.fail_after(5):
