@@ -53,7 +53,8 @@ def main() -> None:
     rows = []
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, python, app in (("trioweb", TRIOWEB_PYTHON, TRIOWEB_APP), ("Twisted Web", TWISTED_PYTHON, TWISTED_APP)):
+        servers = (("trioweb", TRIOWEB_PYTHON, TRIOWEB_APP), ("Twisted Web", TWISTED_PYTHON, TWISTED_APP))
+        for name, python, app in servers:
             script = Path(tmp) / f"{name.split()[0].lower()}_hello.py"
             script.write_text(app)
             port = free_port()

@@ -130,5 +130,5 @@ def table(title: str, rows: list[tuple[str, ...]], header: tuple[str, ...]) -> N
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     print(f"\n{title}")
     for row in [header, *rows]:
-        print("  " + "  ".join(str(cell).rjust(width) for cell, width in zip(row, widths)))
+        print("  " + "  ".join(str(cell).rjust(width) for cell, width in zip(row, widths, strict=True)))
     sys.stdout.flush()

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import trio
 
-import rpc  # noqa: F401  (imported before tests/ joins sys.path: tests/rpc must not shadow it)
-
+from tests.support.rawhttp import RawConnection
 from trioweb.http import Limits
 from trioweb.resource import Resource
 from trioweb.server import Server, Site, serve
-
-# The shared test helpers (rawhttp, procs) live next to this file.
-sys.path.insert(0, str(Path(__file__).parent))
-
-from rawhttp import RawConnection  # noqa: E402
 
 
 class RunningSite:
@@ -53,13 +44,3 @@ def start_site(nursery: trio.Nursery) -> Callable[..., Any]:
         return RunningSite(server, listeners[0].socket.getsockname()[1])
 
     return start
-
-
-@asynccontextmanager
-async def running_site(root: Resource, **options: Any) -> AsyncIterator[RunningSite]:
-    async with trio.open_nursery() as nursery:
-        site = Site(root, **options)
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        server = await nursery.start(serve, site, listeners)
-        yield RunningSite(server, listeners[0].socket.getsockname()[1])
-        nursery.cancel_scope.cancel()

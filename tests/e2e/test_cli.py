@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from procs import curl, free_port, trioweb, trioweb_command
+
+from tests.support.polling import wait_until_sync
+from tests.support.procs import curl, free_port, trioweb, trioweb_command
 
 APPS = {"PYTHONPATH": str(Path(__file__).parent)}
 
@@ -103,9 +105,8 @@ def test_logfile_and_pidfile(tmp_path):
 def test_unix_listener_with_curl(tmp_path):
     path = tmp_path / "web.sock"
     with trioweb("--listen", f"unix:{path}:mode=600") as server:
-        deadline = time.monotonic() + 15
-        while not path.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        # Listening starts after the mode is set: a socket that accepts has its mode.
+        wait_until_sync(lambda: _accepts(path))
         assert oct(path.stat().st_mode & 0o777) == oct(0o600)
         result = curl("--unix-socket", str(path), "http://localhost/")
         assert b"is running" in result.stdout
@@ -145,7 +146,7 @@ def test_drain_timeout_cancels_what_is_too_slow():
         started = time.monotonic()
         assert server.stop() == 0
         assert time.monotonic() - started < 10
-        out, _ = slow.communicate(timeout=10)
+        out, _errors = slow.communicate(timeout=10)
         assert slow.returncode != 0  # curl saw the chunked body cut short, not a complete response
 
 
@@ -181,3 +182,12 @@ def test_the_open_files_limit_is_raised_for_max_connections(hard, expected_soft)
         assert server.stop() == 0
     if hard < 3 * 1024 + 64:
         assert "open files are limited to 1000 (hard limit)" in server.output()
+
+
+def _accepts(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True

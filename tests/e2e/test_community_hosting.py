@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 
 import pytest
-from procs import Process, curl, free_port, trioweb_command
+
+from tests.support.procs import Process, curl, free_port, trioweb_command
 
 HERE = Path(__file__).parent / "hosting"
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create accounts and switch uids")
@@ -148,8 +149,8 @@ def get(hosting: Hosting, path: str, timeout: float = 10) -> tuple[int, dict, by
 
 
 def test_the_front_runs_as_www_data(hosting):
-    uid_line = next(l for l in Path(f"/proc/{hosting.front.pid}/status").read_text().splitlines()
-                    if l.startswith("Uid:"))
+    uid_line = next(line for line in Path(f"/proc/{hosting.front.pid}/status").read_text().splitlines()
+                    if line.startswith("Uid:"))
     assert uid_line.split()[1] == str(pwd.getpwnam("www-data").pw_uid)
 
 
@@ -364,7 +365,7 @@ def test_a_disallowed_uid_is_refused_by_the_personal_server(hosting):
                             user=bob.pw_uid, group=bob.pw_gid, extra_groups=[], capture_output=True,
                             text=True, timeout=20)
     assert result.stdout.strip() == "b''"  # dropped before a byte was exchanged
-    assert "refused a connection from uid %d" % bob.pw_uid in hosting.personal["alice"].output() + \
+    assert f"refused a connection from uid {bob.pw_uid}" in hosting.personal["alice"].output() + \
         (hosting.home("alice") / ".trioweb.log").read_text()
 
 

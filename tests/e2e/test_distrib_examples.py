@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from procs import ROOT, Process, curl, free_port
+from tests.support.procs import ROOT, Process, curl, free_port
 
 EXAMPLES = ROOT / "examples" / "distrib"
 

@@ -20,8 +20,7 @@ import trio
 
 import rpc
 from rpc import _wire as wire
-
-from rpc_testing import RawPeer, frame_of, hello, pack_id
+from tests.rpc.rpc_testing import RawPeer, frame_of, hello, pack_id
 
 
 class Service(rpc.Referenceable):

@@ -14,8 +14,7 @@ import pytest
 import trio
 
 import rpc
-
-from rpc_testing import broker_pair
+from tests.rpc.rpc_testing import broker_pair
 
 
 @rpc.copyable("tests.broker.Overdrawn")

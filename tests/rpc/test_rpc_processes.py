@@ -18,7 +18,7 @@ import rpc
 
 # The peer's own copyable classes: registered here by the import, as the
 # peer registers them when it starts.
-from peer_process import Account, Overdrawn
+from tests.rpc.peer_process import Account, Overdrawn
 
 PEER_SCRIPT = Path(__file__).with_name("peer_process.py")
 STREAM_SIZE = 100 * 1024 * 1024

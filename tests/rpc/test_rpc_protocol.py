@@ -10,8 +10,7 @@ import pytest
 import rpc
 from rpc import _wire as wire
 from rpc._protocol import Answer, Call, Cancel, Error, Protocol, StreamCredit, StreamData
-
-from rpc_testing import frame_of, pack_id
+from tests.rpc.rpc_testing import frame_of, pack_id
 
 
 class Thing(rpc.Referenceable):

@@ -16,8 +16,7 @@ import trio.testing
 
 import rpc
 from rpc._streams import PipePool
-
-from rpc_testing import broker_pair
+from tests.rpc.rpc_testing import broker_pair
 
 WINDOW = 1024 * 1024
 

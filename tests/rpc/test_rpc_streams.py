@@ -12,8 +12,7 @@ import trio
 import trio.testing
 
 import rpc
-
-from rpc_testing import broker_pair
+from tests.rpc.rpc_testing import broker_pair
 
 WINDOW = 64 * 1024
 

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 import trio
-from rawhttp import RawConnection, get
 
+from tests.support.rawhttp import RawConnection, get
 from trioweb.endpoints import (
     EndpointError,
     SSLEndpoint,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import trio
-from rawhttp import get
+import trio.lowlevel
 
+from tests.support.rawhttp import get
 from trioweb.address import IPv6Address
 from trioweb.http import ConnectionLost
 from trioweb.resource import (
@@ -266,7 +267,7 @@ async def test_ipv6_client_address(nursery):
     await nursery.start(serve, Site(Leaf(where)), listeners)
     port = listeners[0].socket.getsockname()[1]
     stream = await trio.open_tcp_stream("::1", port)
-    from rawhttp import RawConnection
+    from tests.support.rawhttp import RawConnection
 
     conn = RawConnection(stream)
     await conn.send(get(host=b"[::1]:%d" % port))
@@ -339,7 +340,7 @@ async def test_async_render_failing_before_output_is_500(start_site):
         isLeaf = True
 
         async def render_GET(self, request):
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
             raise ValueError("nope")
 
     site = await start_site(Fails())

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from rawhttp import get
-
+from tests.support.rawhttp import get
 from trioweb.resource import Resource
 from trioweb.rewrite import RewriterResource, alias, tildeToUsers
 

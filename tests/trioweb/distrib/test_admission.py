@@ -14,11 +14,12 @@ import pwd
 from types import SimpleNamespace
 
 import pytest
-import rpc
 import trio
-from rawhttp import get
-from test_distrib_site import Hang, front_to_personal, hostile_front, serve_hostile, start_personal
 
+import rpc
+from tests.support.polling import wait_until
+from tests.support.rawhttp import get
+from tests.trioweb.distrib.personal import Hang, front_to_personal, hostile_front, serve_hostile, start_personal
 from trioweb.distrib import ResourceSubscription
 from trioweb.distrib.userdir import UserDirectory
 from trioweb.resource import Resource
@@ -42,12 +43,6 @@ async def serve_hung(nursery, path) -> Hung:
     hung = Hung()
     await nursery.start(rpc.serve_unix, str(path), lambda broker: hung)
     return hung
-
-
-async def until(predicate, timeout: float = 5.0) -> None:
-    with trio.fail_after(timeout):
-        while not predicate():
-            await trio.sleep(0.01)
 
 
 def assert_503(response, socket_path) -> None:
@@ -76,11 +71,11 @@ async def test_a_hung_backend_holds_its_slots_only_and_the_rest_get_503(start_si
     async with trio.open_nursery() as clients:
         for name in (b"1", b"2"):
             clients.start_soon(fetch, name)
-        await until(lambda: hung.running == 2)
+        await wait_until(lambda: hung.running == 2)
         clients.start_soon(fetch, b"3")
-        await until(lambda: erin.admission.queued == 1)
+        await wait_until(lambda: erin.admission.queued == 1)
         clients.start_soon(fetch, b"4")  # the queue is full: refused at once
-        await until(lambda: b"4" in results)
+        await wait_until(lambda: b"4" in results)
         assert_503(results[b"4"][0], hung_path)
         assert b"3" not in results  # refused before the one in line timed out
         # Meanwhile another personal server is served as usual.
@@ -94,7 +89,7 @@ async def test_a_hung_backend_holds_its_slots_only_and_the_rest_get_503(start_si
         assert response.status == 504 and waited >= 1.45
     assert hung.calls == 2 and hung.peak == 2  # the queued and the refused never reached the backend
     assert (erin.admission.in_flight, erin.admission.queued) == (0, 0)
-    await until(lambda: hung.running == 0)  # the timed-out calls were cancelled on the backend
+    await wait_until(lambda: hung.running == 0)  # the timed-out calls were cancelled on the backend
     warnings = [r.getMessage() for r in caplog.records if r.getMessage().startswith("503 for /~erin/")]
     assert any("queue full" in w and str(hung_path) in w for w in warnings)
     assert any("within 0.5 s" in w and str(hung_path) in w for w in warnings)
@@ -148,31 +143,31 @@ async def test_clients_leaving_in_flight_or_queued_release_their_slots(start_sit
     async def send(name):
         conn = await site.connect()
         await conn.send(get(b"/~erin/" + name))
-        await until(lambda: admission.in_flight + admission.queued == len(clients) + 1)
+        await wait_until(lambda: admission.in_flight + admission.queued == len(clients) + 1)
         return conn
 
     clients = {}
     for name in (b"a", b"b", b"c", b"d"):  # in this order: a in flight, then b, c, d in line
         clients[name] = await send(name)
-    await until(lambda: hung.running == 1)
+    await wait_until(lambda: hung.running == 1)
     assert (admission.in_flight, admission.queued, hung.paths) == (1, 3, [b"/~erin/a"])
     await clients[b"c"].aclose()  # leaves the middle of the queue
-    await until(lambda: admission.queued == 2)
+    await wait_until(lambda: admission.queued == 2)
     await clients[b"a"].aclose()  # leaves while in flight: its slot goes to the first in line
-    await until(lambda: hung.calls == 2)
+    await wait_until(lambda: hung.calls == 2)
     await clients[b"b"].aclose()
-    await until(lambda: hung.calls == 3)
+    await wait_until(lambda: hung.calls == 3)
     assert hung.paths == [b"/~erin/a", b"/~erin/b", b"/~erin/d"]  # first come, first served
     assert (admission.in_flight, admission.queued) == (1, 0)
     await clients[b"d"].aclose()
-    await until(lambda: admission.in_flight == 0)
-    await until(lambda: hung.cancelled == 3 and hung.running == 0)  # each call was cancelled on the backend
+    await wait_until(lambda: admission.in_flight == 0)
+    await wait_until(lambda: hung.cancelled == 3 and hung.running == 0)  # each call was cancelled on the backend
     # Nothing leaked: the next request goes straight to the backend.
     clients = {}
     last = await send(b"e")
-    await until(lambda: hung.calls == 4)
+    await wait_until(lambda: hung.calls == 4)
     await last.aclose()
-    await until(lambda: admission.in_flight == 0)
+    await wait_until(lambda: admission.in_flight == 0)
 
 
 async def test_a_response_streaming_its_body_holds_no_slot(start_site, nursery, tmp_path):
@@ -200,7 +195,7 @@ async def test_a_response_streaming_its_body_holds_no_slot(start_site, nursery, 
     await streaming.send(get(b"/~alice/stream"))
     with trio.fail_after(5):
         await started.wait()
-    await until(lambda: alice.admission.in_flight == 0)  # the head came: the body is streaming
+    await wait_until(lambda: alice.admission.in_flight == 0)  # the head came: the body is streaming
     assert (await site.request(get(b"/~alice/quick"))).body == b"quick"  # not a 503
     finish.set()
     assert (await streaming.read_response()).body == b"first last"
@@ -306,7 +301,7 @@ async def test_the_cap_is_per_user_whatever_the_url_form(start_site, nursery, tm
     site = await start_site(directory)
     first = await site.connect()
     await first.send(get(b"/~erin/a"))
-    await until(lambda: hung.running == 1)
+    await wait_until(lambda: hung.running == 1)
     refused = await site.request(get(b"/users/erin/b"))  # the same user by the other form: no slot
     assert_503(refused, tmp_path / "erin")
     assert (await site.request(get(b"/users/alice/"))).body == b"hello"  # another user is served
@@ -314,7 +309,7 @@ async def test_the_cap_is_per_user_whatever_the_url_form(start_site, nursery, tm
     erin = directory.site_for(users["erin"])
     assert (erin.admission.in_flight, erin.admission.max_in_flight) == (1, 1)
     await first.aclose()
-    await until(lambda: erin.admission.in_flight == 0)
+    await wait_until(lambda: erin.admission.in_flight == 0)
 
 
 async def _hello(message, body, front):

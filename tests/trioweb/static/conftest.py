@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rawhttp import Response, get
 
+from tests.support.rawhttp import Response, get
+from tests.trioweb.static.sizes import BIG_SIZE
 from trioweb.static import File
-
-BIG_SIZE = 3 * 1024 * 1024 + 12345  # several sendfile rounds, not a multiple of anything
 
 
 @pytest.fixture

@@ -189,7 +189,7 @@ async def test_server_keeps_serving_after_bad_requests(hostile, serve_file):
     site = await serve_file(hostile)
     conn = await site.running.connect()
     try:
-        for path in TRAVERSALS[:10] + [b"/a.txt"]:
+        for path in [*TRAVERSALS[:10], b"/a.txt"]:
             await conn.send(b"GET " + path + b" HTTP/1.1\r\nHost: a\r\n\r\n")
             response = await conn.read_response()
             assert response.status == (200 if path == b"/a.txt" else 404)

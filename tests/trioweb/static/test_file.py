@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import gzip
 
-from conftest import BIG_SIZE
-
 import trioweb._fs
-
+from tests.trioweb.static.sizes import BIG_SIZE
 from trioweb.resource import Resource
 from trioweb.static import ASISProcessor, Data, File, Registry
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import trio
 
+from trioweb._fs import ServedRoot
 from trioweb.static import _filecache
 from trioweb.static._filecache import SmallFileCache, identity
-from trioweb._fs import ServedRoot
 
 
 def _settled_files(root: Path, contents: dict[str, bytes]) -> None:

@@ -7,8 +7,8 @@ import re
 from email.utils import formatdate
 
 import pytest
-from conftest import BIG_SIZE
 
+from tests.trioweb.static.sizes import BIG_SIZE
 from trioweb.static._ranges import MAX_RANGES, parse_range
 
 DATA = b"0123456789abcdefghij"

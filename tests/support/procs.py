@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
@@ -68,7 +68,7 @@ class Process:
                 wait_for_port(self.port, self.process)
             except Exception:
                 self.kill()
-                raise RuntimeError(f"{self.args} did not start: {self.output()}")
+                raise RuntimeError(f"{self.args} did not start: {self.output()}") from None
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from procs import ROOT, curl, free_port, trioweb
+
+from tests.support.procs import ROOT, curl, free_port, trioweb
 
 HTDOCS = ROOT / "examples" / "htdocs"
 
@@ -114,7 +115,7 @@ def test_resource_script_option():
     (["--path", ".", "--processor", ".x=no.such.module"], "cannot load"),
 ])
 def test_usage_errors(args, message):
-    from procs import trioweb_command
+    from tests.support.procs import trioweb_command
 
     result = subprocess.run([trioweb_command(), *args, "--listen", "tcp:0:interface=127.0.0.1"],
                             capture_output=True, timeout=30)

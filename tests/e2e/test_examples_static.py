@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from procs import ROOT, Process, curl, free_port
+from tests.support.procs import ROOT, Process, curl, free_port
 
 EXAMPLES = ROOT / "examples" / "static"
 HTDOCS = ROOT / "examples" / "htdocs"

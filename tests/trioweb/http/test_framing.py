@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 import trio
-from rawhttp import get
 
+from tests.support.rawhttp import get
 from trioweb.resource import NOT_DONE_YET, Resource
 
 SECOND = get(b"/second")

@@ -87,7 +87,7 @@ class RawConnection:
         """Read one response (1xx interim responses are returned too)."""
         raw = await self._read_until(b"\r\n\r\n")
         lines = raw[:-4].split(b"\r\n")
-        version, status, reason = (lines[0].split(b" ", 2) + [b""])[:3]
+        version, status, reason = [*lines[0].split(b" ", 2), b""][:3]
         headers = []
         for line in lines[1:]:
             name, sep, value = line.partition(b":")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import trio
-from rawhttp import get
+import trio.lowlevel
 
+from tests.support.rawhttp import get
 from trioweb.http import Limits
 from trioweb.resource import NOT_DONE_YET, Resource
 
@@ -64,7 +65,7 @@ async def test_header_that_never_ends_is_bounded(start_site):
     with pytest.raises(trio.BrokenResourceError):
         for _ in range(200):
             await conn.send(b"y" * 8192)
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
     response = await conn.read_response()
     assert response.status == 431
 
