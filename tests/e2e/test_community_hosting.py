@@ -4,6 +4,10 @@ As root, the test creates accounts (alice, bob, ...) with homes in a fresh
 world-traversable directory, starts each personal server *as its user*, and
 the front (`trioweb --user`) as www-data, then talks to the front with curl
 and raw sockets. Without root, it is skipped: distinct uids are the point.
+
+The accounts must be able to run trioweb: when the checkout is somewhere they
+cannot read (a clone in a 0700 home or `mktemp -d`), trioweb is installed
+for them in a world-readable temporary directory first.
 """
 
 from __future__ import annotations
@@ -19,11 +23,12 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.support.procs import Process, curl, free_port, trioweb_command
+from tests.support.procs import ROOT, Process, curl, free_port, trioweb_command
 
 HERE = Path(__file__).parent / "hosting"
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create accounts and switch uids")
@@ -39,8 +44,68 @@ USERS = {
 }
 
 
+@dataclass(frozen=True)
+class Install:
+    """What the accounts run: a Python with trioweb, the trioweb command, the hosting scripts."""
+
+    python: str
+    trioweb: str
+    scripts: Path
+
+
+def _why_others_cannot_use(install: Install) -> str | None:
+    """None if ``nobody`` can run the install and read its scripts; else what failed."""
+    nobody = pwd.getpwnam("nobody")
+    check = "import sys, trioweb.cli, rpc; open(sys.argv[1]).close()"
+    try:
+        result = subprocess.run([install.python, "-c", check, str(install.scripts / "fake_backend.py")],
+                                user=nobody.pw_uid, group=nobody.pw_gid, extra_groups=[], capture_output=True,
+                                text=True, timeout=60, cwd="/")
+    except OSError as exc:  # the interpreter itself cannot be reached
+        return str(exc)
+    return None if result.returncode == 0 else result.stderr.strip()[-500:]
+
+
+@pytest.fixture(scope="module")
+def install():
+    """This checkout's install if other accounts can use it, else a copy of
+    trioweb installed where they can (a venv in a world-readable temporary
+    directory, made from the interpreter the checkout's venv was made from)."""
+    here = Install(sys.executable, trioweb_command(), HERE)
+    if _why_others_cannot_use(here) is None:
+        yield here
+        return
+    base = Path(tempfile.mkdtemp(prefix="trioweb-install-"))
+    try:
+        os.chmod(base, 0o755)
+        python = Path(sys.base_prefix) / "bin" / "python3"
+        built = subprocess.run(
+            [str(python), "-m", "venv", str(base / "venv")], capture_output=True, text=True, timeout=120)
+        if built.returncode == 0:
+            built = subprocess.run(
+                [str(base / "venv" / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                 "--disable-pip-version-check", str(ROOT)], capture_output=True, text=True, timeout=600)
+        if built.returncode != 0:
+            pytest.skip(f"the checkout is not readable by other accounts, and installing trioweb for them in "
+                        f"{base} failed: {built.stderr.strip()[-500:]}")
+        shutil.copytree(HERE, base / "hosting")
+        for path in [base, *base.rglob("*")]:
+            if not path.is_symlink():
+                os.chmod(path, path.stat().st_mode | 0o444 | (0o111 if path.is_dir() else 0))
+        copy = Install(str(base / "venv" / "bin" / "python"), str(base / "venv" / "bin" / "trioweb"),
+                       base / "hosting")
+        why = _why_others_cannot_use(copy)
+        if why is not None:
+            pytest.skip(f"other accounts cannot run trioweb from {base} either ({python} may be unreadable "
+                        f"to them): {why}")
+        yield copy
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
 class Hosting:
-    def __init__(self, base: Path, suffix: str) -> None:
+    def __init__(self, base: Path, suffix: str, install: Install) -> None:
+        self.install = install
         self.base = base
         self.names = {user: f"tw{user}{suffix}" for user in USERS}
         self.personal: dict[str, Process] = {}
@@ -63,7 +128,7 @@ class Hosting:
 
     def start_personal(self, user: str) -> Process:
         home = self.home(user)
-        process = self.as_user(user, [trioweb_command(), "--personal", "--path", str(home / "site")])
+        process = self.as_user(user, [self.install.trioweb, "--personal", "--path", str(home / "site")])
         deadline = time.monotonic() + 20
         while not (home / ".trioweb-pb").exists():
             if process.process.poll() is not None or time.monotonic() > deadline:
@@ -96,7 +161,7 @@ def _create_accounts(hosting: Hosting) -> None:
             site.mkdir()
             (site / "index.html").write_text(f"<h1>{user}'s personal site</h1>")
             for script in ("whoami.rpy", "big.rpy", "upload.rpy", "sleep.rpy"):
-                shutil.copy(HERE / script, site / script)
+                shutil.copy(hosting.install.scripts / script, site / script)
         if publishes == "public_html":
             public = home / "public_html"
             public.mkdir()
@@ -109,10 +174,10 @@ def _create_accounts(hosting: Hosting) -> None:
 
 
 @pytest.fixture(scope="module")
-def hosting():
+def hosting(install):
     base = Path(tempfile.mkdtemp(prefix="trioweb-homes-", dir="/tmp"))
     os.chmod(base, 0o755)
-    hosting = Hosting(base, str(os.getpid() % 100000))
+    hosting = Hosting(base, str(os.getpid() % 100000), install)
     try:
         _create_accounts(hosting)
         for user in ("alice", "dave", "erin"):
@@ -134,7 +199,7 @@ def hosting():
 def front_command(hosting: Hosting, port: int, *options: str) -> list[str]:
     """A front as the administrator runs it (as www-data), with short timeouts."""
     min_uid = min(hosting.account(u).pw_uid for u in USERS)
-    return [trioweb_command(), "--user", "--listen", f"tcp:{port}:interface=127.0.0.1", "--uid", "www-data",
+    return [hosting.install.trioweb, "--user", "--listen", f"tcp:{port}:interface=127.0.0.1", "--uid", "www-data",
             "--gid", "www-data", "--backend-timeout", "2", "--min-uid", str(min_uid), *options]
 
 
@@ -292,7 +357,8 @@ def test_a_flooded_personal_server_gets_503s_and_others_stay_served(hosting):
 
 def run_fake(hosting: Hosting, behaviour: str) -> Process:
     path = hosting.home("mallory") / ".trioweb-pb"
-    process = hosting.as_user("mallory", [sys.executable, str(HERE / "fake_backend.py"), str(path), behaviour])
+    process = hosting.as_user("mallory", [hosting.install.python, str(hosting.install.scripts / "fake_backend.py"),
+                                          str(path), behaviour])
     deadline = time.monotonic() + 15
     while "ready" not in process.output():
         if process.process.poll() is not None or time.monotonic() > deadline:
@@ -361,7 +427,7 @@ def test_a_disallowed_uid_is_refused_by_the_personal_server(hosting):
         "s=socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(sys.argv[1])\n"
         "print(repr(s.recv(100)))\n"
     )
-    result = subprocess.run([sys.executable, "-c", probe, str(hosting.home("alice") / ".trioweb-pb")],
+    result = subprocess.run([hosting.install.python, "-c", probe, str(hosting.home("alice") / ".trioweb-pb")],
                             user=bob.pw_uid, group=bob.pw_gid, extra_groups=[], capture_output=True,
                             text=True, timeout=20)
     assert result.stdout.strip() == "b''"  # dropped before a byte was exchanged
