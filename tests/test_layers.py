@@ -9,6 +9,7 @@ not fail would be seen.
 from __future__ import annotations
 
 import ast
+import importlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -207,3 +208,24 @@ def test_a_kind_importing_another_is_found_in_its_source(line: str) -> None:
     found = [problem for _, target in imports_in(source, "trioweb.distrib")
              for problem in violations("trioweb.distrib.subscription", target)]
     assert any("a resource kind imports another: trioweb.distrib imports trioweb.static" in p for p in found), found
+
+
+def test_every_public_module_says_what_it_exports() -> None:
+    """A module without a private part in its name is public: its ``__all__``
+    lists what it offers, and everything listed exists."""
+    found = []
+    for path in source_files("trioweb", "rpc"):
+        module = module_name(path).removesuffix(".__init__")
+        if private_owner(module) is not None:
+            continue
+        tree = ast.parse(path.read_text())
+        declared = [node for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
+                    and any(isinstance(target, ast.Name) and target.id == "__all__"
+                            for target in (node.targets if isinstance(node, ast.Assign) else [node.target]))]
+        if not declared:
+            found.append(f"{module} has no __all__")
+            continue
+        imported = importlib.import_module(module)
+        found += [f"{module}.__all__ names {name}, which it lacks"
+                  for name in imported.__all__ if not hasattr(imported, name)]
+    assert not found, "\n".join(found)

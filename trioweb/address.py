@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+__all__ = ["Address", "IPv4Address", "IPv6Address", "UNIXAddress", "address_from_sockname"]
+
 
 @dataclass(frozen=True, slots=True)
 class IPv4Address:

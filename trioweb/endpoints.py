@@ -41,6 +41,20 @@ from typing import Any
 
 import trio
 
+__all__ = [
+    "ClientEndpoint",
+    "Endpoint",
+    "EndpointError",
+    "SSLEndpoint",
+    "TCPClientEndpoint",
+    "TCPEndpoint",
+    "UNIXClientEndpoint",
+    "UNIXEndpoint",
+    "open_listeners",
+    "parse_client_endpoint",
+    "parse_endpoint",
+]
+
 
 class EndpointError(ValueError):
     """An endpoint string is malformed, or its socket cannot be opened."""

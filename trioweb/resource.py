@@ -18,6 +18,19 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from trioweb.server import Request
 
+__all__ = [
+    "KNOWN_METHODS",
+    "NOT_DONE_YET",
+    "ErrorPage",
+    "ForbiddenResource",
+    "NoResource",
+    "Resource",
+    "UnsupportedMethod",
+    "error_page",
+    "getChildForRequest",
+    "render_error",
+]
+
 NOT_DONE_YET = 1  # Twisted's value, so code comparing against the literal still works
 
 # Methods we know the meaning of: a resource lacking one answers 405 with

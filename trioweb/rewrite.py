@@ -17,6 +17,8 @@ from trioweb.resource import Resource
 if TYPE_CHECKING:
     from trioweb._request import Request
 
+__all__ = ["RewriterResource", "Rule", "alias", "tildeToUsers"]
+
 Rule = Callable[["Request"], None]
 
 

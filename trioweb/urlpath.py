@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import quote, unquote_to_bytes, urljoin, urlsplit, urlunsplit
 
+__all__ = ["URLPath"]
+
 
 class URLPath:
     """An absolute URL split into parts; every navigation returns a new URLPath.

@@ -14,6 +14,8 @@ from trioweb.resource import NoResource, Resource
 if TYPE_CHECKING:
     from trioweb._request import Request
 
+__all__ = ["NameVirtualHost"]
+
 
 class NameVirtualHost(Resource):
     """Chooses the resource tree by the request's host name."""

@@ -31,6 +31,8 @@ from trioweb.cli._welcome import WelcomePage
 from trioweb.endpoints import EndpointError, parse_endpoint
 from trioweb.server import Site
 
+__all__ = ["main"]
+
 log = logging.getLogger("trioweb")
 
 EXAMPLES = """

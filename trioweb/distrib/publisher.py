@@ -40,6 +40,8 @@ from trioweb.distrib._messages import ForwardedRequest, ForwardedResponse, enlar
 from trioweb.http import BodyTooLarge, ConnectionLost, RequestHead, accept_forever, read_pipe, status_has_no_body
 from trioweb.server import Site
 
+__all__ = ["FrontConnection", "RemoteChannel", "ResourcePublisher", "serve_publisher"]
+
 log = logging.getLogger("trioweb.distrib")
 
 # The body of a complete response up to this size goes in the call's answer

@@ -69,6 +69,8 @@ from trioweb.distrib._response_checks import BadBackendResponse, check_headers, 
 from trioweb.endpoints import ClientEndpoint, TCPClientEndpoint, UNIXClientEndpoint, parse_client_endpoint
 from trioweb.resource import Resource, render_error
 
+__all__ = ["ResourceSubscription"]
+
 log = logging.getLogger("trioweb.distrib")
 
 # Cookie names a backend may never set: the front's own.

@@ -48,6 +48,8 @@ from trioweb.util import redirect_to_slash
 if TYPE_CHECKING:
     from trioweb._request import Request
 
+__all__ = ["LookupTooSlow", "UserDirectory"]
+
 log = logging.getLogger("trioweb.distrib")
 _USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}\Z")
 NOBODY_UID = 65534
