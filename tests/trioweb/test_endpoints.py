@@ -14,9 +14,12 @@ from tests.support.rawhttp import RawConnection, get
 from trioweb.endpoints import (
     EndpointError,
     SSLEndpoint,
+    TCPClientEndpoint,
     TCPEndpoint,
+    UNIXClientEndpoint,
     UNIXEndpoint,
     open_listeners,
+    parse_client_endpoint,
     parse_endpoint,
 )
 from trioweb.server import Site, serve
@@ -197,3 +200,28 @@ async def test_tls_endpoint_serves_https(tmp_path, nursery):
         response = await conn.read_response()
         assert response.body == b"https://localhost:%d/ True" % port
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(("text", "endpoint"), [
+    ("unix:/run/alice.sock", UNIXClientEndpoint("/run/alice.sock")),
+    ("unix:path=/run/a\\:b.sock", UNIXClientEndpoint("/run/a:b.sock")),
+    ("tcp:example.com:8080", TCPClientEndpoint("example.com", 8080)),
+    ("tcp:host=127.0.0.1:port=80", TCPClientEndpoint("127.0.0.1", 80)),
+    ("tcp:[::1]:8080", TCPClientEndpoint("::1", 8080)),
+])
+def test_client_endpoints(text, endpoint):
+    assert parse_client_endpoint(text) == endpoint
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("unix:", "no path"),
+    ("tcp:example.com", "no port"),
+    ("tcp:example.com:http", "port must be a number"),
+    ("tcp:example.com:70000", "out of range"),
+    ("ssl:example.com:443", "unknown kind"),
+    ("unix:/a:/b", "unexpected"),
+])
+def test_bad_client_endpoints(text, message):
+    with pytest.raises(EndpointError, match=message):
+        parse_client_endpoint(text)
+

@@ -1,10 +1,10 @@
-"""rewrite.RewriterResource with tildeToUsers and alias, over real sockets."""
+"""rewrite.RewriterResource with tildeToUsers and alias, in memory (trioweb.testing)."""
 
 from __future__ import annotations
 
-from tests.support.rawhttp import get
 from trioweb.resource import Resource
 from trioweb.rewrite import RewriterResource, alias, tildeToUsers
+from trioweb.testing import fetch
 
 
 class Where(Resource):
@@ -23,17 +23,16 @@ def tree():
     return root
 
 
-async def test_tilde_reaches_users(start_site):
-    site = await start_site(RewriterResource(tree(), tildeToUsers))
-    tilde = await site.request(get(b"/~joe/a/b"))
-    assert tilde.status == 200
-    assert tilde.body == b"/users/joe/a/b prepath=[b'users', b'joe'] postpath=[b'a', b'b']"
-    plain = await site.request(get(b"/users/joe/a/b"))
+async def test_tilde_reaches_users():
+    root = RewriterResource(tree(), tildeToUsers)
+    tilde = await fetch(root, b"/~joe/a/b")
+    assert tilde.code == 200
+    assert bytes(tilde.body) == b"/users/joe/a/b prepath=[b'users', b'joe'] postpath=[b'a', b'b']"
+    plain = await fetch(root, b"/users/joe/a/b")
     assert plain.body == tilde.body
-    assert (await site.request(get(b"/~nobody/"))).status == 404
+    assert (await fetch(root, b"/~nobody/")).code == 404
 
 
-async def test_alias(start_site):
-    site = await start_site(RewriterResource(tree(), alias(b"/manual", b"/docs")))
-    response = await site.request(get(b"/manual/x"))
-    assert response.status == 200 and response.body.startswith(b"/docs/x ")
+async def test_alias():
+    response = await fetch(RewriterResource(tree(), alias(b"/manual", b"/docs")), b"/manual/x")
+    assert response.code == 200 and response.body.startswith(b"/docs/x ")

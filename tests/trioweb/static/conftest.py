@@ -1,4 +1,4 @@
-"""Fixtures for the static-file tests: a served directory tree on a real server."""
+"""Fixtures for the static-file tests: a directory tree, served on a real server or in memory."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import pytest
 
 from tests.support.rawhttp import Response, get
 from tests.trioweb.static.sizes import BIG_SIZE
+from trioweb.server import Site
 from trioweb.static import File
+from trioweb.testing import fetch
 
 
 @pytest.fixture
@@ -42,6 +44,32 @@ class StaticSite:
         if method != b"GET":
             request = method + request[3:]
         return await self.running.request(request, head=method == b"HEAD")
+
+
+class MemorySite:
+    """The same helpers for a Site served in memory (``trioweb.testing``):
+    for tests of what a resource answers, not of how it is framed."""
+
+    def __init__(self, site: Site) -> None:
+        self.site = site
+
+    async def get(self, path: bytes | str, headers: bytes = b"", method: bytes = b"GET") -> Response:
+        raw_path = path.encode("latin-1") if isinstance(path, str) else path
+        pairs = [tuple(line.split(b":", 1)) for line in headers.split(b"\r\n") if line]
+        answer = await fetch(self.site, raw_path, method=method,
+                             headers=[(name.strip(), value.strip()) for name, value in pairs])
+        return Response(b"HTTP/1.1", answer.code, answer.phrase, answer.headers, bytes(answer.body))
+
+
+@pytest.fixture
+def serve_in_memory() -> Callable[..., Any]:
+    """``await serve_in_memory(root_or_path, **site_options)`` → a MemorySite."""
+
+    async def start(root: Any, **options: Any) -> MemorySite:
+        resource = root if not isinstance(root, (str, Path)) else File(str(root))
+        return MemorySite(Site(resource, **options))
+
+    return start
 
 
 @pytest.fixture

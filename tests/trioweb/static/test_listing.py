@@ -35,12 +35,12 @@ def _rows(body: bytes) -> list[tuple[str, str, list[str]]]:
     return rows
 
 
-async def test_listing_page(tree, serve_file):
+async def test_listing_page(tree, serve_in_memory):
     (tree / "sub" / "b.html").write_bytes(b"x" * 5000)
     (tree / "sub" / "Zeta").mkdir()
     (tree / "sub" / "alpha").mkdir()
     (tree / "sub" / "c.tar.gz").write_bytes(b"x")
-    site = await serve_file(tree)
+    site = await serve_in_memory(tree)
     response = await site.get("/sub/")
     assert response.status == 200
     assert response.header(b"content-type") == b"text/html; charset=utf-8"
@@ -57,19 +57,19 @@ async def test_listing_page(tree, serve_file):
     assert rows[2][2][1] == "[Directory]"
 
 
-async def test_root_listing_has_no_parent_link(tree, serve_file):
-    site = await serve_file(tree)
+async def test_root_listing_has_no_parent_link(tree, serve_in_memory):
+    site = await serve_in_memory(tree)
     rows = _rows((await site.get("/")).body)
     assert rows[0][1] == "sub/" or rows[0][1] == "withindex/"
     assert all(label != "Parent directory" for _, label, _ in rows)
 
 
-async def test_hostile_names_are_escaped_and_links_work(tree, serve_file):
+async def test_hostile_names_are_escaped_and_links_work(tree, serve_in_memory):
     listed = tree / "hostile"
     listed.mkdir()
     for name in HOSTILE_NAMES:
         (listed / name).write_bytes(name.encode("utf-8"))
-    site = await serve_file(tree)
+    site = await serve_in_memory(tree)
     response = await site.get("/hostile/")
     body = response.body.decode("utf-8")
     assert "<img" not in body and "<b>" not in body
@@ -83,15 +83,15 @@ async def test_hostile_names_are_escaped_and_links_work(tree, serve_file):
         assert got.body == name.encode("utf-8"), name
 
 
-async def test_title_escapes_the_path(tree, serve_file):
+async def test_title_escapes_the_path(tree, serve_in_memory):
     (tree / "<b>&dir").mkdir()
-    site = await serve_file(tree)
+    site = await serve_in_memory(tree)
     response = await site.get("/%3Cb%3E%26dir/")
     assert b"Directory listing for /&lt;b&gt;&amp;dir/" in response.body
     assert b"<b>&dir" not in response.body
 
 
-async def test_hidden_entries(tree, serve_file):
+async def test_hidden_entries(tree, serve_in_memory):
     listed = tree / "mixed"
     listed.mkdir()
     (listed / "shown.txt").write_bytes(b"x")
@@ -103,26 +103,26 @@ async def test_hidden_entries(tree, serve_file):
     (listed / "fifo").symlink_to("/dev/null")
     os.mkfifo(listed / "pipe")
     os.close(os.open(os.path.join(os.fsencode(listed), b"bad\xffname"), os.O_CREAT | os.O_WRONLY))
-    site = await serve_file(tree)
+    site = await serve_in_memory(tree)
     labels = [label for _, label, _ in _rows((await site.get("/mixed/")).body)]
     assert labels == ["Parent directory", "in", "shown.txt"]
 
 
-async def test_listing_methods_and_children(tree, serve_file):
-    site = await serve_file(tree)
+async def test_listing_methods_and_children(tree, serve_in_memory):
+    site = await serve_in_memory(tree)
     assert (await site.get("/sub/", method=b"POST", headers=b"Content-Length: 0\r\n")).status == 405
     head = await site.get("/sub/", method=b"HEAD")
     assert head.status == 200 and head.body == b""
     root = Resource()
     root.putChild(b"list", DirectoryLister(str(tree / "sub")))
-    site = await serve_file(root)
+    site = await serve_in_memory(root)
     assert b"inner.css" in (await site.get("/list")).body
     assert (await site.get("/list/inner.css")).status == 404
 
 
-async def test_listing_of_a_vanished_directory_is_404(tree, serve_file):
+async def test_listing_of_a_vanished_directory_is_404(tree, serve_in_memory):
     root = File(str(tree))
-    site = await serve_file(root)
+    site = await serve_in_memory(root)
     (tree / "sub" / "inner.css").unlink()
     (tree / "sub").rmdir()
     assert (await site.get("/sub/")).status == 404

@@ -69,9 +69,9 @@ def _root(path) -> File:
     return root
 
 
-async def test_script_runs_per_request_with_shared_registry(scripts, serve_file):
+async def test_script_runs_per_request_with_shared_registry(scripts, serve_in_memory):
     root = _root(scripts)
-    site = await serve_file(root)
+    site = await serve_in_memory(root)
     assert (await site.get("/counter.rpy")).body == b"1 1 %s" % str(scripts / "counter.rpy").encode()
     assert (await site.get("/counter.rpy")).body.startswith(b"2 2 ")
     # The registry belongs to the File tree: a script deeper down shares it.
@@ -79,8 +79,8 @@ async def test_script_runs_per_request_with_shared_registry(scripts, serve_file)
     assert root.registry.getComponent("visits")["runs"] == 3
 
 
-async def test_edits_show_on_the_next_request(scripts, serve_file):
-    site = await serve_file(_root(scripts))
+async def test_edits_show_on_the_next_request(scripts, serve_in_memory):
+    site = await serve_in_memory(_root(scripts))
     (scripts / "edit.rpy").write_text(
         "from trioweb.static import Data\nresource = Data(b'first', 'text/plain')\n")
     assert (await site.get("/edit.rpy")).body == b"first"
@@ -89,27 +89,27 @@ async def test_edits_show_on_the_next_request(scripts, serve_file):
     assert (await site.get("/edit.rpy")).body == b"second"
 
 
-async def test_cache_keeps_the_first_resource(scripts, serve_file):
-    site = await serve_file(_root(scripts))
+async def test_cache_keeps_the_first_resource(scripts, serve_in_memory):
+    site = await serve_in_memory(_root(scripts))
     assert (await site.get("/cached.rpy")).body == b"run 1"
     assert (await site.get("/cached.rpy")).body == b"run 1"
 
 
-async def test_forgetting_resource_says_so(scripts, serve_file):
-    site = await serve_file(_root(scripts))
+async def test_forgetting_resource_says_so(scripts, serve_in_memory):
+    site = await serve_in_memory(_root(scripts))
     response = await site.get("/forgot.rpy")
     assert response.status == 500
     assert b'You forgot to assign to the variable &quot;resource&quot; in your script.' in response.body
 
 
 @pytest.mark.parametrize("name", ["broken.rpy", "syntax.rpy", "notresource.rpy"])
-async def test_failing_script_is_the_normal_500(scripts, serve_file, name):
-    site = await serve_file(_root(scripts))
+async def test_failing_script_is_the_normal_500(scripts, serve_in_memory, name):
+    site = await serve_in_memory(_root(scripts))
     response = await site.get("/" + name)
     assert response.status == 500
     assert b"Processing Failed" in response.body
     assert b"Traceback" not in response.body and b"broken on purpose" not in response.body
-    detailed = await serve_file(_root(scripts), displayTracebacks=True)
+    detailed = await serve_in_memory(_root(scripts), displayTracebacks=True)
     response = await detailed.get("/" + name)
     assert response.status == 500
     assert b"Traceback" in response.body
@@ -118,22 +118,22 @@ async def test_failing_script_is_the_normal_500(scripts, serve_file, name):
         assert b"broken on purpose &lt;tag&gt;" in response.body
 
 
-async def test_missing_script_is_404(scripts, serve_file):
-    site = await serve_file(_root(scripts))
+async def test_missing_script_is_404(scripts, serve_in_memory):
+    site = await serve_in_memory(_root(scripts))
     assert (await site.get("/nothing.rpy")).status == 404
 
 
-async def test_index_rpy(scripts, serve_file):
+async def test_index_rpy(scripts, serve_in_memory):
     (scripts / "deeper" / "index.rpy").write_text(
         "from trioweb.static import Data\nresource = Data(b'index script', 'text/plain')\n")
-    site = await serve_file(_root(scripts))
+    site = await serve_in_memory(_root(scripts))
     assert (await site.get("/deeper/")).body == b"index script"
 
 
-async def test_resource_script_directory(scripts, serve_file):
+async def test_resource_script_directory(scripts, serve_in_memory):
     root = Resource()
     root.putChild(b"scripts", ResourceScriptDirectory(str(scripts)))
-    site = await serve_file(root)
+    site = await serve_in_memory(root)
     assert (await site.get("/scripts/counter.rpy")).body.startswith(b"1 1 ")
     assert (await site.get("/scripts/deeper/counter.rpy")).body.startswith(b"2 2 ")
     for path in ("/scripts", "/scripts/", "/scripts/missing", "/scripts/deeper/", "/scripts/%2e%2e/x",
@@ -141,13 +141,13 @@ async def test_resource_script_directory(scripts, serve_file):
         assert (await site.get(path)).status == 404, path
 
 
-async def test_resource_script_wrapper(scripts, serve_file):
-    site = await serve_file(ResourceScriptWrapper(str(scripts / "counter.rpy")))
+async def test_resource_script_wrapper(scripts, serve_in_memory):
+    site = await serve_in_memory(ResourceScriptWrapper(str(scripts / "counter.rpy")))
     assert (await site.get("/")).body.startswith(b"1 1 ")
     assert (await site.get("/any/path")).body.startswith(b"2 2 ")
 
 
-async def test_wrapper_of_non_leaf_resource_is_traversed(tmp_path, serve_file):
+async def test_wrapper_of_non_leaf_resource_is_traversed(tmp_path, serve_in_memory):
     script = tmp_path / "tree.rpy"
     script.write_text(textwrap.dedent("""
         from trioweb.resource import Resource
@@ -156,7 +156,7 @@ async def test_wrapper_of_non_leaf_resource_is_traversed(tmp_path, serve_file):
         resource.putChild(b"", Data(b"top", "text/plain"))
         resource.putChild(b"child", Data(b"child", "text/plain"))
     """))
-    site = await serve_file(ResourceScriptWrapper(str(script), Registry()))
+    site = await serve_in_memory(ResourceScriptWrapper(str(script), Registry()))
     assert (await site.get("/")).body == b"top"
     assert (await site.get("/child")).body == b"child"
     assert (await site.get("/other")).status == 404
