@@ -42,19 +42,18 @@ from __future__ import annotations
 
 import inspect
 import logging
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from functools import partial
 from io import BytesIO
 from typing import IO, TYPE_CHECKING, Any
-from urllib.parse import quote, unquote_to_bytes
+from urllib.parse import unquote_to_bytes
 
 import trio
 
 from trioweb._cookies import parse_cookies, set_cookie_value
 from trioweb._delayed import delayed_starts
 from trioweb._forms import parse_multipart, parse_query
-from trioweb.address import Address, IPv4Address, IPv6Address
+from trioweb.address import Address
 from trioweb.http import (
     CACHED,
     BodyTimeout,
@@ -67,11 +66,12 @@ from trioweb.http import (
     checked_value,
     http_date,
     parse_http_date,
+    read_body,
     status_has_no_body,
     status_phrase,
 )
 from trioweb.resource import NOT_DONE_YET, UnsupportedMethod, render_error
-from trioweb.urlpath import URLPath
+from trioweb.urlpath import URLPath, origin_form, request_hostname, url_for
 
 if TYPE_CHECKING:
     from trioweb.resource import Resource
@@ -79,7 +79,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("trioweb.server")
 
-# Bodies up to this size are kept in memory; larger ones spill to a temporary file.
+# Bodies up to this size are read into memory; larger ones spill to a temporary file.
 SPOOL_SIZE = 1024 * 1024
 # A deferred response gets its disconnect watcher only if it is still running
 # this long after it began (see the theory of operation).
@@ -127,7 +127,7 @@ class Request:
         self._tasks: list[tuple[Callable[..., Awaitable[Any]], tuple[Any, ...]]] = []
         target = head.target
         if target[:1] != b"/" and target != b"*":
-            target = _origin_form(target)
+            target = origin_form(target)
         path, _, self._query = target.partition(b"?")
         self.path = path
         self.prepath: list[bytes] = []
@@ -194,15 +194,7 @@ class Request:
 
     def getRequestHostname(self) -> bytes:
         """The host the client asked for, without port; our own address if it named none."""
-        host = self._host_header
-        if host:
-            if host.startswith(b"["):
-                return host[: host.find(b"]") + 1]
-            return host.rsplit(b":", 1)[0] if b":" in host else host
-        address = self.host
-        if isinstance(address, (IPv4Address, IPv6Address)):
-            return address.host.encode("ascii")
-        return b"localhost"
+        return request_hostname(self._host_header, self.host)
 
     @property
     def host_header(self) -> bytes | None:
@@ -222,26 +214,9 @@ class Request:
         without a body, None when its size is not known before its end (chunked)."""
         return self.channel.declared_body_size()
 
-    def _host_with_port(self) -> bytes:
-        """The authority for URLs: the client's Host as it gave it (so a URL
-        works from where the client is, even behind port forwarding); our own
-        address and port when it gave none."""
-        host = self.getRequestHostname()
-        default = 443 if self.isSecure() else 80
-        if self._host_header:
-            authority = self._host_header.rsplit(b"]", 1)[-1]
-            port = int(authority.rsplit(b":", 1)[1] or default) if b":" in authority else default
-        else:
-            address = self.host
-            port = address.port if isinstance(address, (IPv4Address, IPv6Address)) else default
-        if port == default:
-            return host
-        return b"%s:%d" % (host, port)
-
     def prePathURL(self) -> bytes:
-        scheme = b"https" if self.isSecure() else b"http"
-        path = b"/".join(quote(seg, safe="").encode("ascii") for seg in self.prepath)
-        return b"%s://%s/%s" % (scheme, self._host_with_port(), path)
+        """The URL of the resource traversal reached, as the client named the server."""
+        return url_for(self._host_header, self.host, self.isSecure(), self.prepath)
 
     def URLPath(self) -> URLPath:
         return URLPath.fromBytes(self.prePathURL())
@@ -456,13 +431,7 @@ class Request:
         The response is framed first if needed; set Content-Length beforehand
         to avoid chunked framing (which forgoes ``os.sendfile``).
         """
-        if self.finished:
-            raise RuntimeError("Request.sendfile called after Request.finish")
-        if not self.channel.response_started:
-            self._start_response(content_length=None)
-        self.sentLength += count
-        async with self._sending():
-            await self.channel.send_file(fd, offset, count)
+        await self._send_past_the_queue("sendfile", count, self.channel.send_file, fd, offset, count)
 
     async def sendpipe(self, fd: int, count: int, on_sent: Callable[[int], None]) -> None:
         """Send the next ``count`` bytes waiting in the pipe ``fd`` as body, with backpressure.
@@ -472,13 +441,19 @@ class Request:
         (set Content-Length beforehand), else read and sent as bytes.
         ``on_sent`` is called with each amount taken from the pipe.
         """
+        await self._send_past_the_queue("sendpipe", count, self.channel.send_pipe, fd, count, on_sent)
+
+    async def _send_past_the_queue(self, name: str, count: int, send: Callable[..., Awaitable[None]],
+                                   *args: Any) -> None:
+        """Send ``count`` body bytes with ``send(*args)``, a channel's way of
+        sending what is not in its queue (a file, a pipe)."""
         if self.finished:
-            raise RuntimeError("Request.sendpipe called after Request.finish")
+            raise RuntimeError(f"Request.{name} called after Request.finish")
         if not self.channel.response_started:
             self._start_response(content_length=None)
         self.sentLength += count
         async with self._sending():
-            await self.channel.send_pipe(fd, count, on_sent)
+            await send(*args)
 
     def _sending(self) -> trio.Lock:
         """The lock that keeps one send at a time on the channel (made on first use)."""
@@ -542,17 +517,9 @@ class Request:
 
     async def _read_body(self) -> bool:
         """Read the whole body into ``content``; on failure answer and return False."""
-        channel = self.channel
         limit = self._body_limit or self.site.limits.max_body_size
-        declared = channel.declared_body_size()
-        content: IO[bytes]
-        if declared is not None and declared <= SPOOL_SIZE:
-            content = self.content
-        else:
-            content = tempfile.SpooledTemporaryFile(max_size=SPOOL_SIZE)
         try:
-            while piece := await channel.receive_body_chunk(limit):
-                content.write(piece)
+            self.content = await read_body(self.channel, limit, SPOOL_SIZE)
         except BodyTooLarge:
             self._answer_error(413, "Request Entity Too Large",
                                f"The request body is larger than the {limit} bytes allowed here.")
@@ -563,8 +530,6 @@ class Request:
         except ParseError as exc:
             self._answer_error(exc.status, "Bad Request", "The request body is malformed.")
             return False
-        content.seek(0)
-        self.content = content
         return True
 
     def _answer_error(self, code: int, brief: str, detail: str) -> None:
@@ -662,15 +627,4 @@ class Request:
     def __repr__(self) -> str:
         return f"<Request {self.method.decode('ascii', 'replace')} {self.uri!r} {self.clientproto.decode()}>"
 
-
-def _origin_form(target: bytes) -> bytes:
-    """The path and query of an absolute-form target (``http://host/p?q`` → ``/p?q``)."""
-    if b"://" in target:
-        rest = target.split(b"://", 1)[1]
-        slash = rest.find(b"/")
-        query = rest.find(b"?")
-        if slash == -1 or (query != -1 and query < slash):
-            return b"/" + (rest[query:] if query != -1 else b"")
-        return rest[slash:]
-    return b"/"  # authority-form (CONNECT): no path
 

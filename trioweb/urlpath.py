@@ -1,10 +1,20 @@
-"""``URLPath``: a URL you can navigate (child, sibling, parent, click), as in Twisted."""
+"""``URLPath``: a URL you can navigate (child, sibling, parent, click), as in
+Twisted; and how a request's URL is made from what the client sent.
+
+A request's URL uses the client's ``Host`` as it gave it, port included or
+not, so that a URL works from where the client is, even behind port
+forwarding (Twisted takes the listening socket's port when ``Host`` has
+none). Only a request with no ``Host`` at all (HTTP/1.0) gets the server's
+own address.
+"""
 
 from __future__ import annotations
 
 from urllib.parse import quote, unquote_to_bytes, urljoin, urlsplit, urlunsplit
 
-__all__ = ["URLPath"]
+from trioweb.address import Address, IPv4Address, IPv6Address
+
+__all__ = ["URLPath", "origin_form", "request_hostname", "url_for"]
 
 
 class URLPath:
@@ -86,3 +96,43 @@ class URLPath:
 
     def __hash__(self) -> int:
         return hash(bytes(self))
+
+
+def origin_form(target: bytes) -> bytes:
+    """The path and query of an absolute-form target (``http://host/p?q`` → ``/p?q``)."""
+    if b"://" in target:
+        rest = target.split(b"://", 1)[1]
+        slash = rest.find(b"/")
+        query = rest.find(b"?")
+        if slash == -1 or (query != -1 and query < slash):
+            return b"/" + (rest[query:] if query != -1 else b"")
+        return rest[slash:]
+    return b"/"  # authority-form (CONNECT): no path
+
+
+def request_hostname(host_header: bytes | None, address: Address) -> bytes:
+    """The host a client asked for, without port; ``address``'s (ours) if it named none."""
+    if host_header:
+        if host_header.startswith(b"["):
+            return host_header[: host_header.find(b"]") + 1]
+        return host_header.rsplit(b":", 1)[0] if b":" in host_header else host_header
+    if isinstance(address, (IPv4Address, IPv6Address)):
+        return address.host.encode("ascii")
+    return b"localhost"
+
+
+def url_for(host_header: bytes | None, address: Address, secure: bool, segments: list[bytes]) -> bytes:
+    """The absolute URL of the path ``segments`` (decoded) on the server a
+    client reached at ``address`` and named with ``host_header``."""
+    scheme, default = (b"https", 443) if secure else (b"http", 80)
+    if host_header:
+        authority = host_header.rsplit(b"]", 1)[-1]
+        port = int(authority.rsplit(b":", 1)[1] or default) if b":" in authority else default
+    else:
+        port = address.port if isinstance(address, (IPv4Address, IPv6Address)) else default
+    host = request_hostname(host_header, address)
+    if port != default:
+        host = b"%s:%d" % (host, port)
+    path = b"/".join(quote(segment, safe="").encode("ascii") for segment in segments)
+    return b"%s://%s/%s" % (scheme, host, path)
+

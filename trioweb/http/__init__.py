@@ -9,7 +9,7 @@ Twisted's status constants and ``RESPONSES`` are here too, as in
 """
 
 from trioweb.http import _status
-from trioweb.http._channel import Channel, read_pipe
+from trioweb.http._channel import Channel, read_body, read_pipe
 from trioweb.http._connection import (
     BodyTimeout,
     BodyTooLarge,
@@ -56,6 +56,7 @@ __all__ = [
     "http_date",
     "is_token",
     "parse_http_date",
+    "read_body",
     "read_pipe",
     "status_has_no_body",
     "status_phrase",

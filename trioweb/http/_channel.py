@@ -9,8 +9,10 @@ so every resource works the same behind either.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from io import BytesIO
+from typing import IO, Protocol
 
 from trioweb.address import Address
 from trioweb.http._parser import RequestHead
@@ -64,6 +66,22 @@ class Channel(Protocol):
 
     async def watch_for_disconnect(self) -> None:
         """Return when the client goes away (run beside long responses)."""
+
+
+async def read_body(channel: Channel, max_size: int, spool_size: int) -> IO[bytes]:
+    """The whole request body, as a file at its start: in memory if its
+    declared size is at most ``spool_size``, else in a temporary file past
+    that size. Raises as ``receive_body_chunk`` does."""
+    declared = channel.declared_body_size()
+    content: IO[bytes]
+    if declared is not None and declared <= spool_size:
+        content = BytesIO()
+    else:
+        content = tempfile.SpooledTemporaryFile(max_size=spool_size)
+    while piece := await channel.receive_body_chunk(max_size):
+        content.write(piece)
+    content.seek(0)
+    return content
 
 
 def read_pipe(fd: int, count: int, on_sent: Callable[[int], None], piece_size: int) -> Iterator[bytes]:
