@@ -40,6 +40,7 @@ from ._errors import (
     StreamError,
     TooManyCalls,
 )
+from ._pending import PendingCall
 from ._protocol import (
     Answer,
     Call,
@@ -54,7 +55,6 @@ from ._protocol import (
     StreamData,
     StreamStopped,
 )
-from ._pending import PendingCall
 from ._references import Referenceable, RemoteReference, run_callback
 from ._streams import CAN_SPLICE, PipePool, StreamSender
 from ._transport import SEND_HIGH_WATER, Transport

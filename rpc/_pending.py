@@ -34,7 +34,7 @@ class PendingCall:
     block; what they raise is logged).
     """
 
-    __slots__ = ("_broker", "call_id", "_value", "_error", "_done", "_task", "_callbacks")
+    __slots__ = ("_broker", "_callbacks", "_done", "_error", "_task", "_value", "call_id")
 
     def __init__(self, broker: Broker) -> None:
         self._broker = broker

@@ -386,7 +386,7 @@ class Protocol(ValueCodec):
 
     def _check(self, message: list, shape: tuple[type, ...], name: str) -> None:
         if len(message) != len(shape) + 1 or any(
-            type(value) is not expected for value, expected in zip(message[1:], shape)
+            type(value) is not expected for value, expected in zip(message[1:], shape, strict=True)
         ):
             raise ProtocolError(f"malformed {name} message")
 

@@ -46,7 +46,7 @@ class RemoteReference:
     once and the callbacks registered with `notifyOnDisconnect` run.
     """
 
-    __slots__ = ("_protocol", "_object_id", "_disconnect_callbacks", "__weakref__")
+    __slots__ = ("__weakref__", "_disconnect_callbacks", "_object_id", "_protocol")
 
     def __init__(self, protocol: Protocol, object_id: int) -> None:
         self._protocol = protocol
@@ -154,7 +154,7 @@ def run_callback(callback: Callable[..., object], *args: Any) -> None:
 class ExportEntry:
     """An object we export: the object and how many times we sent it."""
 
-    __slots__ = ("obj", "count")
+    __slots__ = ("count", "obj")
 
     def __init__(self, obj: Any) -> None:
         self.obj = obj
@@ -164,7 +164,7 @@ class ExportEntry:
 class ImportEntry(weakref.ref):
     """Our entry for an imported object id: a weak reference plus the receive count."""
 
-    __slots__ = ("object_id", "count")
+    __slots__ = ("count", "object_id")
 
     def __new__(cls, ref: RemoteReference, callback: Callable, object_id: int) -> ImportEntry:
         return super().__new__(cls, ref, callback)

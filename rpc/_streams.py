@@ -44,7 +44,7 @@ class PipePiece:
     next piece behind them.
     """
 
-    __slots__ = ("fd", "size", "_receiver")
+    __slots__ = ("_receiver", "fd", "size")
 
     def __init__(self, receiver: StreamReceiver, fd: int, size: int) -> None:
         self._receiver = receiver
@@ -416,7 +416,7 @@ class StreamReceiver(trio.abc.ReceiveStream):
 class OutgoingStreamState:
     """A stream we produce: its sender and the credit the consumer gave us."""
 
-    __slots__ = ("sender", "credit")
+    __slots__ = ("credit", "sender")
 
     def __init__(self, sender: StreamSender, credit: int) -> None:
         self.sender = sender
@@ -426,7 +426,7 @@ class OutgoingStreamState:
 class IncomingStreamState:
     """A stream we consume: its receiver (weakly) and the credit accounting."""
 
-    __slots__ = ("receiver_ref", "unacknowledged", "consumed")
+    __slots__ = ("consumed", "receiver_ref", "unacknowledged")
 
     def __init__(self, receiver: StreamReceiver) -> None:
         self.receiver_ref = weakref.ref(receiver)
