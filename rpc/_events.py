@@ -11,7 +11,7 @@ from ._wire import PeerHello
 class Event:
     """Something the peer did, for the broker to act on."""
 
-    __slots__ = ()
+    __slots__: tuple[str, ...] = ()  # each event's fields, which its repr shows
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
@@ -30,7 +30,7 @@ class Call(Event):
 
     __slots__ = ("args", "call_id", "kwargs", "method", "target")
 
-    def __init__(self, call_id: int, target: Any, method: str, args: list, kwargs: dict) -> None:
+    def __init__(self, call_id: int, target: Any, method: str, args: list[Any], kwargs: dict[str, Any]) -> None:
         self.call_id = call_id
         self.target = target
         self.method = method
@@ -43,7 +43,7 @@ class Send(Event):
 
     __slots__ = ("args", "kwargs", "method", "target")
 
-    def __init__(self, target: Any, method: str, args: list, kwargs: dict) -> None:
+    def __init__(self, target: Any, method: str, args: list[Any], kwargs: dict[str, Any]) -> None:
         self.target = target
         self.method = method
         self.args = args

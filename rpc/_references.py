@@ -161,15 +161,20 @@ class ExportEntry:
         self.count = 0
 
 
-class ImportEntry(weakref.ref):
-    """Our entry for an imported object id: a weak reference plus the receive count."""
+class ImportEntry(weakref.ref[RemoteReference]):
+    """Our entry for an imported object id: a weak reference plus the receive count.
+
+    ``callback(entry)`` runs when the reference is garbage collected.
+    """
 
     __slots__ = ("count", "object_id")
 
-    def __new__(cls, ref: RemoteReference, callback: Callable, object_id: int) -> ImportEntry:
+    def __new__(cls, ref: RemoteReference, callback: Callable[[ImportEntry], object],
+                object_id: int) -> ImportEntry:
         return super().__new__(cls, ref, callback)
 
-    def __init__(self, ref: RemoteReference, callback: Callable, object_id: int) -> None:
-        super().__init__(ref, callback)
+    def __init__(self, ref: RemoteReference, callback: Callable[[ImportEntry], object],
+                 object_id: int) -> None:
+        # weakref.ref.__init__ only checks the arguments __new__ took: not called.
         self.object_id = object_id
         self.count = 1
