@@ -5,7 +5,9 @@ reader task (bytes in, events dispatched), one writer task (for bytes that
 could not be written at once; see `rpc._transport`), the tasks of incoming
 ``async`` calls and the pumps of streams with a source. It turns events into
 Python: answers wake the callers waiting for them, calls run
-``remote_<name>`` methods, stream data reaches the receivers.
+``remote_<name>`` methods, stream data reaches the receivers. It is the
+`rpc._connection.Connection` of the connection's references and streams,
+which call it to send calls, stream data, credit and ends.
 
 Memory: producers of bulk data (calls, one-way sends, stream data) wait while
 the send queue is over its high-water mark; answers and control messages do
@@ -21,7 +23,8 @@ import logging
 import threading
 import traceback
 import types
-from typing import Any
+from collections.abc import AsyncIterable
+from typing import TYPE_CHECKING, Any
 
 import outcome
 import trio
@@ -58,6 +61,9 @@ from ._protocol import (
 from ._references import Referenceable, RemoteReference, run_callback
 from ._streams import CAN_SPLICE, PipePool, StreamSender
 from ._transport import SEND_HIGH_WATER, Transport
+
+if TYPE_CHECKING:
+    from ._connection import StreamEnd
 
 logger = logging.getLogger("rpc")
 
@@ -110,7 +116,7 @@ class Broker:
         self._socket = socket_of(stream)
         self._transport = Transport(stream, self.limits.max_send_queue + self.limits.max_frame,
                                     self._queue_overflowed)
-        self._protocol = Protocol(self.limits, root=root, owner=self)
+        self._protocol = Protocol(self.limits, root=root, connection=self)
         self._protocol.on_output = self._schedule_flush
         self._send_tracebacks = send_tracebacks
         self._handshake_timeout = handshake_timeout
@@ -128,7 +134,8 @@ class Broker:
         self._flush_scheduled = False
         self._processing = False  # the reader is dispatching events (see _schedule_flush)
         self._thread = 0  # the trio thread's id
-        self._content_due: list[StreamSender] = []  # streams given whole, sent but not their content
+        # Streams given whole (and their content), sent but not their content yet.
+        self._content_due: list[tuple[StreamSender, bytes]] = []
         self._token: trio.lowlevel.TrioToken | None = None
         self._handshake_done = trio.Event()
         self._finished = trio.Event()
@@ -607,31 +614,31 @@ class Broker:
 
     # --------------------------------------------------------------- streams
 
-    def _start_pump(self, sender: StreamSender) -> None:
+    def _start_pump(self, sender: StreamSender, source: AsyncIterable[bytes] | bytes) -> None:
         if self._inner is None or self.closed:
             return
-        if type(sender.source) is bytes:
-            self._content_due.append(sender)  # written behind the message that carries it (see _write)
+        if isinstance(source, bytes):
+            self._content_due.append((sender, source))  # written behind the message that carries it (see _write)
         else:
-            self._inner.start_soon(self._pump, sender)
+            self._inner.start_soon(self._pump, sender, source)
 
     def _send_content(self) -> None:
         """Send the content of streams given whole, right behind the message that
         carried them: as far as credit goes and the send queue is under
         ``CONTENT_HIGH_WATER``, at once; the rest from a task of the connection."""
-        senders, self._content_due = self._content_due, []
-        for sender in senders:
-            content = memoryview(sender.source)  # type: ignore[arg-type]
+        due, self._content_due = self._content_due, []
+        protocol = self._protocol
+        for sender, content in due:
+            rest = memoryview(content)
             stream_id = sender._stream_id
-            protocol = self._protocol
-            while content and self._transport.queue_size <= CONTENT_HIGH_WATER:
-                size = min(len(content), protocol.send_credit(stream_id), protocol.max_chunk)
+            while rest and self._transport.queue_size <= CONTENT_HIGH_WATER:
+                size = min(len(rest), protocol.send_credit(stream_id), protocol.max_chunk)
                 if not size:
                     break
-                self._write(*protocol.stream_data(stream_id, content[:size]))
-                content = content[size:]
-            if content:
-                self._inner.start_soon(self._send_rest, sender, content)
+                self._write(*protocol.stream_data(stream_id, rest[:size]))
+                rest = rest[size:]
+            if rest:
+                self._inner.start_soon(self._send_rest, sender, rest)
             else:
                 sender._close("end", "")
 
@@ -642,8 +649,7 @@ class Broker:
             return  # the consumer stopped, or the connection is gone: nothing to tell
         await sender.aclose()
 
-    async def _pump(self, sender: StreamSender) -> None:
-        source = sender.source
+    async def _pump(self, sender: StreamSender, source: AsyncIterable[bytes]) -> None:
         try:
             async for chunk in source:
                 await sender.send_all(chunk)
@@ -660,20 +666,25 @@ class Broker:
                 with trio.CancelScope(shield=True):
                     await aclose()
 
-    async def _send_stream_data(self, stream_id: int, data: memoryview) -> bool:
-        """Send one chunk within the stream's credit; False if the stream ended meanwhile."""
+    def _send_credit(self, stream_id: int) -> int:
+        return self._protocol.send_credit(stream_id)
+
+    async def _send_stream_data(self, stream_id: int, data: memoryview) -> int:
+        """Send the start of ``data`` that the stream's credit allows, in one chunk;
+        return its size (0 if the stream ended while we waited for room)."""
         if self._transport.queue_size > SEND_HIGH_WATER:
             await self._transport.wait_for_room()
-        if self.closed:
-            raise ConnectionLost(self.close_reason)
-        if self._protocol.send_credit(stream_id) < len(data):
-            return False  # stopped while we waited: the sender's next wait raises
-        self._write(*self._protocol.stream_data(stream_id, data))
-        return True
+        if self._close_error is not None:
+            raise ConnectionLost(self._close_error.reason)
+        protocol = self._protocol
+        size = min(len(data), protocol.send_credit(stream_id), protocol.max_chunk)
+        if size:
+            self._write(*protocol.stream_data(stream_id, data[:size]))
+        return size
 
-    def _finish_stream(self, stream_id: int, kind: str, reason: str) -> None:
+    def _finish_stream(self, stream_id: int, end: StreamEnd, reason: str) -> None:
         if not self.closed:
-            data = self._protocol.finish_stream(stream_id, kind, reason)
+            data = self._protocol.finish_stream(stream_id, end, reason)
             if data:
                 self._write(data)
 
