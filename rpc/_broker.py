@@ -23,8 +23,9 @@ import logging
 import threading
 import traceback
 import types
-from collections.abc import AsyncIterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterable, Callable, Coroutine, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import outcome
 import trio
@@ -43,27 +44,31 @@ from ._errors import (
     StreamError,
     TooManyCalls,
 )
-from ._pending import PendingCall
-from ._protocol import (
+from ._events import (
     Answer,
     Call,
     Cancel,
     Error,
+    Event,
     Goodbye,
     HandshakeDone,
-    Protocol,
     Send,
     StreamAborted,
     StreamCredit,
     StreamData,
     StreamStopped,
 )
+from ._pending import PendingCall
+from ._protocol import Protocol
 from ._references import Referenceable, RemoteReference, run_callback
 from ._streams import CAN_SPLICE, PipePool, StreamSender
 from ._transport import SEND_HIGH_WATER, Transport
 
 if TYPE_CHECKING:
     from ._connection import StreamEnd
+
+# A running ``async def remote_<name>`` method.
+MethodCoroutine = Coroutine[Any, Any, Any]
 
 logger = logging.getLogger("rpc")
 
@@ -124,10 +129,10 @@ class Broker:
         self.close_reason: str | None = None
         self._close_error: ConnectionLost | None = None
         self._goodbye = b""
-        self._disconnect_callbacks: list[Any] = []
+        self._disconnect_callbacks: list[Callable[[], object]] = []
         self._waiting: dict[int, trio.lowlevel.Task | PendingCall] = {}  # our calls, by id
         self._running: dict[int, trio.CancelScope] = {}
-        self._queued: collections.deque[tuple[int | None, Any]] = collections.deque()
+        self._queued: collections.deque[tuple[int | None, MethodCoroutine]] = collections.deque()
         self._active_calls = 0
         self._refused_before = False
         self._pipes: PipePool | None = None  # made on first use (see _take_pipe)
@@ -136,19 +141,19 @@ class Broker:
         self._thread = 0  # the trio thread's id
         # Streams given whole (and their content), sent but not their content yet.
         self._content_due: list[tuple[StreamSender, bytes]] = []
-        self._token: trio.lowlevel.TrioToken | None = None
+        self._token: trio.lowlevel.TrioToken | None = None  # taken on entering
         self._handshake_done = trio.Event()
         self._finished = trio.Event()
-        self._nursery_manager: Any = None
-        self._inner: trio.Nursery | None = None
+        self._nursery_manager: AbstractAsyncContextManager[trio.Nursery] | None = None
+        self._inner: trio.Nursery | None = None  # the nursery of the connection's tasks, while it runs
 
     # ------------------------------------------------------------ lifecycle
 
     async def __aenter__(self) -> Broker:
         self._token = trio.lowlevel.current_trio_token()
         self._thread = threading.get_ident()
-        self._nursery_manager = trio.open_nursery()
-        nursery = await self._nursery_manager.__aenter__()
+        self._nursery_manager = manager = trio.open_nursery()
+        nursery = await manager.__aenter__()
         try:
             await nursery.start(self._run)
             with trio.move_on_after(self._handshake_timeout):
@@ -157,15 +162,18 @@ class Broker:
                 self._fail(HandshakeError(
                     f"no hello from the peer within {self._handshake_timeout} s"), goodbye=False)
             if self._protocol.peer is None:
-                raise type(self._close_error)(self.close_reason)
+                error = self._close_error
+                assert error is not None  # without a hello, the connection was failed (just above, or by the reader)
+                raise type(error)(error.reason)
         except BaseException:
             self._fail(ConnectionLost("handshake interrupted"), goodbye=False)
-            await self._nursery_manager.__aexit__(None, None, None)
+            await manager.__aexit__(None, None, None)
             raise
         return self
 
     async def __aexit__(self, *exc_info: object) -> bool:
         self._close_locally()
+        assert self._nursery_manager is not None  # made by __aenter__
         await self._nursery_manager.__aexit__(None, None, None)
         return False
 
@@ -223,8 +231,10 @@ class Broker:
         for _call_id, coroutine in self._queued:
             coroutine.close()
         self._queued.clear()
-        for stream in (*senders, *receivers):
-            stream._fail(ConnectionLost(error.reason))
+        for sender in senders:
+            sender._fail(ConnectionLost(error.reason))
+        for receiver in receivers:
+            receiver._fail(ConnectionLost(error.reason))
         if self._inner is not None:
             self._inner.cancel_scope.cancel()
         self._handshake_done.set()
@@ -264,7 +274,7 @@ class Broker:
             raise RPCError("the peer offers no root object")
         return root
 
-    def notifyOnDisconnect(self, callback: Any) -> None:
+    def notifyOnDisconnect(self, callback: Callable[[], object]) -> None:
         """Call ``callback()`` when the connection closes (at once if it is closed).
 
         Exceptions from the callback are logged and otherwise ignored.
@@ -274,7 +284,7 @@ class Broker:
         else:
             self._disconnect_callbacks.append(callback)
 
-    def dontNotifyOnDisconnect(self, callback: Any) -> None:
+    def dontNotifyOnDisconnect(self, callback: Callable[[], object]) -> None:
         """Undo `notifyOnDisconnect`; a callback not registered is ignored."""
         try:
             self._disconnect_callbacks.remove(callback)
@@ -307,6 +317,7 @@ class Broker:
 
     def _queue_overflowed(self, size: int) -> None:
         # Called from inside a write: close from the loop, not under the writer's caller.
+        assert self._token is not None  # writes begin once the broker is entered
         self._token.run_sync_soon(functools.partial(
             self._fail, ProtocolError(f"peer is not reading: {size} bytes queued for it"),
             goodbye=False))
@@ -382,12 +393,12 @@ class Broker:
         try:
             if len(events) == 1:
                 self._dispatch[type(events[0])](self, events[0])
-            else:
+            elif events:
                 for event in events:
                     if self.closed:
                         return
                     self._dispatch[type(event)](self, event)
-                event = None
+                del event
             # The events hold the arguments of the calls: dropping them now
             # lets the releases that follow go with the answers.
             events.clear()
@@ -407,7 +418,7 @@ class Broker:
         if self.closed:
             raise DeadReference(f"connection closed ({self.close_reason})")
 
-    async def _send_call(self, object_id: int, method: str, args: Any, kwargs: dict,
+    async def _send_call(self, object_id: int, method: str, args: Sequence[Any], kwargs: dict[str, Any],
                          waiter: trio.lowlevel.Task | PendingCall) -> int:
         """Send a CALL whose outcome goes to ``waiter``; return its call id."""
         await trio.lowlevel.checkpoint_if_cancelled()
@@ -418,10 +429,10 @@ class Broker:
         self._write(data)
         return call_id
 
-    async def _call(self, object_id: int, method: str, args: Any, kwargs: dict) -> Any:
+    async def _call(self, object_id: int, method: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
         call_id = await self._send_call(object_id, method, args, kwargs, trio.lowlevel.current_task())
 
-        def abort(_raise_cancel: Any) -> trio.lowlevel.Abort:
+        def abort(_raise_cancel: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
             # The caller was cancelled: tell the peer, and forget the call so
             # that its late answer is dropped.
             self._abandon_call(call_id)
@@ -429,7 +440,8 @@ class Broker:
 
         return await trio.lowlevel.wait_task_rescheduled(abort)
 
-    async def _start_pending_call(self, object_id: int, method: str, args: Any, kwargs: dict) -> PendingCall:
+    async def _start_pending_call(self, object_id: int, method: str, args: Sequence[Any],
+                                  kwargs: dict[str, Any]) -> PendingCall:
         # No schedule point after sending: the caller is about to wait anyway.
         call = PendingCall(self)
         call.call_id = await self._send_call(object_id, method, args, kwargs, call)
@@ -443,7 +455,8 @@ class Broker:
             if cancel:
                 self._write(cancel)
 
-    async def _send_one_way(self, object_id: int, method: str, args: Any, kwargs: dict) -> None:
+    async def _send_one_way(self, object_id: int, method: str, args: Sequence[Any],
+                            kwargs: dict[str, Any]) -> None:
         await trio.lowlevel.checkpoint_if_cancelled()
         if self.closed or self._transport.queue_size > SEND_HIGH_WATER:
             await self._make_room()
@@ -488,8 +501,8 @@ class Broker:
     def _on_send(self, event: Send) -> None:
         self._start_call(None, event.target, event.method, event.args, event.kwargs)
 
-    def _start_call(self, call_id: int | None, target: Any, name: str, args: list,
-                    kwargs: dict) -> None:
+    def _start_call(self, call_id: int | None, target: Any, name: str, args: list[Any],
+                    kwargs: dict[str, Any]) -> None:
         """Run ``remote_<name>``: inline if it is a plain function, else in a task."""
         if target is None:
             self._refuse(call_id, wire.ERR_DEAD_REFERENCE, "DeadReference",
@@ -544,16 +557,19 @@ class Broker:
         self._write(self._protocol.error(
             call_id, wire.ERR_EXCEPTION, _type_name(exc), str(exc), formatted, copied))
 
-    def _launch(self, call_id: int | None, coroutine: Any) -> None:
+    def _launch(self, call_id: int | None, coroutine: MethodCoroutine) -> None:
         # The scope is registered now, not when the task starts, so that a
         # CANCEL arriving in between is not lost.
+        nursery = self._inner
+        assert nursery is not None  # calls come from the reader, a task of this nursery
         self._active_calls += 1
         scope = trio.CancelScope()
         if call_id is not None:
             self._running[call_id] = scope
-        self._inner.start_soon(self._run_call, call_id, coroutine, scope)
+        nursery.start_soon(self._run_call, call_id, coroutine, scope)
 
-    async def _run_call(self, call_id: int | None, coroutine: Any, scope: trio.CancelScope) -> None:
+    async def _run_call(self, call_id: int | None, coroutine: MethodCoroutine,
+                        scope: trio.CancelScope) -> None:
         try:
             with scope:
                 try:
@@ -567,7 +583,8 @@ class Broker:
                 self._write(self._protocol.error(
                     call_id, wire.ERR_CANCELLED, "Cancelled", "cancelled by the caller"))
         finally:
-            self._running.pop(call_id, None)
+            if call_id is not None:
+                del self._running[call_id]
             self._active_calls -= 1
             if self._queued and not self.closed:
                 self._launch(*self._queued.popleft())
@@ -605,7 +622,7 @@ class Broker:
     def _on_stream_stopped(self, event: StreamStopped) -> None:
         event.sender._fail(StreamError("the consumer stopped reading the stream"))
 
-    _dispatch = {
+    _dispatch: ClassVar[dict[type[Event], Callable[[Broker, Any], None]]] = {
         Answer: _on_answer, Error: _on_error, Call: _on_call, Send: _on_send,
         Cancel: _on_cancel, HandshakeDone: _on_handshake, Goodbye: _on_goodbye,
         StreamData: _on_stream_data, StreamAborted: _on_stream_aborted,
@@ -626,6 +643,8 @@ class Broker:
         """Send the content of streams given whole, right behind the message that
         carried them: as far as credit goes and the send queue is under
         ``CONTENT_HIGH_WATER``, at once; the rest from a task of the connection."""
+        nursery = self._inner
+        assert nursery is not None  # content is due only once _start_pump found it
         due, self._content_due = self._content_due, []
         protocol = self._protocol
         for sender, content in due:
@@ -638,7 +657,7 @@ class Broker:
                 self._write(*protocol.stream_data(stream_id, rest[:size]))
                 rest = rest[size:]
             if rest:
-                self._inner.start_soon(self._send_rest, sender, rest)
+                nursery.start_soon(self._send_rest, sender, rest)
             else:
                 sender._close("end", "")
 
