@@ -163,7 +163,7 @@ class Broker:
                     f"no hello from the peer within {self._handshake_timeout} s"), goodbye=False)
             if self._protocol.peer is None:
                 error = self._close_error
-                assert error is not None  # without a hello, the connection was failed (just above, or by the reader)
+                assert error is not None  # no hello: the connection was failed, above or by the reader
                 raise type(error)(error.reason)
         except BaseException:
             self._fail(ConnectionLost("handshake interrupted"), goodbye=False)

@@ -82,7 +82,11 @@ class ValueCodec:
             self._export_ids[id(root)] = 0
 
     def stream_dropped(self, stream_id: int) -> None:
-        """The application stopped reading a stream: queue a STOP for `data_to_send`."""
+        """The application stopped reading a stream: queue a STOP for `data_to_send`.
+
+        Called by a receiver closed or garbage collected, anywhere: it only
+        queues (see the module documentation).
+        """
         if self.closed or self._in_streams.pop(stream_id, None) is None:
             return
         self._stopped_streams.add(stream_id)

@@ -4,11 +4,12 @@ A `RemoteReference`, a `StreamSender` or a `StreamReceiver` belongs to one
 connection. The sans-I/O `rpc._protocol.Protocol` makes references and
 receivers as it decodes them, and binds senders as it encodes them; it gives
 each the `Connection` it was made with, and never calls it itself. They call
-it for whatever needs I/O or the connection's tasks: calls and one-way sends,
+it for whatever needs I/O or the connection's tasks (calls and one-way sends,
 stream data, credit and ends, the pump of a sender with a source, pipes for
-spliced payloads. `rpc.Broker` implements it. A protocol made without one
-(as in tests of the protocol alone) gives None: its references are dead and
-its streams carry no data.
+spliced payloads), and ask it whether it is still open and what credit a
+sender has. `rpc.Broker` implements it. A protocol made without one (as in
+tests of the protocol alone) gives None: its references are dead and its
+streams carry no data.
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ class Connection(typing.Protocol):
     def splice_payloads(self) -> bool:
         """Whether large payloads of incoming streams are spliced into pipes."""
 
-    # References. Each raises `DeadReference` if the connection closed meanwhile.
+    # References. Each raises `DeadReference` if the connection is closed when
+    # the message would be sent; `_call` raises `ConnectionLost` if it closes
+    # before the answer.
 
     async def _call(self, object_id: int, method: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
         """Call ``method`` on the peer's object and return its answer."""
