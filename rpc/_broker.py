@@ -5,7 +5,9 @@ reader task (bytes in, events dispatched), one writer task (for bytes that
 could not be written at once; see `rpc._transport`), the tasks of incoming
 ``async`` calls and the pumps of streams with a source. It turns events into
 Python: answers wake the callers waiting for them, calls run
-``remote_<name>`` methods, stream data reaches the receivers.
+``remote_<name>`` methods, stream data reaches the receivers. It is the
+`rpc._connection.Connection` of the connection's references and streams,
+which call it to send calls, stream data, credit and ends.
 
 Memory: producers of bulk data (calls, one-way sends, stream data) wait while
 the send queue is over its high-water mark; answers and control messages do
@@ -21,7 +23,9 @@ import logging
 import threading
 import traceback
 import types
-from typing import Any
+from collections.abc import AsyncIterable, Callable, Coroutine, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import outcome
 import trio
@@ -40,14 +44,14 @@ from ._errors import (
     StreamError,
     TooManyCalls,
 )
-from ._protocol import (
+from ._events import (
     Answer,
     Call,
     Cancel,
     Error,
+    Event,
     Goodbye,
     HandshakeDone,
-    Protocol,
     Send,
     StreamAborted,
     StreamCredit,
@@ -55,9 +59,16 @@ from ._protocol import (
     StreamStopped,
 )
 from ._pending import PendingCall
+from ._protocol import Protocol
 from ._references import Referenceable, RemoteReference, run_callback
 from ._streams import CAN_SPLICE, PipePool, StreamSender
 from ._transport import SEND_HIGH_WATER, Transport
+
+if TYPE_CHECKING:
+    from ._connection import StreamEnd
+
+# A running ``async def remote_<name>`` method.
+MethodCoroutine = Coroutine[Any, Any, Any]
 
 logger = logging.getLogger("rpc")
 
@@ -110,7 +121,7 @@ class Broker:
         self._socket = socket_of(stream)
         self._transport = Transport(stream, self.limits.max_send_queue + self.limits.max_frame,
                                     self._queue_overflowed)
-        self._protocol = Protocol(self.limits, root=root, owner=self)
+        self._protocol = Protocol(self.limits, root=root, connection=self)
         self._protocol.on_output = self._schedule_flush
         self._send_tracebacks = send_tracebacks
         self._handshake_timeout = handshake_timeout
@@ -118,30 +129,31 @@ class Broker:
         self.close_reason: str | None = None
         self._close_error: ConnectionLost | None = None
         self._goodbye = b""
-        self._disconnect_callbacks: list[Any] = []
+        self._disconnect_callbacks: list[Callable[[], object]] = []
         self._waiting: dict[int, trio.lowlevel.Task | PendingCall] = {}  # our calls, by id
         self._running: dict[int, trio.CancelScope] = {}
-        self._queued: collections.deque[tuple[int | None, Any]] = collections.deque()
+        self._queued: collections.deque[tuple[int | None, MethodCoroutine]] = collections.deque()
         self._active_calls = 0
         self._refused_before = False
         self._pipes: PipePool | None = None  # made on first use (see _take_pipe)
         self._flush_scheduled = False
         self._processing = False  # the reader is dispatching events (see _schedule_flush)
         self._thread = 0  # the trio thread's id
-        self._content_due: list[StreamSender] = []  # streams given whole, sent but not their content
-        self._token: trio.lowlevel.TrioToken | None = None
+        # Streams given whole (and their content), sent but not their content yet.
+        self._content_due: list[tuple[StreamSender, bytes]] = []
+        self._token: trio.lowlevel.TrioToken | None = None  # taken on entering
         self._handshake_done = trio.Event()
         self._finished = trio.Event()
-        self._nursery_manager: Any = None
-        self._inner: trio.Nursery | None = None
+        self._nursery_manager: AbstractAsyncContextManager[trio.Nursery] | None = None
+        self._inner: trio.Nursery | None = None  # the nursery of the connection's tasks, while it runs
 
     # ------------------------------------------------------------ lifecycle
 
     async def __aenter__(self) -> Broker:
         self._token = trio.lowlevel.current_trio_token()
         self._thread = threading.get_ident()
-        self._nursery_manager = trio.open_nursery()
-        nursery = await self._nursery_manager.__aenter__()
+        self._nursery_manager = manager = trio.open_nursery()
+        nursery = await manager.__aenter__()
         try:
             await nursery.start(self._run)
             with trio.move_on_after(self._handshake_timeout):
@@ -150,15 +162,18 @@ class Broker:
                 self._fail(HandshakeError(
                     f"no hello from the peer within {self._handshake_timeout} s"), goodbye=False)
             if self._protocol.peer is None:
-                raise type(self._close_error)(self.close_reason)
+                error = self._close_error
+                assert error is not None  # no hello: the connection was failed, above or by the reader
+                raise type(error)(error.reason)
         except BaseException:
             self._fail(ConnectionLost("handshake interrupted"), goodbye=False)
-            await self._nursery_manager.__aexit__(None, None, None)
+            await manager.__aexit__(None, None, None)
             raise
         return self
 
     async def __aexit__(self, *exc_info: object) -> bool:
         self._close_locally()
+        assert self._nursery_manager is not None  # made by __aenter__
         await self._nursery_manager.__aexit__(None, None, None)
         return False
 
@@ -216,8 +231,10 @@ class Broker:
         for _call_id, coroutine in self._queued:
             coroutine.close()
         self._queued.clear()
-        for stream in (*senders, *receivers):
-            stream._fail(ConnectionLost(error.reason))
+        for sender in senders:
+            sender._fail(ConnectionLost(error.reason))
+        for receiver in receivers:
+            receiver._fail(ConnectionLost(error.reason))
         if self._inner is not None:
             self._inner.cancel_scope.cancel()
         self._handshake_done.set()
@@ -257,7 +274,7 @@ class Broker:
             raise RPCError("the peer offers no root object")
         return root
 
-    def notifyOnDisconnect(self, callback: Any) -> None:
+    def notifyOnDisconnect(self, callback: Callable[[], object]) -> None:
         """Call ``callback()`` when the connection closes (at once if it is closed).
 
         Exceptions from the callback are logged and otherwise ignored.
@@ -267,7 +284,7 @@ class Broker:
         else:
             self._disconnect_callbacks.append(callback)
 
-    def dontNotifyOnDisconnect(self, callback: Any) -> None:
+    def dontNotifyOnDisconnect(self, callback: Callable[[], object]) -> None:
         """Undo `notifyOnDisconnect`; a callback not registered is ignored."""
         try:
             self._disconnect_callbacks.remove(callback)
@@ -300,6 +317,7 @@ class Broker:
 
     def _queue_overflowed(self, size: int) -> None:
         # Called from inside a write: close from the loop, not under the writer's caller.
+        assert self._token is not None  # writes begin once the broker is entered
         self._token.run_sync_soon(functools.partial(
             self._fail, ProtocolError(f"peer is not reading: {size} bytes queued for it"),
             goodbye=False))
@@ -375,12 +393,12 @@ class Broker:
         try:
             if len(events) == 1:
                 self._dispatch[type(events[0])](self, events[0])
-            else:
+            elif events:
                 for event in events:
                     if self.closed:
                         return
                     self._dispatch[type(event)](self, event)
-                event = None
+                del event
             # The events hold the arguments of the calls: dropping them now
             # lets the releases that follow go with the answers.
             events.clear()
@@ -400,7 +418,7 @@ class Broker:
         if self.closed:
             raise DeadReference(f"connection closed ({self.close_reason})")
 
-    async def _send_call(self, object_id: int, method: str, args: Any, kwargs: dict,
+    async def _send_call(self, object_id: int, method: str, args: Sequence[Any], kwargs: dict[str, Any],
                          waiter: trio.lowlevel.Task | PendingCall) -> int:
         """Send a CALL whose outcome goes to ``waiter``; return its call id."""
         await trio.lowlevel.checkpoint_if_cancelled()
@@ -411,10 +429,10 @@ class Broker:
         self._write(data)
         return call_id
 
-    async def _call(self, object_id: int, method: str, args: Any, kwargs: dict) -> Any:
+    async def _call(self, object_id: int, method: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
         call_id = await self._send_call(object_id, method, args, kwargs, trio.lowlevel.current_task())
 
-        def abort(_raise_cancel: Any) -> trio.lowlevel.Abort:
+        def abort(_raise_cancel: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
             # The caller was cancelled: tell the peer, and forget the call so
             # that its late answer is dropped.
             self._abandon_call(call_id)
@@ -422,7 +440,8 @@ class Broker:
 
         return await trio.lowlevel.wait_task_rescheduled(abort)
 
-    async def _start_pending_call(self, object_id: int, method: str, args: Any, kwargs: dict) -> PendingCall:
+    async def _start_pending_call(self, object_id: int, method: str, args: Sequence[Any],
+                                  kwargs: dict[str, Any]) -> PendingCall:
         # No schedule point after sending: the caller is about to wait anyway.
         call = PendingCall(self)
         call.call_id = await self._send_call(object_id, method, args, kwargs, call)
@@ -436,7 +455,8 @@ class Broker:
             if cancel:
                 self._write(cancel)
 
-    async def _send_one_way(self, object_id: int, method: str, args: Any, kwargs: dict) -> None:
+    async def _send_one_way(self, object_id: int, method: str, args: Sequence[Any],
+                            kwargs: dict[str, Any]) -> None:
         await trio.lowlevel.checkpoint_if_cancelled()
         if self.closed or self._transport.queue_size > SEND_HIGH_WATER:
             await self._make_room()
@@ -481,8 +501,8 @@ class Broker:
     def _on_send(self, event: Send) -> None:
         self._start_call(None, event.target, event.method, event.args, event.kwargs)
 
-    def _start_call(self, call_id: int | None, target: Any, name: str, args: list,
-                    kwargs: dict) -> None:
+    def _start_call(self, call_id: int | None, target: Any, name: str, args: list[Any],
+                    kwargs: dict[str, Any]) -> None:
         """Run ``remote_<name>``: inline if it is a plain function, else in a task."""
         if target is None:
             self._refuse(call_id, wire.ERR_DEAD_REFERENCE, "DeadReference",
@@ -537,16 +557,19 @@ class Broker:
         self._write(self._protocol.error(
             call_id, wire.ERR_EXCEPTION, _type_name(exc), str(exc), formatted, copied))
 
-    def _launch(self, call_id: int | None, coroutine: Any) -> None:
+    def _launch(self, call_id: int | None, coroutine: MethodCoroutine) -> None:
         # The scope is registered now, not when the task starts, so that a
         # CANCEL arriving in between is not lost.
+        nursery = self._inner
+        assert nursery is not None  # calls come from the reader, a task of this nursery
         self._active_calls += 1
         scope = trio.CancelScope()
         if call_id is not None:
             self._running[call_id] = scope
-        self._inner.start_soon(self._run_call, call_id, coroutine, scope)
+        nursery.start_soon(self._run_call, call_id, coroutine, scope)
 
-    async def _run_call(self, call_id: int | None, coroutine: Any, scope: trio.CancelScope) -> None:
+    async def _run_call(self, call_id: int | None, coroutine: MethodCoroutine,
+                        scope: trio.CancelScope) -> None:
         try:
             with scope:
                 try:
@@ -560,7 +583,8 @@ class Broker:
                 self._write(self._protocol.error(
                     call_id, wire.ERR_CANCELLED, "Cancelled", "cancelled by the caller"))
         finally:
-            self._running.pop(call_id, None)
+            if call_id is not None:
+                del self._running[call_id]
             self._active_calls -= 1
             if self._queued and not self.closed:
                 self._launch(*self._queued.popleft())
@@ -598,7 +622,7 @@ class Broker:
     def _on_stream_stopped(self, event: StreamStopped) -> None:
         event.sender._fail(StreamError("the consumer stopped reading the stream"))
 
-    _dispatch = {
+    _dispatch: ClassVar[dict[type[Event], Callable[[Broker, Any], None]]] = {
         Answer: _on_answer, Error: _on_error, Call: _on_call, Send: _on_send,
         Cancel: _on_cancel, HandshakeDone: _on_handshake, Goodbye: _on_goodbye,
         StreamData: _on_stream_data, StreamAborted: _on_stream_aborted,
@@ -607,31 +631,33 @@ class Broker:
 
     # --------------------------------------------------------------- streams
 
-    def _start_pump(self, sender: StreamSender) -> None:
+    def _start_pump(self, sender: StreamSender, source: AsyncIterable[bytes] | bytes) -> None:
         if self._inner is None or self.closed:
             return
-        if type(sender.source) is bytes:
-            self._content_due.append(sender)  # written behind the message that carries it (see _write)
+        if isinstance(source, bytes):
+            self._content_due.append((sender, source))  # written behind the message that carries it (see _write)
         else:
-            self._inner.start_soon(self._pump, sender)
+            self._inner.start_soon(self._pump, sender, source)
 
     def _send_content(self) -> None:
         """Send the content of streams given whole, right behind the message that
         carried them: as far as credit goes and the send queue is under
         ``CONTENT_HIGH_WATER``, at once; the rest from a task of the connection."""
-        senders, self._content_due = self._content_due, []
-        for sender in senders:
-            content = memoryview(sender.source)  # type: ignore[arg-type]
+        nursery = self._inner
+        assert nursery is not None  # content is due only once _start_pump found it
+        due, self._content_due = self._content_due, []
+        protocol = self._protocol
+        for sender, content in due:
+            rest = memoryview(content)
             stream_id = sender._stream_id
-            protocol = self._protocol
-            while content and self._transport.queue_size <= CONTENT_HIGH_WATER:
-                size = min(len(content), protocol.send_credit(stream_id), protocol.max_chunk)
+            while rest and self._transport.queue_size <= CONTENT_HIGH_WATER:
+                size = min(len(rest), protocol.send_credit(stream_id), protocol.max_chunk)
                 if not size:
                     break
-                self._write(*protocol.stream_data(stream_id, content[:size]))
-                content = content[size:]
-            if content:
-                self._inner.start_soon(self._send_rest, sender, content)
+                self._write(*protocol.stream_data(stream_id, rest[:size]))
+                rest = rest[size:]
+            if rest:
+                nursery.start_soon(self._send_rest, sender, rest)
             else:
                 sender._close("end", "")
 
@@ -642,8 +668,7 @@ class Broker:
             return  # the consumer stopped, or the connection is gone: nothing to tell
         await sender.aclose()
 
-    async def _pump(self, sender: StreamSender) -> None:
-        source = sender.source
+    async def _pump(self, sender: StreamSender, source: AsyncIterable[bytes]) -> None:
         try:
             async for chunk in source:
                 await sender.send_all(chunk)
@@ -660,20 +685,25 @@ class Broker:
                 with trio.CancelScope(shield=True):
                     await aclose()
 
-    async def _send_stream_data(self, stream_id: int, data: memoryview) -> bool:
-        """Send one chunk within the stream's credit; False if the stream ended meanwhile."""
+    def _send_credit(self, stream_id: int) -> int:
+        return self._protocol.send_credit(stream_id)
+
+    async def _send_stream_data(self, stream_id: int, data: memoryview) -> int:
+        """Send the start of ``data`` that the stream's credit allows, in one chunk;
+        return its size (0 if the stream ended while we waited for room)."""
         if self._transport.queue_size > SEND_HIGH_WATER:
             await self._transport.wait_for_room()
-        if self.closed:
-            raise ConnectionLost(self.close_reason)
-        if self._protocol.send_credit(stream_id) < len(data):
-            return False  # stopped while we waited: the sender's next wait raises
-        self._write(*self._protocol.stream_data(stream_id, data))
-        return True
+        if self._close_error is not None:
+            raise ConnectionLost(self._close_error.reason)
+        protocol = self._protocol
+        size = min(len(data), protocol.send_credit(stream_id), protocol.max_chunk)
+        if size:
+            self._write(*protocol.stream_data(stream_id, data[:size]))
+        return size
 
-    def _finish_stream(self, stream_id: int, kind: str, reason: str) -> None:
+    def _finish_stream(self, stream_id: int, end: StreamEnd, reason: str) -> None:
         if not self.closed:
-            data = self._protocol.finish_stream(stream_id, kind, reason)
+            data = self._protocol.finish_stream(stream_id, end, reason)
             if data:
                 self._write(data)
 

@@ -1,19 +1,28 @@
 """Values on the wire: references, copies and streams as msgpack ext types.
 
-`ValueCodec` is the half of `rpc._protocol.Protocol` that turns Python
-values into msgpack and back (its ``default`` and ``ext_hook``), and keeps
-the tables that give ext ids their meaning: objects we export and import
-(with their counts), streams we produce and consume. The rules it enforces
-are in the theory of operation of `rpc._protocol`; encoding is
-transactional (`_roll_back` undoes the exports and streams of a message
-that could not be encoded). It relies on the attributes Protocol sets:
-``limits``, ``peer``, ``closed``, ``_unpack``, ``_decrefs`` and
-``_output_ready``.
+`ValueCodec` is the base of `rpc._protocol.Protocol`: the half that turns
+Python values into msgpack and back (the packer's ``default`` and the
+unpacker's ``ext_hook``), with the tables that give ext ids their meaning:
+objects we export and import (with their counts), streams we produce and
+consume. It holds what both halves read: our limits, the peer's hello,
+whether the connection is closed. The references and receivers it makes get
+the `rpc._connection.Connection` the protocol was made with, which it never
+calls itself.
+
+A reference collected or a receiver dropped can happen anywhere, even in
+another thread: their DECREF and STOP are only queued (ids in lists, nothing
+encoded) and ``on_output`` called; `Protocol.data_to_send` encodes them.
+
+The rules it enforces are in the theory of operation of `rpc._protocol`;
+encoding is transactional (`_roll_back` undoes the exports and streams of a
+message that could not be encoded).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
@@ -23,11 +32,27 @@ from ._errors import LimitExceeded, ProtocolError
 from ._references import ExportEntry, ImportEntry, Referenceable, RemoteReference
 from ._streams import IncomingStreamState, OutgoingStreamState, StreamReceiver, StreamSender
 
+if TYPE_CHECKING:
+    from ._connection import Connection
+
 
 class ValueCodec:
     """Encoding and decoding of values, with the reference and stream tables."""
 
-    def __init__(self, root: Any) -> None:
+    def __init__(self, limits: wire.Limits, root: Any, connection: Connection | None) -> None:
+        self.limits = limits
+        self.peer: wire.PeerHello | None = None  # the peer's hello, once received
+        self.closed = False
+        # Called when control output is queued outside a request (see `data_to_send`).
+        self.on_output: Callable[[], None] | None = None
+        self._connection = connection
+        self._packer = msgpack.Packer(default=self._encode_extra, use_bin_type=True)
+        self._unpack = functools.partial(
+            msgpack.unpackb, raw=False, strict_map_key=True, use_list=True,
+            ext_hook=self._decode_extra, max_str_len=limits.max_frame,
+            max_bin_len=limits.max_frame, max_array_len=limits.max_array_len,
+            max_map_len=limits.max_map_len, max_ext_len=limits.max_frame,
+        )
         # Objects we export, objects we import.
         self._exports: dict[int, ExportEntry] = {}
         self._export_ids: dict[int, int] = {}  # id(obj) -> object id
@@ -46,12 +71,31 @@ class ValueCodec:
         self._new_streams: list[tuple[StreamSender, int]] = []
         self._copy_depth = 0
         self._may_hold_timestamp = False
+        # Queued for `data_to_send`: (object id, count) pairs to release, streams to stop.
+        self._decrefs: list[int] = []
+        self._stops: list[int] = []
 
     def set_root(self, root: Any) -> None:
         """Offer ``root`` as object 0; only before the hello is sent."""
         if root is not None:
             self._exports[0] = ExportEntry(root)
             self._export_ids[id(root)] = 0
+
+    def stream_dropped(self, stream_id: int) -> None:
+        """The application stopped reading a stream: queue a STOP for `data_to_send`.
+
+        Called by a receiver closed or garbage collected, anywhere: it only
+        queues (see the module documentation).
+        """
+        if self.closed or self._in_streams.pop(stream_id, None) is None:
+            return
+        self._stopped_streams.add(stream_id)
+        self._stops.append(stream_id)
+        self._output_ready()
+
+    def _output_ready(self) -> None:
+        if self.on_output is not None:
+            self.on_output()
 
     def _roll_back(self) -> None:
         for object_id in self._new_exports:
@@ -67,7 +111,7 @@ class ValueCodec:
             return msgpack.ExtType(wire.EXT_REMOTE, wire.ID_FORMAT.pack(self._export(obj)))
         cls = type(obj)
         if cls is RemoteReference:
-            if obj._protocol is not self:
+            if not self._imported(obj):
                 raise TypeError("a RemoteReference can only be sent over its own connection")
             return msgpack.ExtType(wire.EXT_YOURS, wire.ID_FORMAT.pack(obj._object_id))
         if isinstance(obj, StreamSender):
@@ -85,8 +129,9 @@ class ValueCodec:
     def _export(self, obj: Any) -> int:
         object_id = self._export_ids.get(id(obj))
         if object_id is None:
-            if len(self._exports) >= self.peer.max_refs:
-                raise LimitExceeded(f"the peer accepts at most {self.peer.max_refs} references")
+            max_refs = self._peer_hello().max_refs
+            if len(self._exports) >= max_refs:
+                raise LimitExceeded(f"the peer accepts at most {max_refs} references")
             object_id = self._next_object_id
             self._next_object_id += 1
             self._exports[object_id] = ExportEntry(obj)
@@ -105,13 +150,28 @@ class ValueCodec:
     def _bind_stream(self, sender: StreamSender) -> int:
         if sender.sent or any(pending is sender for pending, _ in self._new_streams):
             raise ValueError("a StreamSender can be sent only once")
-        if len(self._out_streams) >= self.peer.max_streams:
-            raise LimitExceeded(f"the peer accepts at most {self.peer.max_streams} open streams")
+        peer = self._peer_hello()
+        if len(self._out_streams) >= peer.max_streams:
+            raise LimitExceeded(f"the peer accepts at most {peer.max_streams} open streams")
         stream_id = self._next_stream_id
         self._next_stream_id += 1
-        self._out_streams[stream_id] = OutgoingStreamState(sender, self.peer.stream_window)
+        self._out_streams[stream_id] = OutgoingStreamState(sender, peer.stream_window)
         self._new_streams.append((sender, stream_id))
         return stream_id
+
+    def _peer_hello(self) -> wire.PeerHello:
+        """The peer's hello, while encoding: values are encoded only after the handshake."""
+        peer = self.peer
+        if peer is None:
+            raise RuntimeError("the handshake is not finished")
+        return peer
+
+    def _imported(self, reference: RemoteReference) -> bool:
+        """Whether ``reference`` is one this codec made (it names an object of our peer)."""
+        if reference is self.peer_root:
+            return True
+        entry = self._imports.get(reference._object_id)
+        return entry is not None and entry() is reference
 
     def _decode_extra(self, code: int, data: bytes) -> Any:
         """msgpack's ``ext_hook``: our four ext types, nothing else."""
@@ -164,13 +224,13 @@ class ValueCodec:
                 return reference
         if len(self._imports) >= self.limits.max_refs:
             raise ProtocolError(f"peer passed more than {self.limits.max_refs} live references")
-        reference = RemoteReference(self, object_id)
+        reference = RemoteReference(self._connection, object_id)
         self._imports[object_id] = ImportEntry(reference, self._import_collected, object_id)
         return reference
 
     def _import_collected(self, entry: ImportEntry) -> None:
         # Runs when a RemoteReference is garbage collected, at any point of
-        # our code: only append to lists and ask the owner to flush later.
+        # our code: only append to lists and ask the broker to flush later.
         if self._imports.get(entry.object_id) is entry:
             del self._imports[entry.object_id]
         if self.closed:
@@ -184,6 +244,6 @@ class ValueCodec:
         if len(self._in_streams) >= self.limits.max_streams:
             raise ProtocolError(f"peer opened more than {self.limits.max_streams} streams")
         self._last_peer_stream_id = stream_id
-        receiver = StreamReceiver(self, stream_id)
+        receiver = StreamReceiver(self, self._connection, stream_id)
         self._in_streams[stream_id] = IncomingStreamState(receiver)
         return receiver

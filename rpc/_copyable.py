@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 T = TypeVar("T", bound=type)
 
 # name -> class made on receipt; class -> name used when sending.
-_classes_by_name: dict[str, type] = {}
+_classes_by_name: dict[str, type[RemoteCopy]] = {}
 _names_by_class: dict[type, str] = {}
 
 
@@ -96,7 +96,7 @@ def copy_name(cls: type) -> str | None:
     return _names_by_class.get(cls)
 
 
-def make_copy(name: str, state: Any) -> Any:
+def make_copy(name: str, state: Any) -> RemoteCopy:
     """Build the local object for a received copy; KeyError if the name is unknown."""
     cls = _classes_by_name[name]
     instance = cls.__new__(cls)

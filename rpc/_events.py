@@ -11,7 +11,7 @@ from ._wire import PeerHello
 class Event:
     """Something the peer did, for the broker to act on."""
 
-    __slots__ = ()
+    __slots__: tuple[str, ...] = ()  # each event's fields, which its repr shows
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
@@ -28,9 +28,9 @@ class HandshakeDone(Event):
 class Call(Event):
     """The peer calls ``method`` on ``target`` (None if not exported); answer ``call_id``."""
 
-    __slots__ = ("call_id", "target", "method", "args", "kwargs")
+    __slots__ = ("args", "call_id", "kwargs", "method", "target")
 
-    def __init__(self, call_id: int, target: Any, method: str, args: list, kwargs: dict) -> None:
+    def __init__(self, call_id: int, target: Any, method: str, args: list[Any], kwargs: dict[str, Any]) -> None:
         self.call_id = call_id
         self.target = target
         self.method = method
@@ -41,9 +41,9 @@ class Call(Event):
 class Send(Event):
     """A one-way call: like `Call`, with no answer expected."""
 
-    __slots__ = ("target", "method", "args", "kwargs")
+    __slots__ = ("args", "kwargs", "method", "target")
 
-    def __init__(self, target: Any, method: str, args: list, kwargs: dict) -> None:
+    def __init__(self, target: Any, method: str, args: list[Any], kwargs: dict[str, Any]) -> None:
         self.target = target
         self.method = method
         self.args = args
@@ -59,7 +59,7 @@ class Answer(Event):
 
 
 class Error(Event):
-    __slots__ = ("call_id", "code", "type_name", "message", "traceback", "exception")
+    __slots__ = ("call_id", "code", "exception", "message", "traceback", "type_name")
 
     def __init__(self, call_id: int, code: int, type_name: str, message: str,
                  traceback: str | None, exception: Any) -> None:
@@ -79,7 +79,7 @@ class Cancel(Event):
 
 
 class StreamData(Event):
-    __slots__ = ("receiver", "data", "end")
+    __slots__ = ("data", "end", "receiver")
 
     def __init__(self, receiver: StreamReceiver, data: bytes, end: bool) -> None:
         self.receiver = receiver
@@ -88,7 +88,7 @@ class StreamData(Event):
 
 
 class StreamAborted(Event):
-    __slots__ = ("receiver", "reason")
+    __slots__ = ("reason", "receiver")
 
     def __init__(self, receiver: StreamReceiver, reason: str) -> None:
         self.receiver = receiver

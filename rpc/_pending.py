@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, final
 
 import outcome
 import trio
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("rpc")
 
 
+@final  # the broker tells it from a waiting task by its exact type
 class PendingCall:
     """A call sent by `RemoteReference.start_call`, and its answer once it comes.
 
@@ -34,7 +35,7 @@ class PendingCall:
     block; what they raise is logged).
     """
 
-    __slots__ = ("_broker", "call_id", "_value", "_error", "_done", "_task", "_callbacks")
+    __slots__ = ("_broker", "_callbacks", "_done", "_error", "_task", "_value", "call_id")
 
     def __init__(self, broker: Broker) -> None:
         self._broker = broker

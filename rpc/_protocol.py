@@ -46,16 +46,22 @@ connection is finished (the broker closes it). The rules:
   value, limit), the references and streams it would have created are
   rolled back and nothing is sent.
 
-Control messages (DECREF, STOP, CREDIT) that arise outside a direct request
-(a reference collected, a receiver dropped) are queued and returned by
-`data_to_send`; ``on_output`` tells the owner there is something to flush.
+Control messages (DECREF, STOP, ABORT) that arise outside a direct request
+(a reference collected, a receiver dropped, a stream stopped by the peer)
+are queued and returned by `data_to_send`; ``on_output`` tells the broker
+there is something to flush.
+
+The references and streams the peer sends us, and the senders we send, are
+given the `rpc._connection.Connection` the protocol was made with (the
+broker), and reach it directly for what needs I/O: a call, stream data,
+credit. The protocol never calls it; made without one, its references are
+dead and its streams carry no data, which is enough to test the rules here.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
@@ -79,32 +85,37 @@ from ._events import (
 from ._references import RemoteReference
 from ._streams import MAX_CHUNK, StreamReceiver, StreamSender
 
+if TYPE_CHECKING:
+    from ._connection import Connection, StreamEnd
+
+__all__ = [
+    "Answer", "Call", "Cancel", "Error", "Event", "Goodbye", "HandshakeDone", "Protocol", "Send",
+    "StreamAborted", "StreamCredit", "StreamData", "StreamStopped",
+]
+
 DECREF_BATCH = wire.MIN_ARRAY_LEN // 2  # pairs per DECREF: every peer accepts the array
-def _is_str_keyed(mapping: dict) -> bool:
+
+Message = list[Any]  # a decoded message: its type code, then its fields
+
+
+def _is_str_keyed(mapping: dict[Any, Any]) -> bool:
     return all(type(key) is str for key in mapping)
 
 
 class Protocol(ValueCodec):
     """One side of one connection, without I/O. See the module's theory of operation.
 
-    ``owner`` is the broker (references and streams reach it through here);
-    ``root`` is exported as object 0 if given.
+    ``root`` is exported as object 0 if given. ``connection`` (the broker) is
+    given to the references and streams the protocol makes or binds.
     """
 
-    def __init__(self, limits: wire.Limits, *, root: Any = None, owner: Any = None) -> None:
-        self.limits = limits
-        self.owner = owner
-        self.peer: wire.PeerHello | None = None
-        self.on_output: Callable[[], None] | None = None
+    def __init__(self, limits: wire.Limits, *, root: Any = None,
+                 connection: Connection | None = None) -> None:
+        ValueCodec.__init__(self, limits, root, connection)
+        # Largest STREAM_DATA payload the peer accepts in one frame (known from its hello).
+        self.max_chunk = 0
         self._decoder = wire.FrameDecoder(limits.max_frame)
-        self._packer = msgpack.Packer(default=self._encode_extra, use_bin_type=True)
-        self._unpack = functools.partial(
-            msgpack.unpackb, raw=False, strict_map_key=True, use_list=True,
-            ext_hook=self._decode_extra, max_str_len=limits.max_frame,
-            max_bin_len=limits.max_frame, max_array_len=limits.max_array_len,
-            max_map_len=limits.max_map_len, max_ext_len=limits.max_frame,
-        )
-        self._handlers = {
+        self._handlers: dict[int, Callable[[Message], Event | None]] = {
             wire.CALL: self._on_call, wire.ANSWER: self._on_answer,
             wire.ERROR: self._on_error, wire.SEND: self._on_send,
             wire.CANCEL: self._on_cancel, wire.DECREF: self._on_decref,
@@ -112,16 +123,13 @@ class Protocol(ValueCodec):
             wire.STREAM_ABORT: self._on_stream_abort, wire.STREAM_STOP: self._on_stream_stop,
             wire.GOODBYE: self._on_goodbye,
         }
-        self.closed = False
         # Calls we make, and calls the peer makes.
         self._next_call_id = 1
         self._pending_calls: set[int] = set()
         self._cancelled_calls: set[int] = set()
         self._last_peer_call_id = 0
         self._running_calls: set[int] = set()
-        ValueCodec.__init__(self, root)
-        # Control output waiting for `data_to_send`.
-        self._decrefs: list[int] = []
+        # Control output waiting for `data_to_send`, encoded (besides the codec's queues).
         self._control: list[bytes] = []
 
     # ----------------------------------------------------------------- output
@@ -162,12 +170,7 @@ class Protocol(ValueCodec):
             raise ProtocolError(f"stream {stream_id} overran its credit")
         return stream.receiver_ref()
 
-    @property
-    def max_chunk(self) -> int:
-        """Largest STREAM_DATA payload the peer accepts in one frame."""
-        return min(MAX_CHUNK, self.peer.max_frame - wire.DATA_OVERHEAD)
-
-    def call(self, object_id: int, method: str, args: Any, kwargs: dict) -> tuple[int, bytes]:
+    def call(self, object_id: int, method: str, args: Any, kwargs: dict[str, Any]) -> tuple[int, bytes]:
         """Encode a CALL; return its call id and its bytes."""
         if type(method) is not str:
             raise TypeError(f"a method name is a str, not {type(method).__name__}")
@@ -177,7 +180,7 @@ class Protocol(ValueCodec):
         self._pending_calls.add(call_id)
         return call_id, data
 
-    def send(self, object_id: int, method: str, args: Any, kwargs: dict) -> bytes:
+    def send(self, object_id: int, method: str, args: Any, kwargs: dict[str, Any]) -> bytes:
         """Encode a one-way SEND."""
         if type(method) is not str:
             raise TypeError(f"a method name is a str, not {type(method).__name__}")
@@ -236,11 +239,11 @@ class Protocol(ValueCodec):
         stream = self._out_streams.get(stream_id)
         return stream.credit if stream is not None else 0
 
-    def finish_stream(self, stream_id: int, kind: str, reason: str = "") -> bytes | None:
-        """End one of our streams: ``kind`` is "end" or "abort". None if already over."""
+    def finish_stream(self, stream_id: int, end: StreamEnd, reason: str = "") -> bytes | None:
+        """End one of our streams (``reason`` goes with an abort). None if already over."""
         if self._out_streams.pop(stream_id, None) is None:
             return None
-        if kind == "end":
+        if end == "end":
             return self._encode_control([wire.STREAM_DATA, stream_id, b"", True])
         return self._encode_control([wire.STREAM_ABORT, stream_id, reason])
 
@@ -256,22 +259,17 @@ class Protocol(ValueCodec):
         stream.unacknowledged -= granted
         return self._encode_control([wire.STREAM_CREDIT, stream_id, granted])
 
-    def stream_dropped(self, stream_id: int) -> None:
-        """The application stopped reading a stream: queue a STOP for `data_to_send`."""
-        if self.closed or self._in_streams.pop(stream_id, None) is None:
-            return
-        self._stopped_streams.add(stream_id)
-        self._control.append(self._encode_control([wire.STREAM_STOP, stream_id]))
-        self._output_ready()
-
     def goodbye(self, reason: str) -> bytes:
         """The last message before closing on purpose."""
         return self._encode_control([wire.GOODBYE, reason])
 
     def data_to_send(self) -> bytes:
         """Queued control messages (releases, stops), as bytes; b"" if none."""
-        if self.closed or not (self._decrefs or self._control):
+        if self.closed or not (self._decrefs or self._stops or self._control):
             return b""
+        stops, self._stops = self._stops, []
+        for stream_id in stops:
+            self._control.append(self._encode_control([wire.STREAM_STOP, stream_id]))
         decrefs, self._decrefs = self._decrefs, []
         for start in range(0, len(decrefs), 2 * DECREF_BATCH):
             batch = decrefs[start : start + 2 * DECREF_BATCH]
@@ -279,22 +277,19 @@ class Protocol(ValueCodec):
         control, self._control = self._control, []
         return b"".join(control)
 
-    def _output_ready(self) -> None:
-        if self.on_output is not None:
-            self.on_output()
-
-    def _encode_control(self, message: list) -> bytes:
+    def _encode_control(self, message: Message) -> bytes:
         return wire.frame(self._packer.pack(message))
 
-    def _encode(self, message: list) -> bytes:
-        if self.peer is None:
+    def _encode(self, message: Message) -> bytes:
+        peer = self.peer
+        if peer is None:
             raise RuntimeError("the handshake is not finished")
         try:
-            payload = self._packer.pack(message)
-            if len(payload) > self.peer.max_frame:
+            payload: bytes = self._packer.pack(message)
+            if len(payload) > peer.max_frame:
                 raise LimitExceeded(
                     f"message of {len(payload)} bytes exceeds the peer's maximum frame "
-                    f"of {self.peer.max_frame} bytes"
+                    f"of {peer.max_frame} bytes"
                 )
         except BaseException:
             self._roll_back()
@@ -304,7 +299,7 @@ class Protocol(ValueCodec):
         if self._new_streams:
             new_streams, self._new_streams = self._new_streams, []
             for sender, stream_id in new_streams:
-                sender._attach(self, stream_id)
+                sender._attach(self._connection, stream_id)
         return wire.LENGTH_PREFIX.pack(len(payload)) + payload
 
     # ------------------------------------------------------------------ input
@@ -320,7 +315,7 @@ class Protocol(ValueCodec):
         """
         events: list[Event] = []
         for payload in self._decoder.feed(data):
-            if type(payload) is list:  # a piece of a large STREAM_DATA, decoded already
+            if isinstance(payload, list):  # a piece of a large STREAM_DATA, decoded already
                 message = payload
             elif self.peer is None:
                 events.append(self._on_hello(payload))
@@ -379,18 +374,19 @@ class Protocol(ValueCodec):
             raise wire.HandshakeError(
                 f"peer does not speak {wire.PROTOCOL_NAME}: undecodable first message ({exc})"
             ) from None
-        self.peer = wire.parse_hello(message)
-        if self.peer.has_root:
-            self.peer_root = RemoteReference(self, 0)
-        return HandshakeDone(self.peer)
+        peer = self.peer = wire.parse_hello(message)
+        self.max_chunk = min(MAX_CHUNK, peer.max_frame - wire.DATA_OVERHEAD)
+        if peer.has_root:
+            self.peer_root = RemoteReference(self._connection, 0)
+        return HandshakeDone(peer)
 
-    def _check(self, message: list, shape: tuple[type, ...], name: str) -> None:
+    def _check(self, message: Message, shape: tuple[type, ...], name: str) -> None:
         if len(message) != len(shape) + 1 or any(
-            type(value) is not expected for value, expected in zip(message[1:], shape)
+            type(value) is not expected for value, expected in zip(message[1:], shape, strict=True)
         ):
             raise ProtocolError(f"malformed {name} message")
 
-    def _on_call(self, message: list) -> Call:
+    def _on_call(self, message: Message) -> Call:
         # The hot path: checked inline rather than with _check.
         if len(message) != 6:
             raise ProtocolError("malformed CALL message")
@@ -407,7 +403,7 @@ class Protocol(ValueCodec):
         export = self._exports.get(object_id)
         return Call(call_id, export.obj if export is not None else None, method, args, kwargs)
 
-    def _on_send(self, message: list) -> Send:
+    def _on_send(self, message: Message) -> Send:
         self._check(message, (int, str, list, dict), "SEND")
         _, object_id, method, args, kwargs = message
         if not _is_str_keyed(kwargs):
@@ -427,14 +423,14 @@ class Protocol(ValueCodec):
             return False
         raise ProtocolError(f"answer for unknown call id {call_id}")
 
-    def _on_answer(self, message: list) -> Answer | None:
+    def _on_answer(self, message: Message) -> Answer | None:
         if len(message) != 3:
             raise ProtocolError("malformed ANSWER message")
         if self._finish_call(message[1]):
             return Answer(message[1], message[2])
         return None
 
-    def _on_error(self, message: list) -> Error | None:
+    def _on_error(self, message: Message) -> Error | None:
         if len(message) != 7:
             raise ProtocolError("malformed ERROR message")
         _, call_id, code, type_name, text, traceback, exception = message
@@ -445,14 +441,14 @@ class Protocol(ValueCodec):
             return Error(call_id, code, type_name, text, traceback, exception)
         return None
 
-    def _on_cancel(self, message: list) -> Cancel | None:
+    def _on_cancel(self, message: Message) -> Cancel | None:
         self._check(message, (int,), "CANCEL")
         call_id = message[1]
         if call_id > self._last_peer_call_id:
             raise ProtocolError(f"cancel for call id {call_id}, which was never made")
         return Cancel(call_id) if call_id in self._running_calls else None
 
-    def _on_decref(self, message: list) -> None:
+    def _on_decref(self, message: Message) -> None:
         self._check(message, (list,), "DECREF")
         pairs = message[1]
         if len(pairs) % 2 or any(type(value) is not int for value in pairs):
@@ -467,7 +463,7 @@ class Protocol(ValueCodec):
                                     f"more than the {export.count} sent")
             self._release_export(object_id, count)
 
-    def _on_stream_data(self, message: list) -> StreamData | None:
+    def _on_stream_data(self, message: Message) -> StreamData | None:
         self._check(message, (int, bytes, bool), "STREAM_DATA")
         _, stream_id, data, end = message
         stream = self._in_streams.get(stream_id)
@@ -487,7 +483,7 @@ class Protocol(ValueCodec):
             return None
         return StreamData(receiver, data, end)
 
-    def _on_stream_abort(self, message: list) -> StreamAborted | None:
+    def _on_stream_abort(self, message: Message) -> StreamAborted | None:
         self._check(message, (int, str), "STREAM_ABORT")
         _, stream_id, reason = message
         stream = self._in_streams.pop(stream_id, None)
@@ -499,7 +495,7 @@ class Protocol(ValueCodec):
         receiver = stream.receiver_ref()
         return StreamAborted(receiver, reason) if receiver is not None else None
 
-    def _on_stream_credit(self, message: list) -> StreamCredit | None:
+    def _on_stream_credit(self, message: Message) -> StreamCredit | None:
         self._check(message, (int, int), "STREAM_CREDIT")
         _, stream_id, size = message
         if size <= 0:
@@ -512,7 +508,7 @@ class Protocol(ValueCodec):
         stream.credit += size
         return StreamCredit(stream.sender)
 
-    def _on_stream_stop(self, message: list) -> StreamStopped | None:
+    def _on_stream_stop(self, message: Message) -> StreamStopped | None:
         self._check(message, (int,), "STREAM_STOP")
         stream_id = message[1]
         stream = self._out_streams.pop(stream_id, None)
@@ -524,7 +520,7 @@ class Protocol(ValueCodec):
         self._control.append(self._encode_control([wire.STREAM_ABORT, stream_id, "stopped"]))
         return StreamStopped(stream.sender)
 
-    def _on_goodbye(self, message: list) -> Goodbye:
+    def _on_goodbye(self, message: Message) -> Goodbye:
         self._check(message, (str,), "GOODBYE")
         return Goodbye(message[1])
 
@@ -550,5 +546,6 @@ class Protocol(ValueCodec):
         self._out_streams.clear()
         self._in_streams.clear()
         self._decrefs.clear()
+        self._stops.clear()
         self._control.clear()
         return references, senders, receivers

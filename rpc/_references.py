@@ -1,10 +1,11 @@
 """Objects passed by reference: `Referenceable` and `RemoteReference`.
 
 A `Referenceable` stays where it is; the peer gets a `RemoteReference` naming
-it by an object id and calls its ``remote_*`` methods through the connection.
-The counting that keeps an exported object alive exactly as long as the peer
-holds a reference to it is done by `rpc._protocol` (see its theory of
-operation); this module holds the user-facing classes.
+it by an object id and calls its ``remote_*`` methods through the connection
+(the `rpc._connection.Connection` it was made with). The counting that keeps
+an exported object alive exactly as long as the peer holds a reference to it
+is done by `rpc._protocol` (see its theory of operation); this module holds
+the user-facing classes.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ._errors import DeadReference
 
 if TYPE_CHECKING:
     from ._broker import Broker
+    from ._connection import Connection
     from ._pending import PendingCall
-    from ._protocol import Protocol
 
 logger = logging.getLogger("rpc")
 
@@ -46,24 +47,27 @@ class RemoteReference:
     once and the callbacks registered with `notifyOnDisconnect` run.
     """
 
-    __slots__ = ("_protocol", "_object_id", "_disconnect_callbacks", "__weakref__")
+    __slots__ = ("__weakref__", "_connection", "_disconnect_callbacks", "_object_id")
 
-    def __init__(self, protocol: Protocol, object_id: int) -> None:
-        self._protocol = protocol
+    def __init__(self, connection: Connection | None, object_id: int) -> None:
+        self._connection = connection  # None: made by a protocol without a broker, dead
         self._object_id = object_id
         self._disconnect_callbacks: list[Callable[[RemoteReference], object]] = []
 
     @property
     def broker(self) -> Broker:
         """The broker of the connection this reference belongs to."""
-        return self._protocol.owner
+        # References hold their connection through the narrow interface they
+        # use; the broker is what implements it (None in tests of a protocol
+        # alone, which never ask).
+        return cast("Broker", self._connection)
 
-    def _live_broker(self) -> Broker:
-        broker = self._protocol.owner
-        if broker is None or broker.closed:
-            reason = broker.close_reason if broker is not None else "no broker"
+    def _live_connection(self) -> Connection:
+        connection = self._connection
+        if connection is None or connection.closed:
+            reason = connection.close_reason if connection is not None else "no broker"
             raise DeadReference(f"reference to a remote object on a closed connection ({reason})")
-        return broker
+        return connection
 
     async def callRemote(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
         """Call ``remote_<name>(*args, **kwargs)`` on the remote object and return its result.
@@ -78,10 +82,10 @@ class RemoteReference:
         to the peer, which cancels the method's task; a late answer is
         dropped.
         """
-        broker = self._protocol.owner
-        if broker is None or broker.closed:
-            broker = self._live_broker()  # raises DeadReference
-        return await broker._call(self._object_id, name, args, kwargs)
+        connection = self._connection
+        if connection is None or connection.closed:
+            connection = self._live_connection()  # raises DeadReference
+        return await connection._call(self._object_id, name, args, kwargs)
 
     async def start_call(self, name: str, /, *args: Any, **kwargs: Any) -> PendingCall:
         """Send the call of `callRemote` without waiting for its answer.
@@ -94,10 +98,10 @@ class RemoteReference:
         cancel point, not a schedule point, unless the send queue is full: the
         caller is expected to wait for something next, which is one.
         """
-        broker = self._protocol.owner
-        if broker is None or broker.closed:
-            broker = self._live_broker()  # raises DeadReference
-        return await broker._start_pending_call(self._object_id, name, args, kwargs)
+        connection = self._connection
+        if connection is None or connection.closed:
+            connection = self._live_connection()  # raises DeadReference
+        return await connection._start_pending_call(self._object_id, name, args, kwargs)
 
     async def sendRemote(self, name: str, /, *args: Any, **kwargs: Any) -> None:
         """Call ``remote_<name>`` without waiting for, or getting, an answer.
@@ -105,7 +109,7 @@ class RemoteReference:
         Returns once the message is queued for sending. The peer logs a
         failure of the method; the caller never hears of it.
         """
-        await self._live_broker()._send_one_way(self._object_id, name, args, kwargs)
+        await self._live_connection()._send_one_way(self._object_id, name, args, kwargs)
 
     def remoteMethod(self, name: str) -> Callable[..., Awaitable[Any]]:
         """A callable that calls ``remote_<name>`` with the arguments it gets."""
@@ -121,8 +125,8 @@ class RemoteReference:
         Runs at once if it is already closed. Exceptions from the callback are
         logged and otherwise ignored.
         """
-        broker = self._protocol.owner
-        if broker is not None and broker.closed:
+        connection = self._connection
+        if connection is not None and connection.closed:
             run_callback(callback, self)
         else:
             self._disconnect_callbacks.append(callback)
@@ -154,22 +158,27 @@ def run_callback(callback: Callable[..., object], *args: Any) -> None:
 class ExportEntry:
     """An object we export: the object and how many times we sent it."""
 
-    __slots__ = ("obj", "count")
+    __slots__ = ("count", "obj")
 
     def __init__(self, obj: Any) -> None:
         self.obj = obj
         self.count = 0
 
 
-class ImportEntry(weakref.ref):
-    """Our entry for an imported object id: a weak reference plus the receive count."""
+class ImportEntry(weakref.ref[RemoteReference]):
+    """Our entry for an imported object id: a weak reference plus the receive count.
 
-    __slots__ = ("object_id", "count")
+    ``callback(entry)`` runs when the reference is garbage collected.
+    """
 
-    def __new__(cls, ref: RemoteReference, callback: Callable, object_id: int) -> ImportEntry:
+    __slots__ = ("count", "object_id")
+
+    def __new__(cls, ref: RemoteReference, callback: Callable[[ImportEntry], object],
+                object_id: int) -> ImportEntry:
         return super().__new__(cls, ref, callback)
 
-    def __init__(self, ref: RemoteReference, callback: Callable, object_id: int) -> None:
-        super().__init__(ref, callback)
+    def __init__(self, ref: RemoteReference, callback: Callable[[ImportEntry], object],
+                 object_id: int) -> None:
+        # weakref.ref.__init__ only checks the arguments __new__ took: not called.
         self.object_id = object_id
         self.count = 1

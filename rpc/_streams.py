@@ -8,6 +8,10 @@ and the consumer grants more as its application takes bytes out. So the
 consumer buffers at most one window per stream, the producer's writes wait
 (`send_all` blocks) while the window is full, and the consumer's pace governs
 the producer's.
+
+The credit accounting is the protocol's (`rpc._protocol`); a stream reaches
+its connection (the `rpc._connection.Connection` the protocol gives it) to
+send data, credit or its end.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from typing import TYPE_CHECKING
 import trio
 
 if TYPE_CHECKING:
-    from ._protocol import Protocol
+    from ._codec import ValueCodec
+    from ._connection import Connection, StreamEnd
 
 MAX_CHUNK = 1024 * 1024  # largest STREAM_DATA payload sent, if credit allows
 F_SETPIPE_SZ = 1031  # fcntl: set a pipe's capacity (Linux)
@@ -44,7 +49,7 @@ class PipePiece:
     next piece behind them.
     """
 
-    __slots__ = ("fd", "size", "_receiver")
+    __slots__ = ("_receiver", "fd", "size")
 
     def __init__(self, receiver: StreamReceiver, fd: int, size: int) -> None:
         self._receiver = receiver
@@ -136,24 +141,25 @@ class StreamSender(trio.abc.SendStream):
 
     def __init__(self, source: AsyncIterable[bytes] | bytes | None = None) -> None:
         self.source = source
-        self._protocol: Protocol | None = None
-        self._stream_id = 0
+        self._connection: Connection | None = None
+        self._stream_id = 0  # given when the stream is sent
         self._lot = trio.lowlevel.ParkingLot()
         self._error: BaseException | None = None
-        self._finish: tuple[str, str] | None = None  # ("end", "") or ("abort", reason)
+        self._finish: tuple[StreamEnd, str] | None = None  # ("end", "") or ("abort", reason)
 
     @property
     def sent(self) -> bool:
         """Whether the stream has been sent to a peer."""
-        return self._protocol is not None
+        return self._stream_id != 0
 
-    def _attach(self, protocol: Protocol, stream_id: int) -> None:
-        self._protocol = protocol
+    def _attach(self, connection: Connection | None, stream_id: int) -> None:
+        """The message carrying the stream was encoded, for ``connection``."""
+        self._connection = connection
         self._stream_id = stream_id
         if self._finish is not None:
-            self._send_finish()
-        elif self.source is not None and protocol.owner is not None:
-            protocol.owner._start_pump(self)
+            self._send_finish(*self._finish)
+        elif self.source is not None and connection is not None:
+            connection._start_pump(self, self.source)
         self._lot.unpark_all()
 
     def _fail(self, error: BaseException) -> None:
@@ -171,25 +177,24 @@ class StreamSender(trio.abc.SendStream):
             raise trio.ClosedResourceError("the stream is already closed")
         view = memoryview(data).cast("B")
         while view:
-            protocol = await self._wait_for_credit()
-            size = min(len(view), protocol.send_credit(self._stream_id), protocol.max_chunk)
-            if await protocol.owner._send_stream_data(self._stream_id, view[:size]):
-                view = view[size:]
+            connection = await self._wait_for_credit()
+            view = view[await connection._send_stream_data(self._stream_id, view):]
         await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def wait_send_all_might_not_block(self) -> None:
         """Wait until the stream is sent and the consumer has granted credit."""
         await self._wait_for_credit()
 
-    async def _wait_for_credit(self) -> Protocol:
+    async def _wait_for_credit(self) -> Connection:
+        """Wait until the stream is sent and has credit; return its connection."""
         while True:
             if self._error is not None:
                 raise self._error
             if self._finish is not None:
                 raise trio.ClosedResourceError("the stream was closed while waiting to send")
-            protocol = self._protocol
-            if protocol is not None and protocol.send_credit(self._stream_id) > 0:
-                return protocol
+            connection = self._connection
+            if connection is not None and connection._send_credit(self._stream_id) > 0:
+                return connection
             await self._lot.park()
 
     async def aclose(self) -> None:
@@ -201,21 +206,19 @@ class StreamSender(trio.abc.SendStream):
         """End the stream with an error: the consumer's reads raise `StreamError`."""
         self._close("abort", reason)
 
-    def _close(self, kind: str, reason: str) -> None:
+    def _close(self, end: StreamEnd, reason: str) -> None:
         if self._finish is not None:
             return
-        self._finish = (kind, reason)
+        self._finish = (end, reason)
         self._lot.unpark_all()
-        if self._protocol is not None:
-            self._send_finish()
+        if self.sent:
+            self._send_finish(end, reason)
 
-    def _send_finish(self) -> None:
+    def _send_finish(self, end: StreamEnd, reason: str) -> None:
         if self._error is not None:
             return  # the consumer is gone; there is no one to tell
-        kind, reason = self._finish
-        broker = self._protocol.owner
-        if broker is not None:
-            broker._finish_stream(self._stream_id, kind, reason)
+        if self._connection is not None:
+            self._connection._finish_stream(self._stream_id, end, reason)
 
 
 class StreamReceiver(trio.abc.ReceiveStream):
@@ -235,8 +238,9 @@ class StreamReceiver(trio.abc.ReceiveStream):
     works as ever (it reads the pipe).
     """
 
-    def __init__(self, protocol: Protocol, stream_id: int) -> None:
-        self._protocol = protocol
+    def __init__(self, codec: ValueCodec, connection: Connection | None, stream_id: int) -> None:
+        self._codec = codec  # told when the receiver is dropped (it queues the STOP)
+        self._connection = connection
         self._stream_id = stream_id
         # bytes, or ints: that many bytes waiting in the pipe, in order
         self._chunks: collections.deque[bytes | int] = collections.deque()
@@ -258,11 +262,11 @@ class StreamReceiver(trio.abc.ReceiveStream):
         does not ask again.
         """
         if self._pipe is None:
-            broker = self._protocol.owner
-            if (self._no_pipe or self._closed or self._error is not None or broker is None
-                    or not broker.splice_payloads):
+            connection = self._connection
+            if (self._no_pipe or self._closed or self._error is not None or connection is None
+                    or not connection.splice_payloads):
                 return None
-            self._pipe = broker._take_pipe()
+            self._pipe = connection._take_pipe()
             if self._pipe is None:
                 self._no_pipe = True
                 return None
@@ -291,9 +295,15 @@ class StreamReceiver(trio.abc.ReceiveStream):
 
     def _credit(self, size: int) -> None:
         """``size`` bytes were taken out: the producer may send more."""
-        broker = self._protocol.owner
-        if broker is not None:
-            broker._stream_consumed(self._stream_id, size)
+        if self._connection is not None:
+            self._connection._stream_consumed(self._stream_id, size)
+
+    def _pipe_read_end(self) -> int:
+        """The pipe's read end, while bytes of the stream are in it."""
+        # Counts of piped bytes are queued only while the pipe is held, and it
+        # is given back only once they are read or dropped.
+        assert self._pipe is not None
+        return self._pipe[0]
 
     def _release_pipe(self) -> None:
         pipe, self._pipe = self._pipe, None
@@ -301,11 +311,8 @@ class StreamReceiver(trio.abc.ReceiveStream):
             return
         empty = not self._in_pipe
         self._in_pipe = 0
-        broker = self._protocol.owner
-        if broker is not None:
-            broker._give_back_pipe(pipe, empty)
-        else:
-            close_pipe(pipe)
+        assert self._connection is not None  # the lender of the pipe
+        self._connection._give_back_pipe(pipe, empty)
 
     def _fail(self, error: BaseException) -> None:
         if not self._ended and self._error is None:
@@ -349,25 +356,26 @@ class StreamReceiver(trio.abc.ReceiveStream):
             raise ValueError("max_bytes must be at least 1")
         await trio.lowlevel.checkpoint_if_cancelled()
         parked = await self._wait(timeout)
-        chunk = b""
+        data = b""
         if self._chunks:
             chunk = self._chunks.popleft()
-            if type(chunk) is int:  # bytes in the pipe
+            if isinstance(chunk, int):  # bytes in the pipe
                 size = chunk if max_bytes is None else min(chunk, max_bytes)
                 if chunk > size:
                     self._chunks.appendleft(chunk - size)
-                chunk = os.read(self._pipe[0], size)
-                if len(chunk) < size:  # cannot be: the bytes are in the pipe
+                data = os.read(self._pipe_read_end(), size)
+                if len(data) < size:  # cannot be: the bytes are in the pipe
                     raise RuntimeError("stream pipe shorter than expected")
                 self._pipe_consumed(size)
             else:
-                if max_bytes is not None and len(chunk) > max_bytes:
-                    self._chunks.appendleft(chunk[max_bytes:])
-                    chunk = chunk[:max_bytes]
-                self._credit(len(chunk))
+                data = chunk
+                if max_bytes is not None and len(data) > max_bytes:
+                    self._chunks.appendleft(data[max_bytes:])
+                    data = data[:max_bytes]
+                self._credit(len(data))
         if not parked:
             await trio.lowlevel.cancel_shielded_checkpoint()
-        return chunk
+        return data
 
     async def receive_piece(self, *, timeout: float | None = None) -> bytes | PipePiece:
         """The next piece: bytes, a `PipePiece` (see the class documentation), or b"" at the end.
@@ -378,16 +386,17 @@ class StreamReceiver(trio.abc.ReceiveStream):
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         parked = await self._wait(timeout)
-        chunk: bytes | int | PipePiece = b""
+        piece: bytes | PipePiece = b""
         if self._chunks:
             chunk = self._chunks.popleft()
-            if type(chunk) is int:
-                chunk = self._piece = PipePiece(self, self._pipe[0], chunk)
+            if isinstance(chunk, int):  # bytes in the pipe
+                piece = self._piece = PipePiece(self, self._pipe_read_end(), chunk)
             else:
-                self._credit(len(chunk))
+                piece = chunk
+                self._credit(len(piece))
         if not parked:
             await trio.lowlevel.cancel_shielded_checkpoint()
-        return chunk
+        return piece
 
     async def aclose(self) -> None:
         """Stop reading: the producer is told to stop, buffered bytes are dropped."""
@@ -401,7 +410,7 @@ class StreamReceiver(trio.abc.ReceiveStream):
         self._chunks.clear()
         self._release_pipe()
         if not self._ended and self._error is None:
-            self._protocol.stream_dropped(self._stream_id)
+            self._codec.stream_dropped(self._stream_id)
         self._lot.unpark_all()
 
     def __del__(self) -> None:
@@ -410,13 +419,13 @@ class StreamReceiver(trio.abc.ReceiveStream):
             self._pipe = None
         # A receiver dropped unread must not leave its producer blocked on credit.
         if not (self._closed or self._ended or self._error is not None):
-            self._protocol.stream_dropped(self._stream_id)
+            self._codec.stream_dropped(self._stream_id)
 
 
 class OutgoingStreamState:
     """A stream we produce: its sender and the credit the consumer gave us."""
 
-    __slots__ = ("sender", "credit")
+    __slots__ = ("credit", "sender")
 
     def __init__(self, sender: StreamSender, credit: int) -> None:
         self.sender = sender
@@ -426,7 +435,7 @@ class OutgoingStreamState:
 class IncomingStreamState:
     """A stream we consume: its receiver (weakly) and the credit accounting."""
 
-    __slots__ = ("receiver_ref", "unacknowledged", "consumed")
+    __slots__ = ("consumed", "receiver_ref", "unacknowledged")
 
     def __init__(self, receiver: StreamReceiver) -> None:
         self.receiver_ref = weakref.ref(receiver)

@@ -170,10 +170,10 @@ class Transport:
             if self._room_lot and self.queue_size <= SEND_HIGH_WATER:
                 self._room_lot.unpark_all()
 
-    async def read_loop(self, process: Callable[[bytes | memoryview], None],
+    async def read_loop(self, process: Callable[[Buffer], None],
                         direct_read_size: Callable[[], int],
-                        splice_fd: Callable[[], int | None] | None = None,
-                        process_spliced: Callable[[int], None] | None = None) -> None:
+                        splice_fd: Callable[[], int | None],
+                        process_spliced: Callable[[int], None]) -> None:
         """Hand every chunk read to ``process``; return at end of stream.
 
         On a socket, reads go into one buffer, reused: ``process`` gets a view
@@ -185,8 +185,9 @@ class Transport:
         never waited for: what it does not take is read as bytes.
         """
         if self.fd is None:
-            while data := await self.stream.receive_some(READ_SIZE):
-                process(data)
+            while received := await self.stream.receive_some(READ_SIZE):
+                # A bytearray (from an in-memory stream) goes as a view, as our own buffer does.
+                process(received if type(received) is bytes else memoryview(received))
             return
         fd = self.fd
         buffer = bytearray(READ_SIZE)
@@ -202,7 +203,7 @@ class Transport:
             try:
                 if wanted:
                     wanted = min(wanted, MAX_DIRECT_READ)
-                    pipe = splice_fd() if splice_fd is not None else None
+                    pipe = splice_fd()
                     if pipe is not None:
                         try:
                             size = os.splice(fd, pipe, wanted, flags=SPLICE_FLAGS)
@@ -214,7 +215,7 @@ class Transport:
                             continue
                         if size == 0:
                             return
-                    data: bytes | memoryview = os.read(fd, wanted)
+                    data: Buffer = os.read(fd, wanted)
                     size = len(data)
                 else:
                     wanted = READ_SIZE
