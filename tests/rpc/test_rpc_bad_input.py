@@ -21,6 +21,7 @@ import trio
 import rpc
 from rpc import _wire as wire
 from tests.rpc.rpc_testing import RawPeer, frame_of, hello, pack_id
+from tests.support.polling import wait_until
 
 
 class Service(rpc.Referenceable):
@@ -207,9 +208,7 @@ async def test_peer_that_stops_reading_is_cut_off(server: str,
     peer = await RawPeer.connect(server)
     calls = b"".join(frame_of([wire.CALL, n, 0, "blob", [60_000], {}]) for n in range(1, 200))
     await peer.send(calls)  # ~12 MB of answers owed; the server queues at most ~320 KB
-    with trio.fail_after(10):
-        while not any("peer is not reading" in r.getMessage() for r in caplog.records):
-            await trio.sleep(0.05)
+    await wait_until(lambda: any("peer is not reading" in r.getMessage() for r in caplog.records), timeout=10)
     await peer.aclose()
     await assert_server_still_serves(server)
 
@@ -235,9 +234,7 @@ async def test_our_calls_to_a_peer_that_stops_reading_wait_instead_of_queueing(
             async with trio.open_nursery() as callers:
                 for _ in range(100):
                     callers.start_soon(root.callRemote, "store", b"z" * 100_000)
-                with trio.fail_after(5):
-                    while broker.send_queue_size <= SEND_HIGH_WATER:
-                        await trio.sleep(0.01)
+                await wait_until(lambda: broker.send_queue_size > SEND_HIGH_WATER)
                 await trio.sleep(0.2)  # the callers had time to queue more, and did not
                 assert broker.send_queue_size <= SEND_HIGH_WATER + 200_000
                 callers.cancel_scope.cancel()

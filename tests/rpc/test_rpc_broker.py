@@ -15,6 +15,7 @@ import trio
 
 import rpc
 from tests.rpc.rpc_testing import broker_pair
+from tests.support.polling import wait_until
 
 
 @rpc.copyable("tests.broker.Overdrawn")
@@ -286,9 +287,7 @@ async def test_released_references_are_forgotten_by_the_exporter() -> None:
         assert len(a._protocol._exports) == 3
         await root.callRemote("drop")
         gc.collect()
-        with trio.fail_after(5):
-            while a._protocol._exports:
-                await trio.sleep(0.01)
+        await wait_until(lambda: not a._protocol._exports)
 
 
 async def test_live_references_are_capped() -> None:
@@ -317,9 +316,7 @@ async def test_calls_beyond_running_and_queued_limits_are_refused() -> None:
         async with trio.open_nursery() as nursery:
             for _ in range(3):
                 nursery.start_soon(lambda: root.callRemote("wait_for", "one_way"))
-            with trio.fail_after(5):
-                while len(b._queued) < 1:  # two running, one waiting
-                    await trio.sleep(0.01)
+            await wait_until(lambda: len(b._queued) >= 1)  # two running, one waiting
             with pytest.raises(rpc.TooManyCalls):
                 await root.callRemote("wait_for", "one_way")
             await root.sendRemote("note", "release")  # inline: not limited

@@ -37,7 +37,7 @@ def fresh_protocol() -> Protocol:
 
 def feed(protocol: Protocol, data: bytes, cuts: list[int]) -> None:
     try:
-        for start, end in zip([0, *cuts], [*cuts, len(data)]):
+        for start, end in zip([0, *cuts], [*cuts, len(data)], strict=True):
             events = protocol.receive_data(data[start:end])
             assert all(isinstance(event, Event) for event in events)
     except rpc.ProtocolError:

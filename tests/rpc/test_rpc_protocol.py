@@ -196,7 +196,7 @@ def test_unregistered_class_is_refused_on_send_and_unknown_name_on_receive() -> 
     with pytest.raises(TypeError, match="cannot send"):
         a.call(0, "ping", [Unregistered()], {})
     copy = msgpack.ExtType(wire.EXT_COPY, msgpack.packb(["os.system", {"x": 1}]))
-    with pytest.raises(rpc.ProtocolError, match="unknown copyable name 'os.system'"):
+    with pytest.raises(rpc.ProtocolError, match=r"unknown copyable name 'os\.system'"):
         b.receive_data(frame_of([wire.CALL, 1, 0, "ping", [copy], {}]))
 
 

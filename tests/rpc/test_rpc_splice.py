@@ -17,6 +17,7 @@ import trio.testing
 import rpc
 from rpc._streams import PipePool
 from tests.rpc.rpc_testing import broker_pair
+from tests.support.polling import wait_until
 
 WINDOW = 1024 * 1024
 
@@ -142,9 +143,7 @@ async def test_a_small_pipe_takes_part_and_the_rest_comes_as_bytes_in_order() ->
         async with trio.open_nursery() as nursery:
             producer.nursery = nursery
             receiver = await (await a.getRootObject()).callRemote("push", size)
-            with trio.fail_after(5):
-                while producer.sent < WINDOW:
-                    await trio.sleep(0.01)
+            await wait_until(lambda: producer.sent >= WINDOW)
             kinds: list[str] = []
             data = await read_pieces(receiver, kinds)
             assert data == pattern(size)

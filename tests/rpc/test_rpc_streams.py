@@ -13,6 +13,7 @@ import trio.testing
 
 import rpc
 from tests.rpc.rpc_testing import broker_pair
+from tests.support.polling import wait_until
 
 WINDOW = 64 * 1024
 
@@ -145,9 +146,7 @@ async def pushed(size: int) -> AsyncIterator[tuple[Web, rpc.Broker, rpc.StreamRe
 
 async def test_producer_waits_for_the_consumer_window() -> None:
     async with pushed(1_000_000) as (web, _, receiver):
-        with trio.fail_after(5):
-            while web.sent < WINDOW - 1000:  # the producer runs until the window is full
-                await trio.sleep(0.01)
+        await wait_until(lambda: web.sent >= WINDOW - 1000)  # the producer runs until the window is full
         await trio.sleep(0.1)  # and no further
         assert web.sent <= WINDOW
         first = await receiver.receive_some()
