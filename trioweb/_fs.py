@@ -139,7 +139,7 @@ def _find_openat2() -> Callable[[int, bytes], int] | None:
 _openat2 = _find_openat2()
 
 # How often a ServedRoot checks that its kept handle is still what its path names.
-_RECHECK_ROOT = 1.0
+RECHECK_ROOT = 1.0
 
 
 class ServedRoot:
@@ -149,13 +149,14 @@ class ServedRoot:
     kernel has it: one system call that cannot leave the root. Whatever it
     refuses (a symlink that leaves the root, or any absolute symlink) gets a
     second look by ``open_beneath``, which allows absolute symlinks that land
-    inside. The handle is checked against the path every ``_RECHECK_ROOT``
+    inside. The handle is checked against the path every ``recheck_every``
     seconds, so a root that is a symlink re-pointed by a deployment is
     followed within that time.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, recheck_every: float = RECHECK_ROOT) -> None:
         self.path = path
+        self.recheck_every = recheck_every
         self._fd = -1
         self.identity: tuple[int, int] | None = None  # (device, inode) of the directory `handle` holds
         self._real: str | None = None
@@ -199,7 +200,7 @@ class ServedRoot:
     def handle(self) -> int:
         """The kept ``O_PATH`` handle on the root (re-opened if the path now names another directory)."""
         now = time.monotonic()
-        if self._fd >= 0 and now - self._checked < _RECHECK_ROOT:
+        if self._fd >= 0 and now - self._checked < self.recheck_every:
             return self._fd
         self._checked = now
         current = os.stat(self.path)

@@ -40,7 +40,7 @@ import os
 import stat
 from typing import TYPE_CHECKING, Any
 
-from trioweb._fs import NotServable, Registry, ServedRoot, read_exactly, segment_name, send_pieces
+from trioweb._fs import RECHECK_ROOT, NotServable, Registry, ServedRoot, read_exactly, segment_name, send_pieces
 from trioweb._request import CACHED
 from trioweb.resource import ForbiddenResource, NoResource, Resource
 from trioweb.static._asis import ASISProcessor
@@ -106,6 +106,9 @@ class File(Resource):
     childNotFound: Resource = NoResource("File not found.")
     forbidden: Resource = ForbiddenResource()
     follow_symlinks = False
+    # Seconds between checks that the root's path still names the directory
+    # being served (a symlink re-pointed by a deployment is followed within that).
+    root_recheck = RECHECK_ROOT
 
     def __init__(
         self,
@@ -122,7 +125,7 @@ class File(Resource):
         self.processors: dict[str, Callable[[str, Registry], Resource]] = {}
         # The tree this File belongs to (what containment is checked against),
         # and where this File is in it.
-        self._served = ServedRoot(self.path)
+        self._served = ServedRoot(self.path, self.root_recheck)
         self._relative = ""
 
     def ignoreExt(self, ext: str) -> None:
@@ -194,7 +197,7 @@ class File(Resource):
         if f.path.startswith(root + "/") or (root == "/" and f.path != "/"):
             f._relative = f.path[len(root):].lstrip("/")
         else:
-            f._served = ServedRoot(f.path)
+            f._served = ServedRoot(f.path, self.root_recheck)
             f._relative = ""
         return f
 

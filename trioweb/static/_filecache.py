@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -56,9 +57,11 @@ def identity(info: os.stat_result) -> Identity:
 class SmallFileCache:
     """Kept copies, keyed by ``(root identity, relative path, follow_symlinks)``."""
 
-    def __init__(self, max_bytes: int = 32 * 1024 * 1024, max_file_bytes: int = 64 * 1024) -> None:
+    def __init__(self, max_bytes: int = 32 * 1024 * 1024, max_file_bytes: int = 64 * 1024, *,
+                 clock_ns: Callable[[], int] = time.time_ns) -> None:
         self.max_bytes = max_bytes
         self.max_file_bytes = max_file_bytes
+        self.clock_ns = clock_ns  # the wall clock ctimes are compared with
         self._entries: dict[Key, tuple[Identity, bytes]] = {}
         self._size = 0
 
@@ -83,7 +86,7 @@ class SmallFileCache:
         ``info`` before it was read, if it qualifies (see the module docstring)."""
         if len(content) != info.st_size or info.st_size > self.max_file_bytes:
             return
-        if info.st_ctime_ns > time.time_ns() - int(SETTLED * 1e9):
+        if info.st_ctime_ns > self.clock_ns() - int(SETTLED * 1e9):
             return
         kept = identity(info)
         if identity(os.fstat(fd)) != kept:

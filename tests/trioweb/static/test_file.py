@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 
-import trioweb._fs
 from tests.trioweb.static.sizes import BIG_SIZE
 from trioweb.resource import Resource
 from trioweb.static import ASISProcessor, Data, File, Registry
@@ -225,13 +224,16 @@ async def test_processors_get_path_and_shared_registry(tree, serve_file):
     assert len(seen) == 1
 
 
-async def test_root_symlink_repointed_by_a_deployment(tmp_path, serve_file, monkeypatch):
-    monkeypatch.setattr(trioweb._fs, "_RECHECK_ROOT", 0.0)
+class CheckedEveryTime(File):
+    root_recheck = 0.0
+
+
+async def test_root_symlink_repointed_by_a_deployment(tmp_path, serve_file):
     for release in ("v1", "v2"):
         (tmp_path / release).mkdir()
         (tmp_path / release / "version.txt").write_text(release)
     (tmp_path / "current").symlink_to("v1")
-    site = await serve_file(File(str(tmp_path / "current")))
+    site = await serve_file(CheckedEveryTime(str(tmp_path / "current")))
     assert (await site.get("/version.txt")).body == b"v1"
     (tmp_path / "next").symlink_to("v2")
     (tmp_path / "next").rename(tmp_path / "current")

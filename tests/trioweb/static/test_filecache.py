@@ -8,7 +8,6 @@ import os
 import time
 from pathlib import Path
 
-import pytest
 import trio
 
 from trioweb._fs import ServedRoot
@@ -32,11 +31,9 @@ def _is_kept(root: Path, relative: str) -> bool:
 # -- the cache alone, on real files ---------------------------------------------
 
 
-@pytest.fixture
-def clock_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The cache's clock runs 5 s ahead: files written now count as settled."""
-    future = time.time_ns() + 5 * 10**9
-    monkeypatch.setattr(_filecache.time, "time_ns", lambda: future)
+def clock_ahead() -> int:
+    """A clock 5 s ahead: files written now count as settled."""
+    return time.time_ns() + 5 * 10**9
 
 
 def _offer(cache: SmallFileCache, path: Path, content: bytes, *, change_before_keep: bytes | None = None) -> None:
@@ -60,9 +57,9 @@ def _lookup(cache: SmallFileCache, directory: Path, name: str, root: object = "r
         os.close(dir_fd)
 
 
-def test_copy_of_a_settled_file_is_kept_and_matched(tmp_path: Path, clock_ahead: None) -> None:
+def test_copy_of_a_settled_file_is_kept_and_matched(tmp_path: Path) -> None:
     (tmp_path / "f").write_bytes(b"hello")
-    cache = SmallFileCache()
+    cache = SmallFileCache(clock_ns=clock_ahead)
     _offer(cache, tmp_path / "f", b"hello")
     found = _lookup(cache, tmp_path, "f")
     assert found is not None and found[1] == b"hello"
@@ -77,15 +74,15 @@ def test_no_copy_of_a_file_changed_within_the_last_second(tmp_path: Path) -> Non
     assert _lookup(cache, tmp_path, "f") is None
 
 
-def test_no_copy_when_the_file_changed_while_it_was_read(tmp_path: Path, clock_ahead: None) -> None:
+def test_no_copy_when_the_file_changed_while_it_was_read(tmp_path: Path) -> None:
     (tmp_path / "f").write_bytes(b"before")
-    cache = SmallFileCache()
+    cache = SmallFileCache(clock_ns=clock_ahead)
     _offer(cache, tmp_path / "f", b"before", change_before_keep=b"after, longer")
     assert cache._entries == {}
 
 
-def test_only_small_files_and_whole_contents_are_kept(tmp_path: Path, clock_ahead: None) -> None:
-    cache = SmallFileCache(max_bytes=1000, max_file_bytes=10)
+def test_only_small_files_and_whole_contents_are_kept(tmp_path: Path) -> None:
+    cache = SmallFileCache(max_bytes=1000, max_file_bytes=10, clock_ns=clock_ahead)
     (tmp_path / "big").write_bytes(b"x" * 11)
     (tmp_path / "part").write_bytes(b"y" * 8)
     _offer(cache, tmp_path / "big", b"x" * 11)
@@ -93,8 +90,8 @@ def test_only_small_files_and_whole_contents_are_kept(tmp_path: Path, clock_ahea
     assert cache._entries == {}
 
 
-def test_oldest_copies_go_first_past_the_byte_limit(tmp_path: Path, clock_ahead: None) -> None:
-    cache = SmallFileCache(max_bytes=25, max_file_bytes=10)
+def test_oldest_copies_go_first_past_the_byte_limit(tmp_path: Path) -> None:
+    cache = SmallFileCache(max_bytes=25, max_file_bytes=10, clock_ns=clock_ahead)
     for name in ("a", "b", "c"):
         (tmp_path / name).write_bytes(name.encode() * 10)
         _offer(cache, tmp_path / name, name.encode() * 10)
