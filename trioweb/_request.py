@@ -107,7 +107,7 @@ class Request:
     _start_task: Callable[..., None] | None = None
     _send_lock: trio.Lock | None = None
     _drains = 0
-    _body_limit: int | None = None  # set once the resource is known
+    _body_limit = 0  # set by process() once the resource is known, before anything reads the body
 
     def __init__(self, site: Site, channel: Channel, head: RequestHead) -> None:
         self.site = site
@@ -233,7 +233,7 @@ class Request:
         Bounded by the resource's ``max_request_body`` (or the Site's): past
         it, ``BodyTooLarge``; a client that stalls, ``BodyTimeout``.
         """
-        limit = self._body_limit or self.site.limits.max_body_size
+        limit = self._body_limit
         while True:
             piece = await self.channel.receive_body_chunk(limit)
             if not piece:
@@ -517,7 +517,7 @@ class Request:
 
     async def _read_body(self) -> bool:
         """Read the whole body into ``content``; on failure answer and return False."""
-        limit = self._body_limit or self.site.limits.max_body_size
+        limit = self._body_limit
         try:
             self.content = await read_body(self.channel, limit, SPOOL_SIZE)
         except BodyTooLarge:

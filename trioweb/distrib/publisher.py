@@ -30,7 +30,6 @@ import logging
 import math
 import os
 from collections.abc import Callable, Coroutine
-from dataclasses import replace
 from typing import Any
 
 import trio
@@ -183,9 +182,12 @@ class RemoteChannel:
         if not (self._held_for_answer() and self._status is not None and self._body_done):
             return None
         body = b"".join(self._out)
+        answer = self._status.to_wire()  # the head; the body goes with it
         if len(body) <= INLINE_BODY:
-            return replace(self._status, body=body).to_wire()
-        return replace(self._status, stream=rpc.StreamSender(body)).to_wire()
+            answer["body"] = body
+        else:
+            answer["stream"] = rpc.StreamSender(body)
+        return answer
 
     async def complete(self) -> dict[str, Any] | None:
         """After the Site is done: the answer of the call (None if the body was streamed)."""
