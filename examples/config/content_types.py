@@ -1,5 +1,5 @@
-"""The guide's "Modifying File Resources", for content types: a type the
-host's mime.types lacks (``.woff2``) is added to ``contentTypes``.
+"""The guide's "Modifying File Resources", for content types: types the
+host's mime.types may lack (``.woff2``, ``.gmi``) are added to ``contentTypes``.
 
 Twisted: ``root.contentTypes[".woff2"] = "font/woff2"``. That dictionary is
 shared by every File (it is a class attribute, in Twisted as here); this
@@ -12,8 +12,9 @@ import os
 
 from trioweb import static
 
-HTDOCS = os.path.join(os.path.dirname(__file__), "..", "htdocs")
+ASSETS = os.path.join(os.path.dirname(__file__), "assets")
 
-resource = static.File(HTDOCS)
+resource = static.File(ASSETS)
 resource.contentTypes = dict(static.File.contentTypes)
 resource.contentTypes[".woff2"] = "font/woff2"
+resource.contentTypes[".gmi"] = "text/gemini"  # one that Debian's mime.types lacks
