@@ -173,3 +173,19 @@ def test_help_names_the_config_option_and_its_twistd_spelling():
     helptext = run("--help").stdout
     assert "-y, --config FILE.py" in helptext and "trioweb --config site.py" in helptext
 
+
+
+def test_rundir_then_a_relative_config_by_twistds_long_name(tmp_path):
+    config_file(tmp_path, "from trioweb.static import Data\nresource = Data(b'from rundir', 'text/plain')\n")
+    port = free_port()
+    with trioweb("-d", str(tmp_path), "--python", "site.py", port=port):
+        assert curl(f"http://127.0.0.1:{port}/").stdout == b"from rundir"
+    missing = run("--rundir", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and "cannot change to" in missing.stderr
+
+
+def test_u_is_twistd_webs_short_user():
+    port = free_port()
+    with trioweb("-u", port=port):
+        page = curl(f"http://127.0.0.1:{port}/").stdout
+    assert b"<h1>Users</h1>" in page

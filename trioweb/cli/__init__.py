@@ -28,7 +28,7 @@ from trioweb.cli._distrib_options import (
 from trioweb.cli._limit_options import limit_options, limits_from
 from trioweb.cli._process import gid_of, raise_open_file_limit, run_personal, run_site, uid_of
 from trioweb.cli._static_options import static_options, static_root
-from trioweb.cli._twistd_options import twistd_listen, twistd_options
+from trioweb.cli._twistd_options import apply_twistd_options, twistd_options
 from trioweb.cli._welcome import WelcomePage
 from trioweb.endpoints import EndpointError, parse_endpoint
 from trioweb.server import Site
@@ -92,7 +92,7 @@ def main(**options: Any) -> None:
     """Serve a resource tree over HTTP, in the foreground, until SIGINT or SIGTERM."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         stream=sys.stderr)
-    deprecated_listen = twistd_listen(options)  # first: it applies --umask
+    deprecated_listen = apply_twistd_options(options)  # first: --umask and --rundir apply to what follows
     config = config_from(options)
     if config:
         check_site_options(config)

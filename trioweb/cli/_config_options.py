@@ -1,4 +1,5 @@
-"""The ``trioweb`` option that runs a Python configuration file: ``--config FILE.py`` (``-y``).
+"""The ``trioweb`` option that runs a Python configuration file: ``--config FILE.py``
+(also ``-y``/``--python``, twistd's names).
 
 The file (see ``trioweb.config``) defines the root, or a whole ``Site``, and
 may define where to listen and whom to run as. On the command line:
@@ -35,7 +36,7 @@ class ConfigFileError(click.ClickException):
 def config_options(function: Any) -> Any:
     """Add the options of this module to a click command."""
     return click.option(
-        "--config", "-y", "config_path", metavar="FILE.py",
+        "--config", "-y", "--python", "config_path", metavar="FILE.py",
         help="Run this Python configuration file: it defines 'resource' (the root) or 'site' (a Site), "
              "and may define 'listen' (endpoint strings) and 'uid'/'gid' (twistd -y's file, in trioweb's "
              "API).")(function)

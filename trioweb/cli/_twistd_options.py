@@ -7,7 +7,8 @@
 - ``--notracebacks``, a no-op already in Twisted, is accepted with a warning;
 - ``-n/--nodaemon`` is accepted and does nothing: trioweb always runs in the
   foreground (run it under systemd or another supervisor);
-- ``--umask MODE`` sets the umask before anything is opened, as twistd does.
+- ``--umask MODE`` sets the umask, and ``-d/--rundir DIR`` the working
+  directory, before anything is opened or loaded, as twistd does.
 
 docs/cli.md has the table of every twistd option and what became of it.
 """
@@ -51,20 +52,24 @@ def twistd_options(function: Any) -> Any:
         click.option("-n", "--nodaemon", is_flag=True,
                      help="Accepted for twistd's sake: trioweb always runs in the foreground."),
         click.option("--umask", metavar="MODE", help="Set the umask (octal, e.g. 022) before opening anything."),
+        click.option("-d", "--rundir", metavar="DIR",
+                     help="Change to this directory before loading or opening anything (as twistd)."),
     ]
     for option in reversed(options):
         function = option(function)
     return function
 
 
-def twistd_listen(options: dict[str, Any]) -> list[str]:
-    """The endpoint strings the deprecated port options ask for (with their
-    warnings); applies ``--umask``. Removes this module's options."""
+def apply_twistd_options(options: dict[str, Any]) -> list[str]:
+    """Apply ``--umask`` and ``--rundir``; return the endpoint strings the
+    deprecated port options ask for (warning about each). Removes this
+    module's options."""
     https_port = options.pop("https_port")
     certificate = options.pop("certificate")
     privkey = options.pop("privkey")
     old_ports = options.pop("old_ports")
     umask = _octal(options.pop("umask"))
+    rundir = options.pop("rundir")
     options.pop("nodaemon")
     if options.pop("notracebacks"):
         log.warning("--notracebacks is deprecated and does nothing: tracebacks are only shown in error "
@@ -76,6 +81,12 @@ def twistd_listen(options: dict[str, Any]) -> list[str]:
         log.warning("-c/--certificate and -k/--privkey only apply to --https: ignored")
     if umask is not None:
         os.umask(umask)
+    if rundir is not None:
+        try:
+            os.chdir(rundir)
+        except OSError as exc:
+            raise click.BadParameter(f"cannot change to {rundir!r}: {exc.strerror}",
+                                     param_hint="--rundir") from None
     listen = []
     for port in old_ports:
         log.warning("--port is deprecated: use --listen %s", port)
