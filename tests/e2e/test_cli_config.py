@@ -171,7 +171,7 @@ def test_welcome_page_says_how_to_serve_a_directory_an_app_or_a_config():
 
 def test_help_names_the_config_option_and_its_twistd_spelling():
     helptext = run("--help").stdout
-    assert "-y, --config FILE.py" in helptext and "trioweb --config site.py" in helptext
+    assert "-y, --config, --python FILE.py" in helptext and "trioweb --config site.py" in helptext
 
 
 
