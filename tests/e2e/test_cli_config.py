@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.procs import curl, free_port, trioweb, trioweb_command, wait_for_port
+from tests.support.polling import wait_until_sync
+from tests.support.procs import ROOT, curl, free_port, trioweb, trioweb_command, wait_for_port
 
 
 def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
@@ -189,3 +190,19 @@ def test_u_is_twistd_webs_short_user():
     with trioweb("-u", port=port):
         page = curl(f"http://127.0.0.1:{port}/").stdout
     assert b"<h1>Users</h1>" in page
+
+
+def test_the_trio_form_of_not_wanted_in_the_porting_guide_runs(tmp_path):
+    """The block of docs/porting.md, its ten seconds made short: it answers, then says it finished."""
+    text = (ROOT / "docs" / "porting.md").read_text()
+    block = text.split("```python\n# not_wanted.rpy, the trio way\n", 1)[1].split("```", 1)[0]
+    assert "await trio.sleep(10)" in block
+    (tmp_path / "not_wanted.rpy").write_text(block.replace("await trio.sleep(10)", "await trio.sleep(1)"))
+    port = free_port()
+    with trioweb("--path", str(tmp_path), port=port) as server:
+        assert curl(f"http://127.0.0.1:{port}/not_wanted.rpy").stdout == b"hello world"
+        wait_until_sync(lambda: "finished normally" in server.output())
+        gone = subprocess.run(["curl", "-sS", "--max-time", "0.3", f"http://127.0.0.1:{port}/not_wanted.rpy"],
+                              capture_output=True, timeout=10)
+        assert gone.returncode != 0  # the client gave up before the end
+        wait_until_sync(lambda: "error the client went away" in server.output())
