@@ -137,6 +137,11 @@ def test_a_site_config_refuses_the_site_options_it_settles():
 # -- the examples that serve users' sites: a real account ---------------------------
 
 
+def served_public_html(name: str) -> tuple[int, bytes]:
+    """What a GET of the account's public_html index gives."""
+    return 200, f"<h1>{name}'s public_html</h1>".encode()
+
+
 @pytest.fixture(scope="module")
 def account():
     """A fresh account (uid ≥ 1000) whose ``public_html`` has a page, a script
@@ -172,8 +177,8 @@ def test_user_directory_server(account):
     with process:
         status, index = get(f"{base}/")
         assert status == 200 and f'href="~{name}/"'.encode() in index and b"Config Tester" in index
-        assert get(f"{base}/~{name}/") == (200, f"<h1>{name}'s public_html</h1>".encode())
-        assert get(f"{base}/users/{name}/") == (200, f"<h1>{name}'s public_html</h1>".encode())
+        assert get(f"{base}/~{name}/") == served_public_html(name)
+        assert get(f"{base}/users/{name}/") == served_public_html(name)
         assert get(f"{base}/~{name}/app.rpy")[0] == 404  # no script runs on the front, none is shown
         assert get(f"{base}/~{name}/.secret")[0] == 404
         assert get(f"{base}/~root/")[0] == 404
@@ -200,7 +205,7 @@ def test_personal_config_behind_the_front(account):
         with process:
             assert get(f"{base}/~{account.pw_name}/whoami") == (
                 200, f"served by uid {account.pw_uid} for ~{account.pw_name}/whoami".encode())
-            assert get(f"{base}/~{account.pw_name}/")[1] == f"<h1>{account.pw_name}'s public_html</h1>".encode()
+            assert get(f"{base}/~{account.pw_name}/") == served_public_html(account.pw_name)
     finally:
         personal.kill()
         (home / ".trioweb-pb").unlink(missing_ok=True)
@@ -213,8 +218,8 @@ def test_registry_example_with_user_directory(account):
     with process:
         status, index = get(f"{base}/users/")
         assert status == 200 and f'href="~{name}/"'.encode() in index
-        assert get(f"{base}/users/~{name}/") == (200, f"<h1>{name}'s public_html</h1>".encode())
-        assert get(f"{base}/users.rpy/~{name}/") == (200, f"<h1>{name}'s public_html</h1>".encode())
+        assert get(f"{base}/users/~{name}/") == served_public_html(name)
+        assert get(f"{base}/users.rpy/~{name}/") == served_public_html(name)
 
 
 @needs_root
@@ -227,8 +232,8 @@ def test_twistedmatrix_com_configuration_runs_as_www_data(account):
         assert f"\nUid:\t{www_data.pw_uid}\t{www_data.pw_uid}\t" in status
         assert f"\nGid:\t{www_data.pw_gid}\t{www_data.pw_gid}\t" in status
         assert get(f"{base}/")[1] == (HTDOCS / "index.html").read_bytes()
-        assert get(f"{base}/~{name}/") == (200, f"<h1>{name}'s public_html</h1>".encode())
-        assert get(f"{base}/users/~{name}/") == (200, f"<h1>{name}'s public_html</h1>".encode())
+        assert get(f"{base}/~{name}/") == served_public_html(name)
+        assert get(f"{base}/users/~{name}/") == served_public_html(name)
         assert get(f"{base}/users/")[0] == 200
         assert get(f"{base}/doc/")[0] == 200
         assert get(f"{base}/counter.rpy")[0] == 200

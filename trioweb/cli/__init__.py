@@ -133,7 +133,8 @@ def main(**options: Any) -> None:
     uid = uid_of(options["uid"]) if options["uid"] else (config.uid if config else None)
     gid = gid_of(options["gid"]) if options["gid"] else (config.gid if config else None)
     if personal and (uid is not None or gid is not None):
-        raise click.UsageError("--personal runs as the user who starts it: --uid/--gid do not apply.")
+        raise click.UsageError("--personal runs as the user who starts it: --uid/--gid (and a config file's uid/gid) "
+                               "do not apply.")
     raise_open_file_limit(site.limits.max_connections)
     try:
         if personal:
