@@ -206,3 +206,9 @@ def test_the_trio_form_of_not_wanted_in_the_porting_guide_runs(tmp_path):
                               capture_output=True, timeout=10)
         assert gone.returncode != 0  # the client gave up before the end
         wait_until_sync(lambda: "error the client went away" in server.output())
+
+
+def test_personal_with_a_config_that_sets_uid_is_a_usage_error(tmp_path):
+    path = config_file(tmp_path, "from trioweb.resource import Resource\nresource = Resource()\nuid = 0\n")
+    result = run("--personal", "--config", str(path), "--listen", f"unix:{tmp_path}/pb.sock")
+    assert result.returncode == 2 and "a config file's uid/gid" in result.stderr
