@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import stat
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from tests.support.polling import wait_until_sync
-from tests.support.procs import ROOT, curl, free_port, trioweb, trioweb_command, wait_for_port
+from tests.support.procs import ROOT, Process, curl, free_port, trioweb, trioweb_command, wait_for_port
 
 
 def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
@@ -212,3 +213,17 @@ def test_personal_with_a_config_that_sets_uid_is_a_usage_error(tmp_path):
     path = config_file(tmp_path, "from trioweb.resource import Resource\nresource = Resource()\nuid = 0\n")
     result = run("--personal", "--config", str(path), "--listen", f"unix:{tmp_path}/pb.sock")
     assert result.returncode == 2 and "a config file's uid/gid" in result.stderr
+
+
+def test_the_script_of_docs_config_serves_a_config_file(tmp_path):
+    text = (ROOT / "docs" / "config.md").read_text()
+    script = "# serve_config.py" + text.split("```python\n# serve_config.py", 1)[1].split("```", 1)[0]
+    (tmp_path / "serve_config.py").write_text(script)
+    port = free_port()
+    path = config_file(tmp_path, f"""
+        from trioweb.static import Data
+        resource = Data(b"served by a script", "text/plain")
+        listen = ["tcp:{port}:interface=127.0.0.1"]
+    """)
+    with Process([sys.executable, str(tmp_path / "serve_config.py"), str(path)], port=port):
+        assert curl(f"http://127.0.0.1:{port}/").stdout == b"served by a script"
