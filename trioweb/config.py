@@ -43,6 +43,7 @@ import os
 import pwd
 import sys
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,7 +173,7 @@ def _listen(path: str, value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _account(path: str, name: str, value: Any, lookup: Any) -> int | None:
+def _account(path: str, name: str, value: Any, lookup: Callable[[str], int]) -> int | None:
     if value is None:
         return None
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
@@ -181,7 +182,7 @@ def _account(path: str, name: str, value: Any, lookup: Any) -> int | None:
         return int(value)
     if isinstance(value, str) and value:
         try:
-            return int(lookup(value))
+            return lookup(value)
         except KeyError:
             kind = "user" if name == "uid" else "group"
             raise ConfigError(f"{path}: '{name}': no such {kind} {value!r}") from None
