@@ -16,7 +16,8 @@ docs/architecture.md, the one place the layers are listed):
 4. ``trioweb._fs``: what the kinds that serve a directory tree share;
 5. the resource kinds, each independent of the others: ``static``,
    ``script``, ``vhost``, ``rewrite``, ``distrib``;
-6. the face: ``cli`` (the ``trioweb`` command) and ``testing``.
+6. the face: ``cli`` (the ``trioweb`` command), ``config`` (Python
+   configuration files) and ``testing``.
 
 Import what you use from its module, as with Twisted
 (``from trioweb.static import File``); this package itself exports only

@@ -86,6 +86,40 @@ SPOOL_SIZE = 1024 * 1024
 WATCH_AFTER = 0.05
 
 
+class DeferredIdiomError(TypeError):
+    """Twisted's Deferred API used where trioweb has an awaitable; the message
+    says what to write instead (it is shown on the 500 page: it reveals
+    nothing of the site but how to port it)."""
+
+
+_NOTIFY_FINISH_HINT = (
+    "request.notifyFinish() is awaitable, not a Deferred: instead of d.addCallback/d.addErrback, "
+    "write 'await request.notifyFinish()' in an async def render (ConnectionLost is raised if the "
+    "client left first), and 'await trio.sleep(n)' instead of reactor.callLater; "
+    "see docs/porting.md, 'Deferreds and the reactor'"
+)
+
+
+class _FinishNotice:
+    """What ``notifyFinish`` returns: awaited, it waits for the end of the
+    response; Twisted's Deferred methods raise ``DeferredIdiomError``. The
+    wait is created only when awaited, so an unawaited notice leaves no
+    never-awaited coroutine behind."""
+
+    __slots__ = ("_request",)
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+
+    def __await__(self) -> Any:
+        return self._request._wait_finished().__await__()
+
+    def addCallback(self, *args: Any, **kwargs: Any) -> Any:
+        raise DeferredIdiomError(_NOTIFY_FINISH_HINT)
+
+    addErrback = addBoth = addCallbacks = addCallback
+
+
 class Request:
     """An HTTP request and the response being made for it."""
 
@@ -366,9 +400,12 @@ class Request:
     def notifyFinish(self) -> Awaitable[None]:
         """Awaitable that completes when the response is done.
 
-        It raises ``ConnectionLost`` if the client went away first.
+        It raises ``ConnectionLost`` if the client went away first. It is not
+        a Deferred: Twisted's ``addCallback``/``addErrback`` on it raise
+        ``DeferredIdiomError``, whose message (shown on the 500 page) says
+        what to write instead.
         """
-        return self._wait_finished()
+        return _FinishNotice(self)
 
     async def _wait_finished(self) -> None:
         while not self.finished:

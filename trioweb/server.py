@@ -23,7 +23,7 @@ import trio
 
 from trioweb._accesslog import AccessLog
 from trioweb._forms import FormError
-from trioweb._request import CACHED, Request
+from trioweb._request import CACHED, DeferredIdiomError, Request
 from trioweb._version import __version__
 from trioweb.http import ConnectionLost, HTTPConnection, Limits, RequestHead
 from trioweb.http import Server as HTTPServer
@@ -36,7 +36,17 @@ from trioweb.resource import (
     render_error,
 )
 
-__all__ = ["CACHED", "NOT_DONE_YET", "ConnectionLost", "Request", "Server", "Site", "serve", "version"]
+__all__ = [
+    "CACHED",
+    "NOT_DONE_YET",
+    "ConnectionLost",
+    "DeferredIdiomError",
+    "Request",
+    "Server",
+    "Site",
+    "serve",
+    "version",
+]
 
 log = logging.getLogger("trioweb.server")
 
@@ -140,10 +150,12 @@ class Site:
                 f"<body><b>web.Server Traceback (most recent call last):</b><pre>{escape(text)}</pre>"
                 "</body></html>\n"
             ).encode()
+        # A porting mistake's own message says how to fix it; any other stays in the log.
+        hint = f"<p>{escape(str(exc))}</p>" if isinstance(exc, DeferredIdiomError) else ""
         return (
-            b"<html><head><title>Processing Failed</title></head>"
-            b"<body><b>Processing Failed</b></body></html>"
-        )
+            "<html><head><title>Processing Failed</title></head>"
+            f"<body><b>Processing Failed</b>{hint}</body></html>"
+        ).encode()
 
     def log(self, request: Request) -> None:
         if self.access_log is not None:

@@ -17,6 +17,7 @@ import click
 import trio
 
 from trioweb._version import __version__
+from trioweb.cli._config_options import check_site_options, config_from, config_options
 from trioweb.cli._distrib_options import (
     PERSONAL_SOCKET,
     default_personal_root,
@@ -27,6 +28,7 @@ from trioweb.cli._distrib_options import (
 from trioweb.cli._limit_options import limit_options, limits_from
 from trioweb.cli._process import gid_of, raise_open_file_limit, run_personal, run_site, uid_of
 from trioweb.cli._static_options import static_options, static_root
+from trioweb.cli._twistd_options import apply_twistd_options, twistd_options
 from trioweb.cli._welcome import WelcomePage
 from trioweb.endpoints import EndpointError, parse_endpoint
 from trioweb.server import Site
@@ -43,6 +45,7 @@ Examples:
   trioweb --listen unix:/run/web.sock:mode=660 --logfile access.log
   trioweb --listen tcp:80 --uid www-data --gid www-data --class myapp.Root
   trioweb --path ~/site                      a directory, with .rpy scripts
+  trioweb --config site.py                   what a Python configuration file defines
   trioweb --user --listen tcp:80 --uid www-data   the front of a community host
   trioweb --personal --path ~/public_html    your personal server behind it
 """
@@ -72,7 +75,7 @@ def _parse_header(text: str) -> tuple[bytes, bytes]:
                    "ssl:PORT:privateKey=KEY.pem:certKey=CERT.pem. Default tcp:8080.")
 @click.option("--class", "class_name", metavar="MODULE.NAME",
               help="Serve an instance of this Resource class (created with no arguments).")
-@click.option("--logfile", metavar="FILE", help="Access log in the combined log format ('-' for stdout).")
+@click.option("-l", "--logfile", metavar="FILE", help="Access log in the combined log format ('-' for stdout).")
 @click.option("--add-header", "add_header", multiple=True, metavar="'NAME: VALUE'",
               help="Add this header to every response, errors included (repeatable).")
 @click.option("--display-tracebacks", is_flag=True, help="Show tracebacks in 500 pages (for development).")
@@ -82,16 +85,23 @@ def _parse_header(text: str) -> tuple[bytes, bytes]:
 @static_options
 @distrib_options
 @limit_options
+@config_options
+@twistd_options
 @click.version_option(__version__, prog_name="trioweb")
 def main(**options: Any) -> None:
     """Serve a resource tree over HTTP, in the foreground, until SIGINT or SIGTERM."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         stream=sys.stderr)
+    deprecated_listen = apply_twistd_options(options)  # first: --umask and --rundir apply to what follows
+    config = config_from(options)
+    if config:
+        check_site_options(config)
+    listen = [*(config.listen if config else ()), *options["listen"], *deprecated_listen]
     limits = limits_from(options)
     personal = personal_settings(options)
     default_listen = f"unix:{PERSONAL_SOCKET}:mode=666" if personal else "tcp:8080"
     try:
-        endpoints = [parse_endpoint(e) for e in (options["listen"] or (default_listen,))]
+        endpoints = [parse_endpoint(e) for e in (listen or (default_listen,))]
     except EndpointError as exc:
         raise click.UsageError(str(exc)) from None
     headers = [_parse_header(h) for h in options["add_header"]]
@@ -99,9 +109,11 @@ def main(**options: Any) -> None:
         static_root(options, _named_object),
         user_root(options),
         _named_object(options["class_name"])() if options["class_name"] else None,
+        config.resource if config else None,
     ) if root is not None]
     if len(roots) > 1:
-        raise click.UsageError("--class, --path, --resource-script and --user choose the root: give one of them.")
+        raise click.UsageError("--class, --path, --resource-script, --user and --config choose the root: "
+                               "give one of them.")
     if roots:
         root = roots[0]
     elif personal:
@@ -113,13 +125,17 @@ def main(**options: Any) -> None:
         handler = logging.FileHandler(log_path)
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
         logging.getLogger().addHandler(handler)  # errors go to the personal log too
-    site = Site(root, limits=limits, logPath=log_path,
-                displayTracebacks=options["display_tracebacks"], headers=headers)
-    uid = uid_of(options["uid"]) if options["uid"] else None
-    gid = gid_of(options["gid"]) if options["gid"] else None
+    if config and config.site:
+        site = config.site
+    else:
+        site = Site(root, limits=limits, logPath=log_path,
+                    displayTracebacks=options["display_tracebacks"], headers=headers)
+    uid = uid_of(options["uid"]) if options["uid"] else (config.uid if config else None)
+    gid = gid_of(options["gid"]) if options["gid"] else (config.gid if config else None)
     if personal and (uid is not None or gid is not None):
-        raise click.UsageError("--personal runs as the user who starts it: --uid/--gid do not apply.")
-    raise_open_file_limit(limits.max_connections)
+        raise click.UsageError("--personal runs as the user who starts it: --uid/--gid (and a config file's uid/gid) "
+                               "do not apply.")
+    raise_open_file_limit(site.limits.max_connections)
     try:
         if personal:
             trio.run(lambda: run_personal(site, endpoints, personal.allowed_uids, pidfile=options["pidfile"]))

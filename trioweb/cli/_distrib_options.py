@@ -34,7 +34,7 @@ PERSONAL_LOG = "~/.trioweb.log"
 def distrib_options(function: Any) -> Any:
     """Add the options of this module to a click command."""
     options = [
-        click.option("--user", "user_mode", is_flag=True,
+        click.option("-u", "--user", "user_mode", is_flag=True,
                      help="Front server: / lists users, /~NAME/ and /users/NAME/ serve their sites."),
         click.option("--personal", is_flag=True,
                      help="Personal server: publish the tree (default ~/public_html) to a --user front "

@@ -27,10 +27,10 @@ def static_options(function: Any) -> Any:
     """Add the options of this module to a click command."""
     options = [
         click.option("--path", metavar="DIR", help="Serve the files below DIR (.rpy and .asis files are run)."),
-        click.option("--index", multiple=True, metavar="NAME",
+        click.option("-i", "--index", multiple=True, metavar="NAME",
                      help="Index file name for directories (repeatable; replaces index, index.html, "
                           "index.htm, index.rpy)."),
-        click.option("--mime-type", metavar="TYPE", help="Content type of files with an unknown extension "
+        click.option("-m", "--mime-type", metavar="TYPE", help="Content type of files with an unknown extension "
                                                          "[default: text/html]."),
         click.option("--ignore-ext", multiple=True, metavar="EXT",
                      help="Let a request for 'foo' find 'foo.EXT' (repeatable, tried in order)."),

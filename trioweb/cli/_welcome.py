@@ -17,7 +17,12 @@ code{{background:#f3f3f3;padding:.1em .3em;border-radius:3px}}</style></head>
 <body><h1>trioweb {__version__} is running</h1>
 <p>This is the built-in page: no site was given to serve. Next steps:</p>
 <ul>
-<li>serve a resource class: <code>trioweb --class mymodule.Root</code></li>
+<li>serve a directory (with <code>.rpy</code> scripts): <code>trioweb --path ~/site</code></li>
+<li>serve an application: <code>trioweb --wsgi mymodule.app</code> (WSGI),
+<code>trioweb --asgi mymodule.app</code> (ASGI), or a Resource class:
+<code>trioweb --class mymodule.Root</code></li>
+<li>run a Python configuration file (what <code>twistd -y</code> ran), which defines
+<code>resource</code> or <code>site</code>: <code>trioweb --config site.py</code></li>
 <li>listen elsewhere: <code>trioweb --listen tcp:8000:interface=127.0.0.1</code></li>
 <li>all options: <code>trioweb --help</code></li>
 </ul></body></html>

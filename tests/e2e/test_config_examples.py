@@ -1,0 +1,248 @@
+"""Every configuration file under examples/config, run by ``trioweb --config`` (or ``-y``)
+and fetched with curl, as the guide's "Advanced Configuration" and the
+tutorial's slides describe them.
+
+The examples that serve users' sites need a real account with a
+``public_html`` (and one runs a personal server as that account): those
+tests run as root, creating the account, and are skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.support.procs import ROOT, Process, curl, free_port, trioweb, trioweb_command
+
+EXAMPLES = ROOT / "examples" / "config"
+HTDOCS = ROOT / "examples" / "htdocs"
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create a user account")
+
+
+def serve(name: str, *args: str, **kwargs) -> tuple[Process, str]:
+    port = free_port()
+    return trioweb("--config", str(EXAMPLES / name), *args, port=port, **kwargs), f"http://127.0.0.1:{port}"
+
+
+def get(url: str, *args: str) -> tuple[int, bytes]:
+    """(status, body) of a GET with curl."""
+    out = curl("-w", "\n%{http_code}", *args, url).stdout
+    body, _, status = out.rpartition(b"\n")
+    return int(status), body
+
+
+def test_adding_children_doc():
+    package = sorted(p for p in os.listdir("/usr/share/doc") if os.path.isdir(f"/usr/share/doc/{p}"))[0]
+    process, base = serve("doc_child.py")
+    with process:
+        assert get(f"{base}/") == (200, (HTDOCS / "index.html").read_bytes())
+        status, listing = get(f"{base}/doc/")
+        assert status == 200 and f'href="./{package}/"'.encode() in listing
+        assert get(f"{base}/doc/{package}")[0] == 302  # a directory without its slash redirects
+
+
+def test_modifying_file_resources_index_rpy():
+    process, base = serve("index_rpy.py")
+    with process:
+        assert get(f"{base}/") == (200, b"<html><body>index.rpy rendered this page.</body></html>")
+        assert get(f"{base}/foo.rpy") == (200, b"foo.rpy at foo.rpy")
+        assert get(f"{base}/foo")[0] == 404  # no ignoreExt here
+
+
+def test_modifying_file_resources_ignore_ext():
+    process, base = serve("ignore_ext.py")
+    with process:
+        assert get(f"{base}/foo") == (200, b"foo.rpy at foo")
+        assert get(f"{base}/foo.rpy") == (200, b"foo.rpy at foo.rpy")
+        assert get(f"{base}/nothing")[0] == 404
+
+
+def test_modifying_file_resources_content_types():
+    process, base = serve("content_types.py")
+    with process:
+        assert b"Content-Type: font/woff2" in curl("-I", f"{base}/placeholder.woff2").stdout
+        assert b"Content-Type: text/gemini" in curl("-I", f"{base}/hello.gmi").stdout
+
+
+def test_virtual_hosts():
+    process, base = serve("virtual_hosts.py")
+    with process:
+        assert get(f"{base}/", "-H", "Host: foo.com") == (200, b"<h1>foo.com</h1>\n")
+        assert get(f"{base}/", "-H", "Host: BAR.com:8080") == (200, b"<h1>bar.com</h1>\n")
+        assert get(f"{base}/hello", "-H", "Host: baz") == (200, b"baz says hello from baz")
+        assert get(f"{base}/hello.rpy", "-H", "Host: baz") == (200, b"baz says hello from baz")
+        assert get(f"{base}/", "-H", "Host: elsewhere.example") == (200, (HTDOCS / "index.html").read_bytes())
+        assert get(f"{base}/hello", "-H", "Host: foo.com")[0] == 404  # foo.com runs no scripts
+
+
+def test_vhosts_from_a_directory():
+    process, base = serve("vhosts_from_directory.py")
+    with process:
+        assert get(f"{base}/", "-H", "Host: example.org")[1] == b"<h1>example.org, from a directory of vhosts</h1>\n"
+        assert get(f"{base}/", "-H", "Host: example.net")[1] == b"<h1>example.net, from a directory of vhosts</h1>\n"
+        assert get(f"{base}/", "-H", "Host: example.com")[1] == (HTDOCS / "index.html").read_bytes()
+
+
+def test_ports_from_a_file(tmp_path):
+    ports = [free_port(), free_port()]
+    (tmp_path / "ports").write_text(f"{ports[0]}\n{ports[1]}\n")
+    env = {"WEB_PORTS": str(tmp_path / "ports"), "WEB_INTERFACE": "127.0.0.1"}
+    with Process([trioweb_command(), "-y", str(EXAMPLES / "ports_from_file.py")], port=ports[0], env=env) as server:
+        for port in ports:
+            assert get(f"http://127.0.0.1:{port}/") == (200, (HTDOCS / "index.html").read_bytes())
+        assert server.stop() == 0
+
+
+def test_ports_from_a_missing_file_is_a_clear_error(tmp_path):
+    result = subprocess.run([trioweb_command(), "-y", str(EXAMPLES / "ports_from_file.py")],
+                            env=dict(os.environ, WEB_PORTS=str(tmp_path / "none")), capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode == 2
+    assert f"ports_from_file.py:23: FileNotFoundError: [Errno 2] No such file or directory: " \
+           f"'{tmp_path / 'none'}'" in result.stderr
+
+
+def test_uber_example_site_settings(tmp_path):
+    log = tmp_path / "access.log"
+    process, base = serve("uber.py", env={"WEB_ACCESS_LOG": str(log)})
+    with process as server:
+        assert get(f"{base}/")[1] == (HTDOCS / "index.html").read_bytes()
+        assert get(f"{base}/hello.rpy")[0] == 200  # the main site runs resource scripts
+        assert get(f"{base}/doc/")[0] == 200
+        assert get(f"{base}/", "-H", "Host: foo.com")[1] == b"<h1>foo.com</h1>\n"
+        assert get(f"{base}/users/")[0] == 200
+        assert get(f"{base}/~no-such-user-here/")[0] == 404
+        status = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--data-binary",
+                                 "@-", f"{base}/hello.rpy"], input=b"x" * (65 * 1024), capture_output=True,
+                                timeout=20).stdout
+        assert status == b"413"  # the Site's own limit (64 KiB), not the default 1 MiB
+        assert server.stop() == 0
+    assert '"GET /doc/ HTTP/1.1" 200' in log.read_text()
+
+
+def test_a_site_config_refuses_the_site_options_it_settles():
+    for option in (["--logfile", "-"], ["--max-body-size", "10"], ["--display-tracebacks"]):
+        result = subprocess.run([trioweb_command(), "-y", str(EXAMPLES / "uber.py"), *option],
+                                capture_output=True, text=True, timeout=30)
+        assert result.returncode == 2
+        assert f"{option[0]}: {EXAMPLES / 'uber.py'} defines 'site'" in result.stderr
+
+
+# -- the examples that serve users' sites: a real account ---------------------------
+
+
+def served_public_html(name: str) -> tuple[int, bytes]:
+    """What a GET of the account's public_html index gives."""
+    return 200, f"<h1>{name}'s public_html</h1>".encode()
+
+
+@pytest.fixture(scope="module")
+def account():
+    """A fresh account (uid ≥ 1000) whose ``public_html`` has a page, a script
+    and a dotfile; its home in a world-traversable temporary directory."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create a user account")
+    base = Path(tempfile.mkdtemp(prefix="trioweb-config-homes-", dir="/tmp"))
+    os.chmod(base, 0o755)
+    name = f"twcfg{os.getpid() % 100000}"
+    home = base / name
+    try:
+        subprocess.run(["useradd", "--create-home", "--home-dir", str(home), "--shell", "/usr/sbin/nologin",
+                        "--comment", "Config Tester,,,", "--user-group", name], check=True, capture_output=True)
+        user = pwd.getpwnam(name)
+        os.chmod(home, 0o711)
+        public = home / "public_html"
+        public.mkdir()
+        (public / "index.html").write_text(f"<h1>{name}'s public_html</h1>")
+        (public / "app.rpy").write_text("resource = None  # the front never runs it\n")
+        (public / ".secret").write_text("dotfile")
+        for path in [home, *home.rglob("*")]:
+            os.lchown(path, user.pw_uid, user.pw_gid)
+        yield user
+    finally:
+        subprocess.run(["userdel", "--remove", name], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@needs_root
+def test_user_directory_server(account):
+    name = account.pw_name
+    process, base = serve("user_directory.py")
+    with process:
+        status, index = get(f"{base}/")
+        assert status == 200 and f'href="~{name}/"'.encode() in index and b"Config Tester" in index
+        assert get(f"{base}/~{name}/") == served_public_html(name)
+        assert get(f"{base}/users/{name}/") == served_public_html(name)
+        assert get(f"{base}/~{name}/app.rpy")[0] == 404  # no script runs on the front, none is shown
+        assert get(f"{base}/~{name}/.secret")[0] == 404
+        assert get(f"{base}/~root/")[0] == 404
+
+
+@needs_root
+def test_personal_config_behind_the_front(account):
+    """``trioweb --personal --config``: the user's own configuration file, run as the user."""
+    home = Path(account.pw_dir)
+    shutil.copy(EXAMPLES / "personal.py", home / "personal.py")
+    os.lchown(home / "personal.py", account.pw_uid, account.pw_gid)
+    personal = Process([trioweb_command(), "--personal", "--config", str(home / "personal.py")],
+                       user=account.pw_uid, group=account.pw_gid, extra_groups=[],
+                       env={"HOME": str(home), "USER": account.pw_name}, cwd=str(home))
+    try:
+        socket_path = home / ".trioweb-pb"
+        for _ in range(400):
+            if socket_path.exists() or personal.process.poll() is not None:
+                break
+            subprocess.run(["sleep", "0.05"])
+        if not socket_path.exists():
+            pytest.fail(f"the personal server did not start: {personal.output()}")
+        process, base = serve("user_directory.py")
+        with process:
+            assert get(f"{base}/~{account.pw_name}/whoami") == (
+                200, f"served by uid {account.pw_uid} for ~{account.pw_name}/whoami".encode())
+            assert get(f"{base}/~{account.pw_name}/") == served_public_html(account.pw_name)
+    finally:
+        personal.kill()
+        (home / ".trioweb-pb").unlink(missing_ok=True)
+
+
+@needs_root
+def test_registry_example_with_user_directory(account):
+    name = account.pw_name
+    process, base = serve("registry_users.py")
+    with process:
+        status, index = get(f"{base}/users/")
+        assert status == 200 and f'href="~{name}/"'.encode() in index
+        assert get(f"{base}/users/~{name}/") == served_public_html(name)
+        assert get(f"{base}/users.rpy/~{name}/") == served_public_html(name)
+
+
+@needs_root
+def test_twistedmatrix_com_configuration_runs_as_www_data(account):
+    name = account.pw_name
+    process, base = serve("twistedmatrix_com.py")
+    with process as server:
+        status = Path(f"/proc/{server.pid}/status").read_text()
+        www_data = pwd.getpwnam("www-data")
+        assert f"\nUid:\t{www_data.pw_uid}\t{www_data.pw_uid}\t" in status
+        assert f"\nGid:\t{www_data.pw_gid}\t{www_data.pw_gid}\t" in status
+        assert get(f"{base}/")[1] == (HTDOCS / "index.html").read_bytes()
+        assert get(f"{base}/~{name}/") == served_public_html(name)
+        assert get(f"{base}/users/~{name}/") == served_public_html(name)
+        assert get(f"{base}/users/")[0] == 200
+        assert get(f"{base}/doc/")[0] == 200
+        assert get(f"{base}/counter.rpy")[0] == 200
+
+
+def test_twistedmatrix_com_uid_is_overridden_by_the_command_line():
+    """Without root, --uid/--gid (which win over the file's) keep the process as it is."""
+    process, base = serve("twistedmatrix_com.py", "--uid", str(os.getuid()), "--gid", str(os.getgid()))
+    with process as server:
+        assert f"\nUid:\t{os.getuid()}\t" in Path(f"/proc/{server.pid}/status").read_text()
+        assert get(f"{base}/")[1] == (HTDOCS / "index.html").read_bytes()
+        assert get(f"{base}/~no-such-user-here/")[0] == 404
