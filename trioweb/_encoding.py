@@ -152,12 +152,12 @@ class _BrotliEncoder:
     def encode(self, data: bytes) -> bytes:
         if self._compressor is None:
             self._compressor = brotli.Compressor(quality=self.factory.brotliQuality)
-        return self._compressor.process(data) + self._compressor.flush()  # type: ignore[no-any-return]
+        return self._compressor.process(data) + self._compressor.flush()
 
     def finish(self) -> bytes:
         if self._compressor is None:
             return self.whole(b"")
-        return self._compressor.finish()  # type: ignore[no-any-return]
+        return self._compressor.finish()
 
 
 class GzipEncoderFactory:

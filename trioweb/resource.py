@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "KNOWN_METHODS",
-    "EncodingResourceWrapper",
     "NOT_DONE_YET",
+    "EncodingResourceWrapper",
     "ErrorPage",
     "ForbiddenResource",
     "NoResource",
@@ -147,7 +147,7 @@ class EncodingResourceWrapper(Resource):
         for factory in self._encoders:
             encoder = factory.encoderForRequest(request)
             if encoder is not None:
-                return encoder  # type: ignore[no-any-return]
+                return encoder
         return None
 
 
