@@ -46,6 +46,8 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote_from_bytes
 
+from trioweb._components import Componentized
+
 if TYPE_CHECKING:
     from trioweb._request import Request
 
@@ -59,7 +61,7 @@ DEFAULT_SWEEP_INTERVAL = 60.0
 _TOKEN_PUNCTUATION = "!#$&'*+-.^_`|~"
 
 
-class Session:
+class Session(Componentized):
     """A client's session with a site: attributes of your own, plus Twisted's API.
 
     ``uid`` (bytes), ``site``, ``lastModified`` (the store's clock at the
@@ -74,10 +76,10 @@ class Session:
 
     def __init__(self, site: Any, uid: bytes, reactor: Any = None) -> None:
         # ``reactor`` is accepted for code written for Twisted, and unused.
+        super().__init__()
         self.site = site
         self.uid = uid
         self.expireCallbacks: list[Callable[[], Any]] = []
-        self._components: dict[Any, Any] = {}
         self.expired = False
         self.lastModified = 0.0
         self.touch()
@@ -93,16 +95,6 @@ class Session:
     def notifyOnExpire(self, callback: Callable[[], Any]) -> None:
         """Call ``callback()`` when the session expires, whatever the cause."""
         self.expireCallbacks.append(callback)
-
-    def getComponent(self, interface: Any, default: Any = None) -> Any:
-        return self._components.get(interface, default)
-
-    def setComponent(self, interfaceClass: Any, component: Any) -> None:
-        self._components[interfaceClass] = component
-
-    def removeComponent(self, component: Any) -> None:
-        for key in [k for k, v in self._components.items() if v is component]:
-            del self._components[key]
 
     def _run_expire_callbacks(self) -> None:
         self.expired = True
