@@ -44,6 +44,7 @@ says more.
 from __future__ import annotations
 
 import os
+import re
 import zlib
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
@@ -69,6 +70,7 @@ SKIP_TYPES = (
 )
 # ...except these, which are text.
 TEXT_IMAGES = ("image/svg+xml", "image/x-icon", "image/bmp")
+_QVALUE = re.compile(rb"0(\.[0-9]{0,3})?|1(\.0{0,3})?")
 # Pieces a file or a pipe is read in when it goes through an encoder.
 READ_PIECE = 64 * 1024
 
@@ -97,12 +99,7 @@ def accepted_codings(header_values: Iterable[bytes]) -> dict[bytes, float]:
 
 def _quality(text: bytes) -> float:
     """An RFC 9110 qvalue (``0``, ``0.5``, ``1.000``), or 0.0 if malformed."""
-    if not text or len(text) > 5 or text[:1] not in b"01" or (len(text) > 1 and text[1:2] != b"."):
-        return 0.0
-    if not text[2:].isdigit() and text[2:]:
-        return 0.0
-    value = float(text)
-    return value if value <= 1.0 else 0.0
+    return float(text) if _QVALUE.fullmatch(text) else 0.0
 
 
 class RequestEncoder(Protocol):
@@ -236,16 +233,19 @@ class ResponseEncoding:
         headers = request.responseHeaders
         _add_vary(headers)
         encoder = self.encoder
-        if encoder is None or not self._applies(request, content_length):
+        if encoder is None or status_has_no_body(request.code):
             return None
-        coding = getattr(encoder, "coding", b"gzip")
-        headers.set_value(b"content-encoding", coding)
+        if isinstance(encoder, (_GzipEncoder, _BrotliEncoder)):
+            if not self._applies(request, encoder.factory, content_length):
+                return None
+            headers.set_value(b"content-encoding", encoder.coding)
+            etag = headers.last_value(b"etag")
+            if etag is not None:
+                headers.removeHeader(b"etag")
+                if etag.startswith(b'W/"') and etag.endswith(b'"'):
+                    headers.set_value(b"etag", etag[:-1] + b"-" + encoder.coding + b'"')
+        # else an encoder of Twisted's interface, which set its headers itself: it always applies
         headers.removeHeader(b"content-length")
-        etag = headers.last_value(b"etag")
-        if etag is not None:
-            headers.removeHeader(b"etag")
-            if etag.startswith(b'W/"') and etag.endswith(b'"'):
-                headers.set_value(b"etag", etag[:-1] + b"-" + coding + b'"')
         if content_length is None:
             return ([encoder.encode(b"".join(pieces))] if pieces else []), None
         if request.method == b"HEAD" and not any(pieces):
@@ -255,17 +255,14 @@ class ResponseEncoding:
         encoded = whole(body) if whole is not None else encoder.encode(body) + encoder.finish()
         return [encoded], len(encoded)
 
-    def _applies(self, request: Request, content_length: int | None) -> bool:
+    @staticmethod
+    def _applies(request: Request, factory: GzipEncoderFactory, content_length: int | None) -> bool:
         headers = request.responseHeaders
-        code = request.code
-        if status_has_no_body(code) or code == 206 or headers.last_value(b"content-encoding") is not None:
+        if request.code == 206 or headers.last_value(b"content-encoding") is not None:
             return False
         cache_control = headers.getRawHeaders(b"cache-control")
         if cache_control and any(b"no-transform" in value.lower() for value in cache_control):
             return False
-        factory = getattr(self.encoder, "factory", None)
-        if factory is None:  # an encoder of another kind (Twisted's interface): always applies
-            return True
         if not factory.compresses(headers.last_value(b"content-type") or request.defaultContentType):
             return False
         declared = headers.last_value(b"content-length")

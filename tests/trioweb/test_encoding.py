@@ -65,6 +65,10 @@ async def test_the_guide_example_is_compressed_with_its_length():
     (b"gzip;q=abc", None),
     (b"gzip;q=2", None),
     (b"gzip;q", None),
+    (b"gzip;q=.5", None),
+    (b"gzip;q=0.1234", None),
+    (b"gzip;q=1.001", None),
+    (b"gzip;q=0.001", b"gzip"),
     (b"br", None),  # br only when brotli is offered (here it is not)
     (b"", None),
 ])
@@ -251,12 +255,13 @@ async def test_the_first_factory_giving_an_encoder_wins_and_twisted_style_encode
 
     class Always:
         def encoderForRequest(self, request):
-            request.setHeader(b"x-encoder", b"upper")
+            request.setHeader(b"content-encoding", b"x-upper")  # as Twisted's factories do
             return Upper()
 
     root = EncodingResourceWrapper(Page(b"hello"), [Never(), Always(), GzipEncoderFactory()])
     response = await fetch(root, b"/", headers=accept(b"gzip"))
-    assert bytes(response.body) == b"HELLO!" and response.header(b"x-encoder") == b"upper"
+    assert bytes(response.body) == b"HELLO!" and response.header(b"content-encoding") == b"x-upper"
+    assert response.header(b"content-length") == b"6"
 
 
 def test_accepted_codings():
