@@ -336,7 +336,9 @@ class Request:
                 self._wakeup.set()
             return
         if self._encoding is not None:
-            data = self._encoding.encode(data)
+            encoded = self._encoding.encode(data)
+            self.sentLength += len(encoded) - len(data)  # the log counts the bytes sent
+            data = encoded
         self.channel.write(data)
         if self._wakeup is not None:
             self._wakeup.set()
@@ -352,7 +354,9 @@ class Request:
         if not channel.response_started:
             self._start_response(content_length=sum(len(p) for p in self._pending))
         elif self._encoding is not None:
-            channel.write(self._encoding.finish())
+            tail = self._encoding.finish()
+            self.sentLength += len(tail)
+            channel.write(tail)
         channel.end_response()
         self.site.log(self)
         if self._wakeup is not None:
@@ -366,6 +370,7 @@ class Request:
                 self._encoding = None  # the body goes as it is
             else:
                 self._pending, content_length = encoded
+                self.sentLength = sum(len(p) for p in self._pending)  # nothing was sent before
         headers = self.responseHeaders
         declared = headers.take_framing()
         if declared is not None:

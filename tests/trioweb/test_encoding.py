@@ -310,3 +310,19 @@ async def test_without_brotli_installed_gzip_alone(monkeypatch):
     root = EncodingResourceWrapper(Page(), [GzipEncoderFactory()])
     assert (await fetch(root, b"/", headers=accept(b"br, gzip"))).header(b"content-encoding") == b"gzip"
     assert (await fetch(root, b"/", headers=accept(b"br"))).header(b"content-encoding") is None
+
+
+async def test_the_access_log_counts_the_encoded_bytes(tmp_path):
+    from trioweb.server import Site
+
+    def logged_size(site, log):
+        site.flush_log()
+        return int(log.read_text().split('"')[4].split()[1])  # "GET / HTTP/1.1" 200 SIZE
+
+    streamed_log, whole_log = tmp_path / "streamed.log", tmp_path / "whole.log"
+    streamed_site = Site(wrapped(Streamed([PAGE[:3000], PAGE[3000:]])), logPath=str(streamed_log))
+    streamed = await fetch(streamed_site, b"/", headers=accept(b"gzip"))
+    whole_site = Site(wrapped(Page()), logPath=str(whole_log))
+    whole = await fetch(whole_site, b"/", headers=accept(b"gzip"))
+    assert logged_size(streamed_site, streamed_log) == len(streamed.body) < len(PAGE)
+    assert logged_size(whole_site, whole_log) == len(whole.body) < len(PAGE)
