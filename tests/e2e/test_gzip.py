@@ -210,3 +210,18 @@ def test_chromium_loads_a_page_of_a_gzip_site(site, tmp_path):
     (base / "chromium.html").write_bytes(CHROMIUM_PAGE)
     dom = dump_dom(url + "/chromium.html", tmp_path / "profile")
     assert b'<p id="coding">coding=%s</p>' % CURL_CODING.encode() in dom  # Chromium offers br too
+
+
+def test_gzip_with_class_streams_a_streamed_page():
+    """--gzip wraps a --class root too, and a page written line by line still arrives line by line."""
+    port = free_port()
+    with trioweb("--class", "apps.Slow", "--gzip", port=port, env={"PYTHONPATH": str(Path(__file__).parent)}):
+        response = requests.get(f"http://127.0.0.1:{port}/?seconds=2", headers={"Accept-Encoding": "gzip"},
+                                stream=True, timeout=10)
+        assert response.headers["Content-Encoding"] == "gzip"
+        decoder = zlib.decompressobj(31)
+        pieces = response.raw.stream(65536, decode_content=False)
+        first = decoder.decompress(next(pieces))
+        assert first.startswith(b"line 0\n") and b"line 7" not in first  # not held back until the end
+        rest = b"".join(decoder.decompress(piece) for piece in pieces) + decoder.flush()
+        assert first + rest == b"".join(b"line %d\n" % i for i in range(8)) and decoder.eof
