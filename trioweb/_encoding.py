@@ -65,8 +65,7 @@ __all__ = ["GzipEncoderFactory", "RequestEncoder", "ResponseEncoding", "accepted
 SKIP_TYPES = (
     "image/", "audio/", "video/", "font/woff", "application/zip", "application/gzip", "application/x-gzip",
     "application/x-bzip2", "application/x-xz", "application/zstd", "application/x-7z-compressed",
-    "application/x-rar-compressed", "application/vnd.rar", "application/x-tar+gzip", "application/pdf",
-    "application/octet-stream", "application/wasm+br",
+    "application/x-rar-compressed", "application/vnd.rar", "application/pdf", "application/octet-stream",
 )
 # ...except these, which are text.
 TEXT_IMAGES = ("image/svg+xml", "image/x-icon", "image/bmp")
