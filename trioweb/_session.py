@@ -263,6 +263,9 @@ def session_for(request: Request, forceNotSecure: bool = False) -> Session:
     uid = request.getCookie(name)
     session = site.sessions.get(uid) if uid else None
     if session is None or session.secure != secure:  # a secure session is never had over plain HTTP
+        if request.startedWriting:
+            log.warning("%r: getSession() made a session after the response head was sent; "
+                        "its cookie cannot reach the client", request)
         session = site.makeSession()
         session.secure = secure
         path = b"/" + b"".join(quote_from_bytes(segment, safe="").encode("ascii") + b"/"

@@ -277,3 +277,18 @@ def test_components_and_attributes():
 def test_the_store_refuses_a_cap_below_one():
     with pytest.raises(ValueError):
         MemorySessionStore(0)
+
+
+async def test_a_session_made_after_the_head_was_sent_is_logged(caplog):
+    class Late(Resource):
+        isLeaf = True
+
+        async def render_GET(self, request):
+            request.write(b"head sent")
+            await request.drain()
+            request.getSession()
+            request.finish()
+
+    response = await fetch(Site(Late()), b"/")
+    assert response.code == 200 and response.header_list(b"set-cookie") == []
+    assert "its cookie cannot reach the client" in caplog.text
