@@ -103,15 +103,18 @@ def _percentile(output: str, label: str) -> float:
     return _ms(found.group(1)) if found else float("nan")
 
 
-def wrk(url: str, duration: float, connections: int = 50, server: Server | None = None) -> WrkResult:
-    """Load ``url``; with ``server``, also the server's CPU time per request.
+def wrk(url: str, duration: float, connections: int = 50, server: Server | None = None,
+        headers: tuple[str, ...] = ()) -> WrkResult:
+    """Load ``url`` (sending ``headers``, "Name: value" each); with ``server``, also
+    the server's CPU time per request.
 
     CPU per request is the steadier figure when the machine is shared:
     throughput moves with whatever else runs, CPU time much less.
     """
     cpu_before = server.cpu_seconds() if server else 0.0
     output = subprocess.run(
-        pinned(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency", url], 1),
+        pinned(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency",
+                *(f"-H{header}" for header in headers), url], 1),
         capture_output=True, text=True, check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))

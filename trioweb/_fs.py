@@ -42,7 +42,9 @@ import stat
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from trioweb._components import Componentized
 
 if TYPE_CHECKING:
     from trioweb._request import Request
@@ -244,7 +246,7 @@ async def send_pieces(request: Request, fd: int, pieces: list[tuple[bytes, int, 
         os.close(fd)
 
 
-class Registry:
+class Registry(Componentized):
     """State shared by the resources of one ``File`` tree (resource scripts use it).
 
     ``getComponent(key)``/``setComponent(key, value)`` keep one object per
@@ -253,18 +255,8 @@ class Registry:
     """
 
     def __init__(self) -> None:
-        self._components: dict[Any, Any] = {}
+        super().__init__()
         self._path_cache: dict[str, Resource] = {}
-
-    def getComponent(self, interface: Any, default: Any = None) -> Any:
-        return self._components.get(interface, default)
-
-    def setComponent(self, interfaceClass: Any, component: Any) -> None:
-        self._components[interfaceClass] = component
-
-    def removeComponent(self, component: Any) -> None:
-        for key in [k for k, v in self._components.items() if v is component]:
-            del self._components[key]
 
     def cachePath(self, path: str, rsrc: Resource) -> None:
         self._path_cache[path] = rsrc

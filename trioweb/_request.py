@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from functools import partial
 from io import BytesIO
 from typing import IO, TYPE_CHECKING, Any
@@ -52,7 +52,9 @@ import trio
 
 from trioweb._cookies import parse_cookies, set_cookie_value
 from trioweb._delayed import delayed_starts
+from trioweb._encoding import READ_PIECE, ResponseEncoding, file_pieces
 from trioweb._forms import parse_multipart, parse_query
+from trioweb._session import Session, session_for
 from trioweb.address import Address
 from trioweb.http import (
     CACHED,
@@ -67,6 +69,7 @@ from trioweb.http import (
     http_date,
     parse_http_date,
     read_body,
+    read_pipe,
     status_has_no_body,
     status_phrase,
 )
@@ -131,7 +134,9 @@ class Request:
     code_message: bytes | None = None
     sentLength = 0
     finished = False
-    session: Any = None
+    session: Session | None = None  # the one getSession gave, of the request's security
+    _insecure_session: Session | None = None  # getSession(forceNotSecure=True) on a secure request
+    _encoding: ResponseEncoding | None = None  # set by an EncodingResourceWrapper
     _args: dict[bytes, list[bytes]] | None = None
     _received_cookies: dict[bytes, bytes] | None = None
     _deferred = False  # the response outlives render: writes wake the flusher
@@ -274,6 +279,15 @@ class Request:
                 return
             yield piece
 
+    def getSession(self, sessionInterface: Any = None, forceNotSecure: bool = False) -> Any:
+        """The client's session (its cookie's, or a new one with its cookie set).
+
+        With ``sessionInterface``, the session's component for it instead.
+        See ``trioweb._session`` for the cookie and the limits.
+        """
+        session = session_for(self, forceNotSecure)
+        return session.getComponent(sessionInterface) if sessionInterface is not None else session
+
     # -- the response -------------------------------------------------------------
 
     @property
@@ -355,6 +369,10 @@ class Request:
             if self._deferred and self._wakeup is not None:
                 self._wakeup.set()
             return
+        if self._encoding is not None:
+            encoded = self._encoding.encode(data)
+            self.sentLength += len(encoded) - len(data)  # the log counts the bytes sent
+            data = encoded
         self.channel.write(data)
         if self._wakeup is not None:
             self._wakeup.set()
@@ -369,6 +387,10 @@ class Request:
         channel = self.channel
         if not channel.response_started:
             self._start_response(content_length=sum(len(p) for p in self._pending))
+        elif self._encoding is not None:
+            tail = self._encoding.finish()
+            self.sentLength += len(tail)
+            channel.write(tail)
         channel.end_response()
         self.site.log(self)
         if self._wakeup is not None:
@@ -376,6 +398,13 @@ class Request:
 
     def _start_response(self, content_length: int | None) -> None:
         """Frame the head (and the body queued so far) into the connection's buffer."""
+        if self._encoding is not None:
+            encoded = self._encoding.begin(self, self._pending, content_length)
+            if encoded is None:
+                self._encoding = None  # the body goes as it is
+            else:
+                self._pending, content_length = encoded
+                self.sentLength = sum(len(p) for p in self._pending)  # nothing was sent before
         headers = self.responseHeaders
         declared = headers.take_framing()
         if declared is not None:
@@ -396,6 +425,10 @@ class Request:
         for piece in self._pending:
             self.channel.write(piece)
         self._pending.clear()
+
+    def set_response_encoding(self, encoding: ResponseEncoding) -> None:
+        """Send the response through ``encoding`` (what an ``EncodingResourceWrapper`` does)."""
+        self._encoding = encoding
 
     def notifyFinish(self) -> Awaitable[None]:
         """Awaitable that completes when the response is done.
@@ -468,7 +501,8 @@ class Request:
         The response is framed first if needed; set Content-Length beforehand
         to avoid chunked framing (which forgoes ``os.sendfile``).
         """
-        await self._send_past_the_queue("sendfile", count, self.channel.send_file, fd, offset, count)
+        await self._send_past_the_queue("sendfile", count, partial(file_pieces, fd, offset, count),
+                                        self.channel.send_file, fd, offset, count)
 
     async def sendpipe(self, fd: int, count: int, on_sent: Callable[[int], None]) -> None:
         """Send the next ``count`` bytes waiting in the pipe ``fd`` as body, with backpressure.
@@ -478,16 +512,23 @@ class Request:
         (set Content-Length beforehand), else read and sent as bytes.
         ``on_sent`` is called with each amount taken from the pipe.
         """
-        await self._send_past_the_queue("sendpipe", count, self.channel.send_pipe, fd, count, on_sent)
+        await self._send_past_the_queue("sendpipe", count, partial(read_pipe, fd, count, on_sent, READ_PIECE),
+                                        self.channel.send_pipe, fd, count, on_sent)
 
-    async def _send_past_the_queue(self, name: str, count: int, send: Callable[..., Awaitable[None]],
-                                   *args: Any) -> None:
+    async def _send_past_the_queue(self, name: str, count: int, pieces: Callable[[], Iterable[bytes]],
+                                   send: Callable[..., Awaitable[None]], *args: Any) -> None:
         """Send ``count`` body bytes with ``send(*args)``, a channel's way of
-        sending what is not in its queue (a file, a pipe)."""
+        sending what is not in its queue (a file, a pipe); an encoded body
+        cannot go around its encoder, so then ``pieces()`` are written instead."""
         if self.finished:
             raise RuntimeError(f"Request.{name} called after Request.finish")
         if not self.channel.response_started:
             self._start_response(content_length=None)
+        if self._encoding is not None:
+            for piece in pieces():
+                self.write(piece)
+                await self.drain()
+            return
         self.sentLength += count
         async with self._sending():
             await send(*args)

@@ -15,12 +15,15 @@ from __future__ import annotations
 from html import escape
 from typing import TYPE_CHECKING, Any
 
+from trioweb._encoding import RequestEncoder, ResponseEncoding
+
 if TYPE_CHECKING:
     from trioweb.server import Request
 
 __all__ = [
     "KNOWN_METHODS",
     "NOT_DONE_YET",
+    "EncodingResourceWrapper",
     "ErrorPage",
     "ForbiddenResource",
     "NoResource",
@@ -106,6 +109,46 @@ class Resource:
 
     def render_HEAD(self, request: Request) -> Any:
         return self.render_GET(request)  # type: ignore[attr-defined]
+
+
+class EncodingResourceWrapper(Resource):
+    """``original`` with its responses encoded by the first of ``encoders`` (factories
+    with ``encoderForRequest(request)``) that gives an encoder for the request.
+
+    As in Twisted, traversal goes on to ``original``'s children, which are not
+    wrapped; ``wrap_children=True`` wraps whatever traversal reaches below it
+    too (the ``--gzip`` option wraps a whole site so). How and when a body is
+    encoded: ``trioweb._encoding``; ``GzipEncoderFactory`` is in ``trioweb.server``.
+    """
+
+    def __init__(self, original: Resource, encoders: list[Any], *, wrap_children: bool = False) -> None:
+        super().__init__()
+        self._original = original
+        self._encoders = list(encoders)
+        self._wrap_children = wrap_children
+        self.isLeaf = original.isLeaf
+        self.max_request_body = original.max_request_body
+        self.stream_request_body = original.stream_request_body
+
+    def getChildWithDefault(self, path: bytes, request: Request) -> Resource:
+        child = self._original.getChildWithDefault(path, request)
+        if self._wrap_children:
+            return EncodingResourceWrapper(child, self._encoders, wrap_children=True)
+        return child
+
+    def putChild(self, path: bytes, child: Resource) -> None:
+        self._original.putChild(path, child)
+
+    def render(self, request: Request) -> Any:
+        request.set_response_encoding(ResponseEncoding(self._encoder_for(request)))
+        return self._original.render(request)
+
+    def _encoder_for(self, request: Request) -> RequestEncoder | None:
+        for factory in self._encoders:
+            encoder = factory.encoderForRequest(request)
+            if encoder is not None:
+                return encoder
+        return None
 
 
 def _allowed_methods(resource: Resource) -> tuple[bytes, ...]:

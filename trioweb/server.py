@@ -22,8 +22,10 @@ from typing import Any
 import trio
 
 from trioweb._accesslog import AccessLog
+from trioweb._encoding import GzipEncoderFactory
 from trioweb._forms import FormError
 from trioweb._request import CACHED, DeferredIdiomError, Request
+from trioweb._session import Session, SiteSessions
 from trioweb._version import __version__
 from trioweb.http import ConnectionLost, HTTPConnection, Limits, RequestHead
 from trioweb.http import Server as HTTPServer
@@ -41,8 +43,10 @@ __all__ = [
     "NOT_DONE_YET",
     "ConnectionLost",
     "DeferredIdiomError",
+    "GzipEncoderFactory",
     "Request",
     "Server",
+    "Session",
     "Site",
     "serve",
     "version",
@@ -53,7 +57,7 @@ log = logging.getLogger("trioweb.server")
 version = b"trioweb/" + __version__.encode("ascii")
 
 
-class Site:
+class Site(SiteSessions):
     """A resource tree and the policy it is served with.
 
     ``Site(resource, limits=Limits(...), logPath=None, displayTracebacks=False)``.
@@ -61,6 +65,8 @@ class Site:
     stdout, None for no access log). ``headers`` are added to every response,
     errors included. The error pages a request gets when its resource fails
     are the Site's too (``unsupported_method_page``, ``failure_page``).
+    Its sessions (``sessions``, ``makeSession``, ``getSession``,
+    ``sessionFactory``, ``max_sessions``) are described in ``trioweb._session``.
     """
 
     requestFactory = Request

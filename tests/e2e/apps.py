@@ -2,7 +2,9 @@
 
 import trio
 
-from trioweb.resource import NOT_DONE_YET, Resource
+from trioweb.resource import NOT_DONE_YET, EncodingResourceWrapper, Resource
+from trioweb.server import GzipEncoderFactory
+from trioweb.static import Data
 
 
 class Fails(Resource):
@@ -37,3 +39,23 @@ class Leaf(Resource):
 
     def render_GET(self, request):
         return b"leaf " + request.path
+
+
+class GzipOnlyPage(EncodingResourceWrapper):
+    """A page compressed with gzip alone (no br, even with brotli installed), whose
+    script reports the Content-Encoding the browser was sent for it."""
+
+    def __init__(self):
+        super().__init__(Data(CHROMIUM_PAGE, "text/html"), [GzipEncoderFactory(brotli=False)])
+
+
+CHROMIUM_PAGE = b"""<!DOCTYPE html><html><head><title>chromium</title></head><body>
+<p id="text">""" + b"Decoded by the browser. " * 200 + b"""</p>
+<p id="coding"></p>
+<script>
+var request = new XMLHttpRequest();
+request.open("GET", location.href, false);
+request.setRequestHeader("Cache-Control", "no-cache");
+request.send();
+document.getElementById("coding").textContent = "coding=" + request.getResponseHeader("content-encoding");
+</script></body></html>"""

@@ -7,30 +7,25 @@ and raw sockets. Without root, it is skipped: distinct uids are the point.
 
 The accounts must be able to run trioweb: when the checkout is somewhere they
 cannot read (a clone in a 0700 home or `mktemp -d`), trioweb is installed
-for them in a world-readable temporary directory first.
+for them in a world-readable temporary directory first (tests/support/hosting.py).
 """
 
 from __future__ import annotations
 
-import http.client
 import os
 import pwd
 import select
-import shutil
 import socket
 import subprocess
-import sys
-import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.support.procs import ROOT, Process, curl, free_port, trioweb_command
+from tests.support.hosting import Hosting, get, hosted, status_kib
+from tests.support.procs import Process, curl, free_port
 
-HERE = Path(__file__).parent / "hosting"
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create accounts and switch uids")
 
 USERS = {
@@ -44,173 +39,10 @@ USERS = {
 }
 
 
-@dataclass(frozen=True)
-class Install:
-    """What the accounts run: a Python with trioweb, the trioweb command, the hosting scripts."""
-
-    python: str
-    trioweb: str
-    scripts: Path
-
-
-def _why_others_cannot_use(install: Install) -> str | None:
-    """None if ``nobody`` can run the install and read its scripts; else what failed."""
-    nobody = pwd.getpwnam("nobody")
-    check = "import sys, trioweb.cli, rpc; open(sys.argv[1]).close()"
-    try:
-        result = subprocess.run([install.python, "-c", check, str(install.scripts / "fake_backend.py")],
-                                user=nobody.pw_uid, group=nobody.pw_gid, extra_groups=[], capture_output=True,
-                                text=True, timeout=60, cwd="/")
-    except OSError as exc:  # the interpreter itself cannot be reached
-        return str(exc)
-    return None if result.returncode == 0 else result.stderr.strip()[-500:]
-
-
-@pytest.fixture(scope="module")
-def install():
-    """This checkout's install if other accounts can use it, else a copy of
-    trioweb installed where they can (a venv in a world-readable temporary
-    directory, made from the interpreter the checkout's venv was made from)."""
-    here = Install(sys.executable, trioweb_command(), HERE)
-    if _why_others_cannot_use(here) is None:
-        yield here
-        return
-    base = Path(tempfile.mkdtemp(prefix="trioweb-install-"))
-    try:
-        os.chmod(base, 0o755)
-        python = Path(sys.base_prefix) / "bin" / "python3"
-        built = subprocess.run(
-            [str(python), "-m", "venv", str(base / "venv")], capture_output=True, text=True, timeout=120)
-        if built.returncode == 0:
-            built = subprocess.run(
-                [str(base / "venv" / "bin" / "python"), "-m", "pip", "install", "--quiet",
-                 "--disable-pip-version-check", str(ROOT)], capture_output=True, text=True, timeout=600)
-        if built.returncode != 0:
-            pytest.skip(f"the checkout is not readable by other accounts, and installing trioweb for them in "
-                        f"{base} failed: {built.stderr.strip()[-500:]}")
-        shutil.copytree(HERE, base / "hosting")
-        for path in [base, *base.rglob("*")]:
-            if not path.is_symlink():
-                os.chmod(path, path.stat().st_mode | 0o444 | (0o111 if path.is_dir() else 0))
-        copy = Install(str(base / "venv" / "bin" / "python"), str(base / "venv" / "bin" / "trioweb"),
-                       base / "hosting")
-        why = _why_others_cannot_use(copy)
-        if why is not None:
-            pytest.skip(f"other accounts cannot run trioweb from {base} either ({python} may be unreadable "
-                        f"to them): {why}")
-        yield copy
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-
-
-class Hosting:
-    def __init__(self, base: Path, suffix: str, install: Install) -> None:
-        self.install = install
-        self.base = base
-        self.names = {user: f"tw{user}{suffix}" for user in USERS}
-        self.personal: dict[str, Process] = {}
-        self.front: Process | None = None
-        self.port = 0
-
-    def account(self, user: str) -> pwd.struct_passwd:
-        return pwd.getpwnam(self.names[user])
-
-    def home(self, user: str) -> Path:
-        return Path(self.account(user).pw_dir)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def as_user(self, user: str, args: list[str], **kwargs) -> Process:
-        account = self.account(user)
-        return Process(args, user=account.pw_uid, group=account.pw_gid, extra_groups=[],
-                       env={"HOME": account.pw_dir, "USER": account.pw_name}, cwd=account.pw_dir, **kwargs)
-
-    def start_personal(self, user: str) -> Process:
-        home = self.home(user)
-        process = self.as_user(user, [self.install.trioweb, "--personal", "--path", str(home / "site")])
-        deadline = time.monotonic() + 20
-        while not (home / ".trioweb-pb").exists():
-            if process.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{user}'s personal server did not start: {process.output()}")
-            time.sleep(0.05)
-        self.personal[user] = process
-        return process
-
-    def front_rss_kib(self) -> int:
-        return _status_kib(self.front.pid, "VmRSS")
-
-
-def _status_kib(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
-
-
-def _create_accounts(hosting: Hosting) -> None:
-    for user, (gecos, publishes) in USERS.items():
-        name = hosting.names[user]
-        home = hosting.base / name
-        subprocess.run(["useradd", "--create-home", "--home-dir", str(home), "--shell", "/usr/sbin/nologin",
-                        "--comment", gecos, "--user-group", name], check=True, capture_output=True)
-        account = pwd.getpwnam(name)
-        os.chmod(home, 0o711)
-        if publishes == "personal":
-            site = home / "site"
-            site.mkdir()
-            (site / "index.html").write_text(f"<h1>{user}'s personal site</h1>")
-            for script in ("whoami.rpy", "big.rpy", "upload.rpy", "sleep.rpy"):
-                shutil.copy(hosting.install.scripts / script, site / script)
-        if publishes == "public_html":
-            public = home / "public_html"
-            public.mkdir()
-            (public / "index.html").write_text(f"<h1>{user}'s public_html</h1>")
-            (public / "app.rpy").write_text("resource = None  # must never run on the front, nor be shown\n")
-            (public / ".secret").write_text("dotfile")
-            (public / "notes.txt").write_text("plain notes")
-        for path in [home, *home.rglob("*")]:
-            os.lchown(path, account.pw_uid, account.pw_gid)
-
-
 @pytest.fixture(scope="module")
 def hosting(install):
-    base = Path(tempfile.mkdtemp(prefix="trioweb-homes-", dir="/tmp"))
-    os.chmod(base, 0o755)
-    hosting = Hosting(base, str(os.getpid() % 100000), install)
-    try:
-        _create_accounts(hosting)
-        for user in ("alice", "dave", "erin"):
-            hosting.start_personal(user)
-        hosting.port = free_port()
-        hosting.front = Process(front_command(hosting, hosting.port, "--logfile", str(base / "front-access.log")),
-                                port=hosting.port).__enter__()
+    with hosted(install, USERS, ("alice", "dave", "erin")) as hosting:
         yield hosting
-    finally:
-        if hosting.front is not None:
-            hosting.front.kill()
-        for process in hosting.personal.values():
-            process.kill()
-        for name in hosting.names.values():
-            subprocess.run(["userdel", "--remove", name], capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
-
-
-def front_command(hosting: Hosting, port: int, *options: str) -> list[str]:
-    """A front as the administrator runs it (as www-data), with short timeouts."""
-    min_uid = min(hosting.account(u).pw_uid for u in USERS)
-    return [hosting.install.trioweb, "--user", "--listen", f"tcp:{port}:interface=127.0.0.1", "--uid", "www-data",
-            "--gid", "www-data", "--backend-timeout", "2", "--min-uid", str(min_uid), *options]
-
-
-def get(hosting: Hosting, path: str, timeout: float = 10) -> tuple[int, dict, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", hosting.port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        conn.close()
 
 
 def test_the_front_runs_as_www_data(hosting):
@@ -326,7 +158,7 @@ def test_a_flooded_personal_server_gets_503s_and_others_stay_served(hosting):
     in line, the rest are refused at once; alice is served meanwhile (A8, A12)."""
     erin = hosting.names["erin"]
     port = free_port()
-    with Process(front_command(hosting, port, "--max-user-requests", "2"), port=port) as front:
+    with Process(hosting.front_command(port, "--max-user-requests", "2"), port=port) as front:
         flood = []
         try:
             for i in range(2 + 8 + 10):
@@ -447,7 +279,7 @@ def test_big_bodies_stream_through_the_front_in_bounded_memory(hosting):
     upload = curl("--data-binary", f"@{upload_file}", "-H", "Content-Type: application/octet-stream",
                   hosting.url(f"/~{alice}/upload.rpy"), timeout=120)
     assert upload.stdout == b"%d" % (50 * 1024 * 1024), upload.stdout[:200]
-    growth = _status_kib(hosting.front.pid, "VmHWM") - before
+    growth = status_kib(hosting.front.pid, "VmHWM") - before
     assert growth < 30 * 1024, f"front peak memory grew by {growth} KiB"
 
 

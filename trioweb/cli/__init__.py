@@ -25,6 +25,7 @@ from trioweb.cli._distrib_options import (
     personal_settings,
     user_root,
 )
+from trioweb.cli._gzip_options import gzip_options, gzip_root
 from trioweb.cli._limit_options import limit_options, limits_from
 from trioweb.cli._process import gid_of, raise_open_file_limit, run_personal, run_site, uid_of
 from trioweb.cli._static_options import static_options, static_root
@@ -87,6 +88,7 @@ def _parse_header(text: str) -> tuple[bytes, bytes]:
 @limit_options
 @config_options
 @twistd_options
+@gzip_options
 @click.version_option(__version__, prog_name="trioweb")
 def main(**options: Any) -> None:
     """Serve a resource tree over HTTP, in the foreground, until SIGINT or SIGTERM."""
@@ -120,6 +122,7 @@ def main(**options: Any) -> None:
         root = default_personal_root()
     else:
         root = WelcomePage()
+    root = gzip_root(options, root)
     log_path = options["logfile"] or (personal.log_path if personal else "-")
     if personal and log_path != "-":
         handler = logging.FileHandler(log_path)
