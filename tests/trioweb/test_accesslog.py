@@ -1,4 +1,4 @@
-"""The access log line: combined format, and client-chosen fields escaped."""
+"""The access log line: its formats, and client-chosen fields escaped."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ LINE = re.compile(r'^"([^"]*)" - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d \+0000\] "(
 
 def test_an_ordinary_request_is_logged_as_is():
     request = LoggedRequest(uri=b"/a/b?c=d", headers={b"referer": [b"http://x/"], b"user-agent": [b"curl/8"]})
-    match = LINE.match(AccessLog(io.StringIO(), owned=False).line(request))
+    match = LINE.match(AccessLog(io.StringIO(), owned=False, format="twisted").line(request))
     assert match is not None
     assert match.groups() == ("192.0.2.7", "GET /a/b?c=d HTTP/1.1", "200", "5", "http://x/", "curl/8")
 
@@ -40,7 +40,7 @@ def test_what_the_client_chose_cannot_forge_a_line_or_a_field():
         headers={b"referer": [b'a"b\r\nc'], b"user-agent": [b"\x00\x7f\xff"]},
         sent=0,
     )
-    line = AccessLog(io.StringIO(), owned=False).line(request)
+    line = AccessLog(io.StringIO(), owned=False, format="twisted").line(request)
     assert line.count("\n") == 1 and line.isascii()  # one line: only the final newline
     assert line[:-1].isprintable()
     match = LINE.match(line)
@@ -53,4 +53,4 @@ def test_what_the_client_chose_cannot_forge_a_line_or_a_field():
 
 def test_a_unix_socket_client_has_no_address():
     request = LoggedRequest(client=UNIXAddress(None))
-    assert AccessLog(io.StringIO(), owned=False).line(request).startswith('"-" - - [')
+    assert AccessLog(io.StringIO(), owned=False, format="twisted").line(request).startswith('"-" - - [')

@@ -3,19 +3,22 @@
 It turns options into a root resource and a Site, opens the listeners,
 drops privileges if asked, and serves until SIGINT or SIGTERM; then it
 closes the listeners at once, lets requests in flight finish within the
-drain timeout, and exits 0.
+drain timeout, and exits 0. SIGHUP rebuilds the Site from the same options
+(``_build_site``, through ``_reload.Reloader``), reloads certificates and
+reopens logs; SIGUSR1 reopens logs. See docs/operations.md.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-import sys
+import os
 from typing import Any
 
 import click
 import trio
 
+from trioweb._accesslog import AccessLog
 from trioweb._version import __version__
 from trioweb.cli._distrib_options import (
     PERSONAL_SOCKET,
@@ -25,11 +28,13 @@ from trioweb.cli._distrib_options import (
     user_root,
 )
 from trioweb.cli._limit_options import limit_options, limits_from
+from trioweb.cli._ops_options import configure_logging, ops_options, trusted_proxies, with_health_check
 from trioweb.cli._process import gid_of, raise_open_file_limit, run_personal, run_site, uid_of
+from trioweb.cli._reload import Reloader
 from trioweb.cli._static_options import static_options, static_root
 from trioweb.cli._welcome import WelcomePage
-from trioweb.endpoints import EndpointError, parse_endpoint
-from trioweb.server import Site
+from trioweb.endpoints import EndpointError, SSLEndpoint, certificate_store, inherited_endpoints, parse_endpoint
+from trioweb.server import Site, TrustedProxies
 
 __all__ = ["main"]
 
@@ -66,35 +71,10 @@ def _parse_header(text: str) -> tuple[bytes, bytes]:
     return name.strip().encode("utf-8"), value.strip().encode("utf-8")
 
 
-@click.command(epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--listen", "listen", multiple=True, metavar="ENDPOINT",
-              help="Where to listen (repeatable): tcp:PORT[:interface=ADDR], unix:PATH[:mode=660], "
-                   "ssl:PORT:privateKey=KEY.pem:certKey=CERT.pem. Default tcp:8080.")
-@click.option("--class", "class_name", metavar="MODULE.NAME",
-              help="Serve an instance of this Resource class (created with no arguments).")
-@click.option("--logfile", metavar="FILE", help="Access log in the combined log format ('-' for stdout).")
-@click.option("--add-header", "add_header", multiple=True, metavar="'NAME: VALUE'",
-              help="Add this header to every response, errors included (repeatable).")
-@click.option("--display-tracebacks", is_flag=True, help="Show tracebacks in 500 pages (for development).")
-@click.option("--pidfile", metavar="FILE", help="Write the process id here while running.")
-@click.option("--uid", metavar="USER", help="Run as this user after the listeners are open.")
-@click.option("--gid", metavar="GROUP", help="Run as this group after the listeners are open.")
-@static_options
-@distrib_options
-@limit_options
-@click.version_option(__version__, prog_name="trioweb")
-def main(**options: Any) -> None:
-    """Serve a resource tree over HTTP, in the foreground, until SIGINT or SIGTERM."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
-                        stream=sys.stderr)
-    limits = limits_from(options)
-    personal = personal_settings(options)
-    default_listen = f"unix:{PERSONAL_SOCKET}:mode=666" if personal else "tcp:8080"
-    try:
-        endpoints = [parse_endpoint(e) for e in (options["listen"] or (default_listen,))]
-    except EndpointError as exc:
-        raise click.UsageError(str(exc)) from None
-    headers = [_parse_header(h) for h in options["add_header"]]
+def _build_site(options: dict[str, Any], personal: Any, limits: Any, headers: list[tuple[bytes, bytes]],
+                proxies: TrustedProxies | None) -> Site:
+    """The Site the options describe, without its access log (the reloader owns
+    that): called at start and again on every SIGHUP."""
     roots = [root for root in (
         static_root(options, _named_object),
         user_root(options),
@@ -108,13 +88,53 @@ def main(**options: Any) -> None:
         root = default_personal_root()
     else:
         root = WelcomePage()
+    return Site(root, limits=limits, displayTracebacks=options["display_tracebacks"], headers=headers,
+                proxies=proxies)
+
+
+@click.command(epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"],
+                                                  "auto_envvar_prefix": "TRIOWEB"})
+@click.option("--listen", "listen", multiple=True, metavar="ENDPOINT",
+              help="Where to listen (repeatable): tcp:PORT[:interface=ADDR], unix:PATH[:mode=660], "
+                   "ssl:PORT:privateKey=KEY.pem:certKey=CERT.pem, systemd:index=0; any with :proxy=1 "
+                   "for the PROXY protocol. Default tcp:8080, or the sockets systemd passed.")
+@click.option("--class", "class_name", metavar="MODULE.NAME",
+              help="Serve an instance of this Resource class (created with no arguments).")
+@click.option("--logfile", metavar="FILE", help="Access log ('-' for stdout); see --access-log-format.")
+@click.option("--add-header", "add_header", multiple=True, metavar="'NAME: VALUE'",
+              help="Add this header to every response, errors included (repeatable).")
+@click.option("--display-tracebacks", is_flag=True, help="Show tracebacks in 500 pages (for development).")
+@click.option("--pidfile", metavar="FILE", help="Write the process id here while running.")
+@click.option("--uid", metavar="USER", help="Run as this user after the listeners are open.")
+@click.option("--gid", metavar="GROUP", help="Run as this group after the listeners are open.")
+@static_options
+@distrib_options
+@limit_options
+@ops_options
+@click.version_option(__version__, prog_name="trioweb")
+def main(**options: Any) -> None:
+    """Serve a resource tree over HTTP, in the foreground, until SIGINT or SIGTERM.
+
+    SIGHUP reloads (the tree, certificates, log files), SIGUSR1 reopens the
+    log files. Every option may also come from the environment as
+    TRIOWEB_<OPTION> (TRIOWEB_LISTEN="tcp:80 tcp:81" for repeated ones)."""
+    limits = limits_from(options)
+    personal = personal_settings(options)
     log_path = options["logfile"] or (personal.log_path if personal else "-")
-    if personal and log_path != "-":
-        handler = logging.FileHandler(log_path)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-        logging.getLogger().addHandler(handler)  # errors go to the personal log too
-    site = Site(root, limits=limits, logPath=log_path,
-                displayTracebacks=options["display_tracebacks"], headers=headers)
+    error_logs = configure_logging(options, personal.log_path if personal and log_path != "-" else None)
+    default_listen = [parse_endpoint(f"unix:{PERSONAL_SOCKET}:mode=666" if personal else "tcp:8080")]
+    try:
+        endpoints = [parse_endpoint(e) for e in options["listen"]] or inherited_endpoints() or default_listen
+        certificates = {e: certificate_store(e) for e in endpoints if isinstance(e, SSLEndpoint)}
+    except EndpointError as exc:
+        raise click.UsageError(str(exc)) from None
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)  # for us only, not for the CGI scripts we start
+    headers = [_parse_header(h) for h in options["add_header"]]
+    proxies = trusted_proxies(options)
+    access_log = AccessLog.open(log_path, options["access_log_format"]) if log_path else None
+    reloader = Reloader(lambda: _build_site(dict(options), personal, limits, headers, proxies), access_log=access_log,
+                        error_logs=error_logs, certificates=list(certificates.values()))
     uid = uid_of(options["uid"]) if options["uid"] else None
     gid = gid_of(options["gid"]) if options["gid"] else None
     if personal and (uid is not None or gid is not None):
@@ -122,8 +142,14 @@ def main(**options: Any) -> None:
     raise_open_file_limit(limits.max_connections)
     try:
         if personal:
-            trio.run(lambda: run_personal(site, endpoints, personal.allowed_uids, pidfile=options["pidfile"]))
+            trio.run(lambda: run_personal(reloader, endpoints, personal.allowed_uids, pidfile=options["pidfile"]))
         else:
-            trio.run(lambda: run_site(site, endpoints, pidfile=options["pidfile"], uid=uid, gid=gid))
+            server: list[Any] = []
+            handler_for = with_health_check(options, lambda: bool(server) and server[0].stopping)
+            trio.run(lambda: run_site(reloader, endpoints, handler_for=handler_for, certificates=certificates,
+                                      pidfile=options["pidfile"], uid=uid, gid=gid, on_server=server.append))
     except EndpointError as exc:
         raise click.ClickException(str(exc)) from None
+    finally:
+        if access_log is not None:
+            access_log.close()
