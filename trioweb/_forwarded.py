@@ -12,7 +12,8 @@ From a trusted peer it reads ``Forwarded`` (RFC 7239) if present, else
   nearest hop) and skipping the proxies we trust: the first address we do not
   trust is the client. What a client wrote itself is to the left of the
   addresses our proxies appended, so it cannot pose as another client.
-  Obfuscated or ``unknown`` identifiers end the walk without a client;
+  If every hop is trusted (``*``), the farthest is the client. Obfuscated
+  or ``unknown`` identifiers end the walk without a client;
 - the scheme (``proto``: ``http`` or ``https``), host and port come from the
   nearest hop (the header's last element or value).
 
@@ -102,13 +103,15 @@ class TrustedProxies:
         self._set_host(request, proto, host, port)
 
     def _client(self, hops: list[str]) -> IPv4Address | IPv6Address | None:
+        farthest = None
         for hop in reversed(hops):
             ip, port = _split_node(hop)
             if ip is None:
                 return None  # obfuscated, unknown or malformed: no client to name
+            farthest = tcp_address(ip, port)
             if not self.trusts_ip(ip):
-                return tcp_address(ip, port)
-        return None
+                return farthest
+        return farthest  # every hop is trusted (or '*'): the farthest one is all we know
 
     @staticmethod
     def _set_host(request: Request, proto: str | None, host: str | None, port: str | None) -> None:

@@ -14,9 +14,9 @@ naming the client and the address it connected to; a listener with
 The sans-I/O part is ``header_length(data)`` (how long the header at the
 start of ``data`` is: None while more bytes are needed, ``ProxyProtocolError``
 as soon as it cannot be one) and ``parse_header(data)`` (its addresses).
-``read_proxy_header`` does the I/O on the accepted socket: it peeks until
-the header is whole, then reads exactly that many bytes, so the TLS
-handshake or the HTTP request behind it is left unread on the socket. A
+``read_proxy_header`` does the I/O on the accepted socket: it peeks, and
+reads only bytes known to belong to the header, so the TLS handshake or the
+HTTP request behind it is left unread on the socket. A
 missing or malformed header closes the connection (the specification says
 to, and it means the port is reachable without the balancer).
 ``ProxyProtocolListener`` marks a listener whose connections carry one.
@@ -54,7 +54,7 @@ class ProxyHeader:
 def header_length(data: bytes) -> int | None:
     """The length of the PROXY header ``data`` starts with; None if more bytes are needed."""
     if data[:1] == b"P":
-        if not b"PROXY "[: len(data)] == data[:6]:
+        if b"PROXY "[: len(data)] != data[:6]:
             raise ProxyProtocolError("not a PROXY header")
         end = data.find(b"\r\n", 0, V1_MAX)
         if end == -1:
@@ -133,21 +133,25 @@ async def read_proxy_header(sock: trio.socket.SocketType, timeout: float) -> Pro
     not whole within ``timeout``, ``trio.BrokenResourceError`` if the peer
     closed first.
     """
+    data = b""
     with trio.fail_after(timeout):
         while True:
+            # Peek, so that nothing past the header is taken; what is seen
+            # while the header is still incomplete is all header: take it,
+            # and the next peek waits for more (or sees the end).
             peeked = await sock.recv(512, socket.MSG_PEEK)
             if not peeked:
-                raise trio.BrokenResourceError("the peer closed before its PROXY header")
-            length = header_length(peeked)
+                raise trio.BrokenResourceError("the peer closed before the end of its PROXY header")
+            length = header_length(data + peeked)
+            wanted = len(peeked) if length is None else length - len(data)
+            while wanted > 0:
+                chunk = await sock.recv(wanted)
+                if not chunk:
+                    raise trio.BrokenResourceError("the peer closed inside its PROXY header")
+                data += chunk
+                wanted -= len(chunk)
             if length is not None:
                 break
-            await trio.sleep(0.01)  # a header split across packets: rare, wait for the rest
-        data = b""
-        while len(data) < length:
-            chunk = await sock.recv(length - len(data))
-            if not chunk:
-                raise trio.BrokenResourceError("the peer closed inside its PROXY header")
-            data += chunk
     return parse_header(data)
 
 
