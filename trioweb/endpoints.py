@@ -39,6 +39,7 @@ Any malformed string raises ``EndpointError`` naming it.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import socket as stdlib_socket
 import stat
@@ -384,8 +385,10 @@ _DOMAINS = {"INET": stdlib_socket.AF_INET, "INET6": stdlib_socket.AF_INET6, "UNI
 SD_LISTEN_FDS_START = 3
 
 
+@functools.cache
 def _listen_fds() -> list[str]:
-    """The names of the sockets systemd passed to this process (empty if none)."""
+    """The names of the sockets systemd passed to this process (empty if none),
+    read once (see ``inherited_endpoints``)."""
     count = os.environ.get("LISTEN_FDS", "")
     if os.environ.get("LISTEN_PID") != str(os.getpid()) or not count.isdigit():
         return []
@@ -393,12 +396,21 @@ def _listen_fds() -> list[str]:
     return [names[i] if i < len(names) else "unknown" for i in range(int(count))]
 
 
-def inherited_endpoints() -> list[Endpoint]:
-    """One ``systemd:`` endpoint per socket systemd passed us (socket activation)."""
-    return [SystemdEndpoint(index) for index in range(len(_listen_fds()))]
+def inherited_endpoints(*, unset_environment: bool = False) -> list[Endpoint]:
+    """One ``systemd:`` endpoint per socket systemd passed us (socket activation).
+
+    With ``unset_environment`` (``sd_listen_fds``'s flag) the variables are
+    removed, so that the programs we start (CGI scripts) do not take the
+    sockets for theirs; ``systemd:`` endpoints still open, from what was read.
+    """
+    endpoints: list[Endpoint] = [SystemdEndpoint(index) for index in range(len(_listen_fds()))]
+    if unset_environment:
+        for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+            os.environ.pop(name, None)
+    return endpoints
 
 
-def _systemd_listener(endpoint: SystemdEndpoint) -> trio.SocketListener:
+def _systemd_listener(endpoint: SystemdEndpoint, taken: set[int]) -> trio.SocketListener:
     names = _listen_fds()
     if not names:
         raise EndpointError("systemd: endpoint, but systemd passed no sockets (LISTEN_FDS/LISTEN_PID)")
@@ -409,6 +421,9 @@ def _systemd_listener(endpoint: SystemdEndpoint) -> trio.SocketListener:
         index = names.index(endpoint.name)
     if index >= len(names):
         raise EndpointError(f"systemd: index {index} is out of range: systemd passed {len(names)} socket(s)")
+    if index in taken:
+        raise EndpointError(f"systemd socket {index} is named twice in the listeners")
+    taken.add(index)
     sock = stdlib_socket.socket(fileno=SD_LISTEN_FDS_START + index)
     wanted = _DOMAINS.get(endpoint.domain or "")
     if wanted is not None and sock.family != wanted:
@@ -433,6 +448,7 @@ async def open_listeners(
     """
     listeners: list[trio.abc.Listener[Any]] = []
     unix_paths: list[UNIXEndpoint] = []
+    systemd_taken: set[int] = set()
     try:
         for endpoint in endpoints:
             opened: list[trio.abc.Listener[Any]] = []
@@ -440,7 +456,7 @@ async def open_listeners(
                 opened.append(await _unix_listener(endpoint))
                 unix_paths.append(endpoint)
             elif isinstance(endpoint, SystemdEndpoint):
-                opened.append(_systemd_listener(endpoint))
+                opened.append(_systemd_listener(endpoint, systemd_taken))
             elif isinstance(endpoint, SSLEndpoint):
                 store = (certificates or {}).get(endpoint) or certificate_store(endpoint)
                 for plain in await _tcp_listeners(endpoint):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 from typing import Any
 
 import click
@@ -123,13 +122,12 @@ def main(**options: Any) -> None:
     log_path = options["logfile"] or (personal.log_path if personal else "-")
     error_logs = configure_logging(options, personal.log_path if personal and log_path != "-" else None)
     default_listen = [parse_endpoint(f"unix:{PERSONAL_SOCKET}:mode=666" if personal else "tcp:8080")]
+    inherited = inherited_endpoints(unset_environment=True)  # systemd's sockets are ours, not our children's
     try:
-        endpoints = [parse_endpoint(e) for e in options["listen"]] or inherited_endpoints() or default_listen
+        endpoints = [parse_endpoint(e) for e in options["listen"]] or inherited or default_listen
         certificates = {e: certificate_store(e) for e in endpoints if isinstance(e, SSLEndpoint)}
     except EndpointError as exc:
         raise click.UsageError(str(exc)) from None
-    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
-        os.environ.pop(name, None)  # for us only, not for the CGI scripts we start
     headers = [_parse_header(h) for h in options["add_header"]]
     proxies = trusted_proxies(options)
     access_log = AccessLog.open(log_path, options["access_log_format"]) if log_path else None
