@@ -8,9 +8,11 @@ built with (Debian's accept suites without forward secrecy):
   AES-GCM or ChaCha20-Poly1305), DHE only when DH parameters are given;
 - ``modern``: TLS 1.3 only.
 
-Both: ALPN ``http/1.1``, no compression, no renegotiation, and no server
-cipher preference (the client picks, as Mozilla advises while every suite
-offered is strong).
+Both: the key exchange groups X25519, P-256 and P-384 (Mozilla's list; see
+``_restrict_groups`` for how, on a Python that cannot set them), ALPN
+``http/1.1``, no compression, no renegotiation, and no server cipher
+preference (the client picks, as Mozilla advises while every suite offered is
+strong).
 
 A ``CertificateStore`` holds the certificate (with an optional extra chain
 file, Twisted's ``extraCertChain``) and, with ``sni_dir``, one more
@@ -25,8 +27,12 @@ anything changes.
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import logging
 import os
 import ssl
+import sys
 import tempfile
 from dataclasses import dataclass, field
 
@@ -40,6 +46,13 @@ INTERMEDIATE_CIPHERS = ":".join([
     "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
     "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384", "DHE-RSA-CHACHA20-POLY1305",
 ])
+
+
+# Mozilla's curves for both profiles; Python (before 3.13) can set only one (set_ecdh_curve).
+GROUPS = b"X25519:P-256:P-384"
+_SSL_CTRL_SET_GROUPS_LIST = 92  # SSL_CTX_set1_groups_list is a macro over SSL_CTX_ctrl
+
+log = logging.getLogger("trioweb.tls")
 
 
 class TLSError(ValueError):
@@ -58,7 +71,47 @@ def server_context(profile: str = "intermediate") -> ssl.SSLContext:
     context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
     context.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
     context.set_alpn_protocols(["http/1.1"])
+    _restrict_groups(context)
     return context
+
+
+@functools.cache
+def _libssl() -> ctypes.CDLL | None:
+    """The libssl the ``ssl`` module runs on (already loaded: the same handle), if it can be told."""
+    if sys.implementation.name != "cpython" or not sys.platform.startswith("linux"):
+        return None
+    try:
+        with open("/proc/self/maps") as maps:
+            path = next((line.split()[-1] for line in maps if "/libssl.so" in line), None)
+        if path is None:
+            return None
+        library = ctypes.CDLL(path)
+        library.OpenSSL_version_num.restype = ctypes.c_ulong
+        if library.OpenSSL_version_num() != ssl.OPENSSL_VERSION_NUMBER:
+            return None
+        library.SSL_CTX_get_options.restype = ctypes.c_uint64
+        library.SSL_CTX_get_options.argtypes = [ctypes.c_void_p]
+        library.SSL_CTX_ctrl.restype = ctypes.c_long
+        library.SSL_CTX_ctrl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_char_p]
+    except (OSError, AttributeError):
+        return None
+    return library
+
+
+def _restrict_groups(context: ssl.SSLContext) -> bool:
+    """Limit the key exchange groups to ``GROUPS`` (X448 and P-521 are on by
+    default): ``SSL_CTX_set1_groups_list`` on the context's ``SSL_CTX``, which
+    CPython keeps right after the object header. The pointer is checked first
+    (its options must be the context's); where any of this cannot be done,
+    the OpenSSL defaults stay, with a warning. False then."""
+    library = _libssl()
+    if library is not None:
+        pointer = ctypes.c_void_p.from_address(id(context) + object.__basicsize__).value
+        if pointer and library.SSL_CTX_get_options(pointer) == context.options:
+            if library.SSL_CTX_ctrl(pointer, _SSL_CTRL_SET_GROUPS_LIST, 0, GROUPS) == 1:
+                return True
+    log.warning("cannot limit the TLS key exchange groups to %s here: OpenSSL's defaults apply", GROUPS.decode())
+    return False
 
 
 def _load(context: ssl.SSLContext, cert: str, key: str | None, chain: str | None) -> None:
