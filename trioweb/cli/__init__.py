@@ -142,10 +142,9 @@ def main(**options: Any) -> None:
         if personal:
             trio.run(lambda: run_personal(reloader, endpoints, personal.allowed_uids, pidfile=options["pidfile"]))
         else:
-            server: list[Any] = []
-            handler_for = with_health_check(options, lambda: bool(server) and server[0].stopping)
+            handler_for = with_health_check(options, lambda: reloader.draining)
             trio.run(lambda: run_site(reloader, endpoints, handler_for=handler_for, certificates=certificates,
-                                      pidfile=options["pidfile"], uid=uid, gid=gid, on_server=server.append))
+                                      pidfile=options["pidfile"], uid=uid, gid=gid, grace=options["health_grace"]))
     except EndpointError as exc:
         raise click.ClickException(str(exc)) from None
     finally:

@@ -7,8 +7,10 @@
   lines carry no timestamp: the journal adds its own.
 - ``--proxy-headers`` and ``--forwarded-allow-ips``: believe ``Forwarded``
   and ``X-Forwarded-*`` from those peers (``trioweb._forwarded``).
-- ``--health-path PATH``: ``200 ok`` while serving, ``503`` while draining,
-  out of the access log unless ``--health-log``.
+- ``--health-path PATH``: ``200 ok`` while serving, ``503`` once a stop
+  signal came, out of the access log unless ``--health-log``;
+  ``--health-grace SECONDS`` keeps serving that long after the signal, so
+  that load balancers see the 503 before the listeners close.
 """
 
 from __future__ import annotations
@@ -58,6 +60,10 @@ def ops_options(function: Any) -> Any:
         click.option("--health-path", metavar="PATH",
                      help="Answer 200 'ok' here while serving, 503 while stopping (not logged)."),
         click.option("--health-log", is_flag=True, help="Write health checks to the access log too."),
+        click.option("--health-grace", type=click.FloatRange(min=0), default=0.0, show_default=True,
+                     metavar="SECONDS",
+                     help="On SIGTERM, go on serving this long with the health check failing (503), "
+                          "so that load balancers stop sending, then stop."),
     ]
     for option in reversed(options):
         function = option(function)

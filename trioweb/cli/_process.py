@@ -101,7 +101,8 @@ def _pidfile(path: str | None) -> Iterator[None]:
 
 
 async def _serve_until_signal(
-    serve: Callable[..., Awaitable[None]], stop: Callable[[], None], what: str, reloader: Reloader
+    serve: Callable[..., Awaitable[None]], stop: Callable[[], None], what: str, reloader: Reloader,
+    grace: float = 0,
 ) -> None:
     """Run ``serve`` (started with task_status) until it returns, acting on
     signals meanwhile (see ``_reload``): the first SIGINT, SIGTERM or SIGQUIT
@@ -121,7 +122,7 @@ async def _serve_until_signal(
                         await trio.sleep(1)
                         reloader.flush()
 
-                nursery.start_soon(handle_signals, signals, reloader, stop)
+                nursery.start_soon(handle_signals, signals, reloader, stop, grace)
                 await nursery.start(run)
                 nursery.start_soon(flush_every_second)
                 nursery.start_soon(_systemd.watchdog)
@@ -140,22 +141,22 @@ async def run_site(
     pidfile: str | None = None,
     uid: int | None = None,
     gid: int | None = None,
-    on_server: Callable[[Server], None] = lambda server: None,
+    grace: float = 0,
 ) -> None:
     """Serve the reloader's Site on ``endpoints`` until SIGINT/SIGTERM, then stop gracefully.
 
     ``handler_for(site)`` is how a Site is put in service (the health check
-    wraps it); a reload puts the new Site in service the same way."""
+    wraps it); a reload puts the new Site in service the same way. A stop
+    signal waits ``grace`` seconds before it stops (see ``handle_signals``)."""
     async with open_listeners(endpoints, certificates=certificates) as listeners:
         drop_privileges(uid, gid)
         with _pidfile(pidfile):
             site = reloader.site
             server = Server(site, listeners)
-            on_server(server)
             reloader.switch = lambda new: server.replace_site(new, handler_for(new))
             reloader.switch(site)
             await _serve_until_signal(server.serve, server.stop,
-                                      "serving on " + ", ".join(map(_describe, endpoints)), reloader)
+                                      "serving on " + ", ".join(map(_describe, endpoints)), reloader, grace)
 
 
 async def run_personal(

@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import trio
+
 from trioweb._accesslog import AccessLog
 from trioweb.cli import _systemd
 from trioweb.server import Site
@@ -75,6 +77,7 @@ class Reloader:
         self.error_logs = list(error_logs or [])
         self.certificates = list(certificates or [])
         self.switch: Callable[[Site], None] = lambda site: None
+        self.draining = False  # a stop signal came: health checks answer 503
         self.site = self._with_log(build_site())
 
     def _with_log(self, site: Site) -> Site:
@@ -122,13 +125,25 @@ class Reloader:
         return reopened
 
 
-async def handle_signals(signals: Any, reloader: Reloader, stop: Callable[[], None]) -> None:
-    """Act on the signals ``signals`` (a trio signal receiver) delivers until a stop signal."""
+async def handle_signals(signals: Any, reloader: Reloader, stop: Callable[[], None], grace: float = 0) -> None:
+    """Act on the signals ``signals`` (a trio signal receiver) delivers until a stop signal.
+
+    A stop signal marks the reloader draining at once (health checks answer
+    503); with ``grace`` the server goes on serving that many seconds, so
+    that load balancers see it and send no more, before it stops (a second
+    stop signal cuts the grace short)."""
     async for signum in signals:
         name = signal.Signals(signum).name
         if signum in STOP_SIGNALS:
-            log.info("got %s: stopping", name)
+            reloader.draining = True
             _systemd.notify("STOPPING=1")
+            if grace > 0:
+                log.info("got %s: health checks fail, stopping in %g s", name, grace)
+                with trio.move_on_after(grace):
+                    async for again in signals:
+                        if again in STOP_SIGNALS:
+                            break
+            log.info("got %s: stopping", name)
             reloader.flush()
             stop()
             return

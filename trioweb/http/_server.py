@@ -111,11 +111,6 @@ class Server:
         for conn in self.connections:
             conn.handler = handler
 
-    @property
-    def stopping(self) -> bool:
-        """``stop()`` was called: the server is draining."""
-        return self._stopping.is_set()
-
     def stop(self) -> None:
         """Begin a graceful stop: no new connections, finish what is in flight."""
         self._stopping.set()
