@@ -167,3 +167,19 @@ def test_no_signal_loses_a_logged_line_and_only_stop_signals_stop(tmp_path, sig)
             assert server.stop() == 0
     lines = log.read_text().splitlines()
     assert [line.split('"GET /')[1].split(" ")[0] for line in lines[:20]] == [f"n{i}" for i in range(20)]
+
+
+def test_a_personal_server_reloads_reopens_and_ignores_like_a_site(tmp_path):
+    (tmp_path / "site").mkdir()
+    sock, log = tmp_path / "pb.sock", tmp_path / "personal.log"
+    with trioweb("--personal", "--path", str(tmp_path / "site"), "--listen", f"unix:{sock}",
+                 "--logfile", str(log)) as server:
+        wait_until_sync(lambda: log.exists() and "publishing to front servers" in log.read_text(), timeout=15)
+        log.rename(tmp_path / "personal.log.1")
+        for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+            server.process.send_signal(sig)
+        wait_until_sync(lambda: log.exists() and "got SIGUSR2: ignored" in log.read_text(), timeout=10)
+        assert "reloaded" in log.read_text()
+        assert server.process.poll() is None
+        assert server.stop() == 0
+    assert not sock.exists()

@@ -120,7 +120,7 @@ def main(**options: Any) -> None:
     limits = limits_from(options)
     personal = personal_settings(options)
     log_path = options["logfile"] or (personal.log_path if personal else "-")
-    error_logs = configure_logging(options, personal.log_path if personal and log_path != "-" else None)
+    error_logs = configure_logging(options, log_path if personal and log_path != "-" else None)  # errors too
     default_listen = [parse_endpoint(f"unix:{PERSONAL_SOCKET}:mode=666" if personal else "tcp:8080")]
     inherited = inherited_endpoints(unset_environment=True)  # systemd's sockets are ours, not our children's
     try:
