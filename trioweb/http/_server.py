@@ -6,6 +6,9 @@ tick instead of a timer per request, see ``HTTPConnection.expire_if_idle``),
 and stops gracefully: on ``stop()`` the listeners close at once, idle
 connections close, and requests in flight get ``drain_timeout`` to finish.
 An accept error (EMFILE and friends) is logged and retried after a pause.
+On a ``ProxyProtocolListener`` each connection's PROXY header is read first
+(``_proxy_protocol``); ``replace_handler`` is how a reload reaches open
+connections.
 """
 
 from __future__ import annotations
