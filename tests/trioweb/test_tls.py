@@ -4,8 +4,12 @@ handshakes on loopback (certificates from trustme)."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import ssl
+import subprocess
+import sys
+import tempfile
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -189,9 +193,33 @@ def test_bad_files_are_named_in_clear_errors(ca, tmp_path):
         certificate_store(parse_endpoint(f"ssl:443:privateKey={key}:certKey={key}"))
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file: an unreadable key needs another user")
-def test_an_unreadable_key_is_named(ca, tmp_path):
-    key, cert = write(ca.issue_cert("localhost"), tmp_path)
-    key.chmod(0)
-    with pytest.raises(TLSError, match="permission denied"):
-        CertificateStore(str(cert), str(key))
+UNREADABLE_CHECK = """
+import sys
+from trioweb.tls import CertificateStore, TLSError
+try:
+    CertificateStore(sys.argv[1], sys.argv[2])
+except TLSError as exc:
+    print(exc)
+"""
+
+
+def test_an_unreadable_key_is_named(ca):
+    """As a user who cannot read the key (root reads any file: the check runs as nobody)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to run the check as another user")
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is not installed")
+    directory = Path(tempfile.mkdtemp(prefix="trioweb-tls-"))
+    try:
+        directory.chmod(0o755)
+        key, cert = write(ca.issue_cert("localhost"), directory)
+        cert.chmod(0o644)
+        key.chmod(0o600)
+        done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable,
+                               "-c", UNREADABLE_CHECK, str(cert), str(key)], capture_output=True, text=True,
+                              timeout=60, cwd=directory)
+        if "No module named" in done.stderr:
+            pytest.skip("the user nobody cannot read this checkout's trioweb")
+        assert done.stdout.strip() == f"cannot read {key}: permission denied", done.stderr
+    finally:
+        shutil.rmtree(directory)
