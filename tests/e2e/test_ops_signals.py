@@ -183,3 +183,20 @@ def test_a_personal_server_reloads_reopens_and_ignores_like_a_site(tmp_path):
         assert server.process.poll() is None
         assert server.stop() == 0
     assert not sock.exists()
+
+
+def test_a_reload_whose_tree_cannot_be_built_keeps_the_old_tree(tmp_path):
+    port = free_port()
+    content = tmp_path / "content.txt"
+    content.write_text("old tree\n")
+    (tmp_path / "reloadroot.py").write_text(ROOT_MODULE.format(path=str(content)))
+    with trioweb("--class", "reloadroot.Root", port=port, env={"PYTHONPATH": str(tmp_path)}) as server:
+        content.unlink()  # building the root now fails
+        server.process.send_signal(signal.SIGHUP)
+        wait_until_sync(lambda: "reload failed" in server.output(), timeout=10)
+        assert "No such file or directory" in server.output()
+        assert curl(f"http://127.0.0.1:{port}/").stdout == b"old tree\n"
+        content.write_text("new tree\n")
+        server.process.send_signal(signal.SIGHUP)
+        wait_until_sync(lambda: curl(f"http://127.0.0.1:{port}/").stdout == b"new tree\n", timeout=10)
+        assert server.stop() == 0
