@@ -4,6 +4,7 @@ PROXY protocol senders (curl --haproxy-protocol, nginx's stream module)."""
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 
 import pytest
@@ -154,3 +155,30 @@ def test_proxy_protocol_from_nginx_stream_in_front_of_tls(tmp_path, htdocs):
         got = curl("--cacert", str(ca_pem), "--resolve", f"localhost:{front}:127.0.0.1", "--interface", "127.0.0.4",
                    f"https://localhost:{front}/info.rpy")
         assert got.stdout.decode() == f"127.0.0.4 True https://localhost:{front}/info.rpy", got.stderr
+
+
+def test_proxy_protocol_before_tls_on_an_ssl_listener(tmp_path, htdocs):
+    port = free_port()
+    ca = trustme.CA()
+    both = tmp_path / "both.pem"
+    ca.issue_cert("localhost").private_key_and_cert_chain_pem.write_to_path(str(both))
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    listen = f"ssl:{port}:interface=127.0.0.1:privateKey={both}:proxy=1"
+    with trioweb("--path", str(htdocs), "--listen", listen, port=port) as server:
+        for header in (b"PROXY TCP4 198.51.100.77 127.0.0.1 4000 443\r\n",
+                       _v2(0x11, socket.inet_aton("198.51.100.77") + socket.inet_aton("127.0.0.1")
+                           + struct.pack("!HH", 4000, 443))):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+                raw.sendall(header)
+                with context.wrap_socket(raw, server_hostname="localhost") as tls:
+                    tls.sendall(b"GET /info.rpy HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                    answer = b""
+                    while chunk := tls.recv(65536):
+                        answer += chunk
+            assert answer.endswith(b"198.51.100.77 True https://localhost/info.rpy"), answer
+        # TLS straight away, without the header: refused before any handshake.
+        with pytest.raises((ssl.SSLError, ConnectionError)), socket.create_connection(("127.0.0.1", port)) as raw, \
+                context.wrap_socket(raw, server_hostname="localhost"):
+            pass
+        assert server.stop() == 0
