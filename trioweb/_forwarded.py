@@ -123,6 +123,8 @@ class TrustedProxies:
         authority = (host or "").encode("latin-1", "replace") or request.host_header
         secure = proto == "https" if proto is not None else request.isSecure()
         match = _HOST.match(authority) if authority else None
+        if match is not None and match.group(1) and int(match.group(1)) > 65535:
+            match = None
         if authority is None or match is None:
             if proto is None:
                 return

@@ -89,6 +89,7 @@ async def test_forwarded_wins_over_x_forwarded_and_obfuscated_nodes_name_no_clie
     [(b"x-forwarded-host", b"evil.example/path")],
     [(b"x-forwarded-host", b"a b")],
     [(b"x-forwarded-port", b"99999")],
+    [(b"x-forwarded-host", b"h2:99999")],
     [(b"forwarded", b'for="unterminated')],
     [(b"forwarded", b"=;;,,proto")],
 ])
