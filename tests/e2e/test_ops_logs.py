@@ -102,3 +102,14 @@ def test_no_timestamps_when_stderr_is_the_journal(tmp_path):
             assert server.wait(20) == 0
     first = err_path.read_text().splitlines()[0]
     assert first.startswith("trioweb INFO trioweb"), first
+
+
+def test_an_access_log_that_cannot_be_opened_or_a_bad_key_is_a_clear_error(tmp_path):
+    done = subprocess.run([trioweb_command(), "--logfile", str(tmp_path / "missing" / "access.log")],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1
+    assert f"cannot open the access log {tmp_path}/missing/access.log: No such file or directory" in done.stderr
+    done = subprocess.run([trioweb_command(), "--listen", f"ssl:0:privateKey={tmp_path}/none.pem"],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1 and f"cannot read {tmp_path}/none.pem: no such file" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -125,12 +125,17 @@ def main(**options: Any) -> None:
     inherited = inherited_endpoints(unset_environment=True)  # systemd's sockets are ours, not our children's
     try:
         endpoints = [parse_endpoint(e) for e in options["listen"]] or inherited or default_listen
-        certificates = {e: certificate_store(e) for e in endpoints if isinstance(e, SSLEndpoint)}
     except EndpointError as exc:
         raise click.UsageError(str(exc)) from None
+    try:
+        certificates = {e: certificate_store(e) for e in endpoints if isinstance(e, SSLEndpoint)}
+        access_log = AccessLog.open(log_path, options["access_log_format"]) if log_path else None
+    except EndpointError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot open the access log {log_path}: {exc.strerror or exc}") from None
     headers = [_parse_header(h) for h in options["add_header"]]
     proxies = trusted_proxies(options)
-    access_log = AccessLog.open(log_path, options["access_log_format"]) if log_path else None
     reloader = Reloader(lambda: _build_site(dict(options), personal, limits, headers, proxies), access_log=access_log,
                         error_logs=error_logs, certificates=list(certificates.values()))
     uid = uid_of(options["uid"]) if options["uid"] else None
