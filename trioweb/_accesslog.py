@@ -92,6 +92,7 @@ class AccessLog:
         self._last_flush = 0.0
         self._second = -1
         self._stamp = ""
+        self._iso = ""
         base, self._with_duration = check_format(format)
         self.format = format
         self._quoted = base == "twisted"
@@ -106,10 +107,12 @@ class AccessLog:
         return cls(_open(path), owned=True, format=format, path=path)
 
     def _stamp_now(self) -> str:
+        """The current second in the text formats' form (and the JSON one), made once a second."""
         now = time.time()
         if int(now) != self._second:
             self._second = int(now)
             self._stamp = _timestamp(now)
+            self._iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
         return self._stamp
 
     def _text(self, request: Request) -> str:
@@ -135,8 +138,9 @@ class AccessLog:
         referrer = headers.last_value(b"referer")
         agent = headers.last_value(b"user-agent")
         client = _client_ip(request)
+        self._stamp_now()
         record = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "time": self._iso,
             "client": None if client == "-" else client,
             "method": escape_for_log(request.method),
             "target": escape_for_log(request.uri),
