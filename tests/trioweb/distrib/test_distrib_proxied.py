@@ -4,12 +4,9 @@ scheme the proxy named, and the front's JSON access log names the backend."""
 from __future__ import annotations
 
 import json
-import os
-import pwd
-from types import SimpleNamespace
 
 from tests.support.rawhttp import get
-from tests.trioweb.distrib.personal import start_personal
+from tests.trioweb.distrib.personal import account_with_home, start_personal
 from trioweb.distrib import ResourceSubscription
 from trioweb.distrib.userdir import UserDirectory
 from trioweb.resource import Resource
@@ -33,13 +30,8 @@ async def test_the_forwarded_request_carries_what_the_trusted_proxy_said(start_s
 
 
 async def test_the_user_directory_names_the_user_and_backend_in_the_json_log(start_site, nursery, tmp_path):
-    me = pwd.getpwuid(os.getuid())
-    home = tmp_path / "alice"
-    home.mkdir(mode=0o755)
-    home.chmod(0o755)
-    alice = SimpleNamespace(pw_name="alice", pw_uid=me.pw_uid, pw_gid=me.pw_gid, pw_gecos="", pw_dir=str(home))
-    database = SimpleNamespace(getpwnam={"alice": alice}.__getitem__, getpwall=lambda: [alice])
-    socket_path = str(home / ".trioweb-pb")
+    alice, database = account_with_home(tmp_path)
+    socket_path = f"{alice.pw_dir}/.trioweb-pb"
     await start_personal(nursery, socket_path, None)
     log = tmp_path / "access.log"
     front = await start_site(UserDirectory(database, min_uid=0), logPath=str(log), logFormat="json")
