@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from functools import partial
 from io import BytesIO
@@ -55,7 +56,7 @@ from trioweb._delayed import delayed_starts
 from trioweb._encoding import READ_PIECE, ResponseEncoding, file_pieces
 from trioweb._forms import parse_multipart, parse_query
 from trioweb._session import Session, session_for
-from trioweb.address import Address
+from trioweb.address import Address, tcp_address
 from trioweb.http import (
     CACHED,
     BodyTimeout,
@@ -147,10 +148,14 @@ class Request:
     _send_lock: trio.Lock | None = None
     _drains = 0
     _body_limit = 0  # set by process() once the resource is known, before anything reads the body
+    _force_secure: bool | None = None  # set by setHost (a trusted proxy said how the client came)
+    # What a resource adds to the access log's JSON line (the front: the user and the backend).
+    log_fields: dict[str, Any] | None = None
 
     def __init__(self, site: Site, channel: Channel, head: RequestHead) -> None:
         self.site = site
         self.channel = channel
+        self.started_ns = time.monotonic_ns()  # the access log's duration
         self.method = head.method
         self.uri = head.target
         self.clientproto = b"HTTP/" + head.version
@@ -229,7 +234,20 @@ class Request:
         return self.host
 
     def isSecure(self) -> bool:
+        if self._force_secure is not None:
+            return self._force_secure
         return self.channel.is_secure
+
+    def setHost(self, host: bytes, port: int, ssl: bool = False) -> None:
+        """Make the request believe it came to ``host:port``, over TLS if ``ssl``
+        (Twisted's name; what a trusted proxy's headers set): ``getHost``,
+        ``getRequestHostname``, ``isSecure``, ``prePathURL`` and redirects follow."""
+        default = 443 if ssl else 80
+        authority = host if port == default else b"%s:%d" % (host, port)
+        self._host_header = authority
+        self.requestHeaders.setRawHeaders(b"host", [authority])
+        self.host = tcp_address(host.decode("latin-1"), port)
+        self._force_secure = ssl
 
     def getRequestHostname(self) -> bytes:
         """The host the client asked for, without port; our own address if it named none."""

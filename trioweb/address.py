@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Address", "IPv4Address", "IPv6Address", "UNIXAddress", "address_from_sockname"]
+__all__ = ["Address", "IPv4Address", "IPv6Address", "UNIXAddress", "address_from_sockname", "tcp_address"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,3 +54,11 @@ def address_from_sockname(family_name: str, sockname: Any) -> Address:
     if isinstance(sockname, bytes):
         sockname = sockname.decode("utf-8", "surrogateescape")
     return UNIXAddress(sockname or None)
+
+
+def tcp_address(host: str, port: int) -> IPv4Address | IPv6Address:
+    """The address of ``host:port`` as a proxy names it: IPv6 if ``host`` has a
+    colon, else IPv4 (a name, as Twisted's ``setHost`` keeps it, too)."""
+    if ":" in host:
+        return IPv6Address("TCP", host, port)
+    return IPv4Address("TCP", host, port)

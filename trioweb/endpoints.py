@@ -10,7 +10,16 @@ brackets (``interface=[::1]``).
 - ``tcp:PORT[:interface=ADDR][:backlog=N]``
 - ``unix:PATH[:mode=OCTAL][:lockfile=0|1][:backlog=N]`` (``wantPID`` is
   accepted as another name for ``lockfile``, as Twisted's guide uses it)
-- ``ssl:PORT:privateKey=KEY.pem[:certKey=CERT.pem][:interface=ADDR]``
+- ``ssl:PORT:privateKey=KEY.pem[:certKey=CERT.pem][:interface=ADDR]
+  [:extraCertChain=CHAIN.pem][:dhParameters=DH.pem][:sni=DIR][:tls=intermediate|modern]``
+  (the profile, SNI and reloads are ``trioweb.tls``'s)
+- ``systemd:index=N[:domain=INET|INET6|UNIX]`` or ``systemd:name=NAME``: a
+  socket systemd opened for us (socket activation, ``LISTEN_FDS``), by its
+  position or its ``FileDescriptorName``; ``inherited_endpoints()`` lists
+  them all.
+
+Listening endpoints also take ``proxy=1``: each connection starts with a
+PROXY protocol header (v1 or v2, HAProxy's) naming the real client.
 
 and for connecting (``parse_client_endpoint``, as a ``ResourceSubscription``
 names its personal server):
@@ -30,9 +39,9 @@ Any malformed string raises ``EndpointError`` naming it.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import socket as stdlib_socket
-import ssl
 import stat
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -41,15 +50,21 @@ from typing import Any
 
 import trio
 
+from trioweb.http import ProxyProtocolListener
+from trioweb.tls import PROFILES, CertificateStore, TLSError
+
 __all__ = [
     "ClientEndpoint",
     "Endpoint",
     "EndpointError",
     "SSLEndpoint",
+    "SystemdEndpoint",
     "TCPClientEndpoint",
     "TCPEndpoint",
     "UNIXClientEndpoint",
     "UNIXEndpoint",
+    "certificate_store",
+    "inherited_endpoints",
     "open_listeners",
     "parse_client_endpoint",
     "parse_endpoint",
@@ -65,6 +80,7 @@ class TCPEndpoint:
     port: int
     interface: str = ""
     backlog: int = 1024
+    proxy: bool = False
 
 
 @dataclass(frozen=True)
@@ -73,6 +89,7 @@ class UNIXEndpoint:
     mode: int = 0o666
     lockfile: bool = True
     backlog: int = 1024
+    proxy: bool = False
 
 
 @dataclass(frozen=True)
@@ -82,9 +99,22 @@ class SSLEndpoint:
     cert_key: str
     interface: str = ""
     backlog: int = 1024
+    proxy: bool = False
+    extra_cert_chain: str | None = None
+    dh_parameters: str | None = None
+    sni: str | None = None
+    tls: str = "intermediate"
 
 
-Endpoint = TCPEndpoint | UNIXEndpoint | SSLEndpoint
+@dataclass(frozen=True)
+class SystemdEndpoint:
+    index: int = 0
+    domain: str | None = None
+    name: str | None = None
+    proxy: bool = False
+
+
+Endpoint = TCPEndpoint | UNIXEndpoint | SSLEndpoint | SystemdEndpoint
 
 
 @dataclass(frozen=True)
@@ -167,6 +197,10 @@ def parse_endpoint(description: str) -> Endpoint:
         return options.pop(name, default)
 
     backlog = _int(description, "backlog", take("backlog", "1024") or "1024")
+    proxy_text = take("proxy", "0")
+    if proxy_text not in ("0", "1"):
+        raise EndpointError(f"endpoint {description!r}: proxy must be 0 or 1")
+    proxy = proxy_text == "1"
     if kind in ("tcp", "ssl"):
         port_text = take("port")
         if port_text is None and positional:
@@ -178,12 +212,17 @@ def parse_endpoint(description: str) -> Endpoint:
             raise EndpointError(f"endpoint {description!r}: port {port} is out of range")
         interface = take("interface", "") or ""
         if kind == "tcp":
-            endpoint: Endpoint = TCPEndpoint(port, interface, backlog)
+            endpoint: Endpoint = TCPEndpoint(port, interface, backlog, proxy)
         else:
             key = take("privateKey")
             if not key:
                 raise EndpointError(f"endpoint {description!r}: ssl needs privateKey=FILE")
-            endpoint = SSLEndpoint(port, key, take("certKey", key) or key, interface, backlog)
+            profile = take("tls", "intermediate") or "intermediate"
+            if profile not in PROFILES:
+                raise EndpointError(f"endpoint {description!r}: tls must be one of {', '.join(PROFILES)}")
+            endpoint = SSLEndpoint(port, key, take("certKey", key) or key, interface, backlog, proxy,
+                                   extra_cert_chain=take("extraCertChain"), dh_parameters=take("dhParameters"),
+                                   sni=take("sni"), tls=profile)
     elif kind == "unix":
         path = take("address")
         if path is None and positional:
@@ -194,9 +233,16 @@ def parse_endpoint(description: str) -> Endpoint:
         lock_text = take("lockfile", take("wantPID", "1"))
         if lock_text not in ("0", "1"):
             raise EndpointError(f"endpoint {description!r}: lockfile must be 0 or 1")
-        endpoint = UNIXEndpoint(os.path.expanduser(path), mode, lock_text == "1", backlog)
+        endpoint = UNIXEndpoint(os.path.expanduser(path), mode, lock_text == "1", backlog, proxy)
+    elif kind == "systemd":
+        name = take("name")
+        index = _int(description, "index", take("index", "0") or "0")
+        domain = take("domain")
+        if domain is not None and domain.upper() not in _DOMAINS:
+            raise EndpointError(f"endpoint {description!r}: domain must be INET, INET6 or UNIX")
+        endpoint = SystemdEndpoint(index, domain and domain.upper(), name, proxy)
     else:
-        raise EndpointError(f"endpoint {description!r}: unknown kind {kind!r} (tcp, unix or ssl)")
+        raise EndpointError(f"endpoint {description!r}: unknown kind {kind!r} (tcp, unix, ssl or systemd)")
     if positional or options:
         extra = positional + [f"{k}={v}" for k, v in options.items()]
         raise EndpointError(f"endpoint {description!r}: unexpected {', '.join(extra)}")
@@ -326,31 +372,101 @@ def _remove(path: str) -> None:
             raise
 
 
-def _ssl_context(endpoint: SSLEndpoint) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+def certificate_store(endpoint: SSLEndpoint) -> CertificateStore:
+    """The certificates of an ``ssl:`` endpoint (``EndpointError`` if a file is bad)."""
     try:
-        context.load_cert_chain(endpoint.cert_key, endpoint.private_key)
-    except (OSError, ssl.SSLError) as exc:
-        raise EndpointError(f"cannot load the TLS key or certificate: {exc}") from exc
-    return context
+        return CertificateStore(endpoint.cert_key, endpoint.private_key, chain=endpoint.extra_cert_chain,
+                                dh_params=endpoint.dh_parameters, sni_dir=endpoint.sni, profile=endpoint.tls)
+    except TLSError as exc:
+        raise EndpointError(f"cannot load the TLS key or certificate: {exc}") from None
+
+
+_DOMAINS = {"INET": stdlib_socket.AF_INET, "INET6": stdlib_socket.AF_INET6, "UNIX": stdlib_socket.AF_UNIX}
+SD_LISTEN_FDS_START = 3
+
+
+@functools.cache
+def _listen_fds() -> list[str]:
+    """The names of the sockets systemd passed to this process (empty if none),
+    read once (see ``inherited_endpoints``)."""
+    count = os.environ.get("LISTEN_FDS", "")
+    if os.environ.get("LISTEN_PID") != str(os.getpid()) or not count.isdigit():
+        return []
+    names = os.environ.get("LISTEN_FDNAMES", "").split(":")
+    return [names[i] if i < len(names) else "unknown" for i in range(int(count))]
+
+
+def inherited_endpoints(*, unset_environment: bool = False) -> list[Endpoint]:
+    """One ``systemd:`` endpoint per socket systemd passed us (socket activation).
+
+    With ``unset_environment`` (``sd_listen_fds``'s flag) the variables are
+    removed, so that the programs we start (CGI scripts) do not take the
+    sockets for theirs; ``systemd:`` endpoints still open, from what was read.
+    """
+    endpoints: list[Endpoint] = [SystemdEndpoint(index) for index in range(len(_listen_fds()))]
+    if unset_environment:
+        for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+            os.environ.pop(name, None)
+    return endpoints
+
+
+def _systemd_listener(endpoint: SystemdEndpoint, taken: set[int]) -> trio.SocketListener:
+    names = _listen_fds()
+    if not names:
+        raise EndpointError("systemd: endpoint, but systemd passed no sockets (LISTEN_FDS/LISTEN_PID)")
+    index = endpoint.index
+    if endpoint.name is not None:
+        if endpoint.name not in names:
+            raise EndpointError(f"systemd passed no socket named {endpoint.name!r} (it named {', '.join(names)})")
+        index = names.index(endpoint.name)
+    if index >= len(names):
+        raise EndpointError(f"systemd: index {index} is out of range: systemd passed {len(names)} socket(s)")
+    if index in taken:
+        raise EndpointError(f"systemd socket {index} is named twice in the listeners")
+    taken.add(index)
+    sock = stdlib_socket.socket(fileno=SD_LISTEN_FDS_START + index)
+    wanted = _DOMAINS.get(endpoint.domain or "")
+    if wanted is not None and sock.family != wanted:
+        sock.detach()
+        raise EndpointError(f"systemd socket {index} is {sock.family.name}, not AF_{endpoint.domain}")
+    if sock.type != stdlib_socket.SOCK_STREAM:
+        sock.detach()
+        raise EndpointError(f"systemd socket {index} is not a stream socket")
+    os.set_inheritable(sock.fileno(), False)
+    return trio.SocketListener(trio.socket.from_stdlib_socket(sock))
 
 
 @asynccontextmanager
-async def open_listeners(endpoints: list[Endpoint]) -> AsyncIterator[list[trio.abc.Listener[Any]]]:
-    """Open every endpoint (all or none); on exit close them and remove UNIX sockets and locks."""
+async def open_listeners(
+    endpoints: list[Endpoint], *, certificates: dict[SSLEndpoint, CertificateStore] | None = None
+) -> AsyncIterator[list[trio.abc.Listener[Any]]]:
+    """Open every endpoint (all or none); on exit close them and remove UNIX sockets and locks.
+
+    ``ssl:`` listeners serve the stores of ``certificates`` (made here for an
+    endpoint it lacks): reloading a store changes what they serve. A
+    listener of a ``proxy=1`` endpoint is wrapped in ``ProxyProtocolListener``.
+    """
     listeners: list[trio.abc.Listener[Any]] = []
     unix_paths: list[UNIXEndpoint] = []
+    systemd_taken: set[int] = set()
     try:
         for endpoint in endpoints:
+            opened: list[trio.abc.Listener[Any]] = []
             if isinstance(endpoint, UNIXEndpoint):
-                listeners.append(await _unix_listener(endpoint))
+                opened.append(await _unix_listener(endpoint))
                 unix_paths.append(endpoint)
+            elif isinstance(endpoint, SystemdEndpoint):
+                opened.append(_systemd_listener(endpoint, systemd_taken))
             elif isinstance(endpoint, SSLEndpoint):
-                context = _ssl_context(endpoint)
+                store = (certificates or {}).get(endpoint) or certificate_store(endpoint)
                 for plain in await _tcp_listeners(endpoint):
-                    listeners.append(trio.SSLListener(plain, context, https_compatible=True))
+                    wrapped: trio.abc.Listener[Any] = ProxyProtocolListener(plain) if endpoint.proxy else plain
+                    opened.append(trio.SSLListener(wrapped, store.listener_context, https_compatible=True))
+                listeners.extend(opened)
+                continue
             else:
-                listeners.extend(await _tcp_listeners(endpoint))
+                opened.extend(await _tcp_listeners(endpoint))
+            listeners.extend(ProxyProtocolListener(one) if endpoint.proxy else one for one in opened)
         yield listeners
     finally:
         for listener in listeners:

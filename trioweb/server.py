@@ -24,10 +24,11 @@ import trio
 from trioweb._accesslog import AccessLog
 from trioweb._encoding import GzipEncoderFactory
 from trioweb._forms import FormError
+from trioweb._forwarded import TrustedProxies
 from trioweb._request import CACHED, DeferredIdiomError, Request
 from trioweb._session import Session, SiteSessions
 from trioweb._version import __version__
-from trioweb.http import ConnectionLost, HTTPConnection, Limits, RequestHead
+from trioweb.http import ConnectionLost, Handler, HTTPConnection, Limits, RequestHead
 from trioweb.http import Server as HTTPServer
 from trioweb.resource import (
     KNOWN_METHODS,
@@ -48,6 +49,7 @@ __all__ = [
     "Server",
     "Session",
     "Site",
+    "TrustedProxies",
     "serve",
     "version",
 ]
@@ -61,9 +63,12 @@ class Site(SiteSessions):
     """A resource tree and the policy it is served with.
 
     ``Site(resource, limits=Limits(...), logPath=None, displayTracebacks=False)``.
-    ``logPath`` is a file for the combined-format access log (``"-"`` for
-    stdout, None for no access log). ``headers`` are added to every response,
-    errors included. The error pages a request gets when its resource fails
+    ``logPath`` is a file for the access log (``"-"`` for stdout, None for
+    no access log), in ``logFormat`` (``combined``, ``common``, ``twisted``,
+    ``json``; see ``trioweb._accesslog``). ``headers`` are added to every response,
+    errors included. With ``proxies`` (a ``TrustedProxies``), the
+    ``Forwarded``/``X-Forwarded-*`` headers of those peers set the client,
+    scheme and host each request sees. The error pages a request gets when its resource fails
     are the Site's too (``unsupported_method_page``, ``failure_page``).
     Its sessions (``sessions``, ``makeSession``, ``getSession``,
     ``sessionFactory``, ``max_sessions``) are described in ``trioweb._session``.
@@ -78,16 +83,19 @@ class Site(SiteSessions):
         *,
         limits: Limits | None = None,
         logPath: str | None = None,
+        logFormat: str = "combined",
         displayTracebacks: bool = False,
         headers: list[tuple[bytes, bytes]] | None = None,
         server_header: bytes = version,
+        proxies: TrustedProxies | None = None,
     ) -> None:
         self.resource = resource
         self.limits = limits or Limits()
         self.displayTracebacks = displayTracebacks
         self.extra_headers = list(headers or [])
         self.server_header = server_header
-        self.access_log = AccessLog.open(logPath) if logPath else None
+        self.proxies = proxies
+        self.access_log = AccessLog.open(logPath, logFormat) if logPath else None
 
     def getResourceFor(self, request: Request) -> Resource:
         """The resource ``request`` is for: ``OPTIONS *`` asks the server itself,
@@ -116,6 +124,8 @@ class Site(SiteSessions):
     def start_processing(self, request: Request) -> Coroutine[Any, Any, None] | None:
         """`process` up to its first wait: None if the response is complete, else
         a coroutine to await for the rest."""
+        if self.proxies is not None:
+            self.proxies.apply(request)
         for name, value in self.extra_headers:
             request.responseHeaders.addRawHeader(name, value)
         return request.process()
@@ -186,17 +196,35 @@ _WHOLE_SERVER = _WholeServer()
 
 
 class Server(HTTPServer):
-    """Serves a Site on listeners until ``stop()`` (see ``trioweb.http.Server``);
-    the Site's access log is flushed once it has stopped."""
+    """Serves a Site on listeners until ``stop()`` (see ``trioweb.http.Server``).
+
+    The Site's access log is flushed every second while serving and once it
+    has stopped. ``replace_site`` sends new requests to another Site (a
+    reload); requests in flight finish on the one they started on.
+    """
 
     def __init__(self, site: Site, listeners: list[trio.abc.Listener[Any]]) -> None:
         super().__init__(site.handle, listeners, site.limits, server_header=site.server_header)
         self.site = site
 
+    def replace_site(self, site: Site, handler: Handler | None = None) -> None:
+        """Serve new requests from ``site`` (through ``handler`` if given, which
+        must end in ``site.handle``)."""
+        self.site = site
+        self.replace_handler(handler or site.handle)
+
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
-            await super().serve(task_status=task_status)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._flush_log_every_second)
+                await super().serve(task_status=task_status)
+                nursery.cancel_scope.cancel()
         finally:
+            self.site.flush_log()
+
+    async def _flush_log_every_second(self) -> None:
+        while True:
+            await trio.sleep(1)
             self.site.flush_log()
 
 

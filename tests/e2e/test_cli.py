@@ -97,7 +97,7 @@ def test_logfile_and_pidfile(tmp_path):
         assert server.stop() == 0
     assert not pidfile.exists()
     line = log.read_text()
-    assert line.startswith('"127.0.0.1" - - [')
+    assert line.startswith("127.0.0.1 - - [")  # combined, the default
     assert '"GET / HTTP/1.1" 200 ' in line
     assert '"http://ref/" "agent \\"quoted\\" caf\\xc3\\xa9"' in line
 

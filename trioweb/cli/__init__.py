@@ -3,19 +3,21 @@
 It turns options into a root resource and a Site, opens the listeners,
 drops privileges if asked, and serves until SIGINT or SIGTERM; then it
 closes the listeners at once, lets requests in flight finish within the
-drain timeout, and exits 0.
+drain timeout, and exits 0. SIGHUP rebuilds the Site from the same options
+and the configuration file, loaded afresh (``_build_site``, through ``_reload.Reloader``), reloads certificates and
+reopens logs; SIGUSR1 reopens logs. See docs/operations.md.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-import sys
 from typing import Any
 
 import click
 import trio
 
+from trioweb._accesslog import AccessLog
 from trioweb._version import __version__
 from trioweb.cli._config_options import check_site_options, config_from, config_options
 from trioweb.cli._distrib_options import (
@@ -27,12 +29,15 @@ from trioweb.cli._distrib_options import (
 )
 from trioweb.cli._gzip_options import gzip_options, gzip_root
 from trioweb.cli._limit_options import limit_options, limits_from
+from trioweb.cli._ops_options import configure_logging, ops_options, trusted_proxies, with_health_check
 from trioweb.cli._process import gid_of, raise_open_file_limit, run_personal, run_site, uid_of
+from trioweb.cli._reload import Reloader
 from trioweb.cli._static_options import static_options, static_root
 from trioweb.cli._twistd_options import apply_twistd_options, twistd_options
 from trioweb.cli._welcome import WelcomePage
-from trioweb.endpoints import EndpointError, parse_endpoint
-from trioweb.server import Site
+from trioweb.config import Config, load
+from trioweb.endpoints import EndpointError, SSLEndpoint, certificate_store, inherited_endpoints, parse_endpoint
+from trioweb.server import Site, TrustedProxies
 
 __all__ = ["main"]
 
@@ -46,7 +51,6 @@ Examples:
   trioweb --listen unix:/run/web.sock:mode=660 --logfile access.log
   trioweb --listen tcp:80 --uid www-data --gid www-data --class myapp.Root
   trioweb --path ~/site                      a directory, with .rpy scripts
-  trioweb --config site.py                   what a Python configuration file defines
   trioweb --user --listen tcp:80 --uid www-data   the front of a community host
   trioweb --personal --path ~/public_html    your personal server behind it
 """
@@ -70,43 +74,13 @@ def _parse_header(text: str) -> tuple[bytes, bytes]:
     return name.strip().encode("utf-8"), value.strip().encode("utf-8")
 
 
-@click.command(epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--listen", "listen", multiple=True, metavar="ENDPOINT",
-              help="Where to listen (repeatable): tcp:PORT[:interface=ADDR], unix:PATH[:mode=660], "
-                   "ssl:PORT:privateKey=KEY.pem:certKey=CERT.pem. Default tcp:8080.")
-@click.option("--class", "class_name", metavar="MODULE.NAME",
-              help="Serve an instance of this Resource class (created with no arguments).")
-@click.option("-l", "--logfile", metavar="FILE", help="Access log in the combined log format ('-' for stdout).")
-@click.option("--add-header", "add_header", multiple=True, metavar="'NAME: VALUE'",
-              help="Add this header to every response, errors included (repeatable).")
-@click.option("--display-tracebacks", is_flag=True, help="Show tracebacks in 500 pages (for development).")
-@click.option("--pidfile", metavar="FILE", help="Write the process id here while running.")
-@click.option("--uid", metavar="USER", help="Run as this user after the listeners are open.")
-@click.option("--gid", metavar="GROUP", help="Run as this group after the listeners are open.")
-@static_options
-@distrib_options
-@limit_options
-@config_options
-@twistd_options
-@gzip_options
-@click.version_option(__version__, prog_name="trioweb")
-def main(**options: Any) -> None:
-    """Serve a resource tree over HTTP, in the foreground, until SIGINT or SIGTERM."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
-                        stream=sys.stderr)
-    deprecated_listen = apply_twistd_options(options)  # first: --umask and --rundir apply to what follows
-    config = config_from(options)
-    if config:
-        check_site_options(config)
-    listen = [*(config.listen if config else ()), *options["listen"], *deprecated_listen]
-    limits = limits_from(options)
-    personal = personal_settings(options)
-    default_listen = f"unix:{PERSONAL_SOCKET}:mode=666" if personal else "tcp:8080"
-    try:
-        endpoints = [parse_endpoint(e) for e in (listen or (default_listen,))]
-    except EndpointError as exc:
-        raise click.UsageError(str(exc)) from None
-    headers = [_parse_header(h) for h in options["add_header"]]
+def _build_site(options: dict[str, Any], personal: Any, limits: Any, headers: list[tuple[bytes, bytes]],
+                proxies: TrustedProxies | None, config: Config | None) -> Site:
+    """The Site the options and the configuration file describe: called at
+    start and again on every SIGHUP (with the file loaded afresh). The
+    reloader gives it the access log it keeps open."""
+    if config and config.site:
+        return config.site
     roots = [root for root in (
         static_root(options, _named_object),
         user_root(options),
@@ -123,26 +97,89 @@ def main(**options: Any) -> None:
     else:
         root = WelcomePage()
     root = gzip_root(options, root)
+    return Site(root, limits=limits, displayTracebacks=options["display_tracebacks"], headers=headers,
+                proxies=proxies)
+
+
+@click.command(epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"],
+                                                  "auto_envvar_prefix": "TRIOWEB"})
+@click.option("--listen", "listen", multiple=True, metavar="ENDPOINT",
+              help="Where to listen (repeatable): tcp:PORT[:interface=ADDR], unix:PATH[:mode=660], "
+                   "ssl:PORT:privateKey=KEY.pem:certKey=CERT.pem, systemd:index=0; any with :proxy=1 "
+                   "for the PROXY protocol. Default tcp:8080, or the sockets systemd passed.")
+@click.option("--class", "class_name", metavar="MODULE.NAME",
+              help="Serve an instance of this Resource class (created with no arguments).")
+@click.option("-l", "--logfile", metavar="FILE", help="Access log ('-' for stdout); see --access-log-format.")
+@click.option("--add-header", "add_header", multiple=True, metavar="'NAME: VALUE'",
+              help="Add this header to every response, errors included (repeatable).")
+@click.option("--display-tracebacks", is_flag=True, help="Show tracebacks in 500 pages (for development).")
+@click.option("--pidfile", metavar="FILE", help="Write the process id here while running.")
+@click.option("--uid", metavar="USER", help="Run as this user after the listeners are open.")
+@click.option("--gid", metavar="GROUP", help="Run as this group after the listeners are open.")
+@static_options
+@distrib_options
+@limit_options
+@ops_options
+@config_options
+@twistd_options
+@gzip_options
+@click.version_option(__version__, prog_name="trioweb")
+def main(**options: Any) -> None:
+    """Serve a resource tree over HTTP, in the foreground, until SIGINT or SIGTERM.
+
+    SIGHUP reloads (the tree, certificates, log files), SIGUSR1 reopens the
+    log files. Every option may also come from the environment as
+    TRIOWEB_<OPTION> (TRIOWEB_LISTEN="tcp:80 tcp:81" for repeated ones)."""
+    deprecated_listen = apply_twistd_options(options)  # first: --umask and --rundir apply to what follows
+    config = config_from(options)
+    if config:
+        check_site_options(config)
+    limits = limits_from(options)
+    personal = personal_settings(options)
     log_path = options["logfile"] or (personal.log_path if personal else "-")
-    if personal and log_path != "-":
-        handler = logging.FileHandler(log_path)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-        logging.getLogger().addHandler(handler)  # errors go to the personal log too
-    if config and config.site:
-        site = config.site
-    else:
-        site = Site(root, limits=limits, logPath=log_path,
-                    displayTracebacks=options["display_tracebacks"], headers=headers)
+    error_logs = configure_logging(options, log_path if personal and log_path != "-" else None)  # errors too
+    default_listen = [parse_endpoint(f"unix:{PERSONAL_SOCKET}:mode=666" if personal else "tcp:8080")]
+    inherited = inherited_endpoints(unset_environment=True)  # systemd's sockets are ours, not our children's
+    try:
+        listen = [*(config.listen if config else ()), *options["listen"], *deprecated_listen]
+        endpoints = [parse_endpoint(e) for e in listen] or inherited or default_listen
+    except EndpointError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        certificates = {e: certificate_store(e) for e in endpoints if isinstance(e, SSLEndpoint)}
+        if config and config.site:
+            access_log = config.site.access_log  # the file's Site has settled its log
+        else:
+            access_log = AccessLog.open(log_path, options["access_log_format"]) if log_path else None
+    except EndpointError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot open the access log {log_path}: {exc.strerror or exc}") from None
+    headers = [_parse_header(h) for h in options["add_header"]]
+    proxies = trusted_proxies(options)
+    loaded = [config]  # the file as loaded at start; each reload loads it afresh
+
+    def build_site() -> Site:
+        current = loaded.pop() if loaded else (load(config.path) if config else None)
+        return _build_site(dict(options), personal, limits, headers, proxies, current)
+
+    reloader = Reloader(build_site, access_log=access_log, error_logs=error_logs,
+                        certificates=list(certificates.values()))
     uid = uid_of(options["uid"]) if options["uid"] else (config.uid if config else None)
     gid = gid_of(options["gid"]) if options["gid"] else (config.gid if config else None)
     if personal and (uid is not None or gid is not None):
         raise click.UsageError("--personal runs as the user who starts it: --uid/--gid (and a config file's uid/gid) "
                                "do not apply.")
-    raise_open_file_limit(site.limits.max_connections)
+    raise_open_file_limit(reloader.site.limits.max_connections)
     try:
         if personal:
-            trio.run(lambda: run_personal(site, endpoints, personal.allowed_uids, pidfile=options["pidfile"]))
+            trio.run(lambda: run_personal(reloader, endpoints, personal.allowed_uids, pidfile=options["pidfile"]))
         else:
-            trio.run(lambda: run_site(site, endpoints, pidfile=options["pidfile"], uid=uid, gid=gid))
+            handler_for = with_health_check(options, lambda: reloader.draining)
+            trio.run(lambda: run_site(reloader, endpoints, handler_for=handler_for, certificates=certificates,
+                                      pidfile=options["pidfile"], uid=uid, gid=gid, grace=options["health_grace"]))
     except EndpointError as exc:
         raise click.ClickException(str(exc)) from None
+    finally:
+        if access_log is not None:
+            access_log.close()

@@ -1,9 +1,10 @@
 """How ``trioweb`` runs as a process: privileges, open-file limit, pidfile, signals.
 
 ``run_site`` and ``run_personal`` open the listeners (before privileges are
-dropped, so that a port below 1024 can be bound), write the pidfile, and
-serve until SIGINT, SIGTERM or SIGQUIT; then the listeners close at once and
-requests in flight get the drain timeout to finish.
+dropped, so that a port below 1024 can be bound), write the pidfile, tell
+systemd they are ready, and serve until SIGINT, SIGTERM or SIGQUIT; then the
+listeners close at once and requests in flight get the drain timeout to
+finish. SIGHUP reloads and SIGUSR1 reopens the logs (``_reload``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import logging
 import os
 import pwd
 import resource
-import signal
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -22,9 +22,13 @@ import click
 import trio
 
 from trioweb._version import __version__
+from trioweb.cli import _systemd
+from trioweb.cli._reload import HANDLED_SIGNALS, Reloader, handle_signals
 from trioweb.distrib import ResourcePublisher, serve_publisher
-from trioweb.endpoints import Endpoint, UNIXEndpoint, open_listeners
+from trioweb.endpoints import Endpoint, SSLEndpoint, SystemdEndpoint, UNIXEndpoint, open_listeners
+from trioweb.http import Handler
 from trioweb.server import Server, Site
+from trioweb.tls import CertificateStore
 
 log = logging.getLogger("trioweb")
 
@@ -97,71 +101,97 @@ def _pidfile(path: str | None) -> Iterator[None]:
 
 
 async def _serve_until_signal(
-    serve: Callable[..., Awaitable[None]], stop: Callable[[], None], what: str
+    serve: Callable[..., Awaitable[None]], stop: Callable[[], None], what: str, reloader: Reloader,
+    grace: float = 0,
 ) -> None:
-    """Run ``serve`` (started with task_status) until it returns; the first
-    SIGINT, SIGTERM or SIGQUIT (nginx's graceful stop) calls ``stop``, which
-    must make ``serve`` return."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGQUIT) as signals:
-        async with trio.open_nursery() as nursery:
+    """Run ``serve`` (started with task_status) until it returns, acting on
+    signals meanwhile (see ``_reload``): the first SIGINT, SIGTERM or SIGQUIT
+    (nginx's graceful stop) calls ``stop``, which must make ``serve`` return;
+    SIGHUP reloads, SIGUSR1 reopens the logs. The access log is flushed every
+    second and at the end."""
+    with trio.open_signal_receiver(*HANDLED_SIGNALS) as signals:
+        try:
+            async with trio.open_nursery() as nursery:
 
-            async def stop_on_signal() -> None:
-                async for signum in signals:
-                    log.info("got %s: stopping", signal.Signals(signum).name)
-                    stop()
-                    return
+                async def run(*, task_status: trio.TaskStatus[None]) -> None:
+                    await serve(task_status=task_status)
+                    nursery.cancel_scope.cancel()  # stopped (and drained)
 
-            async def run(*, task_status: trio.TaskStatus[None]) -> None:
-                await serve(task_status=task_status)
-                nursery.cancel_scope.cancel()  # stopped (and drained)
+                async def flush_every_second() -> None:
+                    while True:
+                        await trio.sleep(1)
+                        reloader.flush()
 
-            nursery.start_soon(stop_on_signal)
-            await nursery.start(run)
-            log.info("trioweb %s %s", __version__, what)
+                nursery.start_soon(handle_signals, signals, reloader, stop, grace)
+                await nursery.start(run)
+                nursery.start_soon(flush_every_second)
+                nursery.start_soon(_systemd.watchdog)
+                log.info("trioweb %s %s", __version__, what)
+                _systemd.notify("READY=1", f"STATUS={what}", f"MAINPID={os.getpid()}")
+        finally:
+            reloader.flush()
 
 
 async def run_site(
-    site: Site,
+    reloader: Reloader,
     endpoints: list[Endpoint],
     *,
+    handler_for: Callable[[Site], Handler] = lambda site: site.handle,
+    certificates: dict[SSLEndpoint, CertificateStore] | None = None,
     pidfile: str | None = None,
     uid: int | None = None,
     gid: int | None = None,
+    grace: float = 0,
 ) -> None:
-    """Serve ``site`` on ``endpoints`` until SIGINT/SIGTERM, then stop gracefully."""
-    async with open_listeners(endpoints) as listeners:
+    """Serve the reloader's Site on ``endpoints`` until SIGINT/SIGTERM, then stop gracefully.
+
+    ``handler_for(site)`` is how a Site is put in service (the health check
+    wraps it); a reload puts the new Site in service the same way. A stop
+    signal waits ``grace`` seconds before it stops (see ``handle_signals``)."""
+    async with open_listeners(endpoints, certificates=certificates) as listeners:
         drop_privileges(uid, gid)
         with _pidfile(pidfile):
+            site = reloader.site
             server = Server(site, listeners)
+            reloader.switch = lambda new: server.replace_site(new, handler_for(new))
+            reloader.switch(site)
             await _serve_until_signal(server.serve, server.stop,
-                                      "serving on " + ", ".join(map(_describe, endpoints)))
+                                      "serving on " + ", ".join(map(_describe, endpoints)), reloader, grace)
 
 
 async def run_personal(
-    site: Site,
+    reloader: Reloader,
     endpoints: list[Endpoint],
     allowed_uids: frozenset[int],
     *,
     pidfile: str | None = None,
 ) -> None:
-    """Publish ``site`` to front servers on ``endpoints`` until SIGINT/SIGTERM."""
+    """Publish the reloader's Site to front servers on ``endpoints`` until SIGINT/SIGTERM."""
     async with open_listeners(endpoints) as listeners:
         with _pidfile(pidfile):
             stopped = trio.Event()
+            publisher = ResourcePublisher(reloader.site)
+
+            def switch(site: Site) -> None:
+                publisher.site = site
+
+            reloader.switch = switch
 
             async def serve(*, task_status: trio.TaskStatus[None]) -> None:
                 async with trio.open_nursery() as nursery:
-                    await nursery.start(partial(serve_publisher, ResourcePublisher(site), listeners,
-                                                allowed_uids=allowed_uids))
+                    await nursery.start(partial(serve_publisher, publisher, listeners, allowed_uids=allowed_uids))
                     task_status.started()
                     await stopped.wait()
                     nursery.cancel_scope.cancel()
 
             await _serve_until_signal(serve, stopped.set,
-                                      "publishing to front servers on " + ", ".join(map(_describe, endpoints)))
+                                      "publishing to front servers on " + ", ".join(map(_describe, endpoints)),
+                                      reloader)
 
 
 def _describe(endpoint: Endpoint) -> str:
     if isinstance(endpoint, UNIXEndpoint):
         return f"unix:{endpoint.path}"
+    if isinstance(endpoint, SystemdEndpoint):
+        return f"systemd:{endpoint.name if endpoint.name is not None else endpoint.index}"
     return f"{type(endpoint).__name__[:3].lower()}:{endpoint.interface or '*'}:{endpoint.port}"

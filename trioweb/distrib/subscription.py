@@ -116,6 +116,7 @@ class ResourceSubscription(Resource):
         self.cookie_prefixes = cookie_prefixes
 
     def render(self, request: Request) -> Any:
+        request.log_fields = {**(request.log_fields or {}), "backend": self.backend.describe()}  # the JSON log's
         return self._forward(request)
 
     def _error(self, request: Request, code: int, brief: str,

@@ -220,6 +220,7 @@ class _UserSite(Resource):
 
     async def _render(self, request: Request) -> Any:
         directory = self.directory
+        request.log_fields = {"user": self.name.decode("ascii", "backslashreplace")}  # the JSON access log's
 
         def find() -> Resource | None:
             user = directory.lookup(self.name)

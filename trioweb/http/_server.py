@@ -6,6 +6,9 @@ tick instead of a timer per request, see ``HTTPConnection.expire_if_idle``),
 and stops gracefully: on ``stop()`` the listeners close at once, idle
 connections close, and requests in flight get ``drain_timeout`` to finish.
 An accept error (EMFILE and friends) is logged and retried after a pause.
+On a ``ProxyProtocolListener`` each connection's PROXY header is read first
+(``_proxy_protocol``); ``replace_handler`` is how a reload reaches open
+connections.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import trio
 from trioweb.address import Address, UNIXAddress, address_from_sockname
 from trioweb.http._connection import Handler, HTTPConnection
 from trioweb.http._limits import Limits
+from trioweb.http._proxy_protocol import ProxyProtocolError, is_proxied, proxied_addresses
 from trioweb.http._writer import error_response
 
 log = logging.getLogger("trioweb.http")
@@ -103,16 +107,25 @@ class Server:
             for conn in list(self.connections):
                 conn.expire_if_idle(now)
 
+    def replace_handler(self, handler: Handler) -> None:
+        """Send every request head from now on to ``handler``, on open
+        connections too (a reload); requests in flight keep theirs."""
+        self.handler = handler
+        for conn in self.connections:
+            conn.handler = handler
+
     def stop(self) -> None:
         """Begin a graceful stop: no new connections, finish what is in flight."""
         self._stopping.set()
 
     async def _accept_loop(self, listener: trio.abc.Listener[Any], nursery: trio.Nursery) -> None:
+        proxied = is_proxied(listener)
+
         def dispatch(stream: trio.abc.Stream) -> None:
             if len(self.connections) >= self.limits.max_connections:
                 nursery.start_soon(self._refuse, stream)
             else:
-                nursery.start_soon(self._serve_connection, stream)
+                nursery.start_soon(self._serve_connection, stream, proxied)
 
         await accept_forever(listener, dispatch)
 
@@ -124,10 +137,14 @@ class Server:
                 pass
         await trio.aclose_forcefully(stream)
 
-    async def _serve_connection(self, stream: trio.abc.Stream) -> None:
+    async def _serve_connection(self, stream: trio.abc.Stream, proxied: bool = False) -> None:
         try:
             client, host, secure = _stream_addresses(stream)
-        except OSError:
+            if proxied:
+                client, host = await proxied_addresses(stream, client, host, self.limits.header_timeout)
+        except (OSError, ProxyProtocolError, trio.BrokenResourceError, trio.TooSlowError) as exc:
+            if isinstance(exc, ProxyProtocolError):
+                log.info("connection from %s closed: %s", client, exc)
             await trio.aclose_forcefully(stream)
             return
         if isinstance(stream, trio.SSLStream):

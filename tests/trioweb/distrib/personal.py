@@ -4,6 +4,10 @@ that speak rpc directly, hang, or send garbage."""
 
 from __future__ import annotations
 
+import os
+import pwd
+from types import SimpleNamespace
+
 import trio
 
 import rpc
@@ -223,3 +227,14 @@ async def hostile_front(start_site, nursery, tmp_path, answer):
     root = Resource()
     root.putChild(b"~mallory", ResourceSubscription("unix", path, backend_timeout=1))
     return await start_site(root)
+
+
+def account_with_home(tmp_path, name: str = "alice"):
+    """(an account entry for ``name``, with our uid and a 0755 home in ``tmp_path``,
+    and a user database holding only it) for a ``UserDirectory``."""
+    me = pwd.getpwuid(os.getuid())
+    home = tmp_path / name
+    home.mkdir(mode=0o755)
+    home.chmod(0o755)
+    user = SimpleNamespace(pw_name=name, pw_uid=me.pw_uid, pw_gid=me.pw_gid, pw_gecos="", pw_dir=str(home))
+    return user, SimpleNamespace(getpwnam={name: user}.__getitem__, getpwall=lambda: [user])

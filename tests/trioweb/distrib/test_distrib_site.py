@@ -20,6 +20,7 @@ from tests.support.rawhttp import get
 from tests.trioweb.distrib.personal import (
     Hang,
     Whole,
+    account_with_home,
     fake_backend,
     front_to_personal,
     front_with_a_neighbour,
@@ -313,12 +314,8 @@ async def test_cookies_are_confined_and_redirects_use_the_public_url(front):
 
 
 async def test_a_cookie_set_through_one_url_form_is_set_for_both(start_site, nursery, tmp_path):
-    me = pwd.getpwuid(os.getuid())
+    _, database = account_with_home(tmp_path)
     home = tmp_path / "alice"
-    home.mkdir(mode=0o755)
-    home.chmod(0o755)
-    alice = SimpleNamespace(pw_name="alice", pw_uid=me.pw_uid, pw_gid=me.pw_gid, pw_gecos="", pw_dir=str(home))
-    database = SimpleNamespace(getpwnam={"alice": alice}.__getitem__, getpwall=lambda: [alice])
 
     async def login(message, body, front):
         return {"status": 200, "reason": None, "length": 2, "body": b"ok",
