@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import stat
 import subprocess
 import sys
@@ -227,3 +228,33 @@ def test_the_script_of_docs_config_serves_a_config_file(tmp_path):
     """)
     with Process([sys.executable, str(tmp_path / "serve_config.py"), str(path)], port=port):
         assert curl(f"http://127.0.0.1:{port}/").stdout == b"served by a script"
+
+
+@pytest.mark.parametrize("defines", ["resource", "site"])
+def test_sighup_loads_the_config_file_afresh_and_keeps_the_old_tree_when_it_breaks(tmp_path, defines):
+    source = "from trioweb.server import Site\nfrom trioweb.static import Data\nresource = Data({text!r}, 'text/plain')\n"
+    if defines == "site":
+        source += "site = Site(resource, logPath={log!r})\n"
+    log = tmp_path / "access.log"
+    path = config_file(tmp_path, source.format(text=b"first tree", log=str(log)))
+    port = free_port()
+    args = ("--config", str(path)) if defines == "site" else ("--config", str(path), "--logfile", str(log))
+    fetched = []
+
+    def fetch() -> bytes:
+        fetched.append(curl(f"http://127.0.0.1:{port}/").stdout)
+        return fetched[-1]
+
+    with trioweb(*args, port=port) as server:
+        assert fetch() == b"first tree"
+        config_file(tmp_path, source.format(text=b"second tree", log=str(log)))
+        server.process.send_signal(signal.SIGHUP)
+        wait_until_sync(lambda: fetch() == b"second tree", timeout=10)
+        config_file(tmp_path, "from trioweb.static import Data\nresource = Data(b'broken'\n")
+        server.process.send_signal(signal.SIGHUP)
+        wait_until_sync(lambda: "reload failed" in server.output(), timeout=10)
+        assert fetch() == b"second tree"
+        assert f"{path}:2: SyntaxError" in server.output()
+        assert server.stop() == 0
+    logged = log.read_text().splitlines()  # one log file kept across reloads, every request in it
+    assert len(logged) == len(fetched) and all('"GET / HTTP/1.1" 200' in line for line in logged)
