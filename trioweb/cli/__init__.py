@@ -17,6 +17,7 @@ import click
 import trio
 
 from trioweb._version import __version__
+from trioweb.cli._cgi_options import cgi_options, configure_cgi
 from trioweb.cli._distrib_options import (
     PERSONAL_SOCKET,
     default_personal_root,
@@ -82,12 +83,14 @@ def _parse_header(text: str) -> tuple[bytes, bytes]:
 @static_options
 @distrib_options
 @limit_options
+@cgi_options
 @click.version_option(__version__, prog_name="trioweb")
 def main(**options: Any) -> None:
     """Serve a resource tree over HTTP, in the foreground, until SIGINT or SIGTERM."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         stream=sys.stderr)
     limits = limits_from(options)
+    configure_cgi(options)
     personal = personal_settings(options)
     default_listen = f"unix:{PERSONAL_SOCKET}:mode=666" if personal else "tcp:8080"
     try:
