@@ -183,7 +183,9 @@ class CGIDirectory(Resource):
 
     def getChild(self, path: bytes, request: Request) -> Resource:
         name = segment_name(path)
-        if not name or name.startswith("."):
+        if name == "":
+            return self  # a trailing slash: the directory itself
+        if name is None or name.startswith("."):
             return NoResource("File not found.")
         child = os.path.join(self.path, name)
         if os.path.isdir(child):

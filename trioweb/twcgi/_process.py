@@ -146,6 +146,7 @@ class _Exchange:
         self.failure: str | None = None  # why the response cannot be completed
         self.feeder = trio.CancelScope()  # the task writing the body to stdin
         self.everything = trio.CancelScope()  # the whole exchange (the nursery's scope)
+        self.leader_watch = trio.CancelScope()  # the task ending the group when the script exits
 
 
 async def run_script(request: Request, argv: Sequence[str], env: Environment, cwd: str,
@@ -163,11 +164,13 @@ async def run_script(request: Request, argv: Sequence[str], env: Environment, cw
         _answer_error(request, 500, "CGI Script Error", "The script could not be started.")
         return
     exchange = _Exchange(request, process, settings)
+    pidfd = os.pidfd_open(process.pid)  # readable once the script exits, before it is reaped
     try:
         async with trio.open_nursery() as nursery:
             exchange.everything = nursery.cancel_scope
             nursery.start_soon(_feed_stdin, exchange, body)
             nursery.start_soon(_log_stderr, exchange)
+            nursery.start_soon(_end_group_with_leader, exchange, pidfd)
             try:
                 ended = await _relay_stdout(exchange, nph)
                 await request.drain()
@@ -178,13 +181,15 @@ async def run_script(request: Request, argv: Sequence[str], env: Environment, cw
                 exchange.failure = str(exc)
                 ended = False
             exchange.feeder.cancel()  # a body the script did not read is not waited for
+            exchange.leader_watch.cancel()
             with trio.CancelScope(shield=True):
-                await end_process(process, settings.timeout if ended else 0, settings.kill_grace)
+                await end_process(process, pidfd, settings.timeout if ended else 0, settings.kill_grace)
             # stderr ends with the group; a process that left it keeps it no longer than this.
             nursery.cancel_scope.deadline = trio.current_time() + settings.kill_grace
     finally:
         with trio.CancelScope(shield=True):
-            await end_process(process, 0, settings.kill_grace)
+            await end_process(process, pidfd, 0, settings.kill_grace)
+            os.close(pidfd)
             for stream in (process.stdin, process.stdout, process.stderr):
                 if stream is not None:
                     await stream.aclose()
@@ -310,25 +315,32 @@ async def _log_stderr(exchange: _Exchange) -> None:
         stderr_log.line(uri, pending)
 
 
-async def end_process(process: trio.Process, exit_within: float, kill_grace: float) -> None:
+async def _end_group_with_leader(exchange: _Exchange, pidfd: int) -> None:
+    """When the script exits, end what is left of its group: a background
+    process that kept stdout open would hold the response open forever."""
+    with exchange.leader_watch:
+        await trio.lowlevel.wait_readable(pidfd)
+        _signal_group(exchange.process.pid, signal.SIGTERM)
+        await trio.sleep(exchange.settings.kill_grace)
+        _signal_group(exchange.process.pid, signal.SIGKILL)
+
+
+async def end_process(process: trio.Process, pidfd: int, exit_within: float, kill_grace: float) -> None:
     """End the script and its process group and reap it, once (see the theory
     of operation); ``exit_within``: seconds the script may take to exit by
-    itself first. Must run shielded from cancellation."""
+    itself first. Must run shielded from cancellation, with no other task
+    waiting on ``pidfd``."""
     if process.returncode is not None:
         return
-    pidfd = os.pidfd_open(process.pid)
-    try:
-        exited = await _exited_within(pidfd, exit_within)
-        if not exited:
-            _signal_group(process.pid, signal.SIGTERM)
-            exited = await _exited_within(pidfd, kill_grace)
-        # The leader is a zombie now or still runs: either way its group id
-        # cannot be reused until it is reaped, so this reaches only its group.
-        _signal_group(process.pid, signal.SIGKILL)
-        if not exited:
-            await trio.lowlevel.wait_readable(pidfd)
-    finally:
-        os.close(pidfd)
+    exited = await _exited_within(pidfd, exit_within)
+    if not exited:
+        _signal_group(process.pid, signal.SIGTERM)
+        exited = await _exited_within(pidfd, kill_grace)
+    # The leader is a zombie now or still runs: either way its group id
+    # cannot be reused until it is reaped, so this reaches only its group.
+    _signal_group(process.pid, signal.SIGKILL)
+    if not exited:
+        await trio.lowlevel.wait_readable(pidfd)
     await process.wait()
 
 
