@@ -6,8 +6,8 @@ import hashlib
 
 import trio
 
-from trioweb.resource import Resource
 from trioweb.http import Limits, MiB
+from trioweb.resource import Resource
 from trioweb.twcgi import CGISettings, FilteredScript
 
 
