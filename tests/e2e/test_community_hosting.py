@@ -5,30 +5,26 @@ world-traversable directory, starts each personal server *as its user*, and
 the front (`trioweb --user`) as www-data, then talks to the front with curl
 and raw sockets. Without root, it is skipped: distinct uids are the point.
 
-The accounts must be able to run trioweb: when the checkout is somewhere they
-cannot read (a clone in a 0700 home or `mktemp -d`), trioweb is installed
-for them in a world-readable temporary directory first.
+The accounts must be able to run trioweb (see tests/support/hosting.py,
+shared with the per-user CGI tests).
 """
 
 from __future__ import annotations
 
-import http.client
 import os
 import pwd
 import select
 import shutil
 import socket
 import subprocess
-import sys
-import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.support.procs import ROOT, Process, curl, free_port, trioweb_command
+from tests.support.hosting import Hosting, install_for_accounts, new_hosting_base, status_kib
+from tests.support.procs import Process, curl, free_port
 
 HERE = Path(__file__).parent / "hosting"
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create accounts and switch uids")
@@ -44,118 +40,16 @@ USERS = {
 }
 
 
-@dataclass(frozen=True)
-class Install:
-    """What the accounts run: a Python with trioweb, the trioweb command, the hosting scripts."""
-
-    python: str
-    trioweb: str
-    scripts: Path
-
-
-def _why_others_cannot_use(install: Install) -> str | None:
-    """None if ``nobody`` can run the install and read its scripts; else what failed."""
-    nobody = pwd.getpwnam("nobody")
-    check = "import sys, trioweb.cli, rpc; open(sys.argv[1]).close()"
-    try:
-        result = subprocess.run([install.python, "-c", check, str(install.scripts / "fake_backend.py")],
-                                user=nobody.pw_uid, group=nobody.pw_gid, extra_groups=[], capture_output=True,
-                                text=True, timeout=60, cwd="/")
-    except OSError as exc:  # the interpreter itself cannot be reached
-        return str(exc)
-    return None if result.returncode == 0 else result.stderr.strip()[-500:]
-
-
 @pytest.fixture(scope="module")
 def install():
-    """This checkout's install if other accounts can use it, else a copy of
-    trioweb installed where they can (a venv in a world-readable temporary
-    directory, made from the interpreter the checkout's venv was made from)."""
-    here = Install(sys.executable, trioweb_command(), HERE)
-    if _why_others_cannot_use(here) is None:
-        yield here
-        return
-    base = Path(tempfile.mkdtemp(prefix="trioweb-install-"))
-    try:
-        os.chmod(base, 0o755)
-        python = Path(sys.base_prefix) / "bin" / "python3"
-        built = subprocess.run(
-            [str(python), "-m", "venv", str(base / "venv")], capture_output=True, text=True, timeout=120)
-        if built.returncode == 0:
-            built = subprocess.run(
-                [str(base / "venv" / "bin" / "python"), "-m", "pip", "install", "--quiet",
-                 "--disable-pip-version-check", str(ROOT)], capture_output=True, text=True, timeout=600)
-        if built.returncode != 0:
-            pytest.skip(f"the checkout is not readable by other accounts, and installing trioweb for them in "
-                        f"{base} failed: {built.stderr.strip()[-500:]}")
-        shutil.copytree(HERE, base / "hosting")
-        for path in [base, *base.rglob("*")]:
-            if not path.is_symlink():
-                os.chmod(path, path.stat().st_mode | 0o444 | (0o111 if path.is_dir() else 0))
-        copy = Install(str(base / "venv" / "bin" / "python"), str(base / "venv" / "bin" / "trioweb"),
-                       base / "hosting")
-        why = _why_others_cannot_use(copy)
-        if why is not None:
-            pytest.skip(f"other accounts cannot run trioweb from {base} either ({python} may be unreadable "
-                        f"to them): {why}")
-        yield copy
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-
-
-class Hosting:
-    def __init__(self, base: Path, suffix: str, install: Install) -> None:
-        self.install = install
-        self.base = base
-        self.names = {user: f"tw{user}{suffix}" for user in USERS}
-        self.personal: dict[str, Process] = {}
-        self.front: Process | None = None
-        self.port = 0
-
-    def account(self, user: str) -> pwd.struct_passwd:
-        return pwd.getpwnam(self.names[user])
-
-    def home(self, user: str) -> Path:
-        return Path(self.account(user).pw_dir)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def as_user(self, user: str, args: list[str], **kwargs) -> Process:
-        account = self.account(user)
-        return Process(args, user=account.pw_uid, group=account.pw_gid, extra_groups=[],
-                       env={"HOME": account.pw_dir, "USER": account.pw_name}, cwd=account.pw_dir, **kwargs)
-
-    def start_personal(self, user: str) -> Process:
-        home = self.home(user)
-        process = self.as_user(user, [self.install.trioweb, "--personal", "--path", str(home / "site")])
-        deadline = time.monotonic() + 20
-        while not (home / ".trioweb-pb").exists():
-            if process.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{user}'s personal server did not start: {process.output()}")
-            time.sleep(0.05)
-        self.personal[user] = process
-        return process
-
-    def front_rss_kib(self) -> int:
-        return _status_kib(self.front.pid, "VmRSS")
-
-
-def _status_kib(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
+    with install_for_accounts(HERE) as install:
+        yield install
 
 
 def _create_accounts(hosting: Hosting) -> None:
-    for user, (gecos, publishes) in USERS.items():
-        name = hosting.names[user]
-        home = hosting.base / name
-        subprocess.run(["useradd", "--create-home", "--home-dir", str(home), "--shell", "/usr/sbin/nologin",
-                        "--comment", gecos, "--user-group", name], check=True, capture_output=True)
-        account = pwd.getpwnam(name)
-        os.chmod(home, 0o711)
+    hosting.create_accounts()
+    for user, (_, publishes) in USERS.items():
+        home = hosting.home(user)
         if publishes == "personal":
             site = home / "site"
             site.mkdir()
@@ -169,48 +63,36 @@ def _create_accounts(hosting: Hosting) -> None:
             (public / "app.rpy").write_text("resource = None  # must never run on the front, nor be shown\n")
             (public / ".secret").write_text("dotfile")
             (public / "notes.txt").write_text("plain notes")
-        for path in [home, *home.rglob("*")]:
-            os.lchown(path, account.pw_uid, account.pw_gid)
+            cgi_bin = public / "cgi-bin"
+            cgi_bin.mkdir()
+            (cgi_bin / "hello.cgi").write_text("#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho CGI-RAN\n")
+            (cgi_bin / "hello.cgi").chmod(0o755)
+        hosting.give_home(user)
 
 
 @pytest.fixture(scope="module")
 def hosting(install):
-    base = Path(tempfile.mkdtemp(prefix="trioweb-homes-", dir="/tmp"))
-    os.chmod(base, 0o755)
-    hosting = Hosting(base, str(os.getpid() % 100000), install)
+    hosting = Hosting(new_hosting_base(), str(os.getpid() % 100000), install,
+                      {user: gecos for user, (gecos, _) in USERS.items()})
     try:
         _create_accounts(hosting)
         for user in ("alice", "dave", "erin"):
             hosting.start_personal(user)
         hosting.port = free_port()
-        hosting.front = Process(front_command(hosting, hosting.port, "--logfile", str(base / "front-access.log")),
+        hosting.front = Process(front_command(hosting, hosting.port, "--logfile",
+                                              str(hosting.base / "front-access.log")),
                                 port=hosting.port).__enter__()
         yield hosting
     finally:
-        if hosting.front is not None:
-            hosting.front.kill()
-        for process in hosting.personal.values():
-            process.kill()
-        for name in hosting.names.values():
-            subprocess.run(["userdel", "--remove", name], capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
+        hosting.stop()
 
 
 def front_command(hosting: Hosting, port: int, *options: str) -> list[str]:
-    """A front as the administrator runs it (as www-data), with short timeouts."""
-    min_uid = min(hosting.account(u).pw_uid for u in USERS)
-    return [hosting.install.trioweb, "--user", "--listen", f"tcp:{port}:interface=127.0.0.1", "--uid", "www-data",
-            "--gid", "www-data", "--backend-timeout", "2", "--min-uid", str(min_uid), *options]
+    return hosting.front_command(port, *options)
 
 
 def get(hosting: Hosting, path: str, timeout: float = 10) -> tuple[int, dict, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", hosting.port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        conn.close()
+    return hosting.get(path, timeout)
 
 
 def test_the_front_runs_as_www_data(hosting):
@@ -234,9 +116,10 @@ def test_bob_is_served_from_public_html_without_scripts_or_dotfiles(hosting):
     status, _, body = get(hosting, f"/~{bob}/")
     assert status == 200 and b"bob's public_html" in body
     assert get(hosting, f"/~{bob}/notes.txt")[2] == b"plain notes"
-    for hidden in ("app.rpy", ".secret"):
+    for hidden in ("app.rpy", ".secret", "cgi-bin/hello.cgi"):
         status, _, body = get(hosting, f"/~{bob}/{hidden}")
         assert status == 404 and b"resource = None" not in body and b"dotfile" not in body
+        assert b"CGI-RAN" not in body and b"echo" not in body  # the front never runs a CGI, nor shows it
 
 
 def test_tilde_without_slash_redirects(hosting):
@@ -447,7 +330,7 @@ def test_big_bodies_stream_through_the_front_in_bounded_memory(hosting):
     upload = curl("--data-binary", f"@{upload_file}", "-H", "Content-Type: application/octet-stream",
                   hosting.url(f"/~{alice}/upload.rpy"), timeout=120)
     assert upload.stdout == b"%d" % (50 * 1024 * 1024), upload.stdout[:200]
-    growth = _status_kib(hosting.front.pid, "VmHWM") - before
+    growth = status_kib(hosting.front.pid, "VmHWM") - before
     assert growth < 30 * 1024, f"front peak memory grew by {growth} KiB"
 
 
