@@ -11,6 +11,7 @@ ports by changing the import:
 - ``FilteredScript``: runs ``filter`` with the script's path as argument
   (``class PerlScript(FilteredScript): filter = "/usr/bin/perl"``), so the
   script need not be executable;
+- ``PerlScript``: the guide's ``FilteredScript`` for ``/usr/bin/perl``;
 - ``PHPScript``: runs ``php-cgi`` as it expects (``REDIRECT_STATUS``,
   ``SCRIPT_FILENAME``, no command-line arguments from the query: that was
   CVE-2012-1823);
@@ -54,6 +55,7 @@ __all__ = [
     "MalformedOutput",
     "OutputParser",
     "PHPScript",
+    "PerlScript",
     "ScriptFailed",
     "ScriptHead",
     "configure",
@@ -152,6 +154,12 @@ class FilteredScript(CGIScript):
 
     def command(self, request: Request) -> list[str]:
         return [self.filter, self.filename, *isindex_arguments(request.uri)]
+
+
+class PerlScript(FilteredScript):
+    """A Perl script run by ``perl`` (the guide's own example class, ready made)."""
+
+    filter = "/usr/bin/perl"
 
 
 class PHPScript(FilteredScript):
