@@ -31,7 +31,8 @@ TWISTD = ROOT / ".bench-venv-twisted" / "bin" / "twistd"
 BIG_MIB = 100
 
 HELLO = "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nHello, world!\\n'\n"
-BIG = f"#!/bin/sh\nprintf 'Content-Type: application/octet-stream\\n\\n'\nexec head -c {BIG_MIB * 1024 * 1024} /dev/zero\n"
+BIG = ("#!/bin/sh\nprintf 'Content-Type: application/octet-stream\\n\\n'\n"
+       f"exec head -c {BIG_MIB * 1024 * 1024} /dev/zero\n")
 
 
 def servers(work: Path, scripts: Path) -> dict[str, tuple[list[str], int]]:

@@ -4,6 +4,8 @@ with no setuid helper). Skipped without root: distinct uids are the point."""
 
 from __future__ import annotations
 
+import hashlib
+import http.client
 import os
 import shutil
 from pathlib import Path
@@ -48,6 +50,9 @@ def hosting():
             cgi_bin.mkdir(parents=True)
             (cgi_bin / "whoami.cgi").write_text(WHOAMI.format(secret=secret))
             (cgi_bin / "whoami.cgi").chmod(0o755)
+            (cgi_bin / "sum.cgi").write_text("#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\n'\n"
+                                             "echo \"$CONTENT_LENGTH $(sha256sum | cut -d' ' -f1)\"\n")
+            (cgi_bin / "sum.cgi").chmod(0o755)
             (cgi_bin / "source.cgi").write_text("#!/bin/sh\necho NOT-EXECUTABLE-SOURCE\n")
             (cgi_bin / "whoami.php").write_text(WHOAMI_PHP.format(secret=secret))
             hosting.give_home("alice")
@@ -73,6 +78,23 @@ def test_a_users_cgi_runs_as_her_behind_the_front(hosting):
     assert lines[3] == "cannot read bob's secret"
     same = hosting.get(f"/users/{alice}/cgi-bin/whoami.cgi")[2].decode().splitlines()
     assert same[0] == lines[0] and same[1] == f"SCRIPT_NAME=/users/{alice}/cgi-bin/whoami.cgi"
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_body_streams_through_the_front_to_a_users_cgi(hosting, chunked):
+    body = os.urandom(900 * 1024)
+    headers = {"Transfer-Encoding": "chunked"} if chunked else {}
+    conn = http.client.HTTPConnection("127.0.0.1", hosting.port, timeout=30)
+    try:
+        conn.request("POST", f"/~{hosting.names['alice']}/cgi-bin/sum.cgi",
+                     body=iter([body[:300000], body[300000:]]) if chunked else body, headers=headers,
+                     encode_chunked=chunked)
+        response = conn.getresponse()
+        answer = response.read()
+    finally:
+        conn.close()
+    assert response.status == 200
+    assert answer == f"{len(body)} {hashlib.sha256(body).hexdigest()}\n".encode()
 
 
 def test_a_users_non_executable_cgi_is_403_not_its_source(hosting):

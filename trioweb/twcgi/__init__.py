@@ -41,7 +41,7 @@ from trioweb.http import BodyTimeout, BodyTooLarge, ParseError
 from trioweb.resource import ForbiddenResource, NoResource, Resource, render_error
 from trioweb.twcgi._environ import DEFAULT_PASS_ENV, cgi_environment
 from trioweb.twcgi._output import MalformedOutput, OutputParser, ScriptHead
-from trioweb.twcgi._process import CGISettings, ScriptFailed, run_script, spool_body
+from trioweb.twcgi._process import CGISettings, ScriptFailed, StderrLog, run_script, spool_body
 
 if TYPE_CHECKING:
     from trioweb._request import Request
@@ -58,6 +58,7 @@ __all__ = [
     "PerlScript",
     "ScriptFailed",
     "ScriptHead",
+    "StderrLog",
     "configure",
     "default_settings",
 ]

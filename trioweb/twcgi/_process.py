@@ -44,7 +44,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, cast
 
@@ -90,16 +90,18 @@ class StderrLog:
     ``burst``) across all scripts sharing it, each cut to ``max_line`` bytes;
     the lines left out are counted and the count logged with the next line."""
 
-    def __init__(self, rate: float = 20.0, burst: int = 100, max_line: int = 2000) -> None:
+    def __init__(self, rate: float = 20.0, burst: int = 100, max_line: int = 2000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
         self.burst = burst
         self.max_line = max_line
+        self.clock = clock
         self._tokens = float(burst)
-        self._last = time.monotonic()
+        self._last = clock()
         self.suppressed = 0
 
     def line(self, uri: str, text: bytes) -> None:
-        now = time.monotonic()
+        now = self.clock()
         self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
         self._last = now
         if self._tokens < 1:
