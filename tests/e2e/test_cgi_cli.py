@@ -175,3 +175,15 @@ def test_site_mounts_example_as_a_class():
         status = curl("-i", f"{base}/status").stdout
         assert status.startswith(b"HTTP/1.1 200 Everything Is Fine") and status.endswith(b"status: ok\n")
         assert curl(f"{base}/cgi-bin/hello.cgi").stdout == b"Hello, world!\n"
+
+
+def test_stopping_the_server_stops_its_scripts(tmp_path):
+    (tmp_path / "hang.cgi").write_text("#!/bin/sh\necho $$ > pid\nsleep 300\n")
+    (tmp_path / "hang.cgi").chmod(0o755)
+    port = free_port()
+    with trioweb("--path", str(tmp_path), "--drain-timeout", "1", port=port) as server:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            client.sendall(b"GET /hang.cgi HTTP/1.1\r\nHost: a\r\n\r\n")
+            wait_until_sync(lambda: (tmp_path / "pid").exists() and (tmp_path / "pid").read_text().strip())
+            assert server.stop(timeout=20) == 0
+    assert not os.path.exists(f"/proc/{int((tmp_path / 'pid').read_text())}")

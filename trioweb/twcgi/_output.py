@@ -137,7 +137,10 @@ def _status(match: re.Match[bytes] | None, text: bytes) -> tuple[int, bytes | No
     code = int(match.group(1))
     if not 200 <= code <= 599:
         raise MalformedOutput(f"status {code} is not a final status (200 to 599)")
-    return code, match.group(2) or None
+    reason = match.group(2) or None
+    if reason is not None and has_forbidden_characters(reason):
+        raise MalformedOutput(f"forbidden character in the reason phrase {reason[:100]!r}")
+    return code, reason
 
 
 def _keep(head: ScriptHead, name: bytes, value: bytes) -> None:

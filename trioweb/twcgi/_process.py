@@ -138,6 +138,49 @@ class CGISettings:
             object.__setattr__(self, "slots", ProcessSlots(self.max_processes))
 
 
+class ScriptProcess:
+    """A started script: its pid, a pidfd (readable once it exits, before it
+    is reaped) and the server's ends of its pipes.
+
+    Started with ``subprocess.Popen`` in the event loop's thread (a vfork and
+    an exec: well under a millisecond), not in a worker thread as
+    ``trio.run_process`` does: the handoff to a thread and back costs more
+    than the start itself when scripts are short.
+    """
+
+    def __init__(self, argv: Sequence[str], env: Environment, cwd: str) -> None:
+        stdin_read, stdin_write = os.pipe2(os.O_CLOEXEC)
+        stdout_read, stdout_write = os.pipe2(os.O_CLOEXEC)
+        stderr_read, stderr_write = os.pipe2(os.O_CLOEXEC)
+        try:
+            self._popen = subprocess.Popen(  # bytes in env are fine on POSIX
+                list(argv), stdin=stdin_read, stdout=stdout_write, stderr=stderr_write, env=cast(Any, env),
+                cwd=cwd, start_new_session=True)
+        except BaseException:
+            for fd in (stdin_write, stdout_read, stderr_read):
+                os.close(fd)
+            raise
+        finally:
+            for fd in (stdin_read, stdout_write, stderr_write):
+                os.close(fd)
+        self.pid = self._popen.pid
+        self.pidfd = os.pidfd_open(self.pid)
+        self.stdin = trio.lowlevel.FdStream(stdin_write)
+        self.stdout = trio.lowlevel.FdStream(stdout_read)
+        self.stderr = trio.lowlevel.FdStream(stderr_read)
+        self.reaped = False
+
+    def reap(self) -> None:
+        """Collect the exit status of the script, which has exited (its pidfd is readable)."""
+        self._popen.wait()
+        self.reaped = True
+
+    async def aclose(self) -> None:
+        for stream in (self.stdin, self.stdout, self.stderr):
+            await stream.aclose()
+        os.close(self.pidfd)
+
+
 class ScriptFailed(Exception):
     """The script failed after its response began (logged): the Site aborts the connection."""
 
@@ -145,7 +188,7 @@ class ScriptFailed(Exception):
 class _Exchange:
     """What the tasks of one script's exchange tell each other."""
 
-    def __init__(self, request: Request, process: trio.Process, settings: CGISettings) -> None:
+    def __init__(self, request: Request, process: ScriptProcess, settings: CGISettings) -> None:
         self.request = request
         self.process = process
         self.settings = settings
@@ -163,21 +206,18 @@ async def run_script(request: Request, argv: Sequence[str], env: Environment, cw
     ``body``: the spooled request body, or None to stream it from the request.
     """
     try:
-        process = await trio.lowlevel.open_process(
-            list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=cast(Any, env), cwd=cwd, start_new_session=True)  # bytes are fine on POSIX
+        process = ScriptProcess(argv, env, cwd)
     except OSError as exc:
         log.error("CGI %s: cannot run %s: %s", request.uri.decode("ascii", "replace"), argv[0], exc)
         _answer_error(request, 500, "CGI Script Error", "The script could not be started.")
         return
     exchange = _Exchange(request, process, settings)
-    pidfd = os.pidfd_open(process.pid)  # readable once the script exits, before it is reaped
     try:
         async with trio.open_nursery() as nursery:
             exchange.everything = nursery.cancel_scope
             nursery.start_soon(_feed_stdin, exchange, body)
             nursery.start_soon(_log_stderr, exchange)
-            nursery.start_soon(_end_group_with_leader, exchange, pidfd)
+            nursery.start_soon(_end_group_with_leader, exchange)
             try:
                 ended = await _relay_stdout(exchange, nph)
                 await request.drain()
@@ -190,16 +230,13 @@ async def run_script(request: Request, argv: Sequence[str], env: Environment, cw
             exchange.feeder.cancel()  # a body the script did not read is not waited for
             exchange.leader_watch.cancel()
             with trio.CancelScope(shield=True):
-                await end_process(process, pidfd, settings.timeout if ended else 0, settings.kill_grace)
+                await end_process(process, settings.timeout if ended else 0, settings.kill_grace)
             # stderr ends with the group; a process that left it keeps it no longer than this.
             nursery.cancel_scope.deadline = trio.current_time() + settings.kill_grace
     finally:
         with trio.CancelScope(shield=True):
-            await end_process(process, pidfd, 0, settings.kill_grace)
-            os.close(pidfd)
-            for stream in (process.stdin, process.stdout, process.stderr):
-                if stream is not None:
-                    await stream.aclose()
+            await end_process(process, 0, settings.kill_grace)
+            await process.aclose()
     if exchange.failure is not None and not request.finished:
         raise ScriptFailed(f"CGI {exchange.uri}: {exchange.failure}")
 
@@ -208,7 +245,6 @@ async def _relay_stdout(exchange: _Exchange, nph: bool) -> bool:
     """Answer with what the script prints; True if its output came to its end."""
     request, settings, uri = exchange.request, exchange.settings, exchange.uri
     stdout = exchange.process.stdout
-    assert stdout is not None
     parser = OutputParser(nph=nph)
     head: ScriptHead | None = None
     with trio.move_on_after(settings.timeout) as waiting:
@@ -239,8 +275,7 @@ async def _relay_stdout(exchange: _Exchange, nph: bool) -> bool:
     remaining = head.content_length
     if remaining is not None:
         request.responseHeaders.set_checked(b"content-length", str(remaining).encode("ascii"))
-    if isinstance(stdout, trio.lowlevel.FdStream):
-        _enlarge_pipe(stdout.fileno())
+    _enlarge_pipe(stdout.fileno())
     piece = parser.rest
     while True:
         if piece:
@@ -265,7 +300,6 @@ async def _relay_stdout(exchange: _Exchange, nph: bool) -> bool:
 async def _feed_stdin(exchange: _Exchange, body: IO[bytes] | None) -> None:
     request = exchange.request
     stdin = exchange.process.stdin
-    assert stdin is not None
     scope = exchange.everything
     try:
         with exchange.feeder:
@@ -311,7 +345,6 @@ async def spool_body(request: Request) -> IO[bytes]:
 async def _log_stderr(exchange: _Exchange) -> None:
     stderr_log, uri = exchange.settings.stderr, exchange.uri
     stderr = exchange.process.stderr
-    assert stderr is not None
     pending = b""
     while piece := await stderr.receive_some(READ_SIZE):
         *lines, pending = (pending + piece).split(b"\n")
@@ -324,23 +357,24 @@ async def _log_stderr(exchange: _Exchange) -> None:
         stderr_log.line(uri, pending)
 
 
-async def _end_group_with_leader(exchange: _Exchange, pidfd: int) -> None:
+async def _end_group_with_leader(exchange: _Exchange) -> None:
     """When the script exits, end what is left of its group: a background
     process that kept stdout open would hold the response open forever."""
     with exchange.leader_watch:
-        await trio.lowlevel.wait_readable(pidfd)
+        await trio.lowlevel.wait_readable(exchange.process.pidfd)
         _signal_group(exchange.process.pid, signal.SIGTERM)
         await trio.sleep(exchange.settings.kill_grace)
         _signal_group(exchange.process.pid, signal.SIGKILL)
 
 
-async def end_process(process: trio.Process, pidfd: int, exit_within: float, kill_grace: float) -> None:
+async def end_process(process: ScriptProcess, exit_within: float, kill_grace: float) -> None:
     """End the script and its process group and reap it, once (see the theory
     of operation); ``exit_within``: seconds the script may take to exit by
     itself first. Must run shielded from cancellation, with no other task
-    waiting on ``pidfd``."""
-    if process.returncode is not None:
+    waiting on its pidfd."""
+    if process.reaped:
         return
+    pidfd = process.pidfd
     exited = await _exited_within(pidfd, exit_within)
     if not exited:
         _signal_group(process.pid, signal.SIGTERM)
@@ -350,7 +384,7 @@ async def end_process(process: trio.Process, pidfd: int, exit_within: float, kil
     _signal_group(process.pid, signal.SIGKILL)
     if not exited:
         await trio.lowlevel.wait_readable(pidfd)
-    await process.wait()
+    process.reap()
 
 
 async def _exited_within(pidfd: int, seconds: float) -> bool:

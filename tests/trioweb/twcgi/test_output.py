@@ -63,6 +63,8 @@ def test_content_length_is_taken_apart():
     b"Status: 99\n\n",
     b"Status: 101 Switching\n\n",            # not a final status
     b"Status: 700\n\n",
+    b"Status: 200 O\rK\n\n",
+    b"Status: 200 O\x00K\n\n",
     b"Status: 200\nStatus: 404\n\n",
     b"Content-Length: 1\nContent-Length: 2\n\n",
     b"Content-Length: -1\n\n",
