@@ -41,7 +41,7 @@ from trioweb.http import BodyTimeout, BodyTooLarge, ParseError
 from trioweb.resource import ForbiddenResource, NoResource, Resource, render_error
 from trioweb.twcgi._environ import DEFAULT_PASS_ENV, cgi_environment
 from trioweb.twcgi._output import MalformedOutput, OutputParser, ScriptHead
-from trioweb.twcgi._process import CGISettings, ScriptFailed, StderrLog, run_script, spool_body
+from trioweb.twcgi._process import CGISettings, ScriptFailed, StderrLog, answer_body_error, run_script, spool_body
 
 if TYPE_CHECKING:
     from trioweb._request import Request
@@ -128,9 +128,7 @@ class CGIScript(Resource):
                 try:
                     body = await spool_body(request)
                 except (BodyTooLarge, BodyTimeout, ParseError) as exc:
-                    code = 413 if isinstance(exc, BodyTooLarge) else 408 if isinstance(exc, BodyTimeout) else 400
-                    request.write(render_error(request, code, "Bad Request Body", "The request body failed."))
-                    request.finish()
+                    answer_body_error(request, exc)
                     return
                 body.seek(0, os.SEEK_END)
                 length = body.tell()

@@ -316,8 +316,7 @@ async def _feed_stdin(exchange: _Exchange, body: IO[bytes] | None) -> None:
         if not request.startedWriting and not request.finished:
             request.defaultContentType = b"text/html"
             request.responseHeaders = Headers()
-            status = 413 if isinstance(exc, BodyTooLarge) else 408 if isinstance(exc, BodyTimeout) else 400
-            _answer_error(request, status, status_phrase(status).decode(), "The request body failed.")
+            answer_body_error(request, exc)
         scope.cancel()
     finally:
         await stdin.aclose()
@@ -410,6 +409,15 @@ def _signal_group(pgid: int, signum: int) -> None:
         os.killpg(pgid, signum)
     except ProcessLookupError:
         pass
+
+
+BodyError = BodyTooLarge | BodyTimeout | ParseError
+
+
+def answer_body_error(request: Request, exc: BodyError) -> None:
+    """Answer a request whose body could not be read: 413, 408 or 400."""
+    code = 413 if isinstance(exc, BodyTooLarge) else 408 if isinstance(exc, BodyTimeout) else 400
+    _answer_error(request, code, status_phrase(code).decode(), "The request body could not be read.")
 
 
 def _answer_error(request: Request, code: int, brief: str, detail: str) -> None:

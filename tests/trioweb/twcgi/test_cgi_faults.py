@@ -10,6 +10,7 @@ import trio
 
 from tests.support.polling import wait_until
 from tests.support.proctree import alive, children_of, in_group
+from trioweb.http import Limits
 
 # Writes its pid and that of a background child that keeps stdout open.
 PIDS = "echo $$ > {dir}/pids\nsleep 300 & echo $! >> {dir}/pids\n"
@@ -136,3 +137,15 @@ async def test_script_that_cannot_start_is_500(cgi, caplog):
     with caplog.at_level(logging.ERROR, logger="trioweb.twcgi"):
         response = await cgi.get("/cgi-bin/nointerp.cgi")
     assert response.status == 500 and "cannot run" in caplog.text
+
+
+async def test_a_body_that_stalls_midway_is_408_and_the_script_stopped(cgi, tmp_path):
+    cgi.script("read.cgi", "#!/bin/sh\n" + PIDS.format(dir=tmp_path) +
+               "cat >/dev/null\nprintf 'Content-Type: text/plain\\n\\nread it all'\n")
+    await cgi.start(limits=Limits(body_timeout=0.5), kill_grace=0.3)
+    conn = await cgi.connect()
+    await conn.send(b"POST /cgi-bin/read.cgi HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n" + b"x" * 100)
+    response = await conn.read_response()
+    await conn.aclose()
+    assert response.status == 408 and b"read it all" not in response.body
+    await no_process_left(tmp_path)
