@@ -4,9 +4,10 @@ Theory of operation
 -------------------
 ``run_script`` answers a request with a script, in the request's task:
 
-- the script starts in a session (and process group) of its own, with its
-  directory as working directory, stdin, stdout and stderr on pipes;
-- the body goes to stdin as it arrives (``feed_stdin``; a body whose size is
+- the script starts (``ScriptProcess``) in a session and process group of
+  its own, with its directory as working directory, stdin, stdout and
+  stderr on pipes, and a pidfd that tells when it exits;
+- the body goes to stdin as it arrives (``_feed_stdin``; a body whose size is
   not declared, a chunked one, is read to a spool file first so that
   ``CONTENT_LENGTH`` can be given); stdin is closed at its end. A script that
   does not read its stdin is not an error;
@@ -18,14 +19,19 @@ Theory of operation
   (``drain``) before the next is read: a slow client slows the script, and
   memory stays bounded. Each later read also has ``timeout`` seconds; a
   script silent longer has its response aborted;
-- the end: once stdout is closed, the response is finished; the process
+- when the script exits, what is left of its group gets SIGTERM, then
+  SIGKILL after ``kill_grace`` seconds (``_end_group_with_leader``): a
+  background process holding stdout would otherwise hold the response
+  open. A CGI's processes end with its response; a script that must leave
+  one behind starts it in a session of its own;
+- the end: once stdout is closed, the response is finished; the script
   then has ``timeout`` seconds to exit. Whatever happens (a normal end, a
   fault, the client going away, the server stopping), ``end_process`` runs
   shielded: SIGTERM to the whole group if the script still runs, SIGKILL
-  after ``kill_grace`` seconds, SIGKILL to whatever is left of the group
-  once the script has exited (a CGI's processes end with its response: a
-  script that must leave a process behind starts it in a session of its
-  own), and the script is reaped. No zombie, no orphan.
+  after ``kill_grace`` seconds, SIGKILL to whatever is left of the group,
+  and the script is reaped. The group is only signalled before the script
+  is reaped (a zombie keeps its group id from being reused). No zombie, no
+  orphan.
 
 Faults before anything was sent are answered with an error page (500 for
 output that ends before the header block is complete, 502 for a malformed
@@ -50,7 +56,15 @@ from typing import IO, TYPE_CHECKING, Any, cast
 
 import trio
 
-from trioweb.http import BodyTimeout, BodyTooLarge, ConnectionLost, Headers, ParseError, status_phrase
+from trioweb.http import (
+    BodyTimeout,
+    BodyTooLarge,
+    ConnectionLost,
+    Headers,
+    ParseError,
+    status_has_no_body,
+    status_phrase,
+)
 from trioweb.resource import render_error
 from trioweb.twcgi._environ import DEFAULT_PASS_ENV, Environment
 from trioweb.twcgi._output import MalformedOutput, OutputParser, ScriptHead
@@ -275,6 +289,8 @@ async def _relay_stdout(exchange: _Exchange, nph: bool) -> bool:
     remaining = head.content_length
     if remaining is not None:
         request.responseHeaders.set_checked(b"content-length", str(remaining).encode("ascii"))
+        if request.method == b"HEAD" or status_has_no_body(head.code):
+            remaining = None  # no body goes out: what the script prints is not held to the length
     _enlarge_pipe(stdout.fileno())
     piece = parser.rest
     while True:

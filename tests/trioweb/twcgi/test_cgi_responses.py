@@ -151,3 +151,16 @@ async def test_over_the_process_limit_is_503(cgi, tmp_path):
 async def test_settings_are_per_resource(cgi):
     settings = CGISettings(max_processes=3, timeout=5)
     assert settings.slots.limit == 3 and CGISettings().slots is not settings.slots
+
+
+async def test_head_with_a_content_length_and_no_body_keeps_the_connection(cgi):
+    cgi.script("cl.cgi", "#!/bin/sh\nprintf 'Content-Type: text/plain\\nContent-Length: 5\\n\\n'\n"
+                         "[ \"$REQUEST_METHOD\" = HEAD ] || printf hello\n")
+    await cgi.start()
+    conn = await cgi.connect()
+    await conn.send(b"HEAD /cgi-bin/cl.cgi HTTP/1.1\r\nHost: a\r\n\r\n")
+    head = await conn.read_response(head_request=True)
+    assert head.status == 200 and head.header(b"content-length") == b"5"
+    await conn.send(b"GET /cgi-bin/cl.cgi HTTP/1.1\r\nHost: a\r\n\r\n")  # the same connection still works
+    assert (await conn.read_response()).body == b"hello"
+    await conn.aclose()
