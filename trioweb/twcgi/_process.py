@@ -15,10 +15,11 @@ Theory of operation
   limit shared by the server's scripts, a count of what it left out);
 - stdout is read into ``OutputParser`` until the header block is complete,
   within ``timeout`` seconds (else 504). Then the status and fields are set
-  and the body is relayed piece by piece, each piece sent to the client
-  (``drain``) before the next is read: a slow client slows the script, and
-  memory stays bounded. Each later read also has ``timeout`` seconds; a
-  script silent longer has its response aborted;
+  and the body is relayed: what the pipe holds is taken without waiting,
+  and sent to the client (``drain``) before waiting for more, or once 1 MiB
+  was taken: a slow client slows the script, and memory stays bounded.
+  Each wait for output has ``timeout`` seconds; a script silent longer has
+  its response aborted;
 - when the script exits, what is left of its group gets SIGTERM, then
   SIGKILL after ``kill_grace`` seconds (``_end_group_with_leader``): a
   background process holding stdout would otherwise hold the response
@@ -291,8 +292,10 @@ async def _relay_stdout(exchange: _Exchange, nph: bool) -> bool:
         request.responseHeaders.set_checked(b"content-length", str(remaining).encode("ascii"))
         if request.method == b"HEAD" or status_has_no_body(head.code):
             remaining = None  # no body goes out: what the script prints is not held to the length
-    _enlarge_pipe(stdout.fileno())
+    fd = stdout.fileno()  # non-blocking (FdStream made it so): read directly, see below
+    _enlarge_pipe(fd)
     piece = parser.rest
+    unsent = 0  # written since the last drain
     while True:
         if piece:
             if remaining is not None:
@@ -300,11 +303,29 @@ async def _relay_stdout(exchange: _Exchange, nph: bool) -> bool:
                     raise ScriptFailed("more output than its Content-Length")
                 remaining -= len(piece)
             request.write(piece)
-            await request.drain()
-        with trio.move_on_after(settings.timeout) as idle:
-            piece = bytes(await stdout.receive_some(BODY_READ_SIZE))
-        if idle.cancelled_caught:
-            raise ScriptFailed(f"no output for {settings.timeout:g} s: response aborted")
+            unsent += len(piece)
+            if unsent >= BODY_READ_SIZE:
+                await request.drain()
+                unsent = 0
+        # What the pipe holds is taken without waiting; what was taken goes
+        # to the client before waiting for more. A script writing small
+        # blocks thus gets them sent in large pieces while it keeps writing,
+        # and a script that pauses gets its output sent at once.
+        try:
+            piece = os.read(fd, BODY_READ_SIZE)
+        except BlockingIOError:
+            piece = b""
+            if unsent or not request.startedWriting:
+                if not request.startedWriting:
+                    request.write(b"")  # the head goes now: the body may be a while
+                await request.drain()
+                unsent = 0
+                continue
+            with trio.move_on_after(settings.timeout) as idle:
+                await trio.lowlevel.wait_readable(fd)
+            if idle.cancelled_caught:
+                raise ScriptFailed(f"no output for {settings.timeout:g} s: response aborted") from None
+            continue
         if not piece:
             break
     if remaining:

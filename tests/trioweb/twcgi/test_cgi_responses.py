@@ -35,15 +35,20 @@ async def test_no_content_type_is_invented(cgi):
 async def test_content_length_from_the_script_frames_the_body(cgi):
     cgi.script("cl.cgi", "#!/bin/sh\nprintf 'Content-Type: text/plain\\nContent-Length: 5\\n\\nhello'\n")
     cgi.script("short.cgi", "#!/bin/sh\nprintf 'Content-Type: text/plain\\nContent-Length: 50\\n\\nhello'\n")
+    cgi.script("late.cgi", "#!/bin/sh\nprintf 'Content-Type: text/plain\\nContent-Length: 50\\n\\nhello'\nsleep 0.5\n")
     await cgi.start()
     response = await cgi.get("/cgi-bin/cl.cgi")
     assert response.header(b"content-length") == b"5" and not response.chunked and response.body == b"hello"
+    # Short, found before anything was sent: an error page, never a 200.
+    short = await cgi.get("/cgi-bin/short.cgi")
+    assert short.status == 500 and b"hello" not in short.body
+    # Short, found after the head and the first bytes went out: the connection is aborted.
     conn = await cgi.connect()
-    await conn.send(b"GET /cgi-bin/short.cgi HTTP/1.1\r\nHost: a\r\n\r\n")
+    await conn.send(b"GET /cgi-bin/late.cgi HTTP/1.1\r\nHost: a\r\n\r\n")
     received = b""
     while piece := await conn.stream.receive_some(65536):
         received += piece
-    assert received.endswith(b"hello")  # then the connection is closed: 45 bytes short, never complete
+    assert received.startswith(b"HTTP/1.1 200 OK") and received.endswith(b"\r\n\r\nhello")  # 45 bytes short
     await conn.aclose()
 
 
@@ -163,4 +168,16 @@ async def test_head_with_a_content_length_and_no_body_keeps_the_connection(cgi):
     assert head.status == 200 and head.header(b"content-length") == b"5"
     await conn.send(b"GET /cgi-bin/cl.cgi HTTP/1.1\r\nHost: a\r\n\r\n")  # the same connection still works
     assert (await conn.read_response()).body == b"hello"
+    await conn.aclose()
+
+
+async def test_the_head_is_sent_before_a_slow_body(cgi):
+    cgi.script("slow.cgi", "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\n'\nsleep 2\necho late\n")
+    await cgi.start()
+    conn = await cgi.connect(timeout=1)  # less than the script's pause: the head must come first
+    await conn.send(b"GET /cgi-bin/slow.cgi HTTP/1.1\r\nHost: a\r\n\r\n")
+    head = await conn._read_until(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK") and b"Content-Type: text/plain" in head
+    conn.timeout = 10
+    assert await conn._read_until(b"late\n")
     await conn.aclose()
