@@ -4,8 +4,9 @@ Run through ``scripts/bench cgi [--duration SECONDS] [--connections N]``. Two sc
 
 - a hello CGI (a shell script printing a header and a line) served by
   ``trioweb --path`` and ``twistd web --path`` (both run ``.cgi`` files),
-  ``wrk -t1 -cN``: requests per second, and the server's own CPU time per
-  request (its scripts' CPU is the same on both sides and left out);
+  ``wrk -t1 -cN``: requests per second, the server's own CPU time per
+  request (its scripts' CPU is the same on both sides and left out), and
+  wrk's errors (a response slower than wrk's 2 s timeout counts as one);
 - a 100 MiB CGI download (``head -c``), ``curl`` reading it: MiB/s and the
   server's peak RSS before and after (it must stay flat: the body is relayed
   with backpressure, never gathered).
@@ -67,12 +68,11 @@ def measure(name: str, command: list[str], port: int, work: Path, duration: floa
         subprocess.run(["curl", "-sf", "-o", "/dev/null", f"{base}/hello.cgi"], check=True, timeout=60)
         wrk(f"{base}/hello.cgi", 1, connections)  # warm-up
         hello = wrk(f"{base}/hello.cgi", duration, connections, server)
-        if hello.errors:
-            raise RuntimeError(f"{name}: {hello.errors} failed requests")
         rss_before = server.peak_rss_mib()
         speed = download(f"{base}/big.cgi")
         rss_after = server.peak_rss_mib()
     return {"rps": hello.requests_per_second, "cpu": hello.cpu_us_per_request, "p99": hello.p99_ms,
+            "errors": hello.errors,
             "mibs": speed, "rss_before": rss_before, "rss_after": rss_after}
 
 
@@ -100,17 +100,17 @@ def main() -> None:
 
 
 def report(results: dict[str, dict[str, float]], options: argparse.Namespace) -> None:
-    rows = [(name, f"{r['rps']:,.0f}", f"{r['cpu']:.0f}", f"{r['p99']:.1f}", f"{r['mibs']:,.0f}",
+    rows = [(name, f"{r['rps']:,.0f}", f"{r['cpu']:.0f}", f"{r['p99']:.1f}", str(r["errors"]), f"{r['mibs']:,.0f}",
              f"{r['rss_before']:.1f}", f"{r['rss_after']:.1f}") for name, r in results.items()]
     ours, theirs = results["trioweb"], results["Twisted Web"]
     rows.append(("trioweb/Twisted", f"{ours['rps'] / theirs['rps']:.2f}x", f"{theirs['cpu'] / ours['cpu']:.2f}x less",
-                 "", f"{ours['mibs'] / theirs['mibs']:.2f}x", "", ""))
+                 "", "", f"{ours['mibs'] / theirs['mibs']:.2f}x", "", ""))
     with open("/proc/loadavg") as f:
         load = f.read().split()[:3]
     table(f"CGI hello (wrk -t1 -c{options.connections} -d{options.duration:g}s) and a {BIG_MIB} MiB CGI download; "
           f"load average {' '.join(load)}",
-          rows, ("server", "hello req/s", "CPU us/req", "p99 ms", f"{BIG_MIB} MiB MiB/s", "peak RSS MiB before",
-                 "after"))
+          rows, ("server", "hello req/s", "CPU us/req", "p99 ms", "errors", f"{BIG_MIB} MiB MiB/s",
+                 "peak RSS MiB before", "after"))
 
 
 if __name__ == "__main__":
