@@ -18,6 +18,10 @@ ports by changing the import:
 - ``CGIDirectory(path)``: its children are scripts and subdirectories;
   the directory itself is 404 (no listing).
 
+A script that its group or others may change (a group- or world-writable
+file or directory), or a setuid or setgid one, is refused with 403 and a
+log line, as suEXEC refuses them (Twisted runs them).
+
 A query without ``=`` (an old ``ISINDEX`` search) becomes the script's
 command-line arguments, split on ``+``, as RFC 3875 §4.4 says and Twisted
 does; never for PHP.
@@ -32,7 +36,9 @@ read by ``trioweb.twcgi._output``; each module's docstring says how.
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
@@ -62,6 +68,8 @@ __all__ = [
     "configure",
     "default_settings",
 ]
+
+log = logging.getLogger("trioweb.twcgi")
 
 _default = CGISettings()
 
@@ -105,8 +113,9 @@ class CGIScript(Resource):
 
     def cannot_run(self) -> Resource | None:
         """Why this script cannot be run (an error resource), None if it can."""
-        if not os.path.isfile(self.filename):
-            return NoResource("File not found.")
+        problem = unsafe_script(self.filename)
+        if problem is not None:
+            return problem
         if not os.access(self.filename, os.X_OK):
             return ForbiddenResource("This script is not executable.")
         return None
@@ -147,9 +156,7 @@ class FilteredScript(CGIScript):
     filter = "/usr/bin/cat"
 
     def cannot_run(self) -> Resource | None:
-        if not os.path.isfile(self.filename):
-            return NoResource("File not found.")
-        return None
+        return unsafe_script(self.filename)  # run by the filter: it need not be executable
 
     def command(self, request: Request) -> list[str]:
         return [self.filter, self.filename, *isindex_arguments(request.uri)]
@@ -203,6 +210,29 @@ class CGIDirectory(Resource):
 
     def render(self, request: Request) -> bytes:
         return NoResource("CGI directories do not support directory listing.").render(request)
+
+
+# Permission bits that let someone other than the owner change what runs
+# (suEXEC refuses the same), or that change who it runs as.
+_UNSAFE_MODE = stat.S_IWGRP | stat.S_IWOTH | stat.S_ISUID | stat.S_ISGID
+
+
+def unsafe_script(filename: str) -> Resource | None:
+    """404 if ``filename`` is not a regular file; 403 (and a log line) if it
+    or its directory is writable by its group or by others, or the script is
+    setuid or setgid, as suEXEC refuses them; None if it may run."""
+    try:
+        info = os.stat(filename)
+        directory = os.stat(os.path.dirname(filename))
+    except OSError:
+        return NoResource("File not found.")
+    if not stat.S_ISREG(info.st_mode):
+        return NoResource("File not found.")
+    if info.st_mode & _UNSAFE_MODE or directory.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        log.error("CGI %s refused: it or its directory is writable by others than its owner, or it is "
+                  "setuid/setgid (modes %o, %o)", filename, info.st_mode & 0o7777, directory.st_mode & 0o7777)
+        return ForbiddenResource("This script may not be run.")
+    return None
 
 
 def isindex_arguments(uri: bytes) -> list[str]:

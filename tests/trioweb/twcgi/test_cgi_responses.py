@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 
+import pytest
 import trio
 
 from trioweb.http import Limits, MiB
@@ -184,3 +186,18 @@ async def test_the_head_is_sent_before_a_slow_body(cgi):
     conn.timeout = 10
     assert await conn._read_until(b"late\n")
     await conn.aclose()
+
+
+@pytest.mark.parametrize("file_mode, dir_mode", [(0o775, 0o755), (0o757, 0o755), (0o4755, 0o755), (0o2755, 0o755),
+                                                 (0o755, 0o775), (0o755, 0o1777)])
+async def test_scripts_others_may_change_are_refused(cgi, caplog, file_mode, dir_mode):
+    path = cgi.script("sub/w.cgi", "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nRAN'\n")
+    os.chmod(path, file_mode)
+    os.chmod(path.parent, dir_mode)
+    await cgi.start()
+    response = await cgi.get("/cgi-bin/sub/w.cgi")
+    assert response.status == 403 and b"RAN" not in response.body
+    assert "refused" in caplog.text
+    os.chmod(path, 0o755)
+    os.chmod(path.parent, 0o755)
+    assert (await cgi.get("/cgi-bin/sub/w.cgi")).body == b"RAN"
