@@ -40,6 +40,11 @@ def test_path_runs_cgi_and_never_shows_a_non_executable_one(tmp_path):
         assert hello.startswith(b"HTTP/1.1 200 OK") and hello.endswith(b"\r\n\r\nHello, world!\n")
         shown = curl("-i", f"{base}/cgi-bin/plain.cgi").stdout
         assert shown.startswith(b"HTTP/1.1 403 ") and b"PLAIN-SOURCE" not in shown
+        # CVE-2021-41773/42013: dot segments, encoded once or twice, never leave the tree.
+        for path in ("/cgi-bin/.%2e/%2e%2e/%2e%2e/%2e%2e/bin/sh", "/cgi-bin/.%%32%65/.%%32%65/bin/sh",
+                     "/cgi-bin/%2e%2e/cgi-bin/hello.cgi"):
+            escaped = curl("--path-as-is", "-i", f"{base}{path}").stdout
+            assert escaped.startswith(b"HTTP/1.1 404 ") and b"uid=" not in escaped, path
 
 
 def test_env_cgi_shows_rfc3875_variables_and_no_proxy(tmp_path):
