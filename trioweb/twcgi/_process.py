@@ -296,6 +296,9 @@ async def _relay_stdout(exchange: _Exchange, nph: bool) -> bool:
     _enlarge_pipe(fd)
     piece = parser.rest
     unsent = 0  # written since the last drain
+    # One buffer to read into, reused: a fresh 1 MiB allocation per read is
+    # mapped and faulted in anew each time, which costs more than the copy out.
+    view = memoryview(bytearray(BODY_READ_SIZE))
     while True:
         if piece:
             if remaining is not None:
@@ -312,7 +315,7 @@ async def _relay_stdout(exchange: _Exchange, nph: bool) -> bool:
         # blocks thus gets them sent in large pieces while it keeps writing,
         # and a script that pauses gets its output sent at once.
         try:
-            piece = os.read(fd, BODY_READ_SIZE)
+            piece = bytes(view[: os.readv(fd, (view,))])
         except BlockingIOError:
             piece = b""
             if unsent or not request.startedWriting:
