@@ -296,9 +296,10 @@ async def _relay_stdout(exchange: _Exchange, nph: bool) -> bool:
     _enlarge_pipe(fd)
     piece = parser.rest
     unsent = 0  # written since the last drain
-    # One buffer to read into, reused: a fresh 1 MiB allocation per read is
-    # mapped and faulted in anew each time, which costs more than the copy out.
-    view = memoryview(bytearray(BODY_READ_SIZE))
+    # A big output is read into one 1 MiB buffer, reused: a fresh 1 MiB
+    # allocation per read is mapped and faulted in anew each time, which costs
+    # more than the copy out. Small outputs never need it.
+    view: memoryview | None = None
     while True:
         if piece:
             if remaining is not None:
@@ -315,7 +316,12 @@ async def _relay_stdout(exchange: _Exchange, nph: bool) -> bool:
         # blocks thus gets them sent in large pieces while it keeps writing,
         # and a script that pauses gets its output sent at once.
         try:
-            piece = bytes(view[: os.readv(fd, (view,))])
+            if view is None:
+                piece = os.read(fd, READ_SIZE)
+                if len(piece) == READ_SIZE:
+                    view = memoryview(bytearray(BODY_READ_SIZE))
+            else:
+                piece = bytes(view[: os.readv(fd, (view,))])
         except BlockingIOError:
             piece = b""
             if unsent or not request.startedWriting:
