@@ -66,9 +66,10 @@ def test_bob_is_served_from_public_html_without_scripts_or_dotfiles(hosting):
     status, _, body = get(hosting, f"/~{bob}/")
     assert status == 200 and b"bob's public_html" in body
     assert get(hosting, f"/~{bob}/notes.txt")[2] == b"plain notes"
-    for hidden in ("app.rpy", ".secret"):
+    for hidden in ("app.rpy", ".secret", "cgi-bin/hello.cgi"):
         status, _, body = get(hosting, f"/~{bob}/{hidden}")
         assert status == 404 and b"resource = None" not in body and b"dotfile" not in body
+        assert b"CGI-RAN" not in body and b"echo" not in body  # the front never runs a CGI, nor shows it
 
 
 def test_tilde_without_slash_redirects(hosting):

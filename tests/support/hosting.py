@@ -116,6 +116,12 @@ class Hosting:
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
+    def give_home(self, user: str) -> None:
+        """Make everything in ``user``'s home hers (after the test wrote into it as root)."""
+        account = self.account(user)
+        for path in [self.home(user), *self.home(user).rglob("*")]:
+            os.lchown(path, account.pw_uid, account.pw_gid)
+
     def as_user(self, user: str, args: list[str], **kwargs) -> Process:
         account = self.account(user)
         return Process(args, user=account.pw_uid, group=account.pw_gid, extra_groups=[],
@@ -156,7 +162,6 @@ def _create_accounts(hosting: Hosting) -> None:
         home = hosting.base / name
         subprocess.run(["useradd", "--create-home", "--home-dir", str(home), "--shell", "/usr/sbin/nologin",
                         "--comment", gecos, "--user-group", name], check=True, capture_output=True)
-        account = pwd.getpwnam(name)
         os.chmod(home, 0o711)
         if publishes == "personal":
             site = home / "site"
@@ -171,8 +176,11 @@ def _create_accounts(hosting: Hosting) -> None:
             (public / "app.rpy").write_text("resource = None  # must never run on the front, nor be shown\n")
             (public / ".secret").write_text("dotfile")
             (public / "notes.txt").write_text("plain notes")
-        for path in [home, *home.rglob("*")]:
-            os.lchown(path, account.pw_uid, account.pw_gid)
+            cgi_bin = public / "cgi-bin"
+            cgi_bin.mkdir()
+            (cgi_bin / "hello.cgi").write_text("#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho CGI-RAN\n")
+            (cgi_bin / "hello.cgi").chmod(0o755)
+        hosting.give_home(user)
 
 
 @contextmanager

@@ -19,6 +19,7 @@ import trio
 
 from trioweb._accesslog import AccessLog
 from trioweb._version import __version__
+from trioweb.cli._cgi_options import cgi_options, configure_cgi
 from trioweb.cli._config_options import check_site_options, config_from, config_options
 from trioweb.cli._distrib_options import (
     PERSONAL_SOCKET,
@@ -51,6 +52,7 @@ Examples:
   trioweb --listen unix:/run/web.sock:mode=660 --logfile access.log
   trioweb --listen tcp:80 --uid www-data --gid www-data --class myapp.Root
   trioweb --path ~/site                      a directory, with .rpy scripts
+  trioweb --config site.py                   what a Python configuration file defines
   trioweb --user --listen tcp:80 --uid www-data   the front of a community host
   trioweb --personal --path ~/public_html    your personal server behind it
 """
@@ -123,6 +125,7 @@ def _build_site(options: dict[str, Any], personal: Any, limits: Any, headers: li
 @config_options
 @twistd_options
 @gzip_options
+@cgi_options
 @click.version_option(__version__, prog_name="trioweb")
 def main(**options: Any) -> None:
     """Serve a resource tree over HTTP, in the foreground, until SIGINT or SIGTERM.
@@ -135,6 +138,7 @@ def main(**options: Any) -> None:
     if config:
         check_site_options(config)
     limits = limits_from(options)
+    configure_cgi(options)
     personal = personal_settings(options)
     log_path = options["logfile"] or (personal.log_path if personal else "-")
     error_logs = configure_logging(options, log_path if personal and log_path != "-" else None)  # errors too

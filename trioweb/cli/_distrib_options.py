@@ -26,6 +26,7 @@ from trioweb.distrib import MAX_IN_FLIGHT, QUEUED_PER_SLOT, UserDirectory
 from trioweb.resource import Resource
 from trioweb.script import ResourceScript
 from trioweb.static import ASISProcessor, File, PublicFile
+from trioweb.twcgi import CGIScript
 
 PERSONAL_SOCKET = "~/.trioweb-pb"
 PERSONAL_LOG = "~/.trioweb.log"
@@ -93,10 +94,10 @@ def personal_settings(options: dict[str, Any]) -> PersonalSettings | None:
 
 
 def default_personal_root() -> Resource:
-    """``~/public_html`` with .rpy scripts and .asis files, as ``--path`` would serve it."""
+    """``~/public_html`` with .rpy and .cgi scripts and .asis files, as ``--path`` would serve it."""
     path = os.path.expanduser("~/public_html")
     if not os.path.isdir(path):
         raise click.UsageError(f"{path} does not exist: create it, or give --path, --class or --resource-script.")
     root = File(path)
-    root.processors = {".rpy": ResourceScript, ".asis": ASISProcessor}
+    root.processors = {".rpy": ResourceScript, ".asis": ASISProcessor, ".cgi": CGIScript}
     return root

@@ -1,7 +1,8 @@
 """The ``trioweb`` options that serve files: ``--path`` and ``--resource-script``.
 
 ``--path DIR`` serves ``DIR`` with ``static.File``, running ``.rpy`` files as
-resource scripts and ``.asis`` files as they are; ``--index``,
+resource scripts and ``.cgi`` files as CGI scripts (``twcgi.CGIScript``, as
+Twisted's ``--path`` does), and ``.asis`` files as they are; ``--index``,
 ``--mime-type``, ``--ignore-ext``, ``--allow-ignore-ext``, ``--processor``
 and ``--follow-symlinks`` tune that File and so need ``--path``.
 ``--resource-script FILE`` serves what one .rpy builds, run per request.
@@ -19,6 +20,7 @@ import click
 from trioweb.resource import Resource
 from trioweb.script import ResourceScript, ResourceScriptWrapper
 from trioweb.static import ASISProcessor, File
+from trioweb.twcgi import CGIScript
 
 _FILE_OPTIONS = ("index", "mime_type", "ignore_ext", "allow_ignore_ext", "processor", "follow_symlinks")
 
@@ -26,7 +28,7 @@ _FILE_OPTIONS = ("index", "mime_type", "ignore_ext", "allow_ignore_ext", "proces
 def static_options(function: Any) -> Any:
     """Add the options of this module to a click command."""
     options = [
-        click.option("--path", metavar="DIR", help="Serve the files below DIR (.rpy and .asis files are run)."),
+        click.option("--path", metavar="DIR", help="Serve the files below DIR (.rpy, .cgi and .asis files are run)."),
         click.option("-i", "--index", multiple=True, metavar="NAME",
                      help="Index file name for directories (repeatable; replaces index, index.html, "
                           "index.htm, index.rpy)."),
@@ -72,7 +74,7 @@ def static_root(options: dict[str, Any], load: Callable[[str], Any]) -> Resource
     if not os.path.exists(path):
         raise click.BadParameter(f"no such file or directory {path!r}", param_hint="--path")
     root = File(os.path.abspath(path))
-    root.processors = {".rpy": ResourceScript, ".asis": ASISProcessor}
+    root.processors = {".rpy": ResourceScript, ".asis": ASISProcessor, ".cgi": CGIScript}
     for spec in tuning["processor"]:
         ext, sep, name = spec.partition("=")
         if not sep or not ext.startswith(".") or not name:
