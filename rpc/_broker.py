@@ -135,6 +135,7 @@ class Broker:
         self._queued: collections.deque[tuple[int | None, MethodCoroutine]] = collections.deque()
         self._active_calls = 0
         self._refused_before = False
+        self._one_way_failed_before = False
         self._pipes: PipePool | None = None  # made on first use (see _take_pipe)
         self._flush_scheduled = False
         self._processing = False  # the reader is dispatching events (see _schedule_flush)
@@ -549,7 +550,11 @@ class Broker:
 
     def _finish_with_exception(self, call_id: int | None, exc: Exception) -> None:
         if call_id is None:
-            logger.warning("rpc: one-way call failed", exc_info=exc)
+            # No one to answer, so the log is the only trace; a peer sending
+            # failing one-way calls in a loop must not flood it: once per connection.
+            level = logging.DEBUG if self._one_way_failed_before else logging.WARNING
+            self._one_way_failed_before = True
+            logger.log(level, "rpc: one-way call %s failed", self._describe_peer(), exc_info=exc)
             return
         logger.debug("rpc: call %d raised", call_id, exc_info=exc)
         formatted = "".join(traceback.format_exception(exc)) if self._send_tracebacks else None

@@ -1,0 +1,96 @@
+"""Issue 11: what a personal server, or a client of one, can do to the front.
+
+A backend that misuses the protocol is closed and logged once (rate-limited),
+not logged per message; a client's broken body is the client's 400, not the
+backend's 500. Each test failed on the code before the fix.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from tests.support.polling import wait_until
+from tests.support.rawhttp import get
+from tests.trioweb.distrib.personal import front_with_a_neighbour, serve_hostile
+from trioweb.distrib import ResourceSubscription
+from trioweb.resource import Resource
+
+
+def lines_from(caplog, *loggers: str, level: int = logging.WARNING) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name.split(".")[0] in loggers and r.levelno >= level]
+
+
+async def test_one_way_calls_with_wrong_arguments_close_the_backend_and_log_once(start_site, nursery, tmp_path,
+                                                                                 caplog):
+    """Item 1: ``[3, 0, "response", [], {}]`` in a loop was a traceback per message
+    (267,000 in 20 s) and the connection stayed open; now the connection is
+    closed at the first, the request in flight gets 502 at once, and the front
+    writes a handful of lines however many messages and requests come."""
+    sent = []
+
+    async def flood(message, body, front):
+        for _ in range(2000):
+            try:
+                await front.sendRemote("response")  # the method's arguments missing
+            except Exception:  # the front closed the connection: stop
+                break
+            sent.append(1)
+        await trio.sleep(30)
+
+    path = str(tmp_path / "hostile.sock")
+    await serve_hostile(nursery, path, flood)
+    mallory = ResourceSubscription("unix", path, backend_timeout=10)
+    root = Resource()
+    root.putChild(b"~mallory", mallory)
+    site = await start_site(root)
+    caplog.set_level(logging.INFO)
+    with trio.fail_after(3):  # well before the backend timeout (10 s): the 502 comes at once
+        for _ in range(20):
+            assert (await site.request(get(b"/~mallory/"))).status == 502
+    assert sent, "the hostile backend sent nothing"
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert len(tracebacks) <= 20, f"{len(tracebacks)} tracebacks"  # one per connection at most (rpc)
+    assert len(lines_from(caplog, "rpc", "trioweb")) <= 20 + 6  # and a few rate-limited lines of ours
+    assert "broke the protocol: unexpected response message" in caplog.text
+    await wait_until(lambda: mallory.status.state == "down")  # the connection's task ends after the 502
+    status = mallory.status.as_dict()
+    assert status["state"] == "down" and "unexpected response message" in status["last_error"]
+    assert status["502"] == 20 and status["504"] == 0 and status["in_flight"] == 0
+
+
+async def test_the_log_lines_a_backend_causes_are_rate_limited(start_site, nursery, tmp_path, caplog):
+    """Item 1: every line a remote party can trigger is rate-limited per backend:
+    a hundred bad heads write a few lines, and the neighbour's lines still come."""
+
+    async def bad_head(message, body, front):
+        return {"status": 200, "reason": None, "headers": [[b"X-A", b"v\r\nSet-Cookie: x=1"]], "length": 2,
+                "body": b"ok"}
+
+    path = str(tmp_path / "hostile.sock")
+    await serve_hostile(nursery, path, bad_head)
+    site = await front_with_a_neighbour(start_site, nursery, tmp_path, path)
+    caplog.set_level(logging.INFO)
+    for _ in range(100):
+        assert (await site.request(get(b"/~mallory/"))).status == 502
+    ours = [r for r in lines_from(caplog, "trioweb") if "hostile.sock" in r.getMessage()]
+    assert 1 <= len(ours) <= 10
+    assert (await site.request(get(b"/~alice/nothing"))).status == 404
+
+
+async def test_a_malformed_request_body_is_the_clients_400(front, caplog):
+    """Item 3: a broken chunked body was a 500, with an ERROR blaming the personal server."""
+    caplog.set_level(logging.INFO)
+    for path in (b"/~alice/async", b"/~alice/upload"):  # a streaming resource, and one reading it whole
+        conn = await front.connect()
+        await conn.send(b"POST " + path + b" HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        b"5\r\nhello\r\nzz\r\nnot a chunk\r\n")
+        response = await conn.read_response()
+        await conn.aclose()
+        assert response.status == 400, response.body[:300]
+        assert b"malformed" in response.body
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    assert "personal server" not in caplog.text and "raised" not in caplog.text
+    assert "from client 127.0.0.1" in caplog.text  # logged as the client's
+    assert (await front.request(get(b"/~alice/"))).body == b"personal home"  # the backend is fine
