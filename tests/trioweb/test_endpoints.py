@@ -161,7 +161,7 @@ async def test_a_live_socket_nobody_locked_is_not_replaced(tmp_path):
     live.bind(path)
     live.listen()
     try:
-        with pytest.raises(EndpointError, match="without holding .*lock"):
+        with pytest.raises(EndpointError, match=r"without holding .*lock"):
             async with open_listeners([UNIXEndpoint(path)]):
                 pass
         live.settimeout(1)
