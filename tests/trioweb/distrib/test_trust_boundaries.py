@@ -8,14 +8,19 @@ backend's 500. Each test failed on the code before the fix.
 from __future__ import annotations
 
 import logging
+import os
+import pwd
+import threading
+from types import SimpleNamespace
 
 import trio
 
 from tests.support.polling import wait_until
 from tests.support.rawhttp import get
 from tests.trioweb.distrib.personal import front_with_a_neighbour, serve_hostile
-from trioweb.distrib import ResourceSubscription
+from trioweb.distrib import ResourceSubscription, UserDirectory
 from trioweb.resource import Resource
+from trioweb.static import File
 
 
 def lines_from(caplog, *loggers: str, level: int = logging.WARNING) -> list[logging.LogRecord]:
@@ -94,3 +99,53 @@ async def test_a_malformed_request_body_is_the_clients_400(front, caplog):
     assert "personal server" not in caplog.text and "raised" not in caplog.text
     assert "from client 127.0.0.1" in caplog.text  # logged as the client's
     assert (await front.request(get(b"/~alice/"))).body == b"personal home"  # the backend is fine
+
+
+async def test_a_users_hung_home_stalls_no_one_else(start_site, tmp_path):
+    """Item 2: lookups shared 8 threads; twelve requests for a user whose home
+    hangs held them all, and every other user's page timed out. Now at most
+    ``lookups_per_user`` threads hang for her, her next requests get 504 at
+    once, and bob is served."""
+    me = pwd.getpwuid(os.getuid())
+    home = tmp_path / "bob"
+    (home / "public_html").mkdir(parents=True)
+    (home / "public_html" / "index.html").write_bytes(b"bob's page")
+    bob = SimpleNamespace(pw_name="bob", pw_uid=me.pw_uid, pw_gid=me.pw_gid, pw_gecos="", pw_dir=str(home))
+    released = threading.Event()
+    hung_calls = []
+
+    def getpwnam(name):
+        if name == "stuck":  # a home on a dead NFS server: stat never returns
+            hung_calls.append(name)
+            released.wait(20)
+            raise KeyError(name)
+        if name != "bob":
+            raise KeyError(name)
+        return bob
+
+    directory = UserDirectory(SimpleNamespace(getpwnam=getpwnam, getpwall=lambda: [bob]),
+                              public_html=File, min_uid=0, lookup_timeout=0.5, lookups_per_user=2)
+    site = await start_site(directory)
+    try:
+        statuses = []
+
+        async def stuck():
+            statuses.append((await site.request(get(b"/~stuck/"), timeout=10)).status)
+
+        with trio.fail_after(8):
+            async with trio.open_nursery() as nursery:
+                for _ in range(12):
+                    nursery.start_soon(stuck)
+            assert statuses == [504] * 12
+            assert len(hung_calls) <= 2  # her share of threads, no more
+            started = trio.current_time()
+            assert (await site.request(get(b"/~stuck/"))).status == 504
+            assert trio.current_time() - started < 0.4  # at once, without a thread
+            assert len(hung_calls) <= 2
+            assert (await site.request(get(b"/~bob/"))).body == b"bob's page"
+    finally:
+        released.set()
+    # Her home answers again: once her hung threads have ended, she is looked up again.
+    await wait_until(lambda: directory._lookups[b"stuck"].limiter.borrowed_tokens == 0, timeout=5)
+    assert (await site.request(get(b"/~stuck/"))).status == 404
+    assert len(hung_calls) == 3 and not directory._lookups  # and nothing is kept for anyone idle
