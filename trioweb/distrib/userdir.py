@@ -14,6 +14,15 @@ Only ordinary accounts exist here: a name of the usual form, uid ≥
 user, system account, nothing published) is the same 404, so the site
 cannot be used to enumerate accounts. ``/~alice`` redirects to ``/~alice/``.
 
+Where it is mounted decides the URL forms. At the root of a site (the
+``--user`` front), its children are ``~alice`` and ``users/alice``, and
+``/users`` redirects to ``/users/``, which lists the users too. Mounted
+anywhere else, as Twisted's guide does (``root.putChild(b"users",
+UserDirectory())``, with ``RewriterResource(root, tildeToUsers)`` turning
+``/~alice/`` into ``/users/alice/``), its children are the plain names
+(``/users/alice/``), ``~alice`` still works, and ``/users`` redirects to
+``/users/``, its index.
+
 Each user has one ``ResourceSubscription``, whichever URL form reaches it,
 so one admission cap (``max_in_flight`` requests waiting on her server, a
 line of ``max_queued`` for ``queue_timeout``; 503 beyond): a hung or
@@ -150,6 +159,8 @@ class UserDirectory(Resource):
             return self
         if path.startswith(b"~"):
             return _UserSite(self, path[1:])
+        if path and len(request.prepath) > 1:  # mounted below the root: children are plain names
+            return _UserSite(self, path)
         return NoResource()
 
     # -- users -----------------------------------------------------------------
@@ -217,12 +228,20 @@ class UserDirectory(Resource):
     # -- the index ---------------------------------------------------------------
 
     async def render_GET(self, request: Request) -> bytes:
+        # At the root, links are ~alice/; mounted (/users/), plain names.
+        return await self.render_index(request, "~" if len(request.prepath) <= 1 else "")
+
+    async def render_index(self, request: Request, link_prefix: str) -> bytes:
+        """The list of users who publish, linked as ``link_prefix + name + "/"``;
+        reached without its trailing slash, a redirect to it."""
+        if request.prepath and request.prepath[-1] != b"":
+            return redirect_to_slash(request)  # /users → /users/: the relative links need it
         try:
             users = await self.off_loop(request, INDEX, self.publishers)
         except LookupTooSlow:
             return _too_slow(request)
         items = "".join(
-            f'<li><a href="~{quote(name)}/">{escape(real)}</a> <span>~{escape(name)}</span></li>'
+            f'<li><a href="{link_prefix}{quote(name)}/">{escape(real)}</a> <span>~{escape(name)}</span></li>'
             for name, real in users
         ) or "<li>No one publishes a site here yet.</li>"
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
@@ -235,14 +254,19 @@ class UserDirectory(Resource):
 
 
 class _UserMap(Resource):
-    """``/users/``: each child is a user's site (there is no index here)."""
+    """``/users/``: each child is a user's site; ``/users/`` itself lists them."""
 
     def __init__(self, directory: UserDirectory) -> None:
         super().__init__()
         self.directory = directory
 
     def getChild(self, path: bytes, request: Request) -> Resource:
-        return _UserSite(self.directory, path) if path else NoResource()
+        if path:
+            return _UserSite(self.directory, path)
+        return self if not request.postpath else NoResource()
+
+    async def render_GET(self, request: Request) -> bytes:
+        return await self.directory.render_index(request, "")
 
 
 class _UserSite(Resource):

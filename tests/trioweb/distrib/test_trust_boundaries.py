@@ -17,9 +17,10 @@ import trio
 
 from tests.support.polling import wait_until
 from tests.support.rawhttp import get
-from tests.trioweb.distrib.personal import front_with_a_neighbour, serve_hostile
+from tests.trioweb.distrib.personal import front_with_a_neighbour, serve_hostile, start_personal
 from trioweb.distrib import ResourceSubscription, UserDirectory
 from trioweb.resource import Resource
+from trioweb.rewrite import RewriterResource, tildeToUsers
 from trioweb.static import File
 
 
@@ -149,3 +150,51 @@ async def test_a_users_hung_home_stalls_no_one_else(start_site, tmp_path):
     await wait_until(lambda: directory._lookups[b"stuck"].limiter.borrowed_tokens == 0, timeout=5)
     assert (await site.request(get(b"/~stuck/"))).status == 404
     assert len(hung_calls) == 3 and not directory._lookups  # and nothing is kept for anyone idle
+
+
+def one_user_database(tmp_path, name="alice"):
+    """A user database of one account, ``name``, running as us, with a home in ``tmp_path``."""
+    me = pwd.getpwuid(os.getuid())
+    home = tmp_path / name
+    home.mkdir(mode=0o755)
+    home.chmod(0o755)
+    user = SimpleNamespace(pw_name=name, pw_uid=me.pw_uid, pw_gid=me.pw_gid, pw_gecos="Alice,,,", pw_dir=str(home))
+    return SimpleNamespace(getpwnam={name: user}.__getitem__, getpwall=lambda: [user]), home
+
+
+async def test_twisteds_users_recipe_serves_users_slash_alice_and_tilde_alice(start_site, nursery, tmp_path):
+    """Item 9: ``root.putChild(b"users", UserDirectory())`` behind
+    ``RewriterResource(root, tildeToUsers)`` gave 404 for /users/alice/ and
+    /~alice/ (only /users/~alice/ worked), and /users answered 405."""
+    database, home = one_user_database(tmp_path)
+    await start_personal(nursery, str(home / ".trioweb-pb"))
+    root = Resource()
+    root.putChild(b"users", UserDirectory(database, min_uid=0))
+    site = await start_site(RewriterResource(root, tildeToUsers))
+    for path in (b"/users/alice/", b"/~alice/", b"/users/~alice/"):
+        response = await site.request(get(path))
+        assert (response.status, response.body) == (200, b"personal home"), path
+    echoed = await site.request(get(b"/~alice/echo/x"))
+    assert echoed.body.startswith(b"url=http://a/users/alice/echo")  # the path it was rewritten to
+    redirect = await site.request(get(b"/users"))
+    assert redirect.status in (301, 302) and redirect.header(b"location") == b"http://a/users/"
+    index = await site.request(get(b"/users/"))
+    assert index.status == 200 and b'href="alice/"' in index.body
+    assert (await site.request(get(b"/users/nobody-here/"))).status == 404
+
+
+async def test_the_front_keeps_tilde_alice_at_its_root_and_users_is_an_index(start_site, nursery, tmp_path):
+    """Item 9: at the root (``--user``), /~alice/ and /users/alice/; /users redirected
+    nowhere (405), now to /users/, which lists the users; /alice/ stays a 404."""
+    database, home = one_user_database(tmp_path)
+    await start_personal(nursery, str(home / ".trioweb-pb"))
+    site = await start_site(UserDirectory(database, min_uid=0))
+    for path in (b"/~alice/", b"/users/alice/"):
+        assert (await site.request(get(path))).body == b"personal home", path
+    assert (await site.request(get(b"/alice/"))).status == 404
+    redirect = await site.request(get(b"/users?x=1"))
+    assert redirect.status in (301, 302) and redirect.header(b"location") == b"http://a/users/?x=1"
+    index = await site.request(get(b"/users/"))
+    assert index.status == 200 and b'href="alice/"' in index.body
+    root_index = await site.request(get(b"/"))
+    assert root_index.status == 200 and b'href="~alice/"' in root_index.body
