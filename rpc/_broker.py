@@ -304,6 +304,12 @@ class Broker:
         return self._protocol.peer
 
     @property
+    def open_streams(self) -> int:
+        """Streams of this connection, either way, not yet ended (for a server
+        that closes idle connections: one with a body still flowing is not)."""
+        return self._protocol.open_streams
+
+    @property
     def send_queue_size(self) -> int:
         """Bytes accepted for sending and not yet written to the stream."""
         return self._transport.queue_size

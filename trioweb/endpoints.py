@@ -383,8 +383,8 @@ async def open_listeners(endpoints: list[Endpoint]) -> AsyncIterator[list[trio.a
     try:
         for endpoint in endpoints:
             if isinstance(endpoint, UNIXEndpoint):
-                listener, lock = await _unix_listener(endpoint)
-                listeners.append(listener)
+                unix_listener, lock = await _unix_listener(endpoint)
+                listeners.append(unix_listener)
                 unix_paths.append((endpoint.path, lock))
             elif isinstance(endpoint, SSLEndpoint):
                 context = _ssl_context(endpoint)

@@ -19,13 +19,14 @@ import trio
 from trioweb._version import __version__
 from trioweb.cli._distrib_options import (
     PERSONAL_SOCKET,
+    HideDotfiles,
     default_personal_root,
     distrib_options,
     personal_settings,
     user_root,
 )
 from trioweb.cli._limit_options import limit_options, limits_from
-from trioweb.cli._process import gid_of, raise_open_file_limit, run_personal, run_site, uid_of
+from trioweb.cli._process import gid_of, log_opened, raise_open_file_limit, run_personal, run_site, uid_of
 from trioweb.cli._static_options import static_options, static_root
 from trioweb.cli._welcome import WelcomePage
 from trioweb.endpoints import EndpointError, parse_endpoint
@@ -108,13 +109,15 @@ def main(**options: Any) -> None:
         root = default_personal_root()
     else:
         root = WelcomePage()
+    if personal and not personal.show_dotfiles:
+        root = HideDotfiles(root)
     log_path = options["logfile"] or (personal.log_path if personal else "-")
     if personal and log_path != "-":
-        handler = logging.FileHandler(log_path)
+        handler = log_opened(log_path, logging.FileHandler)
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
         logging.getLogger().addHandler(handler)  # errors go to the personal log too
-    site = Site(root, limits=limits, logPath=log_path,
-                displayTracebacks=options["display_tracebacks"], headers=headers)
+    site = log_opened(log_path, lambda path: Site(root, limits=limits, logPath=path,
+                                                   displayTracebacks=options["display_tracebacks"], headers=headers))
     uid = uid_of(options["uid"]) if options["uid"] else None
     gid = gid_of(options["gid"]) if options["gid"] else None
     if personal and (uid is not None or gid is not None):
@@ -122,7 +125,7 @@ def main(**options: Any) -> None:
     raise_open_file_limit(limits.max_connections)
     try:
         if personal:
-            trio.run(lambda: run_personal(site, endpoints, personal.allowed_uids, pidfile=options["pidfile"]))
+            trio.run(lambda: run_personal(site, endpoints, personal, pidfile=options["pidfile"]))
         else:
             trio.run(lambda: run_site(site, endpoints, pidfile=options["pidfile"], uid=uid, gid=gid))
     except EndpointError as exc:

@@ -55,7 +55,7 @@ from urllib.parse import quote
 import trio
 
 from trioweb.distrib._admission import MAX_IN_FLIGHT, MAX_QUEUED, QUEUE_TIMEOUT
-from trioweb.distrib._backend import remote_log
+from trioweb.distrib._backend import BackendStatus, remote_log
 from trioweb.distrib._peer_checks import PasswdEntry, check_peer_uid, check_socket_path, publishes_socket
 from trioweb.distrib.subscription import ResourceSubscription
 from trioweb.resource import NoResource, Resource, getChildForRequest, render_error
@@ -211,6 +211,10 @@ class UserDirectory(Resource):
         if self.public_html is not None and os.path.isdir(directory):
             return self.public_html(directory)
         return None
+
+    def backends(self) -> dict[str, BackendStatus]:
+        """The front's view of each user's personal server it has tried, by user name."""
+        return {name: subscription.status for name, subscription in self._subscriptions.items()}
 
     def publishers(self) -> list[tuple[str, str]]:
         """(name, real name) of every user who publishes, sorted (blocking)."""
