@@ -303,7 +303,7 @@ class Backend:
                 log.info("connection to %s closed: %s", self.describe(), broker.close_reason)
         except (rpc.RPCError, OSError, trio.BrokenResourceError) as exc:
             failure.append(exc)
-            remote_log.info(self.describe(), "connection to %s failed: %s", self.describe(), exc)
+            log.debug("connection to %s failed: %s", self.describe(), exc)  # the request's 502 line says why
         finally:
             if self._broker is broker:
                 self._broker = self._root = self._responses = None

@@ -39,7 +39,7 @@ class _Bucket:
 class RateLimitedLog:
     """A logger's lines, at most ``burst`` at once and ``burst`` per ``period`` after, per key."""
 
-    def __init__(self, logger: logging.Logger, *, burst: int = 5, period: float = 60.0,
+    def __init__(self, logger: logging.Logger, *, burst: int = 10, period: float = 60.0,
                  max_keys: int = 4096, clock: Callable[[], float] = time.monotonic) -> None:
         if burst < 1 or period <= 0 or max_keys < 1:
             raise ValueError("burst and max_keys must be at least 1, period positive")
