@@ -4,9 +4,11 @@ A ``Backend`` opens its rpc connection on first use and keeps it in a system
 task (the connection outlives the request that opened it), shares it between
 concurrent requests, and reopens it after a failure. After a failed connect
 the backend is taken as down for a short, growing while (0.5 s up to 10 s):
-requests get a fast failure instead of each waiting on a dead socket. A UNIX
-socket that is a new file since the failure (the personal server was
-restarted) ends that at once.
+requests get a fast failure instead of each waiting on a dead socket. A
+connect refused at once (no one listening: a personal server restarting)
+keeps the delay at 0.5 s; only a backend that hangs or breaks the handshake
+backs off further. A UNIX socket that is a new file since the failure (the
+personal server was restarted) ends the delay at once.
 
 On each connection the front offers one root object, ``Responses``: the
 personal server sends it the head of each streamed response, naming the
@@ -226,7 +228,11 @@ class Backend:
             except (OSError, Refused, rpc.RPCError, trio.TooSlowError, trio.BrokenResourceError) as exc:
                 if isinstance(self.endpoint, UNIXClientEndpoint):
                     self._failed_socket = await trio.to_thread.run_sync(self._socket_identity)
-                self._failures += 1
+                # Refused at once (no socket, or no one listening yet): a restart in
+                # progress, cheap to retry, so the delay does not grow; a backend that
+                # hangs or speaks garbage backs off longer and longer.
+                refused = isinstance(exc, (ConnectionRefusedError, FileNotFoundError, PermissionError))
+                self._failures = 1 if refused else self._failures + 1
                 delay = min(MAX_RETRY_DELAY, FIRST_RETRY_DELAY * 2 ** (self._failures - 1))
                 self._down_until = trio.current_time() + delay
                 reason = f"{type(exc).__name__}: {exc}"

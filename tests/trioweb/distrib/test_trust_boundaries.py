@@ -11,6 +11,7 @@ import logging
 import os
 import pwd
 import threading
+from pathlib import Path
 from types import SimpleNamespace
 
 import trio
@@ -20,6 +21,7 @@ from tests.support.rawhttp import get
 from tests.trioweb.distrib.personal import front_with_a_neighbour, serve_hostile, start_personal
 from trioweb.distrib import ResourceSubscription, UserDirectory
 from trioweb.resource import Resource
+from trioweb.server import Request
 from trioweb.rewrite import RewriterResource, tildeToUsers
 from trioweb.static import File
 
@@ -198,3 +200,15 @@ async def test_the_front_keeps_tilde_alice_at_its_root_and_users_is_an_index(sta
     assert index.status == 200 and b'href="alice/"' in index.body
     root_index = await site.request(get(b"/"))
     assert root_index.status == 200 and b'href="~alice/"' in root_index.body
+
+
+def test_the_hosting_docs_promise_only_what_a_personal_server_does():
+    """Item 10: docs/community-hosting.md promised "sessions of its own" and
+    "uploads of any size"; bodies are limited to 1 MiB unless a resource sets
+    ``max_request_body`` (test_large_upload_and_the_personal_sites_limit shows
+    both through a front), and sessions do not exist yet."""
+    text = (Path(__file__).resolve().parents[3] / "docs" / "community-hosting.md").read_text()
+    assert "uploads of any size" not in text and "sessions of its own" not in text
+    assert "max_request_body" in text and "limited to 1 MiB" in text
+    if not hasattr(Request, "getSession"):
+        assert "Sessions** (`request.getSession()`) are not provided yet" in text
