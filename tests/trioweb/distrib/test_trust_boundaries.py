@@ -21,8 +21,8 @@ from tests.support.rawhttp import get
 from tests.trioweb.distrib.personal import front_with_a_neighbour, serve_hostile, start_personal
 from trioweb.distrib import ResourceSubscription, UserDirectory
 from trioweb.resource import Resource
-from trioweb.server import Request
 from trioweb.rewrite import RewriterResource, tildeToUsers
+from trioweb.server import Request
 from trioweb.static import File
 
 
