@@ -17,7 +17,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,6 +141,26 @@ def get(hosting: Hosting, path: str, timeout: float = 10) -> tuple[int, dict, by
         return response.status, dict(response.getheaders()), response.read()
     finally:
         conn.close()
+
+
+@contextmanager
+def hosting_for(install: Install, users: Iterable[str], label: str) -> Iterator[Hosting]:
+    """A Hosting for ``users`` (accounts named tw<user><label><pid>, homes in a fresh
+    world-traversable directory); on the way out its processes are killed and
+    its accounts and homes removed. The caller creates the accounts."""
+    base = Path(tempfile.mkdtemp(prefix="trioweb-homes-", dir="/tmp"))
+    os.chmod(base, 0o755)
+    hosting = Hosting(base, f"{label}{os.getpid() % 100000}", install, users)
+    try:
+        yield hosting
+    finally:
+        if hosting.front is not None:
+            hosting.front.kill()
+        for process in hosting.personal.values():
+            process.kill()
+        for name in hosting.names.values():
+            subprocess.run(["userdel", "--remove", name], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def status_kib(pid: int, field: str) -> int:

@@ -17,14 +17,13 @@ import select
 import shutil
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.hostingkit import Hosting, front_command, get, status_kib
+from tests.e2e.hostingkit import Hosting, front_command, get, hosting_for, status_kib
 from tests.support.procs import Process, curl, free_port
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create accounts and switch uids")
@@ -67,25 +66,14 @@ def _create_accounts(hosting: Hosting) -> None:
 
 @pytest.fixture(scope="module")
 def hosting(install):
-    base = Path(tempfile.mkdtemp(prefix="trioweb-homes-", dir="/tmp"))
-    os.chmod(base, 0o755)
-    hosting = Hosting(base, str(os.getpid() % 100000), install, USERS)
-    try:
+    with hosting_for(install, USERS, "") as hosting:
         _create_accounts(hosting)
         for user in ("alice", "dave", "erin"):
             hosting.start_personal(user)
         hosting.port = free_port()
-        hosting.front = Process(front_command(hosting, hosting.port, "--logfile", str(base / "front-access.log")),
-                                port=hosting.port).__enter__()
+        hosting.front = Process(front_command(hosting, hosting.port, "--logfile",
+                                              str(hosting.base / "front-access.log")), port=hosting.port).__enter__()
         yield hosting
-    finally:
-        if hosting.front is not None:
-            hosting.front.kill()
-        for process in hosting.personal.values():
-            process.kill()
-        for name in hosting.names.values():
-            subprocess.run(["userdel", "--remove", name], capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_the_front_runs_as_www_data(hosting):

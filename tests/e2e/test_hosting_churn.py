@@ -17,14 +17,12 @@ import random
 import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.e2e.hostingkit import Hosting, front_command, status_kib
+from tests.e2e.hostingkit import Hosting, front_command, hosting_for, status_kib
 from tests.support.procs import Process, free_port
 
 pytestmark = [
@@ -40,13 +38,10 @@ GRACE = 1.5  # after a restart, how long its user's errors still count as the re
 
 @pytest.fixture(scope="module")
 def hosting(install):
-    base = Path(tempfile.mkdtemp(prefix="trioweb-churn-", dir="/tmp"))
-    os.chmod(base, 0o755)
-    hosting = Hosting(base, f"k{os.getpid() % 100000}", install, USERS)
-    try:
+    with hosting_for(install, USERS, "k") as hosting:
         for user in USERS:
             name = hosting.names[user]
-            home = base / name
+            home = hosting.base / name
             subprocess.run(["useradd", "--create-home", "--home-dir", str(home), "--shell", "/usr/sbin/nologin",
                             "--user-group", name], check=True, capture_output=True)
             os.chmod(home, 0o711)
@@ -60,14 +55,6 @@ def hosting(install):
         hosting.port = free_port()
         hosting.front = Process(front_command(hosting, hosting.port), port=hosting.port).__enter__()
         yield hosting
-    finally:
-        if hosting.front is not None:
-            hosting.front.kill()
-        for process in hosting.personal.values():
-            process.kill()
-        for name in hosting.names.values():
-            subprocess.run(["userdel", "--remove", name], capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def front_usage(hosting: Hosting) -> tuple[int, int]:

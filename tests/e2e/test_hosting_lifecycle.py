@@ -15,14 +15,13 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.hostingkit import Hosting, front_command, get
+from tests.e2e.hostingkit import Hosting, front_command, get, hosting_for
 from tests.support.polling import wait_until_sync
 from tests.support.procs import Process, free_port
 
@@ -61,23 +60,12 @@ def _create_accounts(hosting: Hosting) -> None:
 
 @pytest.fixture(scope="module")
 def hosting(install):
-    base = Path(tempfile.mkdtemp(prefix="trioweb-life-", dir="/tmp"))
-    os.chmod(base, 0o755)
-    hosting = Hosting(base, f"l{os.getpid() % 100000}", install, USERS)
-    try:
+    with hosting_for(install, USERS, "l") as hosting:
         _create_accounts(hosting)
         hosting.start_personal("pat")
         hosting.port = free_port()
         hosting.front = Process(front_command(hosting, hosting.port), port=hosting.port).__enter__()
         yield hosting
-    finally:
-        if hosting.front is not None:
-            hosting.front.kill()
-        for process in hosting.personal.values():
-            process.kill()
-        for name in hosting.names.values():
-            subprocess.run(["userdel", "--remove", name], capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def start_personal(hosting: Hosting, user: str, *options: str) -> Process:
