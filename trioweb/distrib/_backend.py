@@ -42,6 +42,7 @@ from trioweb.http import RateLimitedLog
 log = logging.getLogger("trioweb.distrib")
 # Lines a personal server (or the clients of one) can cause, keyed by backend.
 remote_log = RateLimitedLog(log)
+rpc_log = logging.getLogger("rpc")  # the lines of the rpc connections, rate-limited the same way
 
 CONNECT_TIMEOUT = 3.0
 FIRST_RETRY_DELAY = 0.5
@@ -270,7 +271,8 @@ class Backend:
             stream = await trio.open_tcp_stream(endpoint.host, endpoint.port)
         # Bodies are relayed from pipes, spliced on to the client's socket (no copy here).
         responses = Responses(self._violated)
-        broker = rpc.Broker(stream, responses, limits=self.limits, splice_payloads=True)
+        broker = rpc.Broker(stream, responses, limits=self.limits, splice_payloads=True,
+                            logger=remote_log.adapter(self.describe(), rpc_log))
         try:
             if self.check_peer is not None:
                 self.check_peer(broker.peer_credentials())  # before a byte is sent

@@ -61,7 +61,8 @@ from trioweb.server import Site
 __all__ = ["FrontConnection", "PublisherServer", "RemoteChannel", "ResourcePublisher", "serve_publisher"]
 
 log = logging.getLogger("trioweb.distrib")
-refused_log = RateLimitedLog(log)  # per peer uid: refusals are caused by the peer
+refused_log = RateLimitedLog(log)  # per peer uid: refusals (and rpc's lines) are caused by the peer
+rpc_log = logging.getLogger("rpc")
 
 # Connections one peer uid may have open at once: a front needs one (one per
 # front process); every CGI or PHP process of a host runs as www-data.
@@ -389,9 +390,7 @@ class PublisherServer:
 
     async def _serve_one(self, stream: trio.abc.Stream) -> None:
         enlarge_socket_buffers(stream)
-        front = FrontConnection(self.publisher)
-        broker = front.broker = rpc.Broker(stream, front, limits=self.limits)
-        credentials = broker.peer_credentials()
+        credentials = rpc.peer_credentials_of(stream)
         uid = None if credentials is None else credentials.uid
         if credentials is not None and self.allowed_uids is not None and credentials.uid not in self.allowed_uids:
             refused_log.warning(("uid", credentials.uid), "refused a connection from uid %d (pid %d): not an "
@@ -404,6 +403,10 @@ class PublisherServer:
                                 self.per_uid[credentials.uid])
             await trio.aclose_forcefully(stream)
             return
+        front = FrontConnection(self.publisher)
+        # What the connection logs (a peer breaking the protocol) is rate-limited per peer uid.
+        broker = front.broker = rpc.Broker(stream, front, limits=self.limits,
+                                           logger=refused_log.adapter(("uid", uid), rpc_log))
         if uid is not None:
             self.per_uid[uid] += 1
         self.connections.add(front)

@@ -15,6 +15,9 @@ written or not, so it can sit on paths a flood takes.
 
     log = RateLimitedLog(logging.getLogger("trioweb.distrib"))
     log.warning(backend_name, "closing %s: %s", backend_name, reason)
+
+Code that logs through a logger it is given (``rpc.Broker(logger=...)``)
+gets ``log.adapter(key)``, a ``LoggerAdapter`` drawing on the same share.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from typing import Any
 
 __all__ = ["RateLimitedLog"]
 
@@ -50,9 +54,20 @@ class RateLimitedLog:
         self._clock = clock
         self._buckets: OrderedDict[Hashable, _Bucket] = OrderedDict()
 
-    def log(self, key: Hashable, level: int, message: str, *args: object) -> bool:
-        """Log ``message % args`` at ``level`` unless ``key`` has used its share; True if written."""
-        if not self.logger.isEnabledFor(level):
+    def log(self, key: Hashable, level: int, message: str, *args: object, **kwargs: Any) -> bool:
+        """Log ``message % args`` at ``level`` unless ``key`` has used its share; True
+        if written. ``kwargs`` go to ``Logger.log`` (``exc_info``...)."""
+        return self._log(self.logger, key, level, message, args, kwargs)
+
+    def adapter(self, key: Hashable, logger: logging.Logger | None = None) -> logging.LoggerAdapter[logging.Logger]:
+        """A ``LoggerAdapter`` of ``logger`` (default ours) whose lines of WARNING and
+        above take ``key``'s share: for code that logs through a logger it is
+        given (``rpc.Broker(logger=...)``)."""
+        return _KeyedAdapter(self, key, logger or self.logger)
+
+    def _log(self, logger: logging.Logger, key: Hashable, level: int, message: str, args: tuple[object, ...],
+             kwargs: dict[str, Any]) -> bool:
+        if not logger.isEnabledFor(level):
             return False
         now = self._clock()
         bucket = self._buckets.get(key)
@@ -72,7 +87,7 @@ class RateLimitedLog:
             message += " (%d similar lines dropped)"
             args = (*args, bucket.dropped)
             bucket.dropped = 0
-        self.logger.log(level, message, *args)
+        logger.log(level, message, *args, **kwargs)
         return True
 
     def warning(self, key: Hashable, message: str, *args: object) -> bool:
@@ -80,3 +95,18 @@ class RateLimitedLog:
 
     def info(self, key: Hashable, message: str, *args: object) -> bool:
         return self.log(key, logging.INFO, message, *args)
+
+
+class _KeyedAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """See ``RateLimitedLog.adapter``; lines below WARNING pass as they are."""
+
+    def __init__(self, limiter: RateLimitedLog, key: Hashable, logger: logging.Logger) -> None:
+        super().__init__(logger, {})
+        self._limiter = limiter
+        self._key = key
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if level < logging.WARNING:
+            self.logger.log(level, msg, *args, **kwargs)
+        else:
+            self._limiter._log(self.logger, self._key, level, str(msg), args, kwargs)

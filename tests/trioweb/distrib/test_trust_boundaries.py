@@ -18,7 +18,7 @@ import trio
 
 from tests.support.polling import wait_until
 from tests.support.rawhttp import get
-from tests.trioweb.distrib.personal import front_with_a_neighbour, serve_hostile, start_personal
+from tests.trioweb.distrib.personal import fake_backend, front_with_a_neighbour, serve_hostile, start_personal
 from trioweb.distrib import ResourceSubscription, UserDirectory
 from trioweb.resource import Resource
 from trioweb.rewrite import RewriterResource, tildeToUsers
@@ -85,6 +85,27 @@ async def test_the_log_lines_a_backend_causes_are_rate_limited(start_site, nurse
     ours = [r for r in lines_from(caplog, "trioweb") if "hostile.sock" in r.getMessage()]
     assert 1 <= len(ours) <= 10
     assert (await site.request(get(b"/~alice/nothing"))).status == 404
+
+
+async def test_a_backend_breaking_every_handshake_writes_a_few_lines(start_site, nursery, tmp_path, caplog):
+    """Item 1: rpc's own line for a broken connection was written per connection;
+    a backend that looks new each time (its socket's ctime changes, so the front
+    connects again at once) made one per client request."""
+
+    async def garbage(stream):
+        await stream.send_all(b"\xff" * 64)
+        await trio.sleep(1)
+
+    path = str(tmp_path / "garbage.sock")
+    await fake_backend(nursery, path, garbage)
+    site = await front_with_a_neighbour(start_site, nursery, tmp_path, path)
+    caplog.set_level(logging.INFO)
+    for attempt in range(40):
+        os.chmod(path, 0o666 if attempt % 2 else 0o777)  # "a new socket": no back-off
+        assert (await site.request(get(b"/~mallory/"))).status == 502
+    rpc_lines = lines_from(caplog, "rpc")
+    assert 1 <= len(rpc_lines) <= 10 and "closing connection" in rpc_lines[0].getMessage()
+    assert len(lines_from(caplog, "rpc", "trioweb")) <= 20
 
 
 async def test_a_malformed_request_body_is_the_clients_400(front, caplog):

@@ -42,3 +42,19 @@ def test_keys_are_bounded_and_lines_below_the_level_cost_nothing(caplog):
     assert len(log._buckets) == 2
     with pytest.raises(ValueError):
         RateLimitedLog(logging.getLogger("x"), burst=0)
+
+
+def test_an_adapter_takes_its_keys_share_for_warnings_and_passes_debug_lines(caplog):
+    clock = Clock()
+    limiter = RateLimitedLog(logging.getLogger("test.ratelimit3"), burst=2, clock=clock)
+    adapter = limiter.adapter("peer", logging.getLogger("test.other"))
+    with caplog.at_level(logging.DEBUG):
+        for i in range(5):
+            adapter.warning("closing connection %d", i)
+            adapter.debug("detail %d", i)
+        limiter.warning("peer", "from the limiter itself")  # the same key: no share left
+    messages = [(r.name, r.getMessage()) for r in caplog.records]
+    assert [m for m in messages if "closing" in m[1]] == [("test.other", "closing connection 0"),
+                                                          ("test.other", "closing connection 1")]
+    assert len([m for m in messages if "detail" in m[1]]) == 5
+    assert not [m for m in messages if "limiter itself" in m[1]]
