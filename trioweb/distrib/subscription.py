@@ -268,9 +268,10 @@ class ResourceSubscription(Resource):
         else:
             code = exc.status if isinstance(exc, ParseError) else 400
             brief, detail = "Bad Request", "The request body is malformed."
-        client = request.getClientAddress()
-        remote_log.info(("client", getattr(client, "host", str(client))), "%d for %s from client %s: %s",
-                        code, request.uri.decode("latin-1"), getattr(client, "host", client), exc)
+        address = request.getClientAddress()
+        client = getattr(address, "host", None) or str(address)  # rate-limited per client address
+        remote_log.info(("client", client), "%d for %s from client %s: %s", code, request.uri.decode("latin-1"),
+                        client, exc)
         return render_error(request, code, brief, detail)
 
     def _apply_head(self, request: Request, message: Any) -> ForwardedResponse:
