@@ -30,6 +30,16 @@ def lines_from(caplog, *loggers: str, level: int = logging.WARNING) -> list[logg
     return [r for r in caplog.records if r.name.split(".")[0] in loggers and r.levelno >= level]
 
 
+def account_like_us(tmp_path, name):
+    """An account ``name`` with our uid (the peer checks pass) and a home in ``tmp_path``."""
+    me = pwd.getpwuid(os.getuid())
+    home = tmp_path / name
+    home.mkdir(mode=0o755)
+    home.chmod(0o755)
+    return SimpleNamespace(pw_name=name, pw_uid=me.pw_uid, pw_gid=me.pw_gid, pw_gecos=f"{name.title()},,,",
+                           pw_dir=str(home))
+
+
 async def test_one_way_calls_with_wrong_arguments_close_the_backend_and_log_once(start_site, nursery, tmp_path,
                                                                                  caplog):
     """Item 1: ``[3, 0, "response", [], {}]`` in a loop was a traceback per message
@@ -130,11 +140,9 @@ async def test_a_users_hung_home_stalls_no_one_else(start_site, tmp_path):
     hangs held them all, and every other user's page timed out. Now at most
     ``lookups_per_user`` threads hang for her, her next requests get 504 at
     once, and bob is served."""
-    me = pwd.getpwuid(os.getuid())
-    home = tmp_path / "bob"
-    (home / "public_html").mkdir(parents=True)
-    (home / "public_html" / "index.html").write_bytes(b"bob's page")
-    bob = SimpleNamespace(pw_name="bob", pw_uid=me.pw_uid, pw_gid=me.pw_gid, pw_gecos="", pw_dir=str(home))
+    bob = account_like_us(tmp_path, "bob")
+    (Path(bob.pw_dir) / "public_html").mkdir()
+    (Path(bob.pw_dir) / "public_html" / "index.html").write_bytes(b"bob's page")
     released = threading.Event()
     hung_calls = []
 
@@ -176,13 +184,9 @@ async def test_a_users_hung_home_stalls_no_one_else(start_site, tmp_path):
 
 
 def one_user_database(tmp_path, name="alice"):
-    """A user database of one account, ``name``, running as us, with a home in ``tmp_path``."""
-    me = pwd.getpwuid(os.getuid())
-    home = tmp_path / name
-    home.mkdir(mode=0o755)
-    home.chmod(0o755)
-    user = SimpleNamespace(pw_name=name, pw_uid=me.pw_uid, pw_gid=me.pw_gid, pw_gecos="Alice,,,", pw_dir=str(home))
-    return SimpleNamespace(getpwnam={name: user}.__getitem__, getpwall=lambda: [user]), home
+    """A user database of one account, ``name``, running as us, and its home."""
+    user = account_like_us(tmp_path, name)
+    return SimpleNamespace(getpwnam={name: user}.__getitem__, getpwall=lambda: [user]), Path(user.pw_dir)
 
 
 async def test_twisteds_users_recipe_serves_users_slash_alice_and_tilde_alice(start_site, nursery, tmp_path):
