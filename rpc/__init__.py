@@ -11,7 +11,7 @@ in docs/protocol.md. This package knows nothing of HTTP.
 
 from ._broker import Broker
 from ._copyable import Copyable, RemoteCopy, copyable, register_copyable
-from ._credentials import PeerCredentials
+from ._credentials import PeerCredentials, peer_credentials_of
 from ._errors import (
     ConnectionLost,
     DeadReference,
@@ -65,6 +65,7 @@ __all__ = [
     "connect_tls",
     "connect_unix",
     "copyable",
+    "peer_credentials_of",
     "register_copyable",
     "serve_tcp",
     "serve_tls",

@@ -70,7 +70,7 @@ if TYPE_CHECKING:
 # A running ``async def remote_<name>`` method.
 MethodCoroutine = Coroutine[Any, Any, Any]
 
-logger = logging.getLogger("rpc")
+module_logger = logging.getLogger("rpc")
 
 # Content given whole is queued (as views: it is in memory anyway) up to this
 # much in the send queue, more than other bulk data (SEND_HIGH_WATER): a few
@@ -103,6 +103,8 @@ class Broker:
     With ``splice_payloads`` (Linux, a plain socket), large payloads of the
     streams we receive are moved into pipes without passing through user
     space, for consumers that relay them (`StreamReceiver.receive_piece`).
+    ``logger`` (a ``Logger`` or ``LoggerAdapter``) receives this connection's
+    log lines instead of the ``rpc`` logger.
     """
 
     def __init__(
@@ -114,8 +116,12 @@ class Broker:
         send_tracebacks: bool = False,
         handshake_timeout: float = 10.0,
         splice_payloads: bool = False,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
     ) -> None:
         self.limits = limits if limits is not None else wire.Limits()
+        # Where this connection's lines go (logger ``rpc`` by default): an owner
+        # whose peer may be hostile can give an adapter that rate-limits them.
+        self._logger = logger if logger is not None else module_logger
         # Large payloads of incoming streams go into pipes (see StreamReceiver).
         self.splice_payloads = splice_payloads
         self._socket = socket_of(stream)
@@ -135,6 +141,7 @@ class Broker:
         self._queued: collections.deque[tuple[int | None, MethodCoroutine]] = collections.deque()
         self._active_calls = 0
         self._refused_before = False
+        self._one_way_failed_before = False
         self._pipes: PipePool | None = None  # made on first use (see _take_pipe)
         self._flush_scheduled = False
         self._processing = False  # the reader is dispatching events (see _schedule_flush)
@@ -218,9 +225,9 @@ class Broker:
         self.close_reason = error.reason
         self._close_error = error
         if isinstance(error, ProtocolError):
-            logger.warning("rpc: closing connection %s: %s", self._describe_peer(), error.reason)
+            self._logger.warning("rpc: closing connection %s: %s", self._describe_peer(), error.reason)
         else:
-            logger.debug("rpc: connection %s ended: %s", self._describe_peer(), error.reason)
+            self._logger.debug("rpc: connection %s ended: %s", self._describe_peer(), error.reason)
         if goodbye and self._protocol.peer is not None:
             self._goodbye = self._protocol.goodbye(peer_reason or error.reason)
         references, senders, receivers = self._protocol.close()
@@ -303,6 +310,12 @@ class Broker:
         return self._protocol.peer
 
     @property
+    def open_streams(self) -> int:
+        """Streams of this connection, either way, not yet ended (for a server
+        that closes idle connections: one with a body still flowing is not)."""
+        return self._protocol.open_streams
+
+    @property
     def send_queue_size(self) -> int:
         """Bytes accepted for sending and not yet written to the stream."""
         return self._transport.queue_size
@@ -361,7 +374,7 @@ class Broker:
         except ProtocolError as exc:
             self._fail(exc, goodbye=True)
         except ConnectionLost as exc:
-            logger.warning("rpc: connection %s lost: %s", self._describe_peer(), exc.reason)
+            self._logger.warning("rpc: connection %s lost: %s", self._describe_peer(), exc.reason)
             self._fail(exc, goodbye=False)
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self._fail(ConnectionLost(f"connection lost: {exc!r}"), goodbye=False)
@@ -535,7 +548,7 @@ class Broker:
         # A flood would flood the log too: warn once per connection.
         level = logging.DEBUG if self._refused_before else logging.WARNING
         self._refused_before = True
-        logger.log(level, "rpc: refused a call %s: %s", self._describe_peer(), message)
+        self._logger.log(level, "rpc: refused a call %s: %s", self._describe_peer(), message)
         if call_id is not None:
             self._write(self._protocol.error(call_id, code, type_name, message))
 
@@ -549,9 +562,13 @@ class Broker:
 
     def _finish_with_exception(self, call_id: int | None, exc: Exception) -> None:
         if call_id is None:
-            logger.warning("rpc: one-way call failed", exc_info=exc)
+            # No one to answer, so the log is the only trace; a peer sending
+            # failing one-way calls in a loop must not flood it: once per connection.
+            level = logging.DEBUG if self._one_way_failed_before else logging.WARNING
+            self._one_way_failed_before = True
+            self._logger.log(level, "rpc: one-way call %s failed", self._describe_peer(), exc_info=exc)
             return
-        logger.debug("rpc: call %d raised", call_id, exc_info=exc)
+        self._logger.debug("rpc: call %d raised", call_id, exc_info=exc)
         formatted = "".join(traceback.format_exception(exc)) if self._send_tracebacks else None
         copied = exc if copy_name(type(exc)) is not None else None
         self._write(self._protocol.error(
@@ -675,7 +692,7 @@ class Broker:
         except (StreamError, ConnectionLost):
             pass  # the consumer stopped, or the connection is gone: nothing to tell
         except Exception as exc:
-            logger.warning("rpc: stream source failed", exc_info=exc)
+            self._logger.warning("rpc: stream source failed", exc_info=exc)
             sender.abort(f"{_type_name(exc)}: {exc}")
         else:
             await sender.aclose()

@@ -39,3 +39,10 @@ def peer_credentials(sock: trio.socket.SocketType) -> PeerCredentials | None:
         return None
     data = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
     return PeerCredentials(*_UCRED.unpack(data))
+
+
+def peer_credentials_of(stream: trio.abc.Stream) -> PeerCredentials | None:
+    """``SO_PEERCRED`` of the UNIX socket under ``stream``, before any broker is
+    made on it (to refuse a peer without a word); None for other streams."""
+    sock = socket_of(stream)
+    return None if sock is None else peer_credentials(sock)

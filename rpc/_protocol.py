@@ -526,6 +526,10 @@ class Protocol(ValueCodec):
 
     # ------------------------------------------------------------------ close
 
+    @property
+    def open_streams(self) -> int:
+        return len(self._out_streams) + len(self._in_streams)
+
     def close(self) -> tuple[list[RemoteReference], list[StreamSender], list[StreamReceiver]]:
         """Mark the connection over; return the live imports and streams to fail.
 

@@ -27,11 +27,18 @@ names its personal server):
 - ``unix:PATH`` (or ``unix:path=PATH``)
 - ``tcp:HOST:PORT`` (or ``tcp:host=HOST:port=PORT``)
 
-UNIX sockets are locked by default, like Twisted's: ``PATH.lock`` is a
-symlink naming the owner's pid. A live owner makes the start fail with a
-clear error; a socket left by a dead process is replaced; a path that is not
-a socket is never removed. ``open_listeners`` is an async context manager
-that removes the socket and its lock on the way out.
+UNIX sockets are locked by default, like Twisted's: the owner holds an
+``fcntl.flock`` on ``PATH.lock``, a file naming its pid (for messages only).
+The kernel drops the lock when the process dies, however it dies, so a
+server killed by SIGKILL can be restarted at once (even before its parent
+reaps it) and a pid left in the file by a crash, maybe reused after a reboot,
+means nothing. A held lock makes the start fail with a clear error naming
+the owner's pid; a socket left by a dead process is replaced; a socket that
+still answers without anyone holding the lock (another program's) is never
+replaced; a path that is not a socket is never removed. The symlink lock of
+older versions is replaced (a live old server is found answering on its
+socket). ``open_listeners`` is an async context manager that removes the
+socket and its lock on the way out.
 
 Any malformed string raises ``EndpointError`` naming it.
 """
@@ -39,6 +46,7 @@ Any malformed string raises ``EndpointError`` naming it.
 from __future__ import annotations
 
 import errno
+import fcntl
 import functools
 import os
 import socket as stdlib_socket
@@ -289,16 +297,6 @@ async def _tcp_listeners(endpoint: TCPEndpoint | SSLEndpoint) -> list[trio.Socke
         raise EndpointError(f"cannot listen on {where}: {exc.strerror or exc}") from exc
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _socket_answers(path: str) -> bool:
     probe = stdlib_socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
     try:
@@ -311,22 +309,61 @@ def _socket_answers(path: str) -> bool:
         probe.close()
 
 
-def _take_lock(path: str) -> None:
-    """Create ``path.lock`` → our pid; replace a lock left by a dead process."""
+def _lock_owner(fd: int) -> str:
+    """`` (pid N)`` from a lock file, for messages; empty if it names none."""
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+    return f" (pid {text})" if text.isdigit() else ""
+
+
+def _take_lock(path: str) -> int:
+    """Hold an exclusive ``flock`` on ``path.lock``, which names our pid; its fd."""
     lock = path + ".lock"
-    for _ in range(2):
+    for _ in range(3):
         try:
-            os.symlink(str(os.getpid()), lock)
-            return
-        except FileExistsError:
+            if stat.S_ISLNK(os.lstat(lock).st_mode):
+                os.unlink(lock)  # an older version's lock: a live owner still answers on the socket
+        except FileNotFoundError:
+            pass
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise EndpointError(f"cannot open the lock {lock}: {exc.strerror or exc}") from None
+        try:
+            opened = os.fstat(fd)
+            if not stat.S_ISREG(opened.st_mode):
+                raise EndpointError(f"{lock} exists and is not a lock file; remove it by hand")
             try:
-                owner = int(os.readlink(lock))
-            except (OSError, ValueError):
-                raise EndpointError(f"{lock} exists and is not a lock; remove it by hand") from None
-            if owner != os.getpid() and _pid_alive(owner):
-                raise EndpointError(f"another server (pid {owner}) is already listening on {path}") from None
-            os.unlink(lock)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise EndpointError(
+                    f"another server{_lock_owner(fd)} is already listening on {path} (it holds {lock})") from None
+            # Its last owner may have removed the file between our open and flock:
+            # then the lock we hold is on a file no one else will look at. Again.
+            try:
+                current = os.lstat(lock)
+            except FileNotFoundError:
+                current = None
+            if current is None or (current.st_dev, current.st_ino) != (opened.st_dev, opened.st_ino):
+                os.close(fd)
+                continue
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            return fd
+        except BaseException:
+            os.close(fd)
+            raise
     raise EndpointError(f"cannot take the lock {lock}")
+
+
+def _release_lock(path: str, fd: int) -> None:
+    """Remove ``path.lock`` while still holding it, then let go."""
+    try:
+        _remove(path + ".lock")
+    finally:
+        os.close(fd)
 
 
 def _clear_stale_socket(path: str, locked: bool) -> None:
@@ -336,15 +373,18 @@ def _clear_stale_socket(path: str, locked: bool) -> None:
         return
     if not stat.S_ISSOCK(info.st_mode):
         raise EndpointError(f"{path} exists and is not a socket; not removing it")
-    if not locked and _socket_answers(path):
+    if _socket_answers(path):
+        if locked:
+            raise EndpointError(f"a server is already listening on {path} without holding {path}.lock "
+                                f"(another program?); stop it, or listen elsewhere")
         raise EndpointError(f"a server is already listening on {path}")
     os.unlink(path)
 
 
-async def _unix_listener(endpoint: UNIXEndpoint) -> trio.SocketListener:
+async def _unix_listener(endpoint: UNIXEndpoint) -> tuple[trio.SocketListener, int | None]:
+    """The listener, and the fd of its lock (held until closed), if it has one."""
     path = endpoint.path
-    if endpoint.lockfile:
-        _take_lock(path)
+    lock = _take_lock(path) if endpoint.lockfile else None
     try:
         _clear_stale_socket(path, endpoint.lockfile)
         sock = trio.socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
@@ -358,10 +398,10 @@ async def _unix_listener(endpoint: UNIXEndpoint) -> trio.SocketListener:
             sock.close()
             raise EndpointError(f"cannot listen on {path}: {exc.strerror or exc}") from exc
     except BaseException:
-        if endpoint.lockfile:
-            _remove(path + ".lock")
+        if lock is not None:
+            _release_lock(path, lock)
         raise
-    return trio.SocketListener(sock)
+    return trio.SocketListener(sock), lock
 
 
 def _remove(path: str) -> None:
@@ -447,14 +487,15 @@ async def open_listeners(
     listener of a ``proxy=1`` endpoint is wrapped in ``ProxyProtocolListener``.
     """
     listeners: list[trio.abc.Listener[Any]] = []
-    unix_paths: list[UNIXEndpoint] = []
+    unix_paths: list[tuple[str, int | None]] = []  # each socket, and its lock's fd
     systemd_taken: set[int] = set()
     try:
         for endpoint in endpoints:
             opened: list[trio.abc.Listener[Any]] = []
             if isinstance(endpoint, UNIXEndpoint):
-                opened.append(await _unix_listener(endpoint))
-                unix_paths.append(endpoint)
+                unix_listener, lock = await _unix_listener(endpoint)
+                opened.append(unix_listener)
+                unix_paths.append((endpoint.path, lock))
             elif isinstance(endpoint, SystemdEndpoint):
                 opened.append(_systemd_listener(endpoint, systemd_taken))
             elif isinstance(endpoint, SSLEndpoint):
@@ -472,7 +513,7 @@ async def open_listeners(
         for listener in listeners:
             with trio.CancelScope(shield=True):
                 await listener.aclose()
-        for endpoint in unix_paths:
-            _remove(endpoint.path)
-            if endpoint.lockfile:
-                _remove(endpoint.path + ".lock")
+        for path, lock in unix_paths:
+            _remove(path)
+            if lock is not None:
+                _release_lock(path, lock)

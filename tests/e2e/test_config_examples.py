@@ -217,7 +217,8 @@ def test_registry_example_with_user_directory(account):
     process, base = serve("registry_users.py")
     with process:
         status, index = get(f"{base}/users/")
-        assert status == 200 and f'href="~{name}/"'.encode() in index
+        assert status == 200 and f'href="{name}/"'.encode() in index  # mounted: Twisted's plain names
+        assert get(f"{base}/users/{name}/") == served_public_html(name)
         assert get(f"{base}/users/~{name}/") == served_public_html(name)
         assert get(f"{base}/users.rpy/~{name}/") == served_public_html(name)
 

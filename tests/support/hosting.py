@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,7 +98,8 @@ class Hosting:
     server's site with the hosting scripts), "public_html", "nothing", or
     "hostile" (a home for fake backends)."""
 
-    def __init__(self, base: Path, suffix: str, install: Install, users: dict[str, tuple[str, str]]) -> None:
+    def __init__(self, base: Path, suffix: str, install: Install,
+                 users: dict[str, tuple[str, str]] | Iterable[str]) -> None:
         self.install = install
         self.base = base
         self.users = users
@@ -184,21 +185,15 @@ def _create_accounts(hosting: Hosting) -> None:
 
 
 @contextmanager
-def hosted(install: Install, users: dict[str, tuple[str, str]], personal: tuple[str, ...],
-           *front_options: str, tag: str = "") -> Iterator[Hosting]:
-    """Accounts for ``users``, the personal servers of ``personal`` running, a front
-    logging to front-access.log; everything removed afterwards. ``tag`` goes into
-    the account names, so that two modules' accounts never share a name."""
+def hosting_for(install: Install, users: Iterable[str], tag: str = "") -> Iterator[Hosting]:
+    """A Hosting for ``users`` (accounts named tw<user><tag><pid>, homes in a fresh
+    world-traversable directory), whose accounts the caller creates; on the way
+    out its processes are killed and its accounts and homes removed. ``tag``
+    keeps two modules' account names apart."""
     base = Path(tempfile.mkdtemp(prefix="trioweb-homes-", dir="/tmp"))
     os.chmod(base, 0o755)
     hosting = Hosting(base, f"{tag}{os.getpid() % 100000}", install, users)
     try:
-        _create_accounts(hosting)
-        for user in personal:
-            hosting.start_personal(user)
-        hosting.port = free_port()
-        hosting.front = Process(hosting.front_command(hosting.port, "--logfile", str(base / "front-access.log"),
-                                                      *front_options), port=hosting.port).__enter__()
         yield hosting
     finally:
         if hosting.front is not None:
@@ -208,6 +203,22 @@ def hosted(install: Install, users: dict[str, tuple[str, str]], personal: tuple[
         for name in hosting.names.values():
             subprocess.run(["userdel", "--remove", name], capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
+
+
+@contextmanager
+def hosted(install: Install, users: dict[str, tuple[str, str]], personal: tuple[str, ...],
+           *front_options: str, tag: str = "") -> Iterator[Hosting]:
+    """Accounts for ``users`` (see ``Hosting``), the personal servers of ``personal``
+    running, a front logging to front-access.log; everything removed afterwards."""
+    with hosting_for(install, users, tag) as hosting:
+        _create_accounts(hosting)
+        for user in personal:
+            hosting.start_personal(user)
+        hosting.port = free_port()
+        hosting.front = Process(hosting.front_command(hosting.port, "--logfile",
+                                                      str(hosting.base / "front-access.log"), *front_options),
+                                port=hosting.port).__enter__()
+        yield hosting
 
 
 def get(hosting: Hosting, path: str, timeout: float = 10) -> tuple[int, dict, bytes]:

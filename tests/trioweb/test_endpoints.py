@@ -6,10 +6,12 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import trio
 
+from tests.support.polling import wait_until
 from tests.support.rawhttp import RawConnection, get
 from trioweb.endpoints import (
     EndpointError,
@@ -76,7 +78,7 @@ async def test_unix_socket_mode_lock_and_cleanup(tmp_path, nursery):
     path = str(tmp_path / "web.sock")
     async with open_listeners([parse_endpoint(f"unix:{path}:mode=660")]) as listeners:
         assert oct(os.stat(path).st_mode & 0o777) == oct(0o660)
-        assert os.readlink(path + ".lock") == str(os.getpid())
+        assert Path(path + ".lock").read_text() == f"{os.getpid()}\n"
         async with trio.open_nursery() as inner:
             await inner.start(serve, Site(Data(b"hi", "text/plain")), listeners)
             conn = await RawConnection.open_unix(path)
@@ -87,18 +89,57 @@ async def test_unix_socket_mode_lock_and_cleanup(tmp_path, nursery):
     assert not os.path.exists(path) and not os.path.lexists(path + ".lock")
 
 
+HOLD_LOCK = (
+    "import fcntl, os, sys, time\n"
+    "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+    "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+    "os.write(fd, b'%d\\n' % os.getpid())\n"
+    "print('locked', flush=True)\n"
+    "time.sleep(30)\n"
+)
+
+
 async def test_live_owner_refuses_a_second_server(tmp_path):
     path = str(tmp_path / "web.sock")
-    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    owner = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, path + ".lock"], stdout=subprocess.PIPE)
     try:
-        os.symlink(str(owner.pid), path + ".lock")
-        with pytest.raises(EndpointError, match=f"pid {owner.pid}"):
+        assert owner.stdout.readline() == b"locked\n"
+        with pytest.raises(EndpointError, match=f"another server \\(pid {owner.pid}\\) is already listening"):
             async with open_listeners([UNIXEndpoint(path)]):
                 pass
         assert os.path.lexists(path + ".lock")  # not ours to remove
     finally:
         owner.kill()
         owner.wait()
+
+
+async def test_a_lock_dies_with_its_owner_even_unreaped(tmp_path):
+    """Issue 11, item 6a: killed (SIGKILL) and not yet reaped, as when systemd
+    restarts a service at once, the owner holds nothing: the next server starts."""
+    path = str(tmp_path / "web.sock")
+    owner = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, path + ".lock"], stdout=subprocess.PIPE)
+    try:
+        assert owner.stdout.readline() == b"locked\n"
+        owner.kill()
+        await wait_until(lambda: Path(f"/proc/{owner.pid}/stat").read_text().split()[2] == "Z")
+        async with open_listeners([UNIXEndpoint(path)]):  # the zombie still has its pid
+            assert Path(path + ".lock").read_text() == f"{os.getpid()}\n"
+    finally:
+        owner.wait()
+
+
+async def test_a_stale_lock_naming_a_live_unrelated_process_is_taken(tmp_path):
+    """Issue 11, item 6b: after a reboot, the pid in a stale lock may be anyone's."""
+    path = str(tmp_path / "web.sock")
+    unrelated = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        Path(path + ".lock").write_text(f"{unrelated.pid}\n")
+        async with open_listeners([UNIXEndpoint(path)]):
+            assert Path(path + ".lock").read_text() == f"{os.getpid()}\n"
+        assert not os.path.lexists(path + ".lock")
+    finally:
+        unrelated.kill()
+        unrelated.wait()
 
 
 async def test_stale_socket_and_lock_of_a_dead_process_are_replaced(tmp_path):
@@ -108,9 +149,27 @@ async def test_stale_socket_and_lock_of_a_dead_process_are_replaced(tmp_path):
     stale = socket.socket(socket.AF_UNIX)
     stale.bind(path)
     stale.close()  # a socket file nobody listens on
-    os.symlink(str(dead.pid), path + ".lock")
+    os.symlink(str(dead.pid), path + ".lock")  # the lock of an older version
     async with open_listeners([UNIXEndpoint(path)]):
-        assert os.readlink(path + ".lock") == str(os.getpid())
+        assert Path(path + ".lock").read_text() == f"{os.getpid()}\n"
+
+
+async def test_a_live_socket_nobody_locked_is_not_replaced(tmp_path):
+    """Issue 11, item 6: another program's socket, without a lock file, is refused."""
+    path = str(tmp_path / "web.sock")
+    live = socket.socket(socket.AF_UNIX)
+    live.bind(path)
+    live.listen()
+    try:
+        with pytest.raises(EndpointError, match=r"without holding .*lock"):
+            async with open_listeners([UNIXEndpoint(path)]):
+                pass
+        live.settimeout(1)
+        probe, _ = live.accept()  # still the other program's socket
+        probe.close()
+        assert not os.path.lexists(path + ".lock")
+    finally:
+        live.close()
 
 
 async def test_stale_socket_without_lock_is_replaced(tmp_path):

@@ -23,6 +23,7 @@ from trioweb.cli._cgi_options import cgi_options, configure_cgi
 from trioweb.cli._config_options import check_site_options, config_from, config_options
 from trioweb.cli._distrib_options import (
     PERSONAL_SOCKET,
+    HideDotfiles,
     default_personal_root,
     distrib_options,
     personal_settings,
@@ -31,7 +32,7 @@ from trioweb.cli._distrib_options import (
 from trioweb.cli._gzip_options import gzip_options, gzip_root
 from trioweb.cli._limit_options import limit_options, limits_from
 from trioweb.cli._ops_options import configure_logging, ops_options, trusted_proxies, with_health_check
-from trioweb.cli._process import gid_of, raise_open_file_limit, run_personal, run_site, uid_of
+from trioweb.cli._process import gid_of, log_opened, raise_open_file_limit, run_personal, run_site, uid_of
 from trioweb.cli._reload import Reloader
 from trioweb.cli._static_options import static_options, static_root
 from trioweb.cli._twistd_options import apply_twistd_options, twistd_options
@@ -82,6 +83,8 @@ def _build_site(options: dict[str, Any], personal: Any, limits: Any, headers: li
     start and again on every SIGHUP (with the file loaded afresh). The
     reloader gives it the access log it keeps open."""
     if config and config.site:
+        if personal and not personal.show_dotfiles:
+            config.site.resource = HideDotfiles(config.site.resource)
         return config.site
     roots = [root for root in (
         static_root(options, _named_object),
@@ -98,6 +101,8 @@ def _build_site(options: dict[str, Any], personal: Any, limits: Any, headers: li
         root = default_personal_root()
     else:
         root = WelcomePage()
+    if personal and not personal.show_dotfiles:
+        root = HideDotfiles(root)
     root = gzip_root(options, root)
     return Site(root, limits=limits, displayTracebacks=options["display_tracebacks"], headers=headers,
                 proxies=proxies)
@@ -154,11 +159,9 @@ def main(**options: Any) -> None:
         if config and config.site:
             access_log = config.site.access_log  # the file's Site has settled its log
         else:
-            access_log = AccessLog.open(log_path, options["access_log_format"]) if log_path else None
+            access_log = log_opened(log_path, lambda path: AccessLog.open(path, options["access_log_format"]))
     except EndpointError as exc:
         raise click.ClickException(str(exc)) from None
-    except OSError as exc:
-        raise click.ClickException(f"cannot open the access log {log_path}: {exc.strerror or exc}") from None
     headers = [_parse_header(h) for h in options["add_header"]]
     proxies = trusted_proxies(options)
     loaded = [config]  # the file as loaded at start; each reload loads it afresh
@@ -177,7 +180,7 @@ def main(**options: Any) -> None:
     raise_open_file_limit(reloader.site.limits.max_connections)
     try:
         if personal:
-            trio.run(lambda: run_personal(reloader, endpoints, personal.allowed_uids, pidfile=options["pidfile"]))
+            trio.run(lambda: run_personal(reloader, endpoints, personal, pidfile=options["pidfile"]))
         else:
             handler_for = with_health_check(options, lambda: reloader.draining)
             trio.run(lambda: run_site(reloader, endpoints, handler_for=handler_for, certificates=certificates,

@@ -24,6 +24,7 @@ from typing import Any
 import click
 
 from trioweb._accesslog import check_format
+from trioweb.cli._process import log_opened
 from trioweb.cli._reload import ReopenableFileHandler
 from trioweb.http import Handler, HTTPConnection, RequestHead
 from trioweb.resource import Resource
@@ -90,10 +91,7 @@ def configure_logging(options: dict[str, Any], personal_log: str | None) -> list
     files: list[ReopenableFileHandler] = []
     for path in (options["error_log"], personal_log):
         if path:
-            try:
-                handler = ReopenableFileHandler(path)
-            except OSError as exc:
-                raise click.ClickException(f"cannot open the log file {path}: {exc.strerror}") from None
+            handler = log_opened(path, ReopenableFileHandler)
             handler.setFormatter(stamped)
             root.addHandler(handler)
             files.append(handler)

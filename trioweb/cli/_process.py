@@ -1,14 +1,24 @@
 """How ``trioweb`` runs as a process: privileges, open-file limit, pidfile, signals.
 
-``run_site`` and ``run_personal`` open the listeners (before privileges are
-dropped, so that a port below 1024 can be bound), write the pidfile, tell
-systemd they are ready, and serve until SIGINT, SIGTERM or SIGQUIT; then the
-listeners close at once and requests in flight get the drain timeout to
-finish. SIGHUP reloads and SIGUSR1 reopens the logs (``_reload``).
+``run_site`` and ``run_personal`` take the pidfile, open the listeners
+(both before privileges are dropped, so that a port below 1024 can be bound
+and the pidfile written where only root may write), tell systemd they are
+ready, and serve until SIGINT, SIGTERM or SIGQUIT; then the listeners close
+at once and requests in flight get the drain timeout to finish. A personal
+server drains the same way: calls in flight finish, each front connection is
+closed as soon as it has none. SIGHUP reloads and SIGUSR1 reopens the logs
+(``_reload``).
+
+The pidfile is held with an ``flock`` for the process's life: a second
+instance given the same pidfile refuses to start (exit 2) instead of
+overwriting it, and a pidfile left by a crash is simply taken over. With
+``--uid`` it is made over to that user, so that it can still be removed at
+exit (or, where the directory does not let that user remove it, emptied).
 """
 
 from __future__ import annotations
 
+import fcntl
 import grp
 import logging
 import os
@@ -16,21 +26,23 @@ import pwd
 import resource
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from functools import partial
+from typing import TypeVar
 
 import click
 import trio
 
 from trioweb._version import __version__
 from trioweb.cli import _systemd
+from trioweb.cli._distrib_options import PersonalSettings, SetupError
 from trioweb.cli._reload import HANDLED_SIGNALS, Reloader, handle_signals
-from trioweb.distrib import ResourcePublisher, serve_publisher
+from trioweb.distrib import PublisherServer, ResourcePublisher
 from trioweb.endpoints import Endpoint, SSLEndpoint, SystemdEndpoint, UNIXEndpoint, open_listeners
 from trioweb.http import Handler
 from trioweb.server import Server, Site
 from trioweb.tls import CertificateStore
 
 log = logging.getLogger("trioweb")
+T = TypeVar("T")
 
 
 def uid_of(value: str) -> int:
@@ -85,19 +97,52 @@ def raise_open_file_limit(max_connections: int) -> None:
                     target, max_connections, wanted)
 
 
-@contextmanager
-def _pidfile(path: str | None) -> Iterator[None]:
-    if path:
-        with open(path, "w") as f:
-            f.write(f"{os.getpid()}\n")
+def log_opened(path: str, opener: Callable[[str], T]) -> T:
+    """``opener(path)``, which opens the log ``path``; SetupError saying what to fix if it cannot."""
     try:
+        return opener(path)
+    except OSError as exc:
+        directory = os.path.dirname(os.path.abspath(path))
+        fix = (f"create {directory} (writable by the user starting trioweb)" if not os.path.isdir(directory)
+               else "fix its permissions, or choose another --logfile")
+        raise SetupError(f"cannot open the log {path}: {exc.strerror}; {fix}") from None
+
+
+@contextmanager
+def _pidfile(path: str | None, uid: int | None = None, gid: int | None = None) -> Iterator[None]:
+    """Hold ``path`` (see the module docstring) while running; SetupError if it cannot be."""
+    if not path:
+        yield
+        return
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise SetupError(f"cannot write the pidfile {path}: {exc.strerror}; create its directory, writable "
+                         f"by the user starting trioweb, or choose another --pidfile") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        os.close(fd)
+        raise SetupError(f"the pidfile {path} belongs to a running trioweb (pid {owner or '?'}): stop it "
+                         f"first, or choose another --pidfile") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        if uid is not None or gid is not None:
+            os.fchown(fd, -1 if uid is None else uid, -1 if gid is None else gid)
         yield
     finally:
-        if path:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except PermissionError:  # a directory only root may change, after dropping privileges
             try:
-                os.unlink(path)
+                os.ftruncate(fd, 0)
             except OSError:
                 pass
+        os.close(fd)
 
 
 async def _serve_until_signal(
@@ -148,9 +193,9 @@ async def run_site(
     ``handler_for(site)`` is how a Site is put in service (the health check
     wraps it); a reload puts the new Site in service the same way. A stop
     signal waits ``grace`` seconds before it stops (see ``handle_signals``)."""
-    async with open_listeners(endpoints, certificates=certificates) as listeners:
-        drop_privileges(uid, gid)
-        with _pidfile(pidfile):
+    with _pidfile(pidfile, uid, gid):
+        async with open_listeners(endpoints, certificates=certificates) as listeners:
+            drop_privileges(uid, gid)
             site = reloader.site
             server = Server(site, listeners)
             reloader.switch = lambda new: server.replace_site(new, handler_for(new))
@@ -162,29 +207,24 @@ async def run_site(
 async def run_personal(
     reloader: Reloader,
     endpoints: list[Endpoint],
-    allowed_uids: frozenset[int],
+    settings: PersonalSettings,
     *,
     pidfile: str | None = None,
 ) -> None:
-    """Publish the reloader's Site to front servers on ``endpoints`` until SIGINT/SIGTERM."""
-    async with open_listeners(endpoints) as listeners:
-        with _pidfile(pidfile):
-            stopped = trio.Event()
+    """Publish the reloader's Site to front servers on ``endpoints`` until SIGINT/SIGTERM, then drain."""
+    with _pidfile(pidfile):
+        async with open_listeners(endpoints) as listeners:
             publisher = ResourcePublisher(reloader.site)
 
             def switch(site: Site) -> None:
                 publisher.site = site
 
             reloader.switch = switch
-
-            async def serve(*, task_status: trio.TaskStatus[None]) -> None:
-                async with trio.open_nursery() as nursery:
-                    await nursery.start(partial(serve_publisher, publisher, listeners, allowed_uids=allowed_uids))
-                    task_status.started()
-                    await stopped.wait()
-                    nursery.cancel_scope.cancel()
-
-            await _serve_until_signal(serve, stopped.set,
+            server = PublisherServer(publisher, listeners, allowed_uids=settings.allowed_uids,
+                                     max_per_peer=settings.max_peer_connections,
+                                     idle_timeout=settings.peer_idle_timeout,
+                                     drain_timeout=reloader.site.limits.drain_timeout)
+            await _serve_until_signal(server.serve, server.stop,
                                       "publishing to front servers on " + ", ".join(map(_describe, endpoints)),
                                       reloader)
 

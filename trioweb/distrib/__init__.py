@@ -6,7 +6,9 @@ A personal server (``trioweb --personal``) publishes a Site through a
 ``ResourceSubscription``, found by the ``UserDirectory``. The two speak
 ``rpc``; what crosses is described in ``_messages``, what the front checks in
 ``_peer_checks`` and ``_response_checks``, how many requests one backend may
-hold in ``_admission``.
+hold in ``_admission``. The front's view of each backend is a
+``BackendStatus`` (``ResourceSubscription.status``,
+``UserDirectory.backends()``).
 
 ``UserDirectory(public_html=...)`` serves a user's ``public_html`` from the
 front when no personal server answers, with the resource the factory makes;
@@ -16,15 +18,17 @@ does not import.
 """
 
 from trioweb.distrib._admission import MAX_IN_FLIGHT, QUEUED_PER_SLOT
-from trioweb.distrib._backend import BackendUnavailable
-from trioweb.distrib.publisher import RemoteChannel, ResourcePublisher, serve_publisher
+from trioweb.distrib._backend import BackendStatus, BackendUnavailable
+from trioweb.distrib.publisher import PublisherServer, RemoteChannel, ResourcePublisher, serve_publisher
 from trioweb.distrib.subscription import ResourceSubscription
 from trioweb.distrib.userdir import UserDirectory
 
 __all__ = [
     "MAX_IN_FLIGHT",
     "QUEUED_PER_SLOT",
+    "BackendStatus",
     "BackendUnavailable",
+    "PublisherServer",
     "RemoteChannel",
     "ResourcePublisher",
     "ResourceSubscription",

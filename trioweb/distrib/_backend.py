@@ -4,30 +4,45 @@ A ``Backend`` opens its rpc connection on first use and keeps it in a system
 task (the connection outlives the request that opened it), shares it between
 concurrent requests, and reopens it after a failure. After a failed connect
 the backend is taken as down for a short, growing while (0.5 s up to 10 s):
-requests get a fast failure instead of each waiting on a dead socket. A UNIX
-socket that is a new file since the failure (the personal server was
-restarted) ends that at once.
+requests get a fast failure instead of each waiting on a dead socket. A
+connect refused at once (no one listening: a personal server restarting)
+keeps the delay at 0.5 s; only a backend that hangs or breaks the handshake
+backs off further. A UNIX socket that is a new file since the failure (the
+personal server was restarted) ends the delay at once.
 
 On each connection the front offers one root object, ``Responses``: the
 personal server sends it the head of each streamed response, naming the
 request by the token the request carried.
+
+The front's view of each backend is one ``BackendStatus`` (``Backend.status``):
+up or down, its last error and when, its requests in flight, how many of its
+requests got 502, 503 and 504. It is the one place a status page reads.
+
+Every log line the personal server can cause goes through ``remote_log``
+(a ``RateLimitedLog``) keyed by the backend: a backend that misbehaves as
+fast as it can writes a few lines a minute, not a line per message.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
 import trio
 
 import rpc
-from trioweb.distrib._messages import MessageError, enlarge_socket_buffers
+from trioweb.distrib._messages import enlarge_socket_buffers
 from trioweb.distrib._peer_checks import Refused
 from trioweb.endpoints import ClientEndpoint, UNIXClientEndpoint
+from trioweb.http import RateLimitedLog
 
 log = logging.getLogger("trioweb.distrib")
+# Lines a personal server (or the clients of one) can cause, keyed by backend.
+remote_log = RateLimitedLog(log)
+rpc_log = logging.getLogger("rpc")  # the lines of the rpc connections, rate-limited the same way
 
 CONNECT_TIMEOUT = 3.0
 FIRST_RETRY_DELAY = 0.5
@@ -44,6 +59,56 @@ class BackendUnavailable(Exception):
     def __init__(self, message: str, *, timed_out: bool = False) -> None:
         super().__init__(message)
         self.timed_out = timed_out
+
+
+class BackendStatus:
+    """The front's view of one backend, for a status page (see the module docstring).
+
+    ``state`` is ``"new"`` (never tried), ``"up"`` (connected) or ``"down"``
+    (the last connect failed, or the connection was closed for a fault);
+    ``last_error`` says why, ``last_error_at`` when (``time.time()``).
+    ``in_flight`` counts requests waiting for their response head.
+    """
+
+    __slots__ = ("_in_flight", "bad_gateway", "gateway_timeout", "last_error", "last_error_at", "name",
+                 "overloaded", "state")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.state = "new"
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None
+        self.bad_gateway = 0  # 502s (and 500s of a publisher that raised)
+        self.overloaded = 0  # 503s
+        self.gateway_timeout = 0  # 504s
+        self._in_flight: Callable[[], int] = lambda: 0
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight()
+
+    def count_in_flight(self, counter: Callable[[], int]) -> None:
+        """Where ``in_flight`` is read from (the backend's ``Admission``)."""
+        self._in_flight = counter
+
+    def error(self, reason: str, *, down: bool = False) -> None:
+        self.last_error, self.last_error_at = reason, time.time()
+        if down:
+            self.state = "down"
+
+    def answered(self, code: int) -> None:
+        """Count an error answer given for this backend."""
+        if code == 503:
+            self.overloaded += 1
+        elif code == 504:
+            self.gateway_timeout += 1
+        elif code >= 500:
+            self.bad_gateway += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "state": self.state, "last_error": self.last_error,
+                "last_error_at": self.last_error_at, "in_flight": self.in_flight,
+                "502": self.bad_gateway, "503": self.overloaded, "504": self.gateway_timeout}
 
 
 class ResponseSink:
@@ -68,16 +133,20 @@ class Responses(rpc.Referenceable):
     response for a request that has just ended (timed out, or its client
     left, while the response was on its way) is dropped. Any other response
     that names no request waiting for its head (a token never given, a second
-    response) is a broken protocol: ``MessageError``, and the connection is
-    closed, as for a malformed head, which fails that backend's requests in
-    flight (502).
+    response), or a ``response`` message of another shape, is a broken
+    protocol: the connection is closed, as for a malformed head, which fails
+    that backend's requests in flight (502), and ``violation`` says why. It is
+    never an exception from the method: rpc would log each one, and a
+    backend sending them in a loop would fill the front's log.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_violation: Callable[[str], None]) -> None:
+        self.on_violation = on_violation  # told once, before the connection closes
         self.waiting: dict[int, ResponseSink] = {}  # by token; entries leave as their requests end
         self._next_token = 1
         # Cancels the task that holds the connection open (see Backend._own).
         self.connection_scope = trio.CancelScope()
+        self.violation: str | None = None
 
     def expect(self) -> tuple[int, ResponseSink]:
         """A token for a new request, and where its response will arrive; `forget` it when done."""
@@ -89,18 +158,23 @@ class Responses(rpc.Referenceable):
     def forget(self, token: int) -> None:
         del self.waiting[token]
 
-    def remote_response(self, token: Any, head: Any, body: Any) -> None:
-        """The head and body stream of the response of the request ``token`` names."""
-        if type(token) is int and isinstance(body, rpc.StreamReceiver):
-            sink = self.waiting.get(token)
-            if sink is None and 0 < token < self._next_token:
-                return  # its request ended first; dropping the stream stops its producer
-            if sink is not None and not sink.arrived.is_set():
-                sink.head, sink.body = head, body
-                sink.arrived.set()
-                return
+    def remote_response(self, *args: Any, **kwargs: Any) -> None:
+        """The head and body stream of the response of the request ``token`` names:
+        ``response(token, head, body)``; anything else closes the connection."""
+        if len(args) == 3 and not kwargs:
+            token, head, body = args
+            if type(token) is int and isinstance(body, rpc.StreamReceiver):
+                sink = self.waiting.get(token)
+                if sink is None and 0 < token < self._next_token:
+                    return  # its request ended first; dropping the stream stops its producer
+                if sink is not None and not sink.arrived.is_set():
+                    sink.head, sink.body = head, body
+                    sink.arrived.set()
+                    return
+        if self.violation is None:
+            self.violation = "unexpected response message"
+            self.on_violation(self.violation)
         self.connection_scope.cancel()
-        raise MessageError("unexpected response message")
 
 
 class Backend:
@@ -127,6 +201,7 @@ class Backend:
         self._failures = 0
         self._down_until = 0.0
         self._failed_socket: tuple[int, int, int] | None = None  # the socket file that failed
+        self.status = BackendStatus(str(endpoint))
 
     def describe(self) -> str:
         return str(self.endpoint)
@@ -154,10 +229,16 @@ class Backend:
             except (OSError, Refused, rpc.RPCError, trio.TooSlowError, trio.BrokenResourceError) as exc:
                 if isinstance(self.endpoint, UNIXClientEndpoint):
                     self._failed_socket = await trio.to_thread.run_sync(self._socket_identity)
-                self._failures += 1
+                # Refused at once (no socket, or no one listening yet): a restart in
+                # progress, cheap to retry, so the delay does not grow; a backend that
+                # hangs or speaks garbage backs off longer and longer.
+                refused = isinstance(exc, (ConnectionRefusedError, FileNotFoundError, PermissionError))
+                self._failures = 1 if refused else self._failures + 1
                 delay = min(MAX_RETRY_DELAY, FIRST_RETRY_DELAY * 2 ** (self._failures - 1))
                 self._down_until = trio.current_time() + delay
-                raise BackendUnavailable(f"{self.describe()}: {type(exc).__name__}: {exc}",
+                reason = f"{type(exc).__name__}: {exc}"
+                self.status.error(reason, down=True)
+                raise BackendUnavailable(f"{self.describe()}: {reason}",
                                          timed_out=isinstance(exc, trio.TooSlowError)) from exc
 
     def _socket_identity(self) -> tuple[int, int, int] | None:
@@ -189,8 +270,9 @@ class Backend:
         else:
             stream = await trio.open_tcp_stream(endpoint.host, endpoint.port)
         # Bodies are relayed from pipes, spliced on to the client's socket (no copy here).
-        responses = Responses()
-        broker = rpc.Broker(stream, responses, limits=self.limits, splice_payloads=True)
+        responses = Responses(self._violated)
+        broker = rpc.Broker(stream, responses, limits=self.limits, splice_payloads=True,
+                            logger=remote_log.adapter(self.describe(), rpc_log))
         try:
             if self.check_peer is not None:
                 self.check_peer(broker.peer_credentials())  # before a byte is sent
@@ -207,6 +289,7 @@ class Backend:
         if connected is None:  # closed already: the peer hung up, or broke the protocol
             raise rpc.ConnectionLost(f"closed during the connect: {broker.close_reason}")
         self._failures = 0
+        self.status.state = "up"
         return connected
 
     async def _own(self, broker: rpc.Broker, responses: Responses, ready: trio.Event,
@@ -221,16 +304,23 @@ class Backend:
                     self._broker, self._root, self._responses = broker, root, responses
                     ready.set()
                     await broker.wait_closed()
-            violated = responses.connection_scope.cancel_called
-            log.info("connection to %s closed: %s", self.describe(),
-                     "a response for no waiting request" if violated else broker.close_reason)
+            if responses.violation is None:
+                # The backend went away (stopped, restarted, or gone idle): connected again on use.
+                self.status.state = "new"
+                self.status.error(f"connection closed: {broker.close_reason}")
+                log.info("connection to %s closed: %s", self.describe(), broker.close_reason)
         except (rpc.RPCError, OSError, trio.BrokenResourceError) as exc:
             failure.append(exc)
-            log.info("connection to %s failed: %s", self.describe(), exc)
+            log.debug("connection to %s failed: %s", self.describe(), exc)  # the request's 502 line says why
         finally:
             if self._broker is broker:
                 self._broker = self._root = self._responses = None
             ready.set()
+
+    def _violated(self, reason: str) -> None:
+        self.status.error(f"closed: {reason}", down=True)
+        remote_log.warning(self.describe(), "closing the connection to %s: it broke the protocol: %s",
+                           self.describe(), reason)
 
     async def drop(self) -> None:
         """Close the connection (after the backend broke the protocol)."""

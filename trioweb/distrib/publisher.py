@@ -22,10 +22,21 @@ How a response goes back:
 Cancellation: when the front cancels the call (its client left) or the
 connection drops, the call's task is cancelled, and with it the request's
 rendering and its nursery.
+
+Serving (``PublisherServer``, or ``serve_publisher`` until cancelled): on a
+UNIX socket, only the allowed peer uids, at most ``max_per_peer`` (16)
+connections per uid (every PHP or CGI process of a host runs as www-data;
+a front needs one), each closed after ``idle_timeout`` (300 s) with nothing
+in flight. ``stop()`` drains: the listeners close, each connection is closed
+(with a goodbye, so the front knows it ended cleanly and connects again next
+time) as soon as nothing is in flight on it, and whatever is still busy after
+``drain_timeout`` is cancelled.
 """
 
 from __future__ import annotations
 
+import collections
+import inspect
 import logging
 import math
 import os
@@ -36,12 +47,29 @@ import trio
 
 import rpc
 from trioweb.distrib._messages import ForwardedRequest, ForwardedResponse, enlarge_socket_buffers
-from trioweb.http import BodyTooLarge, ConnectionLost, RequestHead, accept_forever, read_pipe, status_has_no_body
+from trioweb.http import (
+    BodyTooLarge,
+    ConnectionLost,
+    RateLimitedLog,
+    RequestHead,
+    accept_forever,
+    read_pipe,
+    status_has_no_body,
+)
 from trioweb.server import Site
 
-__all__ = ["FrontConnection", "RemoteChannel", "ResourcePublisher", "serve_publisher"]
+__all__ = ["FrontConnection", "PublisherServer", "RemoteChannel", "ResourcePublisher", "serve_publisher"]
 
 log = logging.getLogger("trioweb.distrib")
+refused_log = RateLimitedLog(log)  # per peer uid: refusals (and rpc's lines) are caused by the peer
+rpc_log = logging.getLogger("rpc")
+
+# Connections one peer uid may have open at once: a front needs one (one per
+# front process); every CGI or PHP process of a host runs as www-data.
+MAX_PER_PEER = 16
+IDLE_TIMEOUT = 300.0  # seconds without a call in flight before a connection is closed
+DRAIN_TIMEOUT = 30.0
+DRAIN_POLL = 0.05  # how often a draining server looks for connections gone idle
 
 # The body of a complete response up to this size goes in the call's answer
 # itself; a larger one on a stream the answer carries.
@@ -246,6 +274,9 @@ class FrontConnection(rpc.Referenceable):
     goes to the publisher; the way back to that front for streamed responses
     (the front's root) is fetched the first time a request streams, and kept.
 
+    It counts the calls in flight on its connection, and since when it has
+    had none, so that the server can close it when idle or draining.
+
     The old form of the call, ``request(message, body, sink)``, fails with a
     ``TypeError``, which the front turns into a generic error page.
     """
@@ -254,9 +285,28 @@ class FrontConnection(rpc.Referenceable):
         self.publisher = publisher
         self.broker: rpc.Broker | None = None  # set once made: the broker is made with this root
         self._responses: rpc.RemoteReference | None = None
+        self.in_flight = 0  # calls whose answer is not sent yet
+        self.idle_since = trio.current_time()
+        self.scope = trio.CancelScope()  # cancelled to close the connection (a goodbye is sent)
 
     def remote_request(self, message: Any, body: Any) -> Any:
-        return self.publisher.request(message, body, self)
+        result = self.publisher.request(message, body, self)
+        if inspect.iscoroutine(result):
+            self.in_flight += 1
+            return self._counted(result)
+        self.idle_since = trio.current_time()
+        return result
+
+    async def _counted(self, call: Coroutine[Any, Any, Any]) -> Any:
+        try:
+            return await call
+        finally:
+            self.in_flight -= 1
+            self.idle_since = trio.current_time()
+
+    def idle(self) -> bool:
+        """No call in flight and no stream still flowing (a large body sent after its answer)."""
+        return self.in_flight == 0 and (self.broker is None or self.broker.open_streams == 0)
 
     async def responses(self) -> rpc.RemoteReference:
         """The front's root on this connection; ``RPCError`` if the connection is
@@ -267,42 +317,134 @@ class FrontConnection(rpc.Referenceable):
         return self._responses
 
 
+class PublisherServer:
+    """Serves a publisher to fronts on listeners until ``stop()``; see ``serve_publisher``."""
+
+    def __init__(
+        self,
+        publisher: ResourcePublisher,
+        listeners: list[trio.abc.Listener[Any]],
+        *,
+        allowed_uids: frozenset[int] | None = None,
+        limits: rpc.Limits | None = None,
+        max_per_peer: int = MAX_PER_PEER,
+        idle_timeout: float = IDLE_TIMEOUT,
+        drain_timeout: float = DRAIN_TIMEOUT,
+    ) -> None:
+        if max_per_peer < 1 or idle_timeout <= 0 or drain_timeout < 0:
+            raise ValueError("max_per_peer must be at least 1, idle_timeout positive, drain_timeout not negative")
+        self.publisher = publisher
+        self.listeners = listeners
+        self.allowed_uids = allowed_uids
+        self.limits = limits
+        self.max_per_peer = max_per_peer
+        self.idle_timeout = idle_timeout
+        self.drain_timeout = drain_timeout
+        self.connections: set[FrontConnection] = set()
+        self.per_uid: collections.Counter[int] = collections.Counter()
+        self._stopping = trio.Event()
+        self._accept_scope = trio.CancelScope()
+
+    def stop(self) -> None:
+        """Begin a graceful stop: accept no more, let calls in flight finish, then return."""
+        self._stopping.set()
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as connections:
+
+            def dispatch(stream: trio.abc.Stream) -> None:
+                connections.start_soon(self._serve_one, stream)
+
+            with self._accept_scope:
+                async with trio.open_nursery() as acceptors:
+                    for listener in self.listeners:
+                        acceptors.start_soon(accept_forever, listener, dispatch)
+                    acceptors.start_soon(self._close_idle_connections)
+                    task_status.started()
+                    await self._stopping.wait()
+                    acceptors.cancel_scope.cancel()
+            for listener in self.listeners:
+                with trio.CancelScope(shield=True):
+                    await listener.aclose()
+            # Draining: each connection closes (with a goodbye) once it has nothing in flight.
+            with trio.move_on_after(self.drain_timeout):
+                while self.connections:
+                    for front in list(self.connections):
+                        if front.idle():
+                            front.scope.cancel()
+                    await trio.sleep(DRAIN_POLL)
+            if self.connections:
+                log.warning("%d connections still busy after the drain timeout (%g s): closing them",
+                            len(self.connections), self.drain_timeout)
+            connections.cancel_scope.cancel()
+
+    async def _close_idle_connections(self) -> None:
+        tick = min(1.0, self.idle_timeout / 4)
+        while True:
+            await trio.sleep(tick)
+            expired = trio.current_time() - self.idle_timeout
+            for front in list(self.connections):
+                if front.idle_since < expired and front.idle():
+                    log.debug("closing a connection idle for over %g s", self.idle_timeout)
+                    front.scope.cancel()
+
+    async def _serve_one(self, stream: trio.abc.Stream) -> None:
+        enlarge_socket_buffers(stream)
+        credentials = rpc.peer_credentials_of(stream)
+        uid = None if credentials is None else credentials.uid
+        if credentials is not None and self.allowed_uids is not None and credentials.uid not in self.allowed_uids:
+            refused_log.warning(("uid", credentials.uid), "refused a connection from uid %d (pid %d): not an "
+                                "allowed peer", credentials.uid, credentials.pid)
+            await trio.aclose_forcefully(stream)
+            return
+        if credentials is not None and self.per_uid[credentials.uid] >= self.max_per_peer:
+            refused_log.warning(("uid", credentials.uid), "refused a connection from uid %d (pid %d): it has %d "
+                                "open already (the most one peer may have)", credentials.uid, credentials.pid,
+                                self.per_uid[credentials.uid])
+            await trio.aclose_forcefully(stream)
+            return
+        front = FrontConnection(self.publisher)
+        # What the connection logs (a peer breaking the protocol) is rate-limited per peer uid.
+        broker = front.broker = rpc.Broker(stream, front, limits=self.limits,
+                                           logger=refused_log.adapter(("uid", uid), rpc_log))
+        if uid is not None:
+            self.per_uid[uid] += 1
+        self.connections.add(front)
+        try:
+            with front.scope:
+                async with broker:
+                    await broker.wait_closed()
+        except (rpc.RPCError, trio.BrokenResourceError, OSError) as exc:
+            log.info("connection from the front ended: %s", exc)
+        finally:
+            self.connections.discard(front)
+            if uid is not None:
+                self.per_uid[uid] -= 1
+                if not self.per_uid[uid]:
+                    del self.per_uid[uid]
+
+
 async def serve_publisher(
     publisher: ResourcePublisher,
     listeners: list[trio.abc.Listener[Any]],
     *,
     allowed_uids: frozenset[int] | None = None,
     limits: rpc.Limits | None = None,
+    max_per_peer: int = MAX_PER_PEER,
+    idle_timeout: float = IDLE_TIMEOUT,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``publisher`` on ``listeners`` until cancelled.
 
     On UNIX sockets, a peer whose uid is not in ``allowed_uids`` is dropped
     before a byte is read or written (None allows everyone: TCP, or a
-    deliberate choice). Each connection's failure stays with it.
+    deliberate choice), and so is a connection beyond the ``max_per_peer``
+    that one uid may have open. A connection with nothing in flight for
+    ``idle_timeout`` seconds is closed (the front connects again when it
+    needs to). Each connection's failure stays with it. For a graceful stop
+    (stop accepting, let calls in flight finish, then return), use
+    ``PublisherServer`` and its ``stop()``.
     """
-
-    async def serve_one(stream: trio.abc.Stream) -> None:
-        enlarge_socket_buffers(stream)
-        front = FrontConnection(publisher)
-        broker = front.broker = rpc.Broker(stream, front, limits=limits)
-        credentials = broker.peer_credentials()
-        if allowed_uids is not None and credentials is not None and credentials.uid not in allowed_uids:
-            log.warning("refused a connection from uid %d (pid %d): not an allowed peer",
-                        credentials.uid, credentials.pid)
-            await trio.aclose_forcefully(stream)
-            return
-        try:
-            async with broker:
-                await broker.wait_closed()
-        except (rpc.RPCError, trio.BrokenResourceError, OSError) as exc:
-            log.info("connection from the front ended: %s", exc)
-
-    async with trio.open_nursery() as nursery:
-
-        def dispatch(stream: trio.abc.Stream) -> None:
-            nursery.start_soon(serve_one, stream)
-
-        for listener in listeners:
-            nursery.start_soon(accept_forever, listener, dispatch)
-        task_status.started()
+    server = PublisherServer(publisher, listeners, allowed_uids=allowed_uids, limits=limits,
+                             max_per_peer=max_per_peer, idle_timeout=idle_timeout)
+    await server.serve(task_status=task_status)

@@ -31,6 +31,9 @@ What a client sees:
   request waiting for one (see ``Responses``), which fails the requests in
   flight on that connection;
 - the backend raised (a bug in the publisher itself): a generic 500;
+- the client's request body is malformed, too large or stalls (its
+  framing error, not the backend's): 400, 413 or 408, logged as the
+  client's, and the call is cancelled;
 - the backend dies after the head was sent, or sends no piece of the body
   for ``backend_timeout``: the client connection is aborted, never passed off
   as a complete response (a clean 502, or 504 for the stall, if no byte of
@@ -39,6 +42,11 @@ What a client sees:
 The body streams both ways with flow control, so memory stays bounded
 whatever its size. A client that leaves cancels the call, which cancels the
 work on the personal server.
+
+Every error answered is counted in the backend's ``BackendStatus``
+(``status``), and logged through a rate-limited log keyed by the backend
+(or, for a client's own error, by the client's address): no one on the other
+side of a socket can flood the front's log.
 """
 
 from __future__ import annotations
@@ -63,10 +71,19 @@ from trioweb.distrib._admission import (
     Overloaded,
     Slot,
 )
-from trioweb.distrib._backend import CONNECT_TIMEOUT, Backend, BackendUnavailable, Responses, ResponseSink
+from trioweb.distrib._backend import (
+    CONNECT_TIMEOUT,
+    Backend,
+    BackendStatus,
+    BackendUnavailable,
+    Responses,
+    ResponseSink,
+    remote_log,
+)
 from trioweb.distrib._messages import ForwardedRequest, ForwardedResponse, MessageError
 from trioweb.distrib._response_checks import BadBackendResponse, check_headers, check_status, cookie_copies
 from trioweb.endpoints import ClientEndpoint, TCPClientEndpoint, UNIXClientEndpoint, parse_client_endpoint
+from trioweb.http import BodyTimeout, BodyTooLarge, ConnectionLost, ParseError
 from trioweb.resource import Resource, render_error
 
 __all__ = ["ResourceSubscription"]
@@ -111,9 +128,15 @@ class ResourceSubscription(Resource):
                                connect_timeout=connect_timeout)
         self.backend_timeout = backend_timeout
         self.admission = Admission(max_in_flight, queue_timeout, max_queued)  # see _admission
+        self.backend.status.count_in_flight(lambda: self.admission.in_flight)
         # Public prefixes that all reach this backend (b"/~alice/", b"/users/alice/"): a
         # cookie set through one of them is also set for the others.
         self.cookie_prefixes = cookie_prefixes
+
+    @property
+    def status(self) -> BackendStatus:
+        """The front's view of this backend (see ``_backend.BackendStatus``)."""
+        return self.backend.status
 
     def render(self, request: Request) -> Any:
         request.log_fields = {**(request.log_fields or {}), "backend": self.backend.describe()}  # the JSON log's
@@ -121,7 +144,12 @@ class ResourceSubscription(Resource):
 
     def _error(self, request: Request, code: int, brief: str,
                detail: str = "The personal server behind this address is not answering properly.") -> bytes:
+        self.backend.status.answered(code)
         return render_error(request, code, brief, detail)
+
+    def _log(self, message: str, *args: object) -> None:
+        """A warning the backend caused, rate-limited per backend."""
+        remote_log.warning(self.backend.describe(), message, *args)
 
     async def _forward(self, request: Request) -> bytes | None:
         slot = self.admission.try_enter()
@@ -129,7 +157,7 @@ class ResourceSubscription(Resource):
             try:
                 slot = await self.admission.enter()
             except Overloaded as exc:
-                log.warning("503 for %s: %s: %s", request.uri.decode("latin-1"), self.backend.describe(), exc)
+                self._log("503 for %s: %s: %s", request.uri.decode("latin-1"), self.backend.describe(), exc)
                 request.setHeader(b"retry-after", RETRY_AFTER)
                 return self._error(request, 503, "Service Unavailable",
                                    "The personal server behind this address is busy. Try again in a moment.")
@@ -138,7 +166,7 @@ class ResourceSubscription(Resource):
                 root, responses = await self.backend.connection()
             except BackendUnavailable as exc:
                 code, brief = (504, "Gateway Timeout") if exc.timed_out else (502, "Bad Gateway")
-                log.warning("%d for %s: %s", code, request.uri.decode("latin-1"), exc)
+                self._log("%d for %s: %s", code, request.uri.decode("latin-1"), exc)
                 return self._error(request, code, brief)
             if not request.has_body:
                 return await self._exchange(request, root, responses, None, None, slot)
@@ -147,10 +175,16 @@ class ResourceSubscription(Resource):
             # call: the connection reads what is left after us.
             body = rpc.StreamSender()
             pump_scope = trio.CancelScope()
+            exchange_scope = trio.CancelScope()  # cancelled if the client's body fails
+            client_failure: list[Exception] = []
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._pump_body, request, body, pump_scope)
-                # Captured, so that it leaves the nursery as it is, not in an exception group.
-                relayed = await outcome.acapture(self._exchange, request, root, responses, body, pump_scope, slot)
+                nursery.start_soon(self._pump_body, request, body, pump_scope, exchange_scope, client_failure)
+                with exchange_scope:
+                    # Captured, so that it leaves the nursery as it is, not in an exception group.
+                    relayed = await outcome.acapture(self._exchange, request, root, responses, body, pump_scope,
+                                                     slot)
+            if client_failure:
+                return self._client_failed(request, client_failure[0])
             return relayed.unwrap()
         finally:
             slot.release()  # unless the head came: a failure, or the client left
@@ -184,8 +218,8 @@ class ResourceSubscription(Resource):
                     await sink.arrived.wait()
                 slot.release()  # the head, the answer or the timeout came: no longer in flight
                 if not sink.arrived.is_set():
-                    log.warning("504 for %s: %s sent no response within %g s", request.uri.decode("latin-1"),
-                                self.backend.describe(), self.backend_timeout)
+                    self._log("504 for %s: %s sent no response within %g s", request.uri.decode("latin-1"),
+                              self.backend.describe(), self.backend_timeout)
                     return self._error(request, 504, "Gateway Timeout")
                 if sink.head is None:
                     try:
@@ -205,7 +239,8 @@ class ResourceSubscription(Resource):
             responses.forget(token)
 
     @staticmethod
-    async def _pump_body(request: Request, body: rpc.StreamSender, scope: trio.CancelScope) -> None:
+    async def _pump_body(request: Request, body: rpc.StreamSender, scope: trio.CancelScope,
+                         exchange_scope: trio.CancelScope, client_failure: list[Exception]) -> None:
         with scope:
             try:
                 async for piece in request.body_stream():
@@ -213,8 +248,32 @@ class ResourceSubscription(Resource):
                 await body.aclose()
             except rpc.StreamError:
                 pass  # the backend stopped reading: it has what it wants
-            except Exception as exc:  # the client's body failed: the backend's read fails too
+            except (ParseError, BodyTooLarge, BodyTimeout, ConnectionLost) as exc:
+                # The client's fault, not the backend's: the call is cancelled
+                # (its work stops) and the client gets its own error.
                 body.abort(f"{type(exc).__name__}")
+                client_failure.append(exc)
+                exchange_scope.cancel()
+
+    def _client_failed(self, request: Request, exc: Exception) -> bytes:
+        """The answer when the client's body failed (see ``_pump_body``)."""
+        if request.startedWriting:  # the backend's answer was already going out
+            raise ConnectionError(f"the client's request body failed: {exc}") from exc
+        _clear_response(request)
+        if isinstance(exc, ConnectionLost):
+            return render_error(request, 400, "Bad Request", "The request body did not arrive.")  # no one reads it
+        if isinstance(exc, BodyTooLarge):
+            code, brief, detail = 413, "Request Entity Too Large", "The request body is too large."
+        elif isinstance(exc, BodyTimeout):
+            code, brief, detail = 408, "Request Timeout", "The request body did not arrive in time."
+        else:
+            code = exc.status if isinstance(exc, ParseError) else 400
+            brief, detail = "Bad Request", "The request body is malformed."
+        address = request.getClientAddress()
+        client = getattr(address, "host", None) or str(address)  # rate-limited per client address
+        remote_log.info(("client", client), "%d for %s from client %s: %s", code, request.uri.decode("latin-1"),
+                        client, exc)
+        return render_error(request, code, brief, detail)
 
     def _apply_head(self, request: Request, message: Any) -> ForwardedResponse:
         response = ForwardedResponse.from_wire(message)
@@ -238,10 +297,13 @@ class ResourceSubscription(Resource):
     async def _relay_answer(self, request: Request, answer: Any) -> bytes | None:
         """Relay the call's answer (or its failure, as an exception)."""
         if isinstance(answer, rpc.RemoteError):
-            log.error("the personal server at %s raised %s", self.backend.describe(), answer)
+            remote_log.log(self.backend.describe(), logging.ERROR, "the personal server at %s raised %s",
+                           self.backend.describe(), answer)
             return self._error(request, 500, "Internal Server Error")
         if isinstance(answer, BaseException):
-            log.warning("502 for %s: %s", request.uri.decode("latin-1"), answer)
+            if not isinstance(answer, rpc.ConnectionLost):  # else the connection's end says why
+                self.backend.status.error(str(answer))
+            self._log("502 for %s: %s", request.uri.decode("latin-1"), answer)
             return self._error(request, 502, "Bad Gateway")
         try:
             response = self._apply_head(request, answer)
@@ -258,8 +320,9 @@ class ResourceSubscription(Resource):
         return body
 
     async def _refuse(self, request: Request, exc: Exception) -> bytes:
-        log.warning("502 for %s: bad response from %s: %s", request.uri.decode("latin-1"),
-                    self.backend.describe(), exc)
+        self.backend.status.error(f"bad response: {exc}", down=True)
+        self._log("502 for %s: bad response from %s: %s", request.uri.decode("latin-1"),
+                  self.backend.describe(), exc)
         await self.backend.drop()
         return self._bad_gateway(request)
 
@@ -267,10 +330,7 @@ class ResourceSubscription(Resource):
         """A clean 502 (or other error), whatever part of the backend's head was
         already applied: none of the response's headers stay (a backend's
         Content-Encoding or Content-Length would garble our page)."""
-        headers = request.responseHeaders
-        for name in list(headers):
-            headers.removeHeader(name)
-        request.cookies.clear()
+        _clear_response(request)
         return self._error(request, code, brief)
 
     async def _relay_stream(self, request: Request, sink: ResponseSink) -> bytes | None:
@@ -297,8 +357,9 @@ class ResourceSubscription(Resource):
                 else:
                     await request.sendpipe(piece.fd, piece.size, piece.consumed)
         except (rpc.StreamError, rpc.ConnectionLost, BodyStalled) as exc:
-            log.warning("%s failed mid-response for %s: %s", self.backend.describe(),
-                        request.uri.decode("latin-1"), exc)
+            self.backend.status.error(f"failed mid-response: {exc}")
+            self._log("%s failed mid-response for %s: %s", self.backend.describe(),
+                      request.uri.decode("latin-1"), exc)
             stalled = isinstance(exc, BodyStalled)
             if stalled:
                 await body.aclose()  # its producer stops (the call, if still open, is cancelled too)
@@ -310,3 +371,11 @@ class ResourceSubscription(Resource):
             raise ConnectionError(f"{self.backend.describe()} failed mid-response") from exc
         request.finish()
         return None
+
+
+def _clear_response(request: Request) -> None:
+    """Forget whatever part of the backend's head was applied: our page replaces it."""
+    headers = request.responseHeaders
+    for name in list(headers):
+        headers.removeHeader(name)
+    request.cookies.clear()

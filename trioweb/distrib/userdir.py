@@ -14,6 +14,15 @@ Only ordinary accounts exist here: a name of the usual form, uid ≥
 user, system account, nothing published) is the same 404, so the site
 cannot be used to enumerate accounts. ``/~alice`` redirects to ``/~alice/``.
 
+Where it is mounted decides the URL forms. At the root of a site (the
+``--user`` front), its children are ``~alice`` and ``users/alice``, and
+``/users`` redirects to ``/users/``, which lists the users too. Mounted
+anywhere else, as Twisted's guide does (``root.putChild(b"users",
+UserDirectory())``, with ``RewriterResource(root, tildeToUsers)`` turning
+``/~alice/`` into ``/users/alice/``), its children are the plain names
+(``/users/alice/``), ``~alice`` still works, and ``/users`` redirects to
+``/users/``, its index.
+
 Each user has one ``ResourceSubscription``, whichever URL form reaches it,
 so one admission cap (``max_in_flight`` requests waiting on her server, a
 line of ``max_queued`` for ``queue_timeout``; 503 beyond): a hung or
@@ -22,8 +31,14 @@ flooded personal server holds a bounded share of the front.
 ``/`` lists the users who publish, with their real names (escaped). Password
 lookups and home checks run in worker threads (homes may be on slow network
 file systems), never in the event loop, and at most ``lookup_timeout`` (10 s)
-each: beyond, the request gets a 504 and the thread is left to finish alone
-(at most 8 run at once, so a hung file system holds a bounded number).
+each: beyond, the request gets a 504 and the thread is left to finish alone.
+
+Lookups are isolated per user (per name asked for; the index counts as one
+more): at most ``lookups_per_user`` (8) run at once for one user, and a user
+whose lookups have timed out while some still hang (a home on a dead NFS or
+FUSE mount) is answered 504 at once, without a thread, until they end. So a
+hung home holds at most ``lookups_per_user`` threads, and every other user's
+lookups run as usual.
 """
 
 from __future__ import annotations
@@ -40,6 +55,7 @@ from urllib.parse import quote
 import trio
 
 from trioweb.distrib._admission import MAX_IN_FLIGHT, MAX_QUEUED, QUEUE_TIMEOUT
+from trioweb.distrib._backend import BackendStatus, remote_log
 from trioweb.distrib._peer_checks import PasswdEntry, check_peer_uid, check_socket_path, publishes_socket
 from trioweb.distrib.subscription import ResourceSubscription
 from trioweb.resource import NoResource, Resource, getChildForRequest, render_error
@@ -53,11 +69,31 @@ __all__ = ["LookupTooSlow", "UserDirectory"]
 log = logging.getLogger("trioweb.distrib")
 _USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}\Z")
 NOBODY_UID = 65534
-_lookups = trio.CapacityLimiter(8)
 # How long a password lookup or a look at a home may take (LDAP, NFS) before
-# the request gets a 504; the worker thread is abandoned, and the limiter
-# above bounds how many can hang.
+# the request gets a 504; the worker thread is abandoned (see _Lookups).
 LOOKUP_TIMEOUT = 10.0
+LOOKUPS_PER_USER = 8
+INDEX = b""  # the key of the index's lookups among the users'
+
+
+class _Lookups:
+    """The lookups of one user in worker threads: a limiter (released when a
+    thread really ends, abandoned or not) and how many were abandoned."""
+
+    __slots__ = ("abandoned", "limiter")
+
+    def __init__(self, most: int) -> None:
+        self.limiter = trio.CapacityLimiter(most)
+        self.abandoned = 0
+
+    def stuck(self) -> bool:
+        """Some lookup timed out and threads of this user still run."""
+        if self.limiter.borrowed_tokens == 0:
+            self.abandoned = 0
+        return self.abandoned > 0
+
+    def idle(self) -> bool:
+        return self.limiter.borrowed_tokens == 0 and self.limiter.statistics().tasks_waiting == 0
 
 
 class UserDirectory(Resource):
@@ -77,6 +113,7 @@ class UserDirectory(Resource):
         queue_timeout: float = QUEUE_TIMEOUT,
         max_queued: int = MAX_QUEUED,
         lookup_timeout: float = LOOKUP_TIMEOUT,
+        lookups_per_user: int = LOOKUPS_PER_USER,
     ) -> None:
         super().__init__()
         self._pwd = userDatabase if userDatabase is not None else pwd
@@ -89,24 +126,41 @@ class UserDirectory(Resource):
         self.max_queued = max_queued
         self._subscriptions: dict[str, ResourceSubscription] = {}
         self.lookup_timeout = lookup_timeout
+        self.lookups_per_user = lookups_per_user
+        self._lookups: dict[bytes, _Lookups] = {}  # by user name; entries leave when idle
         self.putChild(b"users", _UserMap(self))
 
-    async def off_loop(self, request: Request, function: Callable[[], Any]) -> Any:
+    async def off_loop(self, request: Request, key: bytes, function: Callable[[], Any]) -> Any:
         """``function()`` in a worker thread (it blocks on the user database or
-        on homes); ``LookupTooSlow`` after ``lookup_timeout`` seconds."""
+        on homes), as one of the lookups of user ``key``; ``LookupTooSlow``
+        after ``lookup_timeout`` seconds, or at once while that user's lookups hang."""
+        lookups = self._lookups.get(key)
+        if lookups is None:
+            lookups = self._lookups[key] = _Lookups(self.lookups_per_user)
+        if lookups.stuck():
+            remote_log.warning(("lookups", key), "504 for %s: lookups for %r still hang past %g s",
+                               request.uri.decode("latin-1"), key.decode("ascii"), self.lookup_timeout)
+            raise LookupTooSlow
         try:
             with trio.fail_after(self.lookup_timeout):
-                return await trio.to_thread.run_sync(function, limiter=_lookups, abandon_on_cancel=True)
+                return await trio.to_thread.run_sync(function, limiter=lookups.limiter, abandon_on_cancel=True)
         except trio.TooSlowError:
-            log.warning("504 for %s: user lookups took over %g s", request.uri.decode("latin-1"),
-                        self.lookup_timeout)
+            if lookups.limiter.borrowed_tokens:
+                lookups.abandoned += 1
+            remote_log.warning(("lookups", key), "504 for %s: user lookups took over %g s",
+                               request.uri.decode("latin-1"), self.lookup_timeout)
             raise LookupTooSlow from None
+        finally:
+            if lookups.idle() and self._lookups.get(key) is lookups:
+                del self._lookups[key]
 
     def getChild(self, path: bytes, request: Request) -> Resource:
         if path == b"" and not request.postpath:
             return self
         if path.startswith(b"~"):
             return _UserSite(self, path[1:])
+        if path and len(request.prepath) > 1:  # mounted below the root: children are plain names
+            return _UserSite(self, path)
         return NoResource()
 
     # -- users -----------------------------------------------------------------
@@ -158,6 +212,10 @@ class UserDirectory(Resource):
             return self.public_html(directory)
         return None
 
+    def backends(self) -> dict[str, BackendStatus]:
+        """The front's view of each user's personal server it has tried, by user name."""
+        return {name: subscription.status for name, subscription in self._subscriptions.items()}
+
     def publishers(self) -> list[tuple[str, str]]:
         """(name, real name) of every user who publishes, sorted (blocking)."""
         found = []
@@ -174,12 +232,20 @@ class UserDirectory(Resource):
     # -- the index ---------------------------------------------------------------
 
     async def render_GET(self, request: Request) -> bytes:
+        # At the root, links are ~alice/; mounted (/users/), plain names.
+        return await self.render_index(request, "~" if len(request.prepath) <= 1 else "")
+
+    async def render_index(self, request: Request, link_prefix: str) -> bytes:
+        """The list of users who publish, linked as ``link_prefix + name + "/"``;
+        reached without its trailing slash, a redirect to it."""
+        if request.prepath and request.prepath[-1] != b"":
+            return redirect_to_slash(request)  # /users → /users/: the relative links need it
         try:
-            users = await self.off_loop(request, self.publishers)
+            users = await self.off_loop(request, INDEX, self.publishers)
         except LookupTooSlow:
             return _too_slow(request)
         items = "".join(
-            f'<li><a href="~{quote(name)}/">{escape(real)}</a> <span>~{escape(name)}</span></li>'
+            f'<li><a href="{link_prefix}{quote(name)}/">{escape(real)}</a> <span>~{escape(name)}</span></li>'
             for name, real in users
         ) or "<li>No one publishes a site here yet.</li>"
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
@@ -192,14 +258,19 @@ class UserDirectory(Resource):
 
 
 class _UserMap(Resource):
-    """``/users/``: each child is a user's site (there is no index here)."""
+    """``/users/``: each child is a user's site; ``/users/`` itself lists them."""
 
     def __init__(self, directory: UserDirectory) -> None:
         super().__init__()
         self.directory = directory
 
     def getChild(self, path: bytes, request: Request) -> Resource:
-        return _UserSite(self.directory, path) if path else NoResource()
+        if path:
+            return _UserSite(self.directory, path)
+        return self if not request.postpath else NoResource()
+
+    async def render_GET(self, request: Request) -> bytes:
+        return await self.directory.render_index(request, "")
 
 
 class _UserSite(Resource):
@@ -226,8 +297,10 @@ class _UserSite(Resource):
             user = directory.lookup(self.name)
             return None if user is None else directory.site_for(user)
 
+        if not _USER_NAME.match(self.name.decode("latin-1")):
+            return NoResource().render(request)  # no thread (nor key) for a name no account can have
         try:
-            site = await directory.off_loop(request, find)
+            site = await directory.off_loop(request, self.name, find)
         except LookupTooSlow:
             return _too_slow(request)
         if site is None:

@@ -21,6 +21,7 @@ from trioweb.http._headers import Headers, checked_map, checked_value
 from trioweb.http._limits import KiB, Limits, MiB
 from trioweb.http._parser import END_OF_MESSAGE, ParseError, RequestHead, RequestParser
 from trioweb.http._proxy_protocol import ProxyProtocolError, ProxyProtocolListener
+from trioweb.http._ratelimit import RateLimitedLog
 from trioweb.http._server import Server, accept_forever
 from trioweb.http._status import *  # noqa: F403  (Twisted's status names, listed in its __all__)
 from trioweb.http._syntax import (
@@ -51,6 +52,7 @@ __all__ = [
     "ParseError",
     "ProxyProtocolError",
     "ProxyProtocolListener",
+    "RateLimitedLog",
     "RequestHead",
     "RequestParser",
     "Server",
