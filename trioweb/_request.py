@@ -340,6 +340,14 @@ class Request:
         if self._wakeup is not None:
             self._wakeup.set()
 
+    def loseConnection(self) -> None:
+        """Abort the connection where the response is: the client sees it cut
+        short, never a truncated body passed off as complete."""
+        self.channel.lost = True
+        self._notify_change()
+        if self._wakeup is not None:
+            self._wakeup.set()
+
     def _start_response(self, content_length: int | None) -> None:
         """Frame the head (and the body queued so far) into the connection's buffer."""
         headers = self.responseHeaders

@@ -17,6 +17,7 @@ import click
 import trio
 
 from trioweb._version import __version__
+from trioweb.cli._app_options import app_options, app_root, put_cwd_on_path, with_lifespan
 from trioweb.cli._distrib_options import (
     PERSONAL_SOCKET,
     default_personal_root,
@@ -80,6 +81,7 @@ def _parse_header(text: str) -> tuple[bytes, bytes]:
 @click.option("--uid", metavar="USER", help="Run as this user after the listeners are open.")
 @click.option("--gid", metavar="GROUP", help="Run as this group after the listeners are open.")
 @static_options
+@app_options
 @distrib_options
 @limit_options
 @click.version_option(__version__, prog_name="trioweb")
@@ -87,6 +89,7 @@ def main(**options: Any) -> None:
     """Serve a resource tree over HTTP, in the foreground, until SIGINT or SIGTERM."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         stream=sys.stderr)
+    put_cwd_on_path()
     limits = limits_from(options)
     personal = personal_settings(options)
     default_listen = f"unix:{PERSONAL_SOCKET}:mode=666" if personal else "tcp:8080"
@@ -98,10 +101,12 @@ def main(**options: Any) -> None:
     roots = [root for root in (
         static_root(options, _named_object),
         user_root(options),
+        app_root(options),
         _named_object(options["class_name"])() if options["class_name"] else None,
     ) if root is not None]
     if len(roots) > 1:
-        raise click.UsageError("--class, --path, --resource-script and --user choose the root: give one of them.")
+        raise click.UsageError("--class, --path, --resource-script, --user, --wsgi and --asgi choose the root: "
+                               "give one of them.")
     if roots:
         root = roots[0]
     elif personal:
@@ -122,8 +127,10 @@ def main(**options: Any) -> None:
     raise_open_file_limit(limits.max_connections)
     try:
         if personal:
-            trio.run(lambda: run_personal(site, endpoints, personal.allowed_uids, pidfile=options["pidfile"]))
+            trio.run(with_lifespan(root, lambda: run_personal(site, endpoints, personal.allowed_uids,
+                                                             pidfile=options["pidfile"])))
         else:
-            trio.run(lambda: run_site(site, endpoints, pidfile=options["pidfile"], uid=uid, gid=gid))
+            trio.run(with_lifespan(root, lambda: run_site(site, endpoints, pidfile=options["pidfile"],
+                                                         uid=uid, gid=gid)))
     except EndpointError as exc:
         raise click.ClickException(str(exc)) from None
