@@ -200,7 +200,7 @@ class _Exchange:
         self.app = resource.app
         self.scope = _scope(request, resource.state)
         self.pieces: AsyncIterator[bytes] | None = None
-        self.body_done = not request.has_body
+        self.body_done = False  # the last http.request message was given
         self.response_started = False  # http.response.start received
         self.answered = False  # the request was answered without the application (a bad body)
 
@@ -236,6 +236,9 @@ class _Exchange:
         return {"type": "http.disconnect"}
 
     async def _next_body_message(self) -> Message:
+        if not self.request.has_body:
+            self.body_done = True
+            return {"type": "http.request", "body": b"", "more_body": False}
         if self.pieces is None:
             self.pieces = self.request.body_stream()
         try:
