@@ -43,7 +43,6 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from functools import partial
 from io import BytesIO
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
@@ -553,6 +552,7 @@ class Request:
         self._deferred = True
         failure: list[BaseException] = []
         running = 0  # tasks started with start_soon that have not returned
+        watching = False  # the disconnect watcher was started
 
         async with trio.open_nursery() as nursery:
 
@@ -576,6 +576,11 @@ class Request:
                 self._notify_change()  # waiters in notifyFinish see the loss first
                 nursery.cancel_scope.cancel()
 
+            def start_watching() -> None:
+                nonlocal watching
+                watching = True
+                nursery.start_soon(watch)
+
             def start(fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
                 nonlocal running
                 running += 1
@@ -586,7 +591,7 @@ class Request:
                 start(fn, *args)
             self._tasks.clear()
             watchers = delayed_starts(WATCH_AFTER)
-            watchers.add(self, partial(nursery.start_soon, watch))
+            watchers.add(self, start_watching)
             try:
                 if type(result) is bytes and not self.finished:
                     self.write(result)
@@ -616,7 +621,8 @@ class Request:
                 pass
             finally:
                 watchers.discard(self)
-            nursery.cancel_scope.cancel()
+            if watching or running:  # (cancelling costs; most quick responses have nothing to stop)
+                nursery.cancel_scope.cancel()
         self._start_task = None
         if failure and not channel.lost:
             if channel.response_started:

@@ -5,9 +5,9 @@ world-traversable directory, starts each personal server *as its user*, and
 the front (`trioweb --user`) as www-data, then talks to the front with curl
 and raw sockets. Without root, it is skipped: distinct uids are the point.
 
-The accounts must be able to run trioweb: when the checkout is somewhere they
-cannot read (a clone in a 0700 home or `mktemp -d`), trioweb is installed
-for them in a world-readable temporary directory first.
+The accounts must be able to run trioweb: the `install` fixture
+(tests/e2e/conftest.py, tests/e2e/hosting/accounts.py) finds or makes an
+install they can run.
 """
 
 from __future__ import annotations
@@ -19,18 +19,17 @@ import select
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.support.procs import ROOT, Process, curl, free_port, trioweb_command
+from tests.e2e.hosting import accounts
+from tests.e2e.hosting.accounts import Install, as_user, create_account, delete_account, give_home, start_personal
+from tests.support.procs import Process, curl, free_port
 
-HERE = Path(__file__).parent / "hosting"
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create accounts and switch uids")
 
 USERS = {
@@ -42,65 +41,6 @@ USERS = {
     "erin": ("Erin,,,", "personal"),  # hangs
     "mallory": ("Mallory,,,", "hostile"),
 }
-
-
-@dataclass(frozen=True)
-class Install:
-    """What the accounts run: a Python with trioweb, the trioweb command, the hosting scripts."""
-
-    python: str
-    trioweb: str
-    scripts: Path
-
-
-def _why_others_cannot_use(install: Install) -> str | None:
-    """None if ``nobody`` can run the install and read its scripts; else what failed."""
-    nobody = pwd.getpwnam("nobody")
-    check = "import sys, trioweb.cli, rpc; open(sys.argv[1]).close()"
-    try:
-        result = subprocess.run([install.python, "-c", check, str(install.scripts / "fake_backend.py")],
-                                user=nobody.pw_uid, group=nobody.pw_gid, extra_groups=[], capture_output=True,
-                                text=True, timeout=60, cwd="/")
-    except OSError as exc:  # the interpreter itself cannot be reached
-        return str(exc)
-    return None if result.returncode == 0 else result.stderr.strip()[-500:]
-
-
-@pytest.fixture(scope="module")
-def install():
-    """This checkout's install if other accounts can use it, else a copy of
-    trioweb installed where they can (a venv in a world-readable temporary
-    directory, made from the interpreter the checkout's venv was made from)."""
-    here = Install(sys.executable, trioweb_command(), HERE)
-    if _why_others_cannot_use(here) is None:
-        yield here
-        return
-    base = Path(tempfile.mkdtemp(prefix="trioweb-install-"))
-    try:
-        os.chmod(base, 0o755)
-        python = Path(sys.base_prefix) / "bin" / "python3"
-        built = subprocess.run(
-            [str(python), "-m", "venv", str(base / "venv")], capture_output=True, text=True, timeout=120)
-        if built.returncode == 0:
-            built = subprocess.run(
-                [str(base / "venv" / "bin" / "python"), "-m", "pip", "install", "--quiet",
-                 "--disable-pip-version-check", str(ROOT)], capture_output=True, text=True, timeout=600)
-        if built.returncode != 0:
-            pytest.skip(f"the checkout is not readable by other accounts, and installing trioweb for them in "
-                        f"{base} failed: {built.stderr.strip()[-500:]}")
-        shutil.copytree(HERE, base / "hosting")
-        for path in [base, *base.rglob("*")]:
-            if not path.is_symlink():
-                os.chmod(path, path.stat().st_mode | 0o444 | (0o111 if path.is_dir() else 0))
-        copy = Install(str(base / "venv" / "bin" / "python"), str(base / "venv" / "bin" / "trioweb"),
-                       base / "hosting")
-        why = _why_others_cannot_use(copy)
-        if why is not None:
-            pytest.skip(f"other accounts cannot run trioweb from {base} either ({python} may be unreadable "
-                        f"to them): {why}")
-        yield copy
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 class Hosting:
@@ -122,18 +62,10 @@ class Hosting:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def as_user(self, user: str, args: list[str], **kwargs) -> Process:
-        account = self.account(user)
-        return Process(args, user=account.pw_uid, group=account.pw_gid, extra_groups=[],
-                       env={"HOME": account.pw_dir, "USER": account.pw_name}, cwd=account.pw_dir, **kwargs)
+        return as_user(self.account(user), args, **kwargs)
 
     def start_personal(self, user: str) -> Process:
-        home = self.home(user)
-        process = self.as_user(user, [self.install.trioweb, "--personal", "--path", str(home / "site")])
-        deadline = time.monotonic() + 20
-        while not (home / ".trioweb-pb").exists():
-            if process.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{user}'s personal server did not start: {process.output()}")
-            time.sleep(0.05)
+        process = start_personal(self.install, self.account(user), "--path", str(self.home(user) / "site"))
         self.personal[user] = process
         return process
 
@@ -150,12 +82,8 @@ def _status_kib(pid: int, field: str) -> int:
 
 def _create_accounts(hosting: Hosting) -> None:
     for user, (gecos, publishes) in USERS.items():
-        name = hosting.names[user]
-        home = hosting.base / name
-        subprocess.run(["useradd", "--create-home", "--home-dir", str(home), "--shell", "/usr/sbin/nologin",
-                        "--comment", gecos, "--user-group", name], check=True, capture_output=True)
-        account = pwd.getpwnam(name)
-        os.chmod(home, 0o711)
+        account = create_account(hosting.names[user], gecos, hosting.base)
+        home = Path(account.pw_dir)
         if publishes == "personal":
             site = home / "site"
             site.mkdir()
@@ -169,8 +97,7 @@ def _create_accounts(hosting: Hosting) -> None:
             (public / "app.rpy").write_text("resource = None  # must never run on the front, nor be shown\n")
             (public / ".secret").write_text("dotfile")
             (public / "notes.txt").write_text("plain notes")
-        for path in [home, *home.rglob("*")]:
-            os.lchown(path, account.pw_uid, account.pw_gid)
+        give_home(account)
 
 
 @pytest.fixture(scope="module")
@@ -192,15 +119,13 @@ def hosting(install):
         for process in hosting.personal.values():
             process.kill()
         for name in hosting.names.values():
-            subprocess.run(["userdel", "--remove", name], capture_output=True)
+            delete_account(name)
         shutil.rmtree(base, ignore_errors=True)
 
 
 def front_command(hosting: Hosting, port: int, *options: str) -> list[str]:
     """A front as the administrator runs it (as www-data), with short timeouts."""
-    min_uid = min(hosting.account(u).pw_uid for u in USERS)
-    return [hosting.install.trioweb, "--user", "--listen", f"tcp:{port}:interface=127.0.0.1", "--uid", "www-data",
-            "--gid", "www-data", "--backend-timeout", "2", "--min-uid", str(min_uid), *options]
+    return accounts.front_command(hosting.install, port, min(hosting.account(u).pw_uid for u in USERS), *options)
 
 
 def get(hosting: Hosting, path: str, timeout: float = 10) -> tuple[int, dict, bytes]:
