@@ -19,8 +19,12 @@ from benchlib import APPS_BIN, ROOT, compare, free_port
 
 HELLO = textwrap.dedent("""
     async def app(scope, receive, send):
-        if scope["type"] != "http":
-            return  # no lifespan needed
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                await send({"type": message["type"] + ".complete"})
+                if message["type"] == "lifespan.shutdown":
+                    return
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
         await send({"type": "http.response.body", "body": b"Hello, world!"})
 """)
