@@ -10,12 +10,11 @@ when installed with the "standard" extra) with the httptools parser.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import textwrap
 from pathlib import Path
 
-from benchlib import APPS_BIN, ROOT, compare, free_port
+from benchlib import APPS_BIN, app_bench_arguments, compare, free_port, trioweb_serving
 
 HELLO = textwrap.dedent("""
     async def app(scope, receive, send):
@@ -31,17 +30,12 @@ HELLO = textwrap.dedent("""
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--duration", type=float, default=10)
-    parser.add_argument("--connections", type=int, default=50)
-    options = parser.parse_args()
+    options = app_bench_arguments()
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "hello_asgi.py").write_text(HELLO)
         ports = [free_port() for _ in range(3)]
         servers = [
-            ("trioweb", [str(ROOT / ".venv" / "bin" / "trioweb"), "--asgi", "hello_asgi:app",
-                         "--listen", f"tcp:{ports[0]}:interface=127.0.0.1", "--logfile", f"{tmp}/trioweb.log"],
-             ports[0]),
+            trioweb_serving("--asgi", "hello_asgi:app", ports[0], tmp),
             ("hypercorn-trio", [str(APPS_BIN / "hypercorn"), "-k", "trio", "-w", "1", "-b", f"127.0.0.1:{ports[1]}",
                                 "--access-logfile", f"{tmp}/hypercorn.log", "hello_asgi:app"], ports[1]),
             ("uvicorn-httptools", [str(APPS_BIN / "uvicorn"), "--http", "httptools", "--workers", "1",

@@ -10,12 +10,11 @@ request (it does not keep connections alive), which is part of what is measured.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import textwrap
 from pathlib import Path
 
-from benchlib import APPS_BIN, ROOT, TWISTED_PYTHON, compare, free_port
+from benchlib import APPS_BIN, TWISTED_PYTHON, app_bench_arguments, compare, free_port, trioweb_serving
 
 HELLO = textwrap.dedent("""
     def application(environ, start_response):
@@ -37,18 +36,13 @@ TWISTED = textwrap.dedent("""
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--duration", type=float, default=10)
-    parser.add_argument("--connections", type=int, default=50)
-    options = parser.parse_args()
+    options = app_bench_arguments()
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "hello_wsgi.py").write_text(HELLO)
         Path(tmp, "twisted_wsgi.py").write_text(TWISTED)
         ports = [free_port() for _ in range(3)]
         servers = [
-            ("trioweb", [str(ROOT / ".venv" / "bin" / "trioweb"), "--wsgi", "hello_wsgi:application",
-                         "--listen", f"tcp:{ports[0]}:interface=127.0.0.1", "--logfile", f"{tmp}/trioweb.log"],
-             ports[0]),
+            trioweb_serving("--wsgi", "hello_wsgi:application", ports[0], tmp),
             ("Twisted", [TWISTED_PYTHON, "twisted_wsgi.py", str(ports[1]), f"{tmp}/twisted.log"], ports[1]),
             ("gunicorn", [str(APPS_BIN / "gunicorn"), "-w", "1", "-k", "sync", "-b", f"127.0.0.1:{ports[2]}",
                           "--access-logfile", f"{tmp}/gunicorn.log", "hello_wsgi:application"], ports[2]),

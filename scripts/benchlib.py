@@ -7,6 +7,7 @@ one, in the same run. Only loopback addresses are used.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shutil
@@ -155,6 +156,20 @@ def table(title: str, rows: list[tuple[str, ...]], header: tuple[str, ...]) -> N
     for row in [header, *rows]:
         print("  " + "  ".join(str(cell).rjust(width) for cell, width in zip(row, widths, strict=True)))
     sys.stdout.flush()
+
+
+def app_bench_arguments() -> argparse.Namespace:
+    """The options of the application benchmarks (wsgi, asgi)."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration", type=float, default=10)
+    parser.add_argument("--connections", type=int, default=50)
+    return parser.parse_args()
+
+
+def trioweb_serving(option: str, application: str, port: int, log_dir: str) -> tuple[str, list[str], int]:
+    """The ``trioweb OPTION APPLICATION`` server of a comparison, logging to ``log_dir``."""
+    return ("trioweb", [str(ROOT / ".venv" / "bin" / "trioweb"), option, application, "--listen",
+                        f"tcp:{port}:interface=127.0.0.1", "--logfile", f"{log_dir}/trioweb.log"], port)
 
 
 def compare(title: str, servers: list[tuple[str, list[str], int]], *, reference: str, duration: float,
