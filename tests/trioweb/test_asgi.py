@@ -330,3 +330,16 @@ async def test_errors_of_serve_propagate_as_they_are():
 
     with pytest.raises(KeyError):
         await resource.run_with_lifespan(serve)
+
+
+async def test_behind_a_front_root_path_is_the_users_prefix(start_site, nursery, tmp_path):
+    from tests.trioweb.distrib.personal import front_to_personal
+
+    site, _ = await front_to_personal(start_site, nursery, tmp_path, root=mounted(show_scope))
+    response = await site.request(b"POST /~alice/app/x?q=1 HTTP/1.1\r\nHost: example.org\r\n"
+                                  b"Content-Length: 4\r\n\r\nbody")
+    scope = json.loads(response.body)
+    assert (scope["root_path"], scope["path"], scope["query_string"]) == ("/~alice/app", "/~alice/app/x", "q=1")
+    assert scope["body"] == "body" and ["host", "example.org"] in scope["headers"]
+    streamed = await site.request(get(b"/~alice/app/", host=b"example.org"))
+    assert streamed.status == 200

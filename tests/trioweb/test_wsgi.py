@@ -439,3 +439,19 @@ async def test_wsgi_errors_go_to_the_error_log(caplog):
         response = await fetch(WSGIResource(validator(complains)), b"/")
     assert response.code == 200
     assert [r.getMessage() for r in caplog.records if r.name == "trioweb.wsgi"] == ["first line", "second line"]
+
+
+async def test_behind_a_front_script_name_is_the_users_prefix(start_site, nursery, tmp_path):
+    from tests.trioweb.distrib.personal import front_to_personal
+
+    site, _ = await front_to_personal(start_site, nursery, tmp_path, root=mounted(validator(echo_environ)))
+    response = await site.request(b"POST /~alice/app/x?q=1 HTTP/1.1\r\nHost: example.org:8000\r\n"
+                                  b"Content-Length: 4\r\n\r\nbody")
+    environ = json.loads(response.body)
+    assert (environ["SCRIPT_NAME"], environ["PATH_INFO"], environ["QUERY_STRING"]) == ("/~alice/app", "/x", "q=1")
+    assert environ["body"] == "body" and environ["HTTP_HOST"] == "example.org:8000"
+    assert environ["SERVER_NAME"] == "example.org"
+    (tmp_path / "2").mkdir()
+    site, _ = await front_to_personal(start_site, nursery, tmp_path / "2", root=mounted(validator(streamed)))
+    chunked = await site.request(get(b"/~alice/app/"))
+    assert chunked.body == b"one two"
