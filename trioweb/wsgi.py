@@ -128,7 +128,11 @@ class _Workers:
                 self._results.append((task, result))
                 if len(self._results) > 1:
                     return  # the loop is already called to take them
-            token.run_sync_soon(self._deliver)
+            try:
+                token.run_sync_soon(self._deliver)
+            except trio.RunFinishedError:  # the server is gone: nobody waits for the result
+                with self._results_lock:
+                    self._results.clear()
 
         self._busy += 1
         if self._busy > self._threads:
@@ -276,7 +280,7 @@ class _Call:
     # -- the application's thread -------------------------------------------------
 
     def in_loop(self, function: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-        """``await function(*args)`` in the request's task, from the thread;
+        """``await function(*args)`` in the event loop, from the thread;
         ``ClientDisconnected`` once the client is gone."""
         if self.client_gone:
             raise ClientDisconnected("the client went away")
