@@ -193,7 +193,10 @@ async def test_a_client_that_leaves_cancels_a_waiting_application(start_site):
     lambda scope, receive, send: _nothing(),  # returns without a response
     lambda scope, receive, send: send({"type": "http.response.start", "status": 200,
                                        "headers": [(b"x-bad", b"a\r\nInjected: 1")]}),
-], ids=["raises", "body-first", "unknown-message", "no-response", "crlf"])
+    lambda scope, receive, send: send({"type": "http.response.start", "status": 42}),
+    lambda scope, receive, send: _start_then(send, {"type": "http.response.body", "body": "text, not bytes"}),
+    lambda scope, receive, send: _start_then(send, {"type": "http.response.start", "status": 200}),
+], ids=["raises", "body-first", "unknown-message", "no-response", "crlf", "bad-status", "str-body", "start-twice"])
 async def test_broken_applications_get_a_500(app, caplog):
     response = await fetch(ASGIResource(app), b"/")
     assert response.code == 500 and b"Processing Failed" in response.body
@@ -207,6 +210,11 @@ async def _raise(exc):
 
 async def _nothing():
     pass
+
+
+async def _start_then(send, message):
+    await send({"type": "http.response.start", "status": 200})
+    await send(message)
 
 
 async def test_an_error_after_the_first_byte_aborts_the_connection(start_site, caplog):

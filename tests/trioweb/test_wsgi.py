@@ -220,7 +220,10 @@ async def test_exc_info_before_the_head_replaces_the_status():
     lambda environ, start_response: (start_response("200 OK", [(b"X-Bytes", b"1")]), [b""])[1],
     lambda environ, start_response: (start_response("200 OK", []), ["text, not bytes"])[1],
     lambda environ, start_response: 1 / 0,
-], ids=["no-start", "twice", "bad-status", "hop-by-hop", "crlf", "bytes-headers", "str-body", "raises"])
+    lambda environ, start_response: (start_response("200 OK", []), None)[1],
+    lambda environ, start_response: (start_response("200 OK", [("X-Ünicode", "1")]), [b""])[1],
+], ids=["no-start", "twice", "bad-status", "hop-by-hop", "crlf", "bytes-headers", "str-body", "raises",
+        "not-iterable", "bad-header-name"])
 async def test_broken_applications_get_a_500_without_details(app, caplog):
     response = await fetch(WSGIResource(app), b"/")
     assert response.code == 500 and b"Processing Failed" in response.body
@@ -455,3 +458,15 @@ async def test_behind_a_front_script_name_is_the_users_prefix(start_site, nurser
     site, _ = await front_to_personal(start_site, nursery, tmp_path / "2", root=mounted(validator(streamed)))
     chunked = await site.request(get(b"/~alice/app/"))
     assert chunked.body == b"one two"
+
+
+async def test_wsgi_input_never_reads_past_the_body(start_site):
+    """A pipelined request right behind a body stays a request of its own."""
+    site = await start_site(WSGIResource(validator(reads_input)))
+    conn = await site.connect()
+    await conn.send(b"POST /?all HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nfirst"
+                    b"POST /?all HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\n\r\nsecond")
+    first = await conn.read_response()
+    second = await conn.read_response()
+    await conn.aclose()
+    assert json.loads(first.body) == ["first"] and json.loads(second.body) == ["second"]
