@@ -276,8 +276,12 @@ class _Exchange:
             if not self.response_started:
                 raise RuntimeError("http.response.body sent before http.response.start")
             body = message.get("body", b"")
+            if type(body) is not bytes:
+                if not isinstance(body, bytearray | memoryview):
+                    raise TypeError(f"an ASGI body must be bytes, not {type(body).__name__}")
+                body = bytes(body)
             if body:
-                request.write(bytes(body))
+                request.write(body)
             if not message.get("more_body", False):
                 request.finish()
             elif body:

@@ -196,7 +196,9 @@ async def test_a_client_that_leaves_cancels_a_waiting_application(start_site):
     lambda scope, receive, send: send({"type": "http.response.start", "status": 42}),
     lambda scope, receive, send: _start_then(send, {"type": "http.response.body", "body": "text, not bytes"}),
     lambda scope, receive, send: _start_then(send, {"type": "http.response.start", "status": 200}),
-], ids=["raises", "body-first", "unknown-message", "no-response", "crlf", "bad-status", "str-body", "start-twice"])
+    lambda scope, receive, send: _start_then(send, {"type": "http.response.body", "body": 5}),
+], ids=["raises", "body-first", "unknown-message", "no-response", "crlf", "bad-status", "str-body", "start-twice",
+        "int-body"])
 async def test_broken_applications_get_a_500(app, caplog):
     response = await fetch(ASGIResource(app), b"/")
     assert response.code == 500 and b"Processing Failed" in response.body
