@@ -7,6 +7,7 @@ one, in the same run. Only loopback addresses are used.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shutil
@@ -20,6 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TRIOWEB_PYTHON = str(ROOT / ".venv" / "bin" / "python")
 TWISTED_PYTHON = str(ROOT / ".bench-venv-twisted" / "bin" / "python")
+# Other servers compared with (gunicorn, hypercorn, uvicorn): their own venv, made by scripts/bench.
+APPS_BIN = ROOT / ".bench-venv-apps" / "bin"
 
 
 def pinned(command: list[str], cpu: int) -> list[str]:
@@ -57,9 +60,9 @@ class Server:
         raise RuntimeError(f"{command} did not listen on {port}")
 
     def cpu_seconds(self) -> float:
-        """User plus system CPU time the server has used so far."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User plus system CPU time the server has used so far, its live
+        child processes included (a gunicorn master and its worker)."""
+        return sum(_cpu_seconds(pid) for pid in _process_tree(self.process.pid))
 
     def peak_rss_mib(self) -> float:
         pid = self.process.pid
@@ -79,6 +82,27 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # gone meanwhile
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and its live descendants."""
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            found.extend(_process_tree(int(child)))
+    return found
 
 
 @dataclass
@@ -135,3 +159,42 @@ def table(title: str, rows: list[tuple[str, ...]], header: tuple[str, ...]) -> N
     for row in [header, *rows]:
         print("  " + "  ".join(str(cell).rjust(width) for cell, width in zip(row, widths, strict=True)))
     sys.stdout.flush()
+
+
+def app_bench_arguments() -> argparse.Namespace:
+    """The options of the application benchmarks (wsgi, asgi)."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration", type=float, default=10)
+    parser.add_argument("--connections", type=int, default=50)
+    return parser.parse_args()
+
+
+def trioweb_serving(option: str, application: str, port: int, log_dir: str) -> tuple[str, list[str], int]:
+    """The ``trioweb OPTION APPLICATION`` server of a comparison, logging to ``log_dir``."""
+    return ("trioweb", [str(ROOT / ".venv" / "bin" / "trioweb"), option, application, "--listen",
+                        f"tcp:{port}:interface=127.0.0.1", "--logfile", f"{log_dir}/trioweb.log"], port)
+
+
+def compare(title: str, servers: list[tuple[str, list[str], int]], *, reference: str, duration: float,
+            connections: int, cwd: str | Path | None = None) -> dict[str, WrkResult]:
+    """Load each ``(name, command, port)`` server in turn (a 2 s warm-up, then
+    ``duration``) and print one table, with the ratios of ``reference`` (the
+    first server's name is "ours") to each of the others."""
+    results: dict[str, WrkResult] = {}
+    rows = []
+    for name, command, port in servers:
+        with Server(command, port, cwd=cwd) as server:
+            url = f"http://127.0.0.1:{port}/"
+            wrk(url, 2, connections)  # warm-up
+            result = results[name] = wrk(url, duration, connections, server)
+            rows.append((name, f"{result.requests_per_second:,.0f}", f"{result.p50_ms:.2f}", f"{result.p99_ms:.2f}",
+                         f"{result.cpu_us_per_request:.1f}", f"{server.peak_rss_mib():.1f}", str(result.errors)))
+    ours = results[reference]
+    for name, theirs in results.items():
+        if name != reference:
+            rows.append((f"{reference}/{name}", f"{ours.requests_per_second / theirs.requests_per_second:.2f}x", "",
+                         "", f"{theirs.cpu_us_per_request / ours.cpu_us_per_request:.2f}x less", "", ""))
+    table(f"{title}, wrk -t1 -c{connections} -d{duration:g}s, one core per side, load average "
+          f"{Path('/proc/loadavg').read_text().split()[0]} before the last run",
+          rows, ("server", "req/s", "p50 ms", "p99 ms", "CPU us/req", "peak RSS MiB", "errors"))
+    return results

@@ -33,6 +33,18 @@ class RunningSite:
             await conn.aclose()
 
 
+    async def request_cut_short(self, data: bytes) -> None:
+        """One request whose response must be cut short (the connection aborted):
+        no complete response can be read from it."""
+        conn = await self.connect()
+        try:
+            await conn.send(data)
+            with pytest.raises((AssertionError, ValueError, EOFError, trio.TooSlowError)):
+                await conn.read_response()
+        finally:
+            await conn.aclose()
+
+
 @pytest.fixture
 def start_site(nursery: trio.Nursery) -> Callable[..., Any]:
     """``await start_site(root, **site_options)`` → a RunningSite on 127.0.0.1."""

@@ -414,6 +414,14 @@ class Request:
         if self._wakeup is not None:
             self._wakeup.set()
 
+    def loseConnection(self) -> None:
+        """Abort the connection where the response is: the client sees it cut
+        short, never a truncated body passed off as complete."""
+        self.channel.lost = True
+        self._notify_change()
+        if self._wakeup is not None:
+            self._wakeup.set()
+
     def _start_response(self, content_length: int | None) -> None:
         """Frame the head (and the body queued so far) into the connection's buffer."""
         if self._encoding is not None:
@@ -641,6 +649,7 @@ class Request:
         self._deferred = True
         failure: list[BaseException] = []
         running = 0  # tasks started with start_soon that have not returned
+        watching = False  # the disconnect watcher was started
 
         async with trio.open_nursery() as nursery:
 
@@ -664,6 +673,11 @@ class Request:
                 self._notify_change()  # waiters in notifyFinish see the loss first
                 nursery.cancel_scope.cancel()
 
+            def start_watching() -> None:
+                nonlocal watching
+                watching = True
+                nursery.start_soon(watch)
+
             def start(fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
                 nonlocal running
                 running += 1
@@ -674,7 +688,7 @@ class Request:
                 start(fn, *args)
             self._tasks.clear()
             watchers = delayed_starts(WATCH_AFTER)
-            watchers.add(self, partial(nursery.start_soon, watch))
+            watchers.add(self, start_watching)
             try:
                 if type(result) is bytes and not self.finished:
                     self.write(result)
@@ -704,7 +718,8 @@ class Request:
                 pass
             finally:
                 watchers.discard(self)
-            nursery.cancel_scope.cancel()
+            if watching or running:  # (cancelling costs; most quick responses have nothing to stop)
+                nursery.cancel_scope.cancel()
         self._start_task = None
         if failure and not channel.lost:
             if channel.response_started:

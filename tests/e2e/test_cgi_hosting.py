@@ -49,7 +49,8 @@ def hosting(install):
         (cgi_bin / "source.cgi").write_text("#!/bin/sh\necho NOT-EXECUTABLE-SOURCE\n")
         (cgi_bin / "whoami.php").write_text(WHOAMI_PHP.format(secret=secret))
         hosting.give_home("alice")
-        hosting.start_personal("alice", "--processor", ".php=trioweb.twcgi.PHPScript")
+        hosting.start_personal("alice", "--path", str(hosting.home("alice") / "site"),
+                               "--processor", ".php=trioweb.twcgi.PHPScript")
         yield hosting
 
 

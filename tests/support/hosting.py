@@ -129,8 +129,10 @@ class Hosting:
                        env={"HOME": account.pw_dir, "USER": account.pw_name}, cwd=account.pw_dir, **kwargs)
 
     def start_personal(self, user: str, *options: str) -> Process:
+        """``user``'s personal server (``--path ~/site`` unless ``options`` say otherwise)."""
         home = self.home(user)
-        process = self.as_user(user, [self.install.trioweb, "--personal", "--path", str(home / "site"), *options])
+        process = self.as_user(user, [self.install.trioweb, "--personal",
+                                      *(options or ("--path", str(home / "site")))])
         deadline = time.monotonic() + 20
         while not (home / ".trioweb-pb").exists():
             if process.process.poll() is not None or time.monotonic() > deadline:

@@ -19,6 +19,7 @@ import trio
 
 from trioweb._accesslog import AccessLog
 from trioweb._version import __version__
+from trioweb.cli._app_options import app_options, app_root, put_cwd_on_path, with_lifespan
 from trioweb.cli._cgi_options import cgi_options, configure_cgi
 from trioweb.cli._config_options import check_site_options, config_from, config_options
 from trioweb.cli._distrib_options import (
@@ -39,6 +40,7 @@ from trioweb.cli._twistd_options import apply_twistd_options, twistd_options
 from trioweb.cli._welcome import WelcomePage
 from trioweb.config import Config, load
 from trioweb.endpoints import EndpointError, SSLEndpoint, certificate_store, inherited_endpoints, parse_endpoint
+from trioweb.resource import Resource
 from trioweb.server import Site, TrustedProxies
 
 __all__ = ["main"]
@@ -78,10 +80,12 @@ def _parse_header(text: str) -> tuple[bytes, bytes]:
 
 
 def _build_site(options: dict[str, Any], personal: Any, limits: Any, headers: list[tuple[bytes, bytes]],
-                proxies: TrustedProxies | None, config: Config | None) -> Site:
+                proxies: TrustedProxies | None, config: Config | None, app: Resource | None) -> Site:
     """The Site the options and the configuration file describe: called at
     start and again on every SIGHUP (with the file loaded afresh). The
-    reloader gives it the access log it keeps open."""
+    reloader gives it the access log it keeps open. ``app`` (``--wsgi``,
+    ``--asgi``) is made once: a reload serves the same application, whose
+    ASGI lifespan spans the whole run."""
     if config and config.site:
         if personal and not personal.show_dotfiles:
             config.site.resource = HideDotfiles(config.site.resource)
@@ -91,10 +95,11 @@ def _build_site(options: dict[str, Any], personal: Any, limits: Any, headers: li
         user_root(options),
         _named_object(options["class_name"])() if options["class_name"] else None,
         config.resource if config else None,
+        app,
     ) if root is not None]
     if len(roots) > 1:
-        raise click.UsageError("--class, --path, --resource-script, --user and --config choose the root: "
-                               "give one of them.")
+        raise click.UsageError("--class, --path, --resource-script, --user, --wsgi, --asgi and --config choose the "
+                               "root: give one of them.")
     if roots:
         root = roots[0]
     elif personal:
@@ -124,6 +129,7 @@ def _build_site(options: dict[str, Any], personal: Any, limits: Any, headers: li
 @click.option("--uid", metavar="USER", help="Run as this user after the listeners are open.")
 @click.option("--gid", metavar="GROUP", help="Run as this group after the listeners are open.")
 @static_options
+@app_options
 @distrib_options
 @limit_options
 @ops_options
@@ -139,6 +145,7 @@ def main(**options: Any) -> None:
     log files. Every option may also come from the environment as
     TRIOWEB_<OPTION> (TRIOWEB_LISTEN="tcp:80 tcp:81" for repeated ones)."""
     deprecated_listen = apply_twistd_options(options)  # first: --umask and --rundir apply to what follows
+    put_cwd_on_path()  # after --rundir: the directory the server runs in
     config = config_from(options)
     if config:
         check_site_options(config)
@@ -165,10 +172,11 @@ def main(**options: Any) -> None:
     headers = [_parse_header(h) for h in options["add_header"]]
     proxies = trusted_proxies(options)
     loaded = [config]  # the file as loaded at start; each reload loads it afresh
+    app = app_root(options)
 
     def build_site() -> Site:
         current = loaded.pop() if loaded else (load(config.path) if config else None)
-        return _build_site(dict(options), personal, limits, headers, proxies, current)
+        return _build_site(dict(options), personal, limits, headers, proxies, current, app)
 
     reloader = Reloader(build_site, access_log=access_log, error_logs=error_logs,
                         certificates=list(certificates.values()))
@@ -180,11 +188,13 @@ def main(**options: Any) -> None:
     raise_open_file_limit(reloader.site.limits.max_connections)
     try:
         if personal:
-            trio.run(lambda: run_personal(reloader, endpoints, personal, pidfile=options["pidfile"]))
+            trio.run(with_lifespan(app, lambda: run_personal(reloader, endpoints, personal,
+                                                             pidfile=options["pidfile"])))
         else:
             handler_for = with_health_check(options, lambda: reloader.draining)
-            trio.run(lambda: run_site(reloader, endpoints, handler_for=handler_for, certificates=certificates,
-                                      pidfile=options["pidfile"], uid=uid, gid=gid, grace=options["health_grace"]))
+            trio.run(with_lifespan(app, lambda: run_site(reloader, endpoints, handler_for=handler_for,
+                                                         certificates=certificates, pidfile=options["pidfile"],
+                                                         uid=uid, gid=gid, grace=options["health_grace"])))
     except EndpointError as exc:
         raise click.ClickException(str(exc)) from None
     finally:

@@ -1,0 +1,541 @@
+"""``WSGIResource``: a WSGI application (PEP 3333) as a leaf of the resource tree.
+
+Theory of operation
+-------------------
+Each request runs the application in a worker thread, at most
+``limiter.total_tokens`` at once (``DEFAULT_THREADS`` unless a
+``trio.CapacityLimiter`` is given). The threads are the resource's own
+(``_Workers``): they take calls from a queue and hand results back with
+``run_sync_soon``, so under load a thread goes from one call to the next
+without sleeping, and results reach the loop in batches; a call costs a
+few microseconds of handing over instead of the tens that
+``trio.to_thread`` spends on waking a thread and the loop for each. Whatever
+the application asks of the server, the thread asks of the event loop with
+``trio.from_thread.run``; once the client is gone, those calls fail with
+``ClientDisconnected`` and the application stops there:
+
+- ``wsgi.input`` streams the request body: each refill of its buffer waits
+  for the next piece from the client; the thread blocks, the loop does not.
+  It never reads past the body (Content-Length or the last chunk);
+- each non-empty piece of the body (from the iterable or from ``write()``)
+  is sent before the application is asked for the next one: a slow client
+  slows the application's thread, and memory holds one piece at a time;
+- the response head goes out with the first non-empty piece (PEP 3333), so
+  until then ``start_response`` may be called again with ``exc_info``.
+
+A list or tuple result (the usual ``[b"Hello World!"]``) comes back from the
+thread whole and is written at once with a Content-Length, without another
+trip. A ``wsgi.file_wrapper`` around a regular file is sent with
+``os.sendfile``. The iterable's ``close()`` is always called, in the thread,
+also when the client went away.
+
+Errors: an exception before the head went out gives the Site's 500 page
+(details only with ``displayTracebacks``); a request body that is too large,
+too slow or malformed gives 413, 408 or 400 instead. After the head went
+out, the error is logged and the connection aborted: a truncated body is
+never passed off as complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import stat
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Any
+
+import outcome
+import trio
+
+from trioweb.address import UNIXAddress
+from trioweb.http import HOP_BY_HOP, BodyTimeout, BodyTooLarge, ConnectionLost, ParseError, checked_value, is_token
+from trioweb.resource import Resource, render_error
+
+if TYPE_CHECKING:
+    from trioweb.server import Request
+
+__all__ = ["DEFAULT_THREADS", "FileWrapper", "WSGIResource"]
+
+log = logging.getLogger("trioweb.wsgi")
+
+# Worker threads a WSGIResource runs its application in at once, unless given
+# a limiter: Twisted's default thread pool grows to 20 threads too.
+DEFAULT_THREADS = 20
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+StartResponse = Callable[..., Callable[[bytes], None]]
+Application = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+class WSGIResource(Resource):
+    """Serves a WSGI application at this point of the tree (a leaf).
+
+    ``WSGIResource(application, limiter=None)``: the application runs in
+    worker threads, at most ``limiter.total_tokens`` at once (a
+    ``trio.CapacityLimiter``; by default one of ``DEFAULT_THREADS``). Its
+    ``SCRIPT_NAME`` is the path the resource is reached at, ``PATH_INFO``
+    the rest of the request's path. Twisted's
+    ``WSGIResource(reactor, reactor.getThreadPool(), app)`` becomes
+    ``WSGIResource(app)``.
+    """
+
+    isLeaf = True
+    stream_request_body = True  # wsgi.input reads the body as the application asks for it
+
+    def __init__(self, application: Application, *, limiter: trio.CapacityLimiter | None = None) -> None:
+        super().__init__()
+        self.application = application
+        self.limiter = limiter if limiter is not None else trio.CapacityLimiter(DEFAULT_THREADS)
+        self.workers = _Workers()
+
+    def putChild(self, path: bytes, child: Resource) -> None:
+        raise RuntimeError("a WSGIResource is a leaf: it cannot have children")
+
+    def render(self, request: Request) -> Awaitable[bytes | None]:
+        request.defaultContentType = None  # the application says its content type, or none is sent
+        return _Call(self, request).serve()
+
+
+class _Workers:
+    """The threads a WSGIResource runs its application in, started as needed
+    (never more than calls run at once, which the limiter bounds) and kept:
+    each waits on the queue for its next call."""
+
+    def __init__(self) -> None:
+        self._calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._threads = 0
+        self._busy = 0
+        # Results on their way to the loop: one run_sync_soon (one wakeup of
+        # the loop) carries all those that finish before the loop takes them.
+        self._results: list[tuple[trio.lowlevel.Task, outcome.Outcome[Any]]] = []
+        self._results_lock = threading.Lock()
+
+    async def run(self, function: Callable[[], Any]) -> Any:
+        """``function()`` in a worker thread; its result or exception.
+
+        Not cancellable: like ``trio.to_thread.run_sync``, it waits for the
+        thread (the application ends soon after its client is gone).
+        """
+        task = trio.lowlevel.current_task()
+        token = trio.lowlevel.current_trio_token()
+
+        def call() -> None:
+            result = outcome.capture(function)
+            with self._results_lock:
+                self._results.append((task, result))
+                if len(self._results) > 1:
+                    return  # the loop is already called to take them
+            try:
+                token.run_sync_soon(self._deliver)
+            except trio.RunFinishedError:  # the server is gone: nobody waits for the result
+                with self._results_lock:
+                    self._results.clear()
+
+        self._busy += 1
+        if self._busy > self._threads:
+            self._threads += 1
+            threading.Thread(target=self._serve, name=f"trioweb-wsgi-{self._threads}", daemon=True).start()
+        self._calls.put(call)
+        try:
+            return await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)
+        finally:
+            self._busy -= 1
+
+    def _deliver(self) -> None:
+        with self._results_lock:
+            results, self._results = self._results, []
+        for task, result in results:
+            trio.lowlevel.reschedule(task, result)
+
+    def _serve(self) -> None:
+        take = self._calls.get
+        while True:
+            take()()
+
+
+class FileWrapper:
+    """``wsgi.file_wrapper``: a file-like object as a response body.
+
+    Returned by the application as its iterable; when the file is a regular
+    file, the server sends it with ``os.sendfile`` from its current position
+    (to its end, or Content-Length bytes), otherwise it is read in blocks.
+    """
+
+    def __init__(self, filelike: IO[bytes], blksize: int = 64 * 1024) -> None:
+        self.filelike = filelike
+        self.blksize = blksize
+
+    def __iter__(self) -> Iterator[bytes]:
+        read = self.filelike.read
+        while data := read(self.blksize):
+            yield data
+
+    def close(self) -> None:
+        close = getattr(self.filelike, "close", None)
+        if close is not None:
+            close()
+
+
+class ClientDisconnected(OSError):
+    """Raised in the application's thread when the client went away (by a
+    ``wsgi.input`` read or a ``write``): the application should stop."""
+
+
+class _BodyError(OSError):
+    """Raised by ``wsgi.input`` when the request body cannot be read; it
+    answers the request with ``status`` if nothing was sent yet."""
+
+    def __init__(self, status: int, brief: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.brief = brief
+        self.detail = detail
+
+
+class _Call:
+    """One request's call of the application: its thread side (``start_response``,
+    ``write``, iterating) and its event-loop side (``serve``, sending)."""
+
+    def __init__(self, resource: WSGIResource, request: Request) -> None:
+        self.request = request
+        self.application = resource.application
+        self.limiter = resource.limiter
+        self.workers = resource.workers
+        self.token = trio.lowlevel.current_trio_token()
+        self.status: tuple[int, bytes] | None = None
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.committed = False  # status and headers are on the request: no second start_response
+        self.client_gone = False
+        self.body_error: _BodyError | None = None
+        self.input = _Input(self)
+        self.environ = _environ(request, self.input)
+
+    # -- the event loop's side ------------------------------------------------
+
+    async def serve(self) -> bytes | None:
+        request = self.request
+        try:
+            whole = await self.run_with_a_token()
+            if whole is not None:
+                self.commit()
+                for data in whole:
+                    if type(data) is not bytes:
+                        raise TypeError(f"the WSGI application gave {type(data).__name__}, not bytes")
+                    request.write(data)
+            elif not self.committed:
+                self.commit()  # an empty body
+            request.finish()
+        except Exception as exc:
+            if self.client_gone:
+                return None
+            if request.startedWriting:
+                log.error("WSGI application %r failed after its response started; connection aborted",
+                          self.application, exc_info=exc)
+                request.loseConnection()
+                return None
+            if self.body_error is not None:
+                error = self.body_error
+                return render_error(request, error.status, error.brief, error.detail)
+            raise  # the Site's 500 page
+        return None
+
+    async def run_with_a_token(self) -> Iterable[bytes] | None:
+        limiter = self.limiter
+        try:
+            limiter.acquire_nowait()  # no trip through the scheduler when a thread is free
+        except trio.WouldBlock:
+            await limiter.acquire()
+        try:
+            return await self.workers.run(self.run_application)
+        finally:
+            limiter.release()
+
+    def commit(self) -> None:
+        """Put the status and headers the application gave on the request."""
+        if self.status is None:
+            raise RuntimeError("the WSGI application did not call start_response")
+        if not self.committed:
+            self.committed = True
+            request = self.request
+            code, phrase = self.status
+            request.setResponseCode(code, phrase)
+            headers = request.responseHeaders
+            for name, value in self.headers:
+                headers.add_checked(name, value)
+
+    async def send(self, data: bytes) -> None:
+        self.commit()
+        self.request.write(data)
+        await self.request.drain()
+
+    async def send_file(self, fd: int, offset: int, count: int) -> None:
+        self.commit()
+        if not self.request.responseHeaders.hasHeader(b"content-length"):
+            self.request.responseHeaders.set_checked(b"content-length", b"%d" % count)
+        await self.request.sendfile(fd, offset, count)
+
+    # -- the application's thread -------------------------------------------------
+
+    def in_loop(self, function: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """``await function(*args)`` in the event loop, from the thread;
+        ``ClientDisconnected`` once the client is gone."""
+        if self.client_gone:
+            raise ClientDisconnected("the client went away")
+        try:
+            return trio.from_thread.run(function, *args, trio_token=self.token)
+        except (trio.Cancelled, ConnectionLost, trio.BrokenResourceError, trio.RunFinishedError):
+            self.client_gone = True
+            raise ClientDisconnected("the client went away") from None
+
+    def run_application(self) -> Iterable[bytes] | None:
+        """Call the application and send what it gives; return a list or tuple
+        it gave before anything was sent, for the loop to write whole."""
+        result = self.application(self.environ, self.start_response)
+        try:
+            if type(result) in (list, tuple) and not self.committed:
+                return result
+            if isinstance(result, FileWrapper) and self.sent_by_kernel(result):
+                return None
+            for data in result:
+                if type(data) is not bytes:
+                    raise TypeError(f"the WSGI application gave {type(data).__name__}, not bytes")
+                if data:
+                    if self.status is None:
+                        raise RuntimeError("the WSGI application gave a body before calling start_response")
+                    self.in_loop(self.send, data)
+            return None
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+
+    def sent_by_kernel(self, wrapper: FileWrapper) -> bool:
+        """Send a wrapped regular file with sendfile; False if it is not one."""
+        try:
+            fd = wrapper.filelike.fileno()
+            offset = wrapper.filelike.tell()
+            info = os.fstat(fd)
+        except (AttributeError, OSError, ValueError):
+            return False
+        if self.status is None or not stat.S_ISREG(info.st_mode):
+            return False
+        count = max(0, info.st_size - offset)
+        declared = next((value for name, value in self.headers if name == b"content-length"), None)
+        if declared is not None and declared.isdigit():
+            count = min(count, int(declared))
+        self.in_loop(self.send_file, fd, offset, count)
+        return True
+
+    def start_response(self, status: str, headers: list[tuple[str, str]],
+                       exc_info: ExcInfo | None = None) -> Callable[[bytes], None]:
+        if exc_info is not None:
+            try:
+                if self.committed:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None  # no reference cycle through the traceback
+        elif self.status is not None:
+            raise RuntimeError("start_response called a second time without exc_info")
+        parsed_status = _parse_status(status)
+        self.headers = _checked_headers(headers)
+        self.status = parsed_status
+        return self.write
+
+    def write(self, data: bytes) -> None:
+        """The ``write`` callable ``start_response`` returns (for old applications)."""
+        if self.status is None:
+            raise RuntimeError("write() called before start_response")
+        if type(data) is not bytes:
+            raise TypeError(f"write() takes bytes, not {type(data).__name__}")
+        if data:
+            self.in_loop(self.send, data)
+
+
+def _parse_status(status: str) -> tuple[int, bytes]:
+    if type(status) is not str:
+        raise TypeError(f"the WSGI status must be a str, not {type(status).__name__}")
+    code, space, phrase = status.partition(" ")
+    if len(code) != 3 or not code.isdigit() or not space or int(code) < 100:
+        raise ValueError(f"malformed WSGI status {status!r} (wanted e.g. '200 OK')")
+    return int(code), checked_value(phrase.encode("latin-1"))
+
+
+def _checked_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    if type(headers) is not list:
+        raise TypeError(f"the WSGI headers must be a list, not {type(headers).__name__}")
+    checked = []
+    for pair in headers:
+        if type(pair) is not tuple or len(pair) != 2 or type(pair[0]) is not str or type(pair[1]) is not str:
+            raise TypeError(f"a WSGI header must be a tuple of two str, not {pair!r}")
+        name = pair[0].encode("latin-1").lower()
+        if not is_token(name):
+            raise ValueError(f"invalid header name {pair[0]!r}")
+        if name in HOP_BY_HOP:
+            raise ValueError(f"a WSGI application may not set the hop-by-hop header {pair[0]!r}")
+        checked.append((name, checked_value(pair[1].encode("latin-1"))))
+    return checked
+
+
+class _Input:
+    """``wsgi.input``: the request body, read from the application's thread."""
+
+    def __init__(self, call: _Call) -> None:
+        self._call = call
+        self._buffer = bytearray()
+        self._pieces: AsyncIterator[bytes] | None = None
+        self._ended = False
+
+    async def _next_piece(self) -> bytes:
+        if self._pieces is None:
+            self._pieces = self._call.request.body_stream()
+        try:
+            return await anext(self._pieces)
+        except StopAsyncIteration:
+            return b""
+        except BodyTooLarge:
+            error = _BodyError(413, "Request Entity Too Large", "The request body is larger than allowed here.")
+        except BodyTimeout:
+            error = _BodyError(408, "Request Timeout", "The request body did not arrive in time.")
+        except ParseError:
+            error = _BodyError(400, "Bad Request", "The request body is malformed.")
+        self._call.body_error = error
+        raise error
+
+    def _fill(self) -> bool:
+        """One more piece of the body into the buffer; False at its end."""
+        if self._ended:
+            return False
+        piece = self._call.in_loop(self._next_piece)
+        if not piece:
+            self._ended = True
+            return False
+        self._buffer += piece
+        return True
+
+    def _take(self, size: int) -> bytes:
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return data
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            while self._fill():
+                pass
+            return self._take(len(self._buffer))
+        while len(self._buffer) < size and self._fill():
+            pass
+        return self._take(size)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        limit = size if size is not None and size >= 0 else None
+        searched = 0
+        while True:
+            end = self._buffer.find(b"\n", searched)
+            if end >= 0:
+                return self._take(end + 1 if limit is None else min(end + 1, limit))
+            if limit is not None and len(self._buffer) >= limit:
+                return self._take(limit)
+            searched = len(self._buffer)
+            if not self._fill():
+                return self._take(len(self._buffer) if limit is None else limit)
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        lines: list[bytes] = []
+        total = 0
+        while line := self.readline():
+            lines.append(line)
+            total += len(line)
+            if 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        while line := self.readline():
+            yield line
+
+
+class _ErrorLog:
+    """``wsgi.errors``: text written by applications, logged line by line as errors."""
+
+    def __init__(self) -> None:
+        self._partial = threading.local()
+
+    def write(self, text: str) -> None:
+        lines = (getattr(self._partial, "text", "") + text).split("\n")
+        self._partial.text = lines.pop()
+        for line in lines:
+            log.error("%s", line)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        rest = getattr(self._partial, "text", "")
+        if rest:
+            self._partial.text = ""
+            log.error("%s", rest)
+
+
+_ERRORS = _ErrorLog()
+# Header names never passed to the application: the body's (they have their own
+# keys), and Proxy (httpoxy: HTTP_PROXY is read as a proxy setting by some libraries).
+_NOT_PASSED = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_LENGTH", b"proxy": ""}
+_HEADER_KEYS: dict[bytes, str] = {}  # b"user-agent" → "HTTP_USER_AGENT", remembered
+
+
+def _environ(request: Request, body: _Input) -> dict[str, Any]:
+    """The WSGI environ of ``request`` (PEP 3333)."""
+    scheme = "https" if request.isSecure() else "http"
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": request.method.decode("latin-1"),
+        "SCRIPT_NAME": "/" + b"/".join(request.prepath).decode("latin-1") if request.prepath else "",
+        "PATH_INFO": "/" + b"/".join(request.postpath).decode("latin-1") if request.postpath else "",
+        "QUERY_STRING": request.uri.partition(b"?")[2].decode("latin-1"),
+        "SERVER_NAME": request.getRequestHostname().decode("latin-1"),
+        "SERVER_PORT": _server_port(request, scheme),
+        "SERVER_PROTOCOL": request.clientproto.decode("latin-1"),
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": scheme,
+        "wsgi.input": body,
+        "wsgi.input_terminated": True,
+        "wsgi.errors": _ERRORS,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+        "wsgi.file_wrapper": FileWrapper,
+    }
+    client = request.getClientAddress()
+    if not isinstance(client, UNIXAddress):
+        environ["REMOTE_ADDR"] = client.host
+        environ["REMOTE_PORT"] = str(client.port)
+    for name, values in request.requestHeaders.getAllRawHeaders():
+        key = _HEADER_KEYS.get(name)
+        if key is None:
+            if b"_" in name:
+                # X_Auth_User would pass for X-Auth-User (CVE-2015-0219): dropped, as nginx does.
+                continue
+            key = _NOT_PASSED.get(name)
+            if key is None:
+                key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
+            if len(_HEADER_KEYS) < 256:
+                _HEADER_KEYS[name] = key
+        if key:
+            separator = b"; " if name == b"cookie" else b","
+            environ[key] = separator.join(values).decode("latin-1")
+    return environ
+
+
+def _server_port(request: Request, scheme: str) -> str:
+    host = request.getHost()
+    if not isinstance(host, UNIXAddress):
+        return str(host.port)
+    # A UNIX socket (a personal server behind the front): the port the client named.
+    authority = request.host_header or b""
+    _, colon, port = authority.rpartition(b":")
+    if colon and port.isdigit() and not authority.endswith(b"]"):
+        return port.decode("ascii")
+    return "443" if scheme == "https" else "80"
