@@ -30,12 +30,16 @@ from trioweb.http._syntax import (
     parse_http_date,
     status_has_no_body,
 )
+from trioweb.http._upstream import MAX_HEADER_BYTES, MAX_HEADERS, BadUpstreamResponse, check_fields, check_status
 from trioweb.http._writer import status_phrase
 
 __all__ = [
     "END_OF_MESSAGE",
     "HOP_BY_HOP",
+    "MAX_HEADERS",
+    "MAX_HEADER_BYTES",
     "TOKEN_CHARACTER",
+    "BadUpstreamResponse",
     "BodyTimeout",
     "BodyTooLarge",
     "Channel",
@@ -50,6 +54,8 @@ __all__ = [
     "RequestParser",
     "Server",
     "accept_forever",
+    "check_fields",
+    "check_status",
     "checked_map",
     "checked_value",
     "has_forbidden_characters",
