@@ -53,7 +53,7 @@ import trio
 from trioweb._cookies import parse_cookies, set_cookie_value
 from trioweb._delayed import delayed_starts
 from trioweb._forms import parse_multipart, parse_query
-from trioweb.address import Address
+from trioweb.address import Address, IPv4Address
 from trioweb.http import (
     CACHED,
     BodyTimeout,
@@ -108,6 +108,7 @@ class Request:
     _send_lock: trio.Lock | None = None
     _drains = 0
     _body_limit = 0  # set by process() once the resource is known, before anything reads the body
+    _secure: bool | None = None  # set by setHost: the scheme the client used, before a proxy
 
     def __init__(self, site: Site, channel: Channel, head: RequestHead) -> None:
         self.site = site
@@ -190,7 +191,20 @@ class Request:
         return self.host
 
     def isSecure(self) -> bool:
-        return self.channel.is_secure
+        return self.channel.is_secure if self._secure is None else self._secure
+
+    def setHost(self, host: bytes, port: int, ssl: bool = False) -> None:
+        """See this request as the client sent it to ``host:port`` over https
+        (``ssl``) or http, as a reverse proxy in front of this server received
+        it: ``getHost``, ``getRequestHostname``, ``isSecure``, ``prePathURL``
+        and redirects follow. ``Host`` gets no port when it is the scheme's
+        default. Unlike Twisted's, ``ssl=False`` makes even a request that came
+        over TLS say it is not secure: the client's scheme is what counts."""
+        self._secure = bool(ssl)
+        header = host if port == (443 if ssl else 80) else b"%s:%d" % (host, port)
+        self._host_header = header
+        self.requestHeaders.set_checked(b"host", checked_value(header))
+        self.host = IPv4Address("TCP", host.decode("ascii"), port)
 
     def getRequestHostname(self) -> bytes:
         """The host the client asked for, without port; our own address if it named none."""

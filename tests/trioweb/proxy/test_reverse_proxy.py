@@ -7,7 +7,7 @@ import json
 import pytest
 import trio
 
-from tests.support.rawhttp import RawConnection, get
+from tests.support.rawhttp import get
 from tests.trioweb.proxy.upstreams import Echo, answering, read_head, start_raw
 from trioweb.proxy import NO_FORWARDED_HEADERS, ForwardedHeaders, ReverseProxyResource
 from trioweb.resource import Resource
