@@ -45,7 +45,7 @@ def test_guide_forward_proxy_forwards_allowed_addresses_only():
         # No tunnels.
         tunnel = curl("-s", "-o", "/dev/null", "-w", "%{http_code}", "-p", "-x", proxy,
                       f"http://127.0.0.1:{inner}/docs/")
-        assert tunnel.stdout in (b"405", b"000"), tunnel
+        assert tunnel.stdout == b"405", tunnel
 
 
 def test_forward_proxy_refuses_a_loop_through_itself():

@@ -59,6 +59,9 @@ class ReverseProxyResource(Resource):
     """
 
     stream_request_body = True
+    # The body streams through; the upstream sets its own limit. As for
+    # distrib's forwarding resource, this one bounds a single request at 1 GiB.
+    max_request_body = 1024 * 1024 * 1024
 
     def __init__(
         self,

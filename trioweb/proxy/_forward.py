@@ -50,6 +50,7 @@ class Proxy(Resource):
 
     isLeaf = True
     stream_request_body = True
+    max_request_body = 1024 * 1024 * 1024  # as ReverseProxyResource's
 
     def __init__(
         self,
