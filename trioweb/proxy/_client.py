@@ -166,18 +166,24 @@ class UpstreamConnection:
             self._until_close = True  # ends with the connection; llhttp reads it as such
         return ResponseHead(status, events.reason or None, events.headers, length)
 
+    def next_piece(self) -> bytes | None:
+        """What ``receive_body`` would return without reading, or None if it must read."""
+        events = self._events
+        if events.body:
+            piece = events.body[0] if len(events.body) == 1 else b"".join(events.body)
+            events.body.clear()
+            return piece
+        return b"" if self._body_done else None
+
     async def receive_body(self) -> bytes:
         """The next piece of the body, ``b""`` at its end."""
         events, parser = self._events, self._parser
         assert parser is not None
         data: bytes | bytearray
         while True:
-            if events.body:
-                piece = events.body[0] if len(events.body) == 1 else b"".join(events.body)
-                events.body.clear()
+            piece = self.next_piece()
+            if piece is not None:
                 return piece
-            if self._body_done:
-                return b""
             if self._buffer:
                 data, self._buffer = self._buffer, b""
             else:

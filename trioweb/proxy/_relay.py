@@ -138,11 +138,11 @@ async def _exchange(request: Request, connection: UpstreamConnection, head: byte
                     timeouts: Timeouts) -> ResponseHead:
     """Send the request (streaming its body beside) and receive the response head."""
     if not request.has_body:
-        with trio.move_on_after(timeouts.read) as sending:
+        # One deadline for both: the upstream takes the request and answers its head.
+        with trio.move_on_after(timeouts.read):
             await connection.send(head)
-        if sending.cancelled_caught:
-            raise _Failed(504, f"the upstream did not take the request within {timeouts.read:g} s")
-        return await _receive_head(request, connection, timeouts)
+            return await _receive_head(request, connection)
+        raise _Failed(504, f"no response within {timeouts.read:g} s")
     body_failure: list[BaseException] = []
     body_sent = False
 
@@ -171,7 +171,7 @@ async def _exchange(request: Request, connection: UpstreamConnection, head: byte
         nursery.start_soon(send_body, receiving)
         with receiving:
             # Captured, so that a failure leaves the nursery as it is, not in an exception group.
-            received = await outcome.acapture(_receive_head, request, connection, timeouts)
+            received = await outcome.acapture(_receive_head_within, request, connection, timeouts)
         if not body_sent:
             nursery.cancel_scope.cancel()  # an early answer: the rest of the body is not wanted
     if body_failure:
@@ -186,13 +186,16 @@ async def _exchange(request: Request, connection: UpstreamConnection, head: byte
     return response
 
 
-async def _receive_head(request: Request, connection: UpstreamConnection, timeouts: Timeouts) -> ResponseHead:
-    with trio.move_on_after(timeouts.read) as waiting:
-        try:
-            return await connection.receive_head(request.method)
-        except BadUpstreamResponse as exc:
-            raise _Failed(502, f"bad response: {exc}") from None
-    assert waiting.cancelled_caught
+async def _receive_head(request: Request, connection: UpstreamConnection) -> ResponseHead:
+    try:
+        return await connection.receive_head(request.method)
+    except BadUpstreamResponse as exc:
+        raise _Failed(502, f"bad response: {exc}") from None
+
+
+async def _receive_head_within(request: Request, connection: UpstreamConnection, timeouts: Timeouts) -> ResponseHead:
+    with trio.move_on_after(timeouts.read):
+        return await _receive_head(request, connection)
     raise _Failed(504, f"no response within {timeouts.read:g} s")
 
 
@@ -211,10 +214,14 @@ async def _relay_response(request: Request, connection: UpstreamConnection, resp
         request.setHeader(b"content-length", b"%d" % response.content_length)
     try:
         while True:
-            with trio.move_on_after(timeouts.read) as waiting:
-                piece = await connection.receive_body()
-            if waiting.cancelled_caught:
-                raise _Failed(504, f"no piece of the body within {timeouts.read:g} s")
+            ready = connection.next_piece()  # without waiting, when the upstream's bytes are here
+            if ready is not None:
+                piece = ready
+            else:
+                with trio.move_on_after(timeouts.read) as waiting:
+                    piece = await connection.receive_body()
+                if waiting.cancelled_caught:
+                    raise _Failed(504, f"no piece of the body within {timeouts.read:g} s")
             if connection.body_complete:
                 request.write(piece)  # all of it came: finish() frames it with its length
                 break
