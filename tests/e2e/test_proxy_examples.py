@@ -43,7 +43,7 @@ def test_guide_forward_proxy_forwards_allowed_addresses_only():
         # Not a proxy request at all: the proxy has no pages of its own.
         assert curl("-s", "-o", "/dev/null", "-w", "%{http_code}", f"{proxy}/docs/").stdout == b"400"
         # No tunnels.
-        tunnel = curl("-s", "-o", "/dev/null", "-w", "%{http_code}", "-p", "-x", proxy,
+        tunnel = curl("-s", "-o", "/dev/null", "-w", "%{http_connect}", "-p", "-x", proxy,
                       f"http://127.0.0.1:{inner}/docs/")
         assert tunnel.stdout == b"405", tunnel
 

@@ -30,6 +30,7 @@ from trioweb.http._syntax import (
     parse_http_date,
     status_has_no_body,
 )
+from trioweb.http._transport import Transport, transport_for
 from trioweb.http._upstream import MAX_HEADER_BYTES, MAX_HEADERS, BadUpstreamResponse, check_fields, check_status
 from trioweb.http._writer import status_phrase
 
@@ -53,6 +54,7 @@ __all__ = [
     "RequestHead",
     "RequestParser",
     "Server",
+    "Transport",
     "accept_forever",
     "check_fields",
     "check_status",
@@ -66,5 +68,6 @@ __all__ = [
     "read_pipe",
     "status_has_no_body",
     "status_phrase",
+    "transport_for",
 ]
 __all__ += _status.__all__

@@ -53,7 +53,7 @@ class ReverseProxyResource(Resource):
     ``host[:port]``), ``forwarded`` (a ``ForwardedHeaders``;
     ``NO_FORWARDED_HEADERS`` to send none), ``via`` (a pseudonym for
     ``Via``), ``connect_timeout`` (5 s), ``read_timeout`` (60 s),
-    ``max_idle`` (32 kept-alive connections), ``idle_timeout`` (30 s), or
+    ``max_idle`` (64 kept-alive connections), ``idle_timeout`` (30 s), or
     ``upstream`` (an ``Upstream`` to share between resources, which then
     holds the connection options).
     """
@@ -75,7 +75,7 @@ class ReverseProxyResource(Resource):
         via: bytes | None = None,
         connect_timeout: float = 5.0,
         read_timeout: float = 60.0,
-        max_idle: int = 32,
+        max_idle: int = 64,
         idle_timeout: float = 30.0,
         upstream: Upstream | None = None,
     ) -> None:

@@ -26,7 +26,10 @@ end) leaves it unusable, and its owner closes it.
 Errors: ``UpstreamClosed`` when the upstream closes or resets the
 connection (``nothing_received`` says whether any byte of the response had
 come, which is what decides if a request may be retried), and
-``BadUpstreamResponse`` for anything malformed. Timeouts are the caller's.
+``BadUpstreamResponse`` for anything malformed, ``trio.TooSlowError`` when
+a wait for the upstream (to take bytes, or to send some) lasts longer than
+the timeout given. The I/O is trioweb.http's ``Transport``, as for the
+client side: a ready socket costs one system call and no cancel scope.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from dataclasses import dataclass
 import httptools
 import trio
 
-from trioweb.http import BadUpstreamResponse, check_fields, check_status, status_has_no_body
+from trioweb.http import BadUpstreamResponse, check_fields, check_status, status_has_no_body, transport_for
 
 READ_SIZE = 65536
 MAX_HEAD_BYTES = 64 * 1024
@@ -92,6 +95,7 @@ class UpstreamConnection:
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
+        self.transport = transport_for(stream)
         self.reused = False  # it has carried an exchange before this one
         self.reusable = False  # the exchange ended cleanly: it may go back to the pool
         self.idle_since = 0.0
@@ -103,19 +107,19 @@ class UpstreamConnection:
         self._keep_alive = False
         self._spoiled = False  # something went wrong that the framing does not show
 
-    async def send(self, data: bytes) -> None:
+    async def send(self, data: bytes, timeout: float) -> None:
         try:
-            await self.stream.send_all(data)
+            await self.transport.send_all(data, timeout)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise UpstreamClosed(f"the upstream closed the connection ({exc})", not self._buffer) from None
 
-    async def _receive(self) -> bytes | bytearray:
+    async def _receive(self, timeout: float, wait_first: bool = False) -> bytes:
         try:
-            return await self.stream.receive_some(READ_SIZE)
+            return await self.transport.receive(READ_SIZE, timeout, wait_first=wait_first)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise UpstreamClosed(f"the connection to the upstream failed ({exc})", False) from None
 
-    async def receive_head(self, method: bytes) -> ResponseHead:
+    async def receive_head(self, method: bytes, timeout: float) -> ResponseHead:
         """The final response head (interim 1xx skipped); see the theory of operation."""
         self.reusable = False
         while True:
@@ -123,7 +127,8 @@ class UpstreamConnection:
             while end < 0:
                 if len(self._buffer) > MAX_HEAD_BYTES:
                     raise BadUpstreamResponse("response head too large")
-                data = await self._receive()
+                # Right after the request, nothing can be there yet: wait before reading.
+                data = await self._receive(timeout, wait_first=not self._buffer)
                 if not data:
                     raise UpstreamClosed("the upstream closed the connection before a response",
                                          not self._buffer)
@@ -166,28 +171,21 @@ class UpstreamConnection:
             self._until_close = True  # ends with the connection; llhttp reads it as such
         return ResponseHead(status, events.reason or None, events.headers, length)
 
-    def next_piece(self) -> bytes | None:
-        """What ``receive_body`` would return without reading, or None if it must read."""
-        events = self._events
-        if events.body:
-            piece = events.body[0] if len(events.body) == 1 else b"".join(events.body)
-            events.body.clear()
-            return piece
-        return b"" if self._body_done else None
-
-    async def receive_body(self) -> bytes:
+    async def receive_body(self, timeout: float) -> bytes:
         """The next piece of the body, ``b""`` at its end."""
         events, parser = self._events, self._parser
         assert parser is not None
-        data: bytes | bytearray
         while True:
-            piece = self.next_piece()
-            if piece is not None:
+            if events.body:
+                piece = events.body[0] if len(events.body) == 1 else b"".join(events.body)
+                events.body.clear()
                 return piece
+            if self._body_done:
+                return b""
             if self._buffer:
                 data, self._buffer = self._buffer, b""
             else:
-                data = await self._receive()
+                data = await self._receive(timeout)
                 if not data:
                     if self._until_close:
                         self._body_done = True

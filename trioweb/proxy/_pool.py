@@ -44,7 +44,7 @@ class Upstream:
         unix_path: str | None = None,
         tls: ssl.SSLContext | None = None,
         connect_timeout: float = 5.0,
-        max_idle: int = 32,
+        max_idle: int = 64,
         idle_timeout: float = 30.0,
     ) -> None:
         self.host = host

@@ -137,29 +137,28 @@ async def relay(request: Request, upstream: Upstream, target: bytes, fields: lis
 async def _exchange(request: Request, connection: UpstreamConnection, head: bytes, chunked: bool,
                     timeouts: Timeouts) -> ResponseHead:
     """Send the request (streaming its body beside) and receive the response head."""
+    read = timeouts.read
     if not request.has_body:
-        # One deadline for both: the upstream takes the request and answers its head.
-        with trio.move_on_after(timeouts.read):
-            await connection.send(head)
-            return await _receive_head(request, connection)
-        raise _Failed(504, f"no response within {timeouts.read:g} s")
+        try:
+            await connection.send(head, read)
+        except trio.TooSlowError:
+            raise _Failed(504, f"the upstream did not take the request within {read:g} s") from None
+        return await _receive_head(request, connection, read)
     body_failure: list[BaseException] = []
     body_sent = False
 
     async def send_body(receiving: trio.CancelScope) -> None:
         nonlocal body_sent
         try:
-            await connection.send(head)
+            await connection.send(head, read)
             async for piece in request.body_stream():
-                with trio.move_on_after(timeouts.read) as sending:
-                    await connection.send(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
-                if sending.cancelled_caught:
-                    body_failure.append(_Failed(504, "the upstream stopped taking the request body"))
-                    receiving.cancel()
-                    return
+                await connection.send(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece, read)
             if chunked:
-                await connection.send(b"0\r\n\r\n")
+                await connection.send(b"0\r\n\r\n", read)
             body_sent = True
+        except trio.TooSlowError:
+            body_failure.append(_Failed(504, "the upstream stopped taking the request body"))
+            receiving.cancel()
         except UpstreamClosed:
             pass  # the upstream stopped reading: its response (maybe an early 413) says why
         except (BodyTooLarge, BodyTimeout, ParseError) as exc:
@@ -171,7 +170,7 @@ async def _exchange(request: Request, connection: UpstreamConnection, head: byte
         nursery.start_soon(send_body, receiving)
         with receiving:
             # Captured, so that a failure leaves the nursery as it is, not in an exception group.
-            received = await outcome.acapture(_receive_head_within, request, connection, timeouts)
+            received = await outcome.acapture(_receive_head, request, connection, read)
         if not body_sent:
             nursery.cancel_scope.cancel()  # an early answer: the rest of the body is not wanted
     if body_failure:
@@ -186,17 +185,13 @@ async def _exchange(request: Request, connection: UpstreamConnection, head: byte
     return response
 
 
-async def _receive_head(request: Request, connection: UpstreamConnection) -> ResponseHead:
+async def _receive_head(request: Request, connection: UpstreamConnection, timeout: float) -> ResponseHead:
     try:
-        return await connection.receive_head(request.method)
+        return await connection.receive_head(request.method, timeout)
     except BadUpstreamResponse as exc:
         raise _Failed(502, f"bad response: {exc}") from None
-
-
-async def _receive_head_within(request: Request, connection: UpstreamConnection, timeouts: Timeouts) -> ResponseHead:
-    with trio.move_on_after(timeouts.read):
-        return await _receive_head(request, connection)
-    raise _Failed(504, f"no response within {timeouts.read:g} s")
+    except trio.TooSlowError:
+        raise _Failed(504, f"no response within {timeout:g} s") from None
 
 
 async def _relay_response(request: Request, connection: UpstreamConnection, response: ResponseHead,
@@ -214,14 +209,10 @@ async def _relay_response(request: Request, connection: UpstreamConnection, resp
         request.setHeader(b"content-length", b"%d" % response.content_length)
     try:
         while True:
-            ready = connection.next_piece()  # without waiting, when the upstream's bytes are here
-            if ready is not None:
-                piece = ready
-            else:
-                with trio.move_on_after(timeouts.read) as waiting:
-                    piece = await connection.receive_body()
-                if waiting.cancelled_caught:
-                    raise _Failed(504, f"no piece of the body within {timeouts.read:g} s")
+            try:
+                piece = await connection.receive_body(timeouts.read)
+            except trio.TooSlowError:
+                raise _Failed(504, f"no piece of the body within {timeouts.read:g} s") from None
             if connection.body_complete:
                 request.write(piece)  # all of it came: finish() frames it with its length
                 break
