@@ -118,6 +118,15 @@ async def test_connections_to_the_upstream_are_kept_alive_and_reused(start_site)
     assert proxy.upstream.idle_count == 1
 
 
+async def test_the_pool_keeps_at_most_max_idle_connections(start_site):
+    echo, _, front, proxy = await echo_pair(start_site, max_idle=2)
+    async with trio.open_nursery() as nursery:
+        for _ in range(6):
+            nursery.start_soon(front.request, get(b"/index"))
+    assert len(echo.client_ports) == 6
+    assert proxy.upstream.idle_count == 2
+
+
 async def test_idle_connections_are_closed_after_the_idle_timeout(start_site, nursery):
     closed = trio.Event()
 
