@@ -31,7 +31,7 @@ async def test_an_allowed_absolute_url_is_forwarded_in_origin_form(start_site):
     seen = json.loads(response.body)
     assert seen["uri"] == "/a/b?c=d"
     names = {n.lower(): v for n, v in seen["headers"]}
-    assert names["host"] == "127.0.0.1:%d" % upstream.port
+    assert names["host"] == f"127.0.0.1:{upstream.port}"
     assert "proxy-authorization" not in names and "proxy-connection" not in names
     assert names["via"].startswith("1.1 trioweb-")  # a forward proxy says it is one
     assert response.header(b"via").startswith(b"1.1 trioweb-")
