@@ -113,9 +113,9 @@ class UpstreamConnection:
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise UpstreamClosed(f"the upstream closed the connection ({exc})", not self._buffer) from None
 
-    async def _receive(self, timeout: float, wait_first: bool = False) -> bytes:
+    async def _receive(self, timeout: float) -> bytes:
         try:
-            return await self.transport.receive(READ_SIZE, timeout, wait_first=wait_first)
+            return await self.transport.receive(READ_SIZE, timeout)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise UpstreamClosed(f"the connection to the upstream failed ({exc})", False) from None
 
@@ -127,8 +127,8 @@ class UpstreamConnection:
             while end < 0:
                 if len(self._buffer) > MAX_HEAD_BYTES:
                     raise BadUpstreamResponse("response head too large")
-                # Right after the request, nothing can be there yet: wait before reading.
-                data = await self._receive(timeout, wait_first=not self._buffer)
+                # Tried before waiting: under load, the answer is often there already.
+                data = await self._receive(timeout)
                 if not data:
                     raise UpstreamClosed("the upstream closed the connection before a response",
                                          not self._buffer)
