@@ -85,9 +85,9 @@ class Proxy(Resource):
         try:
             parts = urlsplit(request.uri)
             host, port = parts.hostname, parts.port or 80
-        except ValueError:
+        except ValueError:  # a port that is not a number
             host = None
-        if parts.scheme.lower() != b"http" or not host:
+        if not host or parts.scheme.lower() != b"http":
             return render_error(request, 400, "Bad Request",
                                 "This is a proxy: it forwards absolute http:// URLs only.")
         name = host.decode("ascii", "replace").lower()

@@ -50,6 +50,8 @@ async def test_an_empty_path_becomes_a_slash(start_site):
     (b"https://127.0.0.1:{port}/", 400),  # https goes through tunnels, which this proxy does not make
     (b"/relative", 400),  # not a proxy request
     (b"ftp://127.0.0.1:{port}/", 400),
+    (b"http://127.0.0.1:abc/", 400),
+    (b"http://[::1/", 400),
 ])
 async def test_what_is_not_an_allowed_http_url_is_refused(start_site, target, code):
     _, upstream, front = await pair(start_site)

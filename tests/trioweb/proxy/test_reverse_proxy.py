@@ -260,6 +260,34 @@ async def test_a_unix_socket_upstream(start_site, nursery, tmp_path):
     assert header(request, "host") == ["localhost"]
 
 
+async def test_a_tls_upstream(start_site, nursery, tmp_path):
+    import ssl
+    import subprocess
+
+    from trioweb.server import Site, serve
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+                   check=True, capture_output=True)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    echo = Echo()
+    await nursery.start(serve, Site(echo), [trio.SSLListener(listeners[0], server_context)])
+    client_context = ssl.create_default_context(cafile=str(cert))
+    root = Resource()
+    root.putChild(b"secure", ReverseProxyResource("localhost", port, b"/s", tls=client_context))
+    root.putChild(b"untrusted", ReverseProxyResource("localhost", port, b"/s", tls=ssl.create_default_context()))
+    front = await start_site(root)
+    for _ in range(2):  # the second over the kept-alive TLS connection
+        request = seen(await front.request(get(b"/secure/x")))
+        assert request["uri"] == "/s/x" and header(request, "host") == [f"localhost:{port}"]
+    assert len(set(echo.client_ports)) == 1
+    assert (await front.request(get(b"/untrusted/x"))).status == 502  # a certificate we do not trust
+
+
 # -- failures: 502 and 504, never a hang ------------------------------------------------------
 
 
