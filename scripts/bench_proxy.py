@@ -34,25 +34,13 @@ import time
 from pathlib import Path
 
 from bench_static import nginx_binary
-from benchlib import ROOT, TRIOWEB_PYTHON, TWISTED_PYTHON, Server, free_port, pinned, table, wrk
+from benchlib import ROOT, TRIOWEB_PYTHON, TWISTED_PYTHON, Server, free_port, nginx_conf, pinned, table, wrk
 
 MiB = 1024 * 1024
 SMALL, BIG = "small.html", "big.bin"
 
-UPSTREAM_CONF = """\
-daemon off;
-master_process off;
-worker_processes 1;
-pid {dir}/upstream.pid;
-error_log {dir}/upstream-error.log;
-events {{ worker_connections 4096; }}
-http {{
+UPSTREAM_HTTP = """\
     access_log off;
-    client_body_temp_path {dir}/u-body;
-    proxy_temp_path {dir}/u-proxy;
-    fastcgi_temp_path {dir}/u-fastcgi;
-    uwsgi_temp_path {dir}/u-uwsgi;
-    scgi_temp_path {dir}/u-scgi;
     default_type application/octet-stream;
     types {{ text/html html; }}
     sendfile on;
@@ -61,23 +49,10 @@ http {{
         listen 127.0.0.1:{port};
         root {files};
     }}
-}}
 """
 
-PROXY_CONF = """\
-daemon off;
-master_process off;
-worker_processes 1;
-pid {dir}/proxy.pid;
-error_log {dir}/proxy-error.log;
-events {{ worker_connections 4096; }}
-http {{
+PROXY_HTTP = """\
     access_log off;
-    client_body_temp_path {dir}/p-body;
-    proxy_temp_path {dir}/p-proxy;
-    fastcgi_temp_path {dir}/p-fastcgi;
-    uwsgi_temp_path {dir}/p-uwsgi;
-    scgi_temp_path {dir}/p-scgi;
     keepalive_requests 1000000;
     upstream app {{
         server 127.0.0.1:{upstream};
@@ -91,7 +66,6 @@ http {{
             proxy_set_header Connection "";
         }}
     }}
-}}
 """
 
 TWISTED_PROXY = """\
@@ -122,8 +96,7 @@ def proxies(work: Path, nginx: str | None, upstream: int) -> dict[str, tuple[lis
         print(f"{TWISTED_PYTHON} is missing (scripts/bench creates it): Twisted skipped", file=sys.stderr)
     if nginx:
         port = free_port()
-        conf = work / "proxy.conf"
-        conf.write_text(PROXY_CONF.format(dir=work, port=port, upstream=upstream))
+        conf = nginx_conf(work, "proxy", PROXY_HTTP.format(port=port, upstream=upstream))
         found["nginx"] = ([nginx, "-c", str(conf), "-p", str(work)], port)
     return found
 
@@ -243,8 +216,7 @@ def main() -> None:
         (files / SMALL).write_bytes(b"<!DOCTYPE html><title>x</title>" + b"x" * (1024 - 31))
         (files / BIG).write_bytes(os.urandom(MiB))
         upstream_port = free_port()
-        conf = work / "upstream.conf"
-        conf.write_text(UPSTREAM_CONF.format(dir=work, port=upstream_port, files=files))
+        conf = nginx_conf(work, "upstream", UPSTREAM_HTTP.format(port=upstream_port, files=files))
         upstream = subprocess.Popen(pinned([nginx, "-c", str(conf), "-p", str(work)], 1),
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:

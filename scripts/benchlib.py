@@ -81,6 +81,29 @@ class Server:
             self.process.wait()
 
 
+def nginx_conf(work: Path, name: str, http: str) -> Path:
+    """An nginx configuration file in ``work`` for one worker in the
+    foreground, its files all in ``work`` (named after ``name``), with
+    ``http`` as the body of its ``http`` block."""
+    conf = work / f"{name}.conf"
+    conf.write_text(f"""\
+daemon off;
+master_process off;
+worker_processes 1;
+pid {work}/{name}.pid;
+error_log {work}/{name}-error.log;
+events {{ worker_connections 4096; }}
+http {{
+    client_body_temp_path {work}/{name}-body;
+    proxy_temp_path {work}/{name}-proxy;
+    fastcgi_temp_path {work}/{name}-fastcgi;
+    uwsgi_temp_path {work}/{name}-uwsgi;
+    scgi_temp_path {work}/{name}-scgi;
+{http}}}
+""")
+    return conf
+
+
 @dataclass
 class WrkResult:
     requests_per_second: float
