@@ -52,6 +52,15 @@ async def test_paths_and_queries_reach_the_upstream(start_site, path, upstream_u
     assert header(request, "host") == [f"127.0.0.1:{upstream.port}"]
 
 
+async def test_an_absolute_form_target_never_chooses_the_upstream(start_site):
+    """SSRF: the authority of an absolute-form request routes nothing; the upstream stays the configured one."""
+    _, upstream, front, _ = await echo_pair(start_site)
+    response = await front.request(b"GET http://169.254.169.254:80/index/x HTTP/1.1\r\nHost: a\r\n\r\n")
+    request = seen(response)
+    assert request["uri"] == "/path/x"
+    assert header(request, "host") == [f"127.0.0.1:{upstream.port}"]
+
+
 async def test_a_base_path_ending_in_a_slash_is_not_doubled(start_site):
     echo = Echo()
     upstream = await start_site(echo)
