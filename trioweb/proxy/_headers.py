@@ -100,14 +100,10 @@ def upstream_headers(request: Request, host: bytes, options: ForwardedHeaders) -
 
 def relayed_response_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """The upstream's response fields we pass on (lower-case names)."""
-    named = _connection_tokens([v for n, v in headers if n.lower() == b"connection"])
-    relayed = []
-    for name, value in headers:
-        lowered = name.lower()
-        if lowered in _NOT_RELAYED_DOWN or _is_hop_by_hop(lowered, named):
-            continue
-        relayed.append((lowered, value))
-    return relayed
+    lowered = [(name.lower(), value) for name, value in headers]
+    named = _connection_tokens([value for name, value in lowered if name == b"connection"])
+    return [(name, value) for name, value in lowered
+            if name not in _NOT_RELAYED_DOWN and not name.startswith(b"proxy-") and name not in named]
 
 
 def response_via(headers: list[tuple[bytes, bytes]], via: bytes) -> bytes:
