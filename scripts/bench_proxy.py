@@ -110,11 +110,10 @@ def measure(name: str, command: list[str], port: int, work: Path, duration: floa
         small = wrk(f"{base}/{SMALL}", duration, 50, server)
         big = wrk(f"{base}/{BIG}", duration, 4, server)
         peak = server.peak_rss_mib()
-    if small.errors or big.errors:
-        raise RuntimeError(f"{small.errors + big.errors} failed requests")
+    # Failed requests (wrk's timeouts, mostly, on a loaded machine) are shown, not fatal.
     return (name, f"{small.requests_per_second:,.0f}", f"{small.p99_ms:.1f}", f"{small.cpu_us_per_request:.0f}",
             f"{big.requests_per_second:,.0f}", f"{big.p99_ms:.1f}",
-            f"{big.cpu_us_per_request:.0f}", f"{peak:.0f}")
+            f"{big.cpu_us_per_request:.0f}", f"{peak:.0f}", f"{small.errors + big.errors}")
 
 
 # -- the client alone ---------------------------------------------------------------------------
@@ -244,7 +243,7 @@ def main() -> None:
 def report(rows: list[tuple[str, ...]], duration: float) -> None:
     table(f"reverse proxies in front of one nginx upstream, loopback, {duration:g} s per figure", rows,
           ("proxy", "1 KiB req/s", "p99 ms", "CPU us/req", "1 MiB req/s (MiB/s)", "p99 ms", "CPU us/req",
-           "peak RSS MiB"))
+           "peak RSS MiB", "failed"))
     figures = {row[0]: (float(row[1].replace(",", "")), float(row[3]), float(row[4].replace(",", "")),
                         float(row[6])) for row in rows}
     if "trioweb" in figures:
