@@ -34,7 +34,18 @@ import time
 from pathlib import Path
 
 from bench_static import nginx_binary
-from benchlib import ROOT, TRIOWEB_PYTHON, TWISTED_PYTHON, Server, free_port, nginx_conf, pinned, table, wrk
+from benchlib import (
+    ROOT,
+    TRIOWEB_PYTHON,
+    TWISTED_PYTHON,
+    Server,
+    free_port,
+    measure_each,
+    nginx_conf,
+    pinned,
+    table,
+    wrk,
+)
 
 MiB = 1024 * 1024
 SMALL, BIG = "small.html", "big.bin"
@@ -220,13 +231,7 @@ def main() -> None:
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             time.sleep(0.5)
-            rows = []
-            for name, (command, port) in proxies(work, nginx, upstream_port).items():
-                print(f"measuring {name} ...", file=sys.stderr, flush=True)
-                try:
-                    rows.append(measure(name, command, port, work, options.duration))
-                except Exception as exc:  # report and go on with the others
-                    print(f"{name} failed: {exc}", file=sys.stderr)
+            rows = measure_each(proxies(work, nginx, upstream_port), measure, work, options.duration)
             report(rows, options.duration)
             print("measuring the clients ...", file=sys.stderr, flush=True)
             table("the HTTP client alone, 16 tasks, same upstream",

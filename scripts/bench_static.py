@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchlib import ROOT, Server, free_port, nginx_conf, table, wrk
+from benchlib import ROOT, Server, free_port, measure_each, nginx_conf, table, wrk
 
 TRIOWEB = ROOT / ".venv" / "bin" / "trioweb"
 TWISTD = ROOT / ".bench-venv-twisted" / "bin" / "twistd"
@@ -114,14 +114,7 @@ def main() -> None:
             block = os.urandom(1024 * 1024)
             for _ in range(BIG_MIB):
                 f.write(block)
-        rows = []
-        for name, (command, port) in servers(work, files).items():
-            print(f"measuring {name} ...", file=sys.stderr, flush=True)
-            try:
-                rows.append(measure(name, command, port, work, options.duration))
-            except Exception as exc:  # report and go on with the others
-                print(f"{name} failed: {exc}", file=sys.stderr)
-        report(rows, options.duration)
+        report(measure_each(servers(work, files), measure, work, options.duration), options.duration)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

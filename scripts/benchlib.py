@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +80,20 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def measure_each(servers: dict[str, tuple[list[str], int]], measure: Callable[..., tuple[str, ...]],
+                 *args: object) -> list[tuple[str, ...]]:
+    """The rows of ``measure(name, command, port, *args)`` for each server;
+    one that fails is reported and left out, and the others go on."""
+    rows = []
+    for name, (command, port) in servers.items():
+        print(f"measuring {name} ...", file=sys.stderr, flush=True)
+        try:
+            rows.append(measure(name, command, port, *args))
+        except Exception as exc:
+            print(f"{name} failed: {exc}", file=sys.stderr)
+    return rows
 
 
 def nginx_conf(work: Path, name: str, http: str) -> Path:
