@@ -82,3 +82,17 @@ def test_tutorial_bannerfish_standalone_behind_the_main_site():
         assert banners[1] != banners[0] and banners[3] == banners[0]
         deeper = curl(f"http://127.0.0.1:{port}/foo/a%20b?x=1").stdout
         assert b'data-path="/foo/a%20b"' in deeper
+
+
+def test_a_reverse_proxy_in_a_cached_rpy_under_path(tmp_path):
+    inner, port = free_port(), free_port()
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "app.rpy").write_text(
+        "from trioweb.proxy import ReverseProxyResource\n"
+        "cache()\n"
+        f"resource = ReverseProxyResource('127.0.0.1', {inner}, b'/docs')\n")
+    with inner_trioweb(inner), \
+         Process([trioweb_command(), "--path", str(site), "--listen", f"tcp:{port}:interface=127.0.0.1"], port=port):
+        for _ in range(2):
+            assert curl(f"http://127.0.0.1:{port}/app.rpy/").stdout == b"<html><body>The inner documents.</body></html>\n"
