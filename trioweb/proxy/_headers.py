@@ -63,38 +63,46 @@ def _is_hop_by_hop(name: bytes, named: frozenset[bytes]) -> bool:
 
 
 def upstream_headers(request: Request, host: bytes, options: ForwardedHeaders) -> list[tuple[bytes, bytes]]:
-    """The request's fields as the upstream gets them, ``Host`` first."""
+    """The request's fields as the upstream gets them, ``Host`` first.
+
+    With ``trust_incoming``, the chains (``X-Forwarded-For``, ``Forwarded``)
+    are appended to, and a scheme and host the previous proxy sent
+    (``X-Forwarded-Proto``, ``-Host``) are kept: it saw the client, we saw
+    only it.
+    """
     received = request.requestHeaders
     named = _connection_tokens(received.getRawHeaders(b"connection"))
     fields = [(b"Host", host)]
     drop = _NOT_RELAYED_UP if options.trust_incoming else _NOT_RELAYED_UP | _FORWARDING
-    incoming_for: list[bytes] = []
-    incoming_forwarded: list[bytes] = []
+    taken: dict[bytes, list[bytes]] = {}  # the incoming values we combine with ours
+    combined = {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"} if options.x_forwarded else set()
+    if options.forwarded:
+        combined.add(b"forwarded")
+    if options.via is not None:
+        combined.add(b"via")
     for name, values in received.getAllRawHeaders():
         lowered = name.lower()
         if lowered in drop or _is_hop_by_hop(lowered, named):
             continue
-        if lowered == b"x-forwarded-for" and options.x_forwarded:
-            incoming_for = values
-            continue
-        if lowered == b"forwarded" and options.forwarded:
-            incoming_forwarded = values
+        if lowered in combined:
+            taken[lowered] = values
             continue
         fields.extend((name, value) for value in values)
     if options.x_forwarded or options.forwarded:
         client, proto, asked_host = _client_node(request), _scheme(request), request.host_header
         if options.x_forwarded:
-            fields.append((b"X-Forwarded-For", b", ".join([*incoming_for, client])))
-            fields.append((b"X-Forwarded-Proto", proto))
-            if asked_host is not None:
-                fields.append((b"X-Forwarded-Host", asked_host))
+            fields.append((b"X-Forwarded-For", b", ".join([*taken.get(b"x-forwarded-for", []), client])))
+            fields.append((b"X-Forwarded-Proto", taken.get(b"x-forwarded-proto", [proto])[-1]))
+            forwarded_host = taken.get(b"x-forwarded-host", [asked_host] if asked_host is not None else [])
+            if forwarded_host:
+                fields.append((b"X-Forwarded-Host", forwarded_host[-1]))
         if options.forwarded:
             element = b"for=" + _forwarded_node(client) + b";proto=" + proto
             if asked_host is not None:
                 element += b';host="' + asked_host.replace(b"\\", b"").replace(b'"', b"") + b'"'
-            fields.append((b"Forwarded", b", ".join([*incoming_forwarded, element])))
+            fields.append((b"Forwarded", b", ".join([*taken.get(b"forwarded", []), element])))
     if options.via is not None:
-        fields.append((b"Via", _via(received.getRawHeaders(b"via"), request.clientproto, options.via)))
+        fields.append((b"Via", _via(taken.get(b"via"), request.clientproto, options.via)))
     return fields
 
 
@@ -108,7 +116,7 @@ def relayed_response_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[b
 
 def response_via(headers: list[tuple[bytes, bytes]], via: bytes) -> bytes:
     """The ``Via`` value to send back: the upstream's, then us."""
-    return _via([v for n, v in headers if n == b"via"], b"HTTP/1.1", via)
+    return _via([v for n, v in headers if n.lower() == b"via"], b"HTTP/1.1", via)
 
 
 def _via(previous: list[bytes] | None, protocol: bytes, pseudonym: bytes) -> bytes:

@@ -99,10 +99,14 @@ async def test_the_upstream_learns_who_asked_and_the_client_cannot_lie_about_it(
 
 async def test_trusted_incoming_forwarding_headers_are_appended_to(start_site):
     _, _, front, _ = await echo_pair(start_site, forwarded=ForwardedHeaders(trust_incoming=True))
-    extra = b"X-Forwarded-For: 10.0.0.7\r\nForwarded: for=10.0.0.7\r\n"
+    extra = (b"X-Forwarded-For: 10.0.0.7\r\nForwarded: for=10.0.0.7\r\nX-Forwarded-Proto: https\r\n"
+             b"X-Forwarded-Host: public.example\r\n")
     request = seen(await front.request(get(b"/index", extra=extra)))
     assert header(request, "x-forwarded-for") == ["10.0.0.7, 127.0.0.1"]
     assert header(request, "forwarded") == ["for=10.0.0.7, for=127.0.0.1;proto=http;host=\"a\""]
+    # The proxy in front saw the client: its scheme and host are kept, once.
+    assert header(request, "x-forwarded-proto") == ["https"]
+    assert header(request, "x-forwarded-host") == ["public.example"]
 
 
 async def test_forwarding_headers_can_be_switched_off(start_site):
@@ -117,6 +121,15 @@ async def test_via_both_ways_when_asked(start_site):
     response = await front.request(get(b"/index"))
     assert header(seen(response), "via") == ["1.1 front"]
     assert response.header(b"via") == b"1.1 front"
+    relayed = await front.request(get(b"/index", extra=b"Via: 1.0 edge\r\n"))
+    assert header(seen(relayed), "via") == ["1.0 edge, 1.1 front"]
+
+
+async def test_via_from_the_upstream_is_extended_once(start_site, nursery):
+    port = await start_raw(nursery, answering(b"HTTP/1.1 200 OK\r\nVia: 1.1 app\r\nContent-Length: 0\r\n\r\n"))
+    front, _ = await proxied(start_site, port, via=b"front")
+    response = await front.request(get(b"/index"))
+    assert response.header_list(b"via") == [b"1.1 app, 1.1 front"]
 
 
 async def test_connections_to_the_upstream_are_kept_alive_and_reused(start_site):
