@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchlib import ROOT, Server, free_port, table, wrk
+from benchlib import ROOT, Server, free_port, measure_each, nginx_conf, table, wrk
 
 TRIOWEB = ROOT / ".venv" / "bin" / "trioweb"
 TWISTD = ROOT / ".bench-venv-twisted" / "bin" / "twistd"
@@ -31,20 +31,8 @@ BIG_MIB = 100
 SMALL = "small.html"
 BIG = "big.bin"
 
-NGINX_CONF = """\
-daemon off;
-master_process off;
-worker_processes 1;
-pid {dir}/nginx.pid;
-error_log {dir}/nginx-error.log;
-events {{ worker_connections 1024; }}
-http {{
+NGINX_HTTP = """\
     access_log {dir}/nginx-access.log;
-    client_body_temp_path {dir}/nginx-body;
-    proxy_temp_path {dir}/nginx-proxy;
-    fastcgi_temp_path {dir}/nginx-fastcgi;
-    uwsgi_temp_path {dir}/nginx-uwsgi;
-    scgi_temp_path {dir}/nginx-scgi;
     default_type application/octet-stream;
     types {{ text/html html; }}
     sendfile on;
@@ -54,7 +42,6 @@ http {{
         listen 127.0.0.1:{port};
         root {files};
     }}
-}}
 """
 
 
@@ -90,8 +77,7 @@ def servers(work: Path, files: Path) -> dict[str, tuple[list[str], int]]:
     nginx = nginx_binary()
     if nginx:
         port = free_port()
-        conf = work / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(dir=work, port=port, files=files))
+        conf = nginx_conf(work, "nginx", NGINX_HTTP.format(dir=work, port=port, files=files))
         found["nginx"] = ([nginx, "-c", str(conf), "-p", str(work)], port)
     else:
         print("nginx could not be installed: skipped", file=sys.stderr)
@@ -128,14 +114,7 @@ def main() -> None:
             block = os.urandom(1024 * 1024)
             for _ in range(BIG_MIB):
                 f.write(block)
-        rows = []
-        for name, (command, port) in servers(work, files).items():
-            print(f"measuring {name} ...", file=sys.stderr, flush=True)
-            try:
-                rows.append(measure(name, command, port, work, options.duration))
-            except Exception as exc:  # report and go on with the others
-                print(f"{name} failed: {exc}", file=sys.stderr)
-        report(rows, options.duration)
+        report(measure_each(servers(work, files), measure, work, options.duration), options.duration)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,6 +104,43 @@ def _process_tree(pid: int) -> list[int]:
         for child in children:
             found.extend(_process_tree(int(child)))
     return found
+
+
+def measure_each(servers: dict[str, tuple[list[str], int]], measure: Callable[..., tuple[str, ...]],
+                 *args: object) -> list[tuple[str, ...]]:
+    """The rows of ``measure(name, command, port, *args)`` for each server;
+    one that fails is reported and left out, and the others go on."""
+    rows = []
+    for name, (command, port) in servers.items():
+        print(f"measuring {name} ...", file=sys.stderr, flush=True)
+        try:
+            rows.append(measure(name, command, port, *args))
+        except Exception as exc:
+            print(f"{name} failed: {exc}", file=sys.stderr)
+    return rows
+
+
+def nginx_conf(work: Path, name: str, http: str) -> Path:
+    """An nginx configuration file in ``work`` for one worker in the
+    foreground, its files all in ``work`` (named after ``name``), with
+    ``http`` as the body of its ``http`` block."""
+    conf = work / f"{name}.conf"
+    conf.write_text(f"""\
+daemon off;
+master_process off;
+worker_processes 1;
+pid {work}/{name}.pid;
+error_log {work}/{name}-error.log;
+events {{ worker_connections 4096; }}
+http {{
+    client_body_temp_path {work}/{name}-body;
+    proxy_temp_path {work}/{name}-proxy;
+    fastcgi_temp_path {work}/{name}-fastcgi;
+    uwsgi_temp_path {work}/{name}-uwsgi;
+    scgi_temp_path {work}/{name}-scgi;
+{http}}}
+""")
+    return conf
 
 
 @dataclass

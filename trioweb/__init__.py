@@ -15,7 +15,8 @@ docs/architecture.md, the one place the layers are listed):
    cookies, the access log);
 4. ``trioweb._fs``: what the kinds that serve a directory tree share;
 5. the resource kinds, each independent of the others: ``static``,
-   ``script``, ``vhost``, ``rewrite``, ``distrib``;
+   ``script``, ``vhost``, ``rewrite``, ``distrib``,
+   ``twcgi``, ``wsgi``, ``asgi``, ``proxy``;
 6. the face: ``cli`` (the ``trioweb`` command), ``config`` (Python
    configuration files) and ``testing``.
 

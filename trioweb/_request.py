@@ -239,15 +239,18 @@ class Request:
         return self.channel.is_secure
 
     def setHost(self, host: bytes, port: int, ssl: bool = False) -> None:
-        """Make the request believe it came to ``host:port``, over TLS if ``ssl``
-        (Twisted's name; what a trusted proxy's headers set): ``getHost``,
-        ``getRequestHostname``, ``isSecure``, ``prePathURL`` and redirects follow."""
-        default = 443 if ssl else 80
-        authority = host if port == default else b"%s:%d" % (host, port)
+        """See this request as the client sent it to ``host:port`` over https
+        (``ssl``) or http, as a proxy in front of this server received it
+        (Twisted's name; what a trusted proxy's headers and VHostMonster set):
+        ``getHost``, ``getRequestHostname``, ``isSecure``, ``prePathURL`` and
+        redirects follow. ``Host`` gets no port when it is the scheme's default.
+        Unlike Twisted's, ``ssl=False`` makes even a request that came over TLS
+        say it is not secure: the client's scheme is what counts."""
+        authority = host if port == (443 if ssl else 80) else b"%s:%d" % (host, port)
         self._host_header = authority
-        self.requestHeaders.setRawHeaders(b"host", [authority])
+        self.requestHeaders.set_checked(b"host", checked_value(authority))
         self.host = tcp_address(host.decode("latin-1"), port)
-        self._force_secure = ssl
+        self._force_secure = bool(ssl)
 
     def getRequestHostname(self) -> bytes:
         """The host the client asked for, without port; our own address if it named none."""

@@ -1,20 +1,31 @@
-"""``NameVirtualHost``: one Site, several sites chosen by the Host header.
+"""``NameVirtualHost``: one Site, several sites chosen by the Host header;
+``VHostMonsterResource``: a site behind a reverse proxy that knows its public name.
 
 ``addHost(name, resource)`` maps a host name (case-insensitive, without a
 port) to a resource; ``default`` answers hosts not in the map (otherwise a
 404 that names the host, escaped: CVE-2022-39348 came from echoing it raw).
+
+``VHostMonsterResource``, mounted at ``/vhost.rpy`` say, takes requests for
+``/vhost.rpy/<http|https>/<host[:port]>/<rest>`` (a reverse proxy in front
+forwards to such paths) and serves ``/<rest>`` from the Site's root as if
+the client had asked ``<scheme>://<host[:port]>/<rest>`` directly:
+``isSecure()``, ``getHost()``, ``getRequestHostname()``, ``prePathURL()``
+and so every redirect show the public address (``Request.setHost``). The
+port defaults to the scheme's: 443 for https, 80 for http (Twisted uses 80
+for both). A scheme other than these two is 404, a malformed host 400.
 """
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
-from trioweb.resource import NoResource, Resource
+from trioweb.resource import ErrorPage, NoResource, Resource
 
 if TYPE_CHECKING:
     from trioweb._request import Request
 
-__all__ = ["NameVirtualHost"]
+__all__ = ["NameVirtualHost", "VHostMonsterResource"]
 
 
 class NameVirtualHost(Resource):
@@ -53,3 +64,44 @@ class NameVirtualHost(Resource):
 def _host_key(name: bytes | str) -> bytes:
     raw = name.encode("idna") if isinstance(name, str) else name
     return raw.lower()
+
+
+# A host name or an IPv4 address, or a bracketed IPv6 address; an optional port.
+_PUBLIC_HOST = re.compile(rb"(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])"
+                          rb"(?::(?P<port>[0-9]{1,5}))?\Z")
+
+
+class VHostMonsterResource(Resource):
+    """Serves ``<scheme>/<host[:port]>/<rest>`` as ``<rest>`` on that public address; see the module docstring."""
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        if path not in (b"http", b"https"):
+            return NoResource("The first segment after the VHostMonster is the scheme: http or https.")
+        return _PublicHost(secure=path == b"https")
+
+    def render(self, request: Request) -> bytes:
+        return NoResource("Add the scheme and the public host: .../http/www.example.com/").render(request)
+
+
+class _PublicHost(Resource):
+    def __init__(self, secure: bool) -> None:
+        super().__init__()
+        self.secure = secure
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        found = _PUBLIC_HOST.match(path)
+        port = int(found["port"]) if found and found["port"] else (443 if self.secure else 80)
+        if found is None or not 0 < port < 65536:
+            return ErrorPage(400, "Bad Request", "The public host after the VHostMonster's scheme is malformed.")
+        request.setHost(found["host"].lower(), port, self.secure)
+        # The rest of the path, as the client sent it (still quoted), becomes the whole path.
+        raw = request.path[1:].split(b"/")
+        rest = b"/" + b"/".join(raw[len(raw) - len(request.postpath):])
+        query = request.uri.partition(b"?")[2]
+        request.path = rest
+        request.uri = rest + b"?" + query if query else rest
+        request.prepath = []
+        return request.site.getResourceFor(request)
+
+    def render(self, request: Request) -> bytes:
+        return NoResource().render(request)

@@ -51,3 +51,74 @@ async def test_the_default_answers_unknown_hosts_and_a_removed_host_is_gone():
     assert bytes((await fetch(vhost, b"/", headers=[(b"Host", b"example.com")])).body) == b"default site"
     with pytest.raises(KeyError):
         vhost.removeHost(b"example.com")
+
+
+# -- VHostMonsterResource ---------------------------------------------------------------------
+
+class Where2(Resource):
+    """Says how the request sees itself."""
+
+    isLeaf = True
+
+    def render_GET(self, request):
+        host = request.getHost()
+        return b"%s|%s|%s:%d|%s|%s|%s" % (
+            b"secure" if request.isSecure() else b"plain", request.getRequestHostname(), host.host.encode(),
+            host.port, request.prePathURL(), request.uri, b"/".join(request.postpath))
+
+
+def monster_site() -> Resource:
+    from trioweb.util import redirect_to_slash
+    from trioweb.vhost import VHostMonsterResource
+
+    class Directory(Resource):
+        def render_GET(self, request):
+            return redirect_to_slash(request)
+
+    root = Resource()
+    root.putChild(b"vhost.rpy", VHostMonsterResource())
+    root.putChild(b"where", Where2())
+    root.putChild(b"dir", Directory())
+    return root
+
+
+@pytest.mark.parametrize(("target", "expected"), [
+    (b"/vhost.rpy/https/example.com/where/a/b?x=1",
+     b"secure|example.com|example.com:443|https://example.com/where|/where/a/b?x=1|a/b"),
+    (b"/vhost.rpy/http/example.com/where",
+     b"plain|example.com|example.com:80|http://example.com/where|/where|"),
+    (b"/vhost.rpy/https/Example.COM:8443/where/x",
+     b"secure|example.com|example.com:8443|https://example.com:8443/where|/where/x|x"),
+    (b"/vhost.rpy/http/example.com:443/where",
+     b"plain|example.com|example.com:443|http://example.com:443/where|/where|"),
+    (b"/vhost.rpy/http/[::1]:8080/where/a%2Fb",
+     b"plain|[::1]|[::1]:8080|http://[::1]:8080/where|/where/a%2Fb|a/b"),
+])
+async def test_vhost_monster_makes_the_request_see_the_public_address(target, expected):
+    response = await fetch(monster_site(), target)
+    assert (response.code, bytes(response.body)) == (200, expected)
+
+
+async def test_vhost_monster_redirects_name_the_public_address():
+    response = await fetch(monster_site(), b"/vhost.rpy/https/www.example.com/dir?q=1")
+    assert response.code in (301, 302)
+    assert response.header(b"location") == b"https://www.example.com/dir/?q=1"
+
+
+async def test_vhost_monster_over_tls_can_say_the_client_used_http():
+    response = await fetch(monster_site(), b"/vhost.rpy/http/example.com/where", secure=True)
+    assert bytes(response.body).startswith(b"plain|")
+
+
+@pytest.mark.parametrize(("target", "code"), [
+    (b"/vhost.rpy/ftp/example.com/where", 404),
+    (b"/vhost.rpy", 404),
+    (b"/vhost.rpy/http/exa%0d%0ample.com/where", 400),
+    (b"/vhost.rpy/http/example.com:99999/where", 400),
+    (b"/vhost.rpy/http/<b>x</b>/where", 400),
+    (b"/vhost.rpy/http/example.com:/where", 400),
+])
+async def test_vhost_monster_refuses_what_is_not_a_scheme_and_a_host(target, code):
+    response = await fetch(monster_site(), target)
+    assert response.code == code
+    assert b"<b>x" not in bytes(response.body)

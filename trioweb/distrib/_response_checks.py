@@ -24,15 +24,12 @@ hostile backend.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 
-from trioweb.http import HOP_BY_HOP, has_forbidden_characters, is_token
+from trioweb.http import HOP_BY_HOP, BadUpstreamResponse, check_fields, check_status, is_token
 
-MAX_HEADERS = 100
-MAX_HEADER_BYTES = 64 * 1024
-
-_REASON = re.compile(rb"[\t\x20-\x7e]*\Z")
+# check_status is the http layer's, named here with the front's other checks.
+__all__ = ["DROPPED", "BadBackendResponse", "check_headers", "check_status", "confine_cookie", "cookie_copies"]
 
 DROPPED = HOP_BY_HOP | frozenset(
     {
@@ -45,17 +42,9 @@ DROPPED = HOP_BY_HOP | frozenset(
     }
 )
 
-
-class BadBackendResponse(Exception):
-    """The personal server's response is malformed or not allowed."""
-
-
-def check_status(code: object, reason: object) -> tuple[int, bytes | None]:
-    if type(code) is not int or not 200 <= code <= 599:
-        raise BadBackendResponse(f"status {code!r} is not an integer from 200 to 599")
-    if reason is not None and (not isinstance(reason, bytes) or len(reason) > 256 or not _REASON.match(reason)):
-        raise BadBackendResponse(f"invalid reason phrase {reason!r}")
-    return code, reason
+# The personal server's response is malformed or not allowed (the rules of
+# trioweb.http's relayed responses, plus those below).
+BadBackendResponse = BadUpstreamResponse
 
 
 def check_headers(
@@ -67,18 +56,9 @@ def check_headers(
     sure of that). ``cookie_path`` is the user's public prefix
     (``b"/~alice/"``): every cookie is confined below it.
     """
-    if len(headers) > MAX_HEADERS:
-        raise BadBackendResponse(f"more than {MAX_HEADERS} headers")
+    check_fields(headers)
     relayed: list[tuple[bytes, bytes]] = []
-    total = 0
     for name, value in headers:
-        total += len(name) + len(value)
-        if total > MAX_HEADER_BYTES:
-            raise BadBackendResponse("headers too large")
-        if not is_token(name):
-            raise BadBackendResponse(f"invalid header name {name!r}")
-        if has_forbidden_characters(value):
-            raise BadBackendResponse(f"header {name!r} has CR, LF or NUL in its value")
         name = name.lower()
         if name in DROPPED:
             continue

@@ -33,12 +33,17 @@ from trioweb.http._syntax import (
     parse_http_date,
     status_has_no_body,
 )
+from trioweb.http._transport import Transport, transport_for
+from trioweb.http._upstream import MAX_HEADER_BYTES, MAX_HEADERS, BadUpstreamResponse, check_fields, check_status
 from trioweb.http._writer import status_phrase
 
 __all__ = [
     "END_OF_MESSAGE",
     "HOP_BY_HOP",
+    "MAX_HEADERS",
+    "MAX_HEADER_BYTES",
     "TOKEN_CHARACTER",
+    "BadUpstreamResponse",
     "BodyTimeout",
     "BodyTooLarge",
     "Channel",
@@ -56,7 +61,10 @@ __all__ = [
     "RequestHead",
     "RequestParser",
     "Server",
+    "Transport",
     "accept_forever",
+    "check_fields",
+    "check_status",
     "checked_map",
     "checked_value",
     "has_forbidden_characters",
@@ -67,5 +75,6 @@ __all__ = [
     "read_pipe",
     "status_has_no_body",
     "status_phrase",
+    "transport_for",
 ]
 __all__ += _status.__all__
