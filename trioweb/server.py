@@ -49,7 +49,9 @@ class Site:
     ``Site(resource, limits=Limits(...), logPath=None, displayTracebacks=False)``.
     ``logPath`` is a file for the combined-format access log (``"-"`` for
     stdout, None for no access log). ``headers`` are added to every response,
-    errors included. The error pages a request gets when its resource fails
+    errors included; a ``Server`` or ``Date`` among them replaces the
+    server's own rather than doubling it. ``server_header`` is the ``Server``
+    token (empty: no ``Server`` field). The error pages a request gets when its resource fails
     are the Site's too (``unsupported_method_page``, ``failure_page``).
     """
 
@@ -69,8 +71,11 @@ class Site:
         self.resource = resource
         self.limits = limits or Limits()
         self.displayTracebacks = displayTracebacks
-        self.extra_headers = list(headers or [])
-        self.server_header = server_header
+        # An added Server field replaces the server's token (errors found by
+        # the HTTP engine carry it too); any other is added to every response.
+        self.extra_headers = [(name, value) for name, value in headers or [] if name.lower() != b"server"]
+        self.server_header = next((value for name, value in reversed(headers or []) if name.lower() == b"server"),
+                                  server_header)
         self.access_log = AccessLog.open(logPath) if logPath else None
 
     def getResourceFor(self, request: Request) -> Resource:

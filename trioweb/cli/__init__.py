@@ -24,6 +24,7 @@ from trioweb.cli._distrib_options import (
     personal_settings,
     user_root,
 )
+from trioweb.cli._header_options import header_options, server_header_from
 from trioweb.cli._limit_options import limit_options, limits_from
 from trioweb.cli._process import gid_of, raise_open_file_limit, run_personal, run_site, uid_of
 from trioweb.cli._static_options import static_options, static_root
@@ -82,12 +83,14 @@ def _parse_header(text: str) -> tuple[bytes, bytes]:
 @static_options
 @distrib_options
 @limit_options
+@header_options
 @click.version_option(__version__, prog_name="trioweb")
 def main(**options: Any) -> None:
     """Serve a resource tree over HTTP, in the foreground, until SIGINT or SIGTERM."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         stream=sys.stderr)
     limits = limits_from(options)
+    server_header = server_header_from(options)
     personal = personal_settings(options)
     default_listen = f"unix:{PERSONAL_SOCKET}:mode=666" if personal else "tcp:8080"
     try:
@@ -114,7 +117,7 @@ def main(**options: Any) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
         logging.getLogger().addHandler(handler)  # errors go to the personal log too
     site = Site(root, limits=limits, logPath=log_path,
-                displayTracebacks=options["display_tracebacks"], headers=headers)
+                displayTracebacks=options["display_tracebacks"], headers=headers, server_header=server_header)
     uid = uid_of(options["uid"]) if options["uid"] else None
     gid = gid_of(options["gid"]) if options["gid"] else None
     if personal and (uid is not None or gid is not None):
