@@ -55,7 +55,7 @@ import trio
 
 from trioweb._cookies import parse_cookies, set_cookie_value
 from trioweb._delayed import delayed_starts
-from trioweb._forms import parse_multipart, parse_query
+from trioweb._forms import FileUpload, parse_multipart, parse_query
 from trioweb.address import Address
 from trioweb.http import (
     CACHED,
@@ -101,6 +101,7 @@ class Request:
     finished = False
     session: Any = None
     _args: dict[bytes, list[bytes]] | None = None
+    _files: dict[bytes, list[FileUpload]] | None = None
     _received_cookies: dict[bytes, bytes] | None = None
     _deferred = False  # the response outlives render: writes wake the flusher
     _wakeup: trio.Event | None = None
@@ -140,7 +141,8 @@ class Request:
 
     @property
     def args(self) -> dict[bytes, list[bytes]]:
-        """Query parameters, plus the fields of a form body on POST."""
+        """Query parameters, plus the fields of a form body on POST (a file
+        part's content too, as in Twisted; see ``files`` for its name and type)."""
         if self._args is None:
             args = parse_query(self._query)
             if self.method == b"POST":
@@ -150,14 +152,39 @@ class Request:
                     for name, values in parse_query(self._body_bytes()).items():
                         args.setdefault(name, []).extend(values)
                 elif kind == b"multipart/form-data":
-                    for name, values in parse_multipart(self._body_bytes(), ctype).items():
+                    for name, values in self._multipart(ctype).items():
                         args.setdefault(name, []).extend(values)
+                    for name, uploads in (self._files or {}).items():
+                        args.setdefault(name, []).extend(upload.read() for upload in uploads)
             self._args = args
         return self._args
 
     @args.setter
     def args(self, value: dict[bytes, list[bytes]]) -> None:
         self._args = value
+
+    @property
+    def files(self) -> dict[bytes, list[FileUpload]]:
+        """The file parts of a ``multipart/form-data`` POST body, by field name:
+        each with its ``filename``, ``content_type`` and ``file`` (spooled to
+        disk when large), for uploads too large to want as bytes in ``args``."""
+        if self._files is None:
+            ctype = (self.requestHeaders.getRawHeaders(b"content-type") or [b""])[0]
+            if self.method == b"POST" and ctype.split(b";", 1)[0].strip().lower() == b"multipart/form-data":
+                self._multipart(ctype)
+            else:
+                self._files = {}
+        return self._files or {}
+
+    def _multipart(self, ctype: bytes) -> dict[bytes, list[bytes]]:
+        """Parse the multipart body: its fields are returned, its files kept in ``_files``."""
+        position = self.content.tell()
+        self.content.seek(0)
+        try:
+            fields, self._files = parse_multipart(self.content, ctype)
+        finally:
+            self.content.seek(position)
+        return fields
 
     def _body_bytes(self) -> bytes:
         position = self.content.tell()

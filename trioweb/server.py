@@ -14,9 +14,7 @@ accepting, the connection cap and the graceful stop).
 from __future__ import annotations
 
 import logging
-import traceback
 from collections.abc import Coroutine
-from html import escape
 from typing import Any
 
 import trio
@@ -34,6 +32,7 @@ from trioweb.resource import (
     UnsupportedMethod,
     getChildForRequest,
     render_error,
+    traceback_page,
 )
 
 __all__ = ["CACHED", "NOT_DONE_YET", "ConnectionLost", "Request", "Server", "Site", "serve", "version"]
@@ -139,12 +138,7 @@ class Site:
         request.setResponseCode(500)
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
         if self.displayTracebacks:
-            text = "".join(traceback.format_exception(exc))
-            return (
-                "<html><head><title>web.Server Traceback (most recent call last)</title></head>"
-                f"<body><b>web.Server Traceback (most recent call last):</b><pre>{escape(text)}</pre>"
-                "</body></html>\n"
-            ).encode()
+            return traceback_page(exc)
         return (
             b"<html><head><title>Processing Failed</title></head>"
             b"<body><b>Processing Failed</b></body></html>"

@@ -23,7 +23,7 @@ import trio
 
 from trioweb.address import Address, IPv4Address, IPv6Address, UNIXAddress, address_from_sockname
 from trioweb.http._admission import Admission, OncePerInterval
-from trioweb.http._connection import Handler, HTTPConnection, drain_input
+from trioweb.http._connection import MAX_DISCARD, Handler, HTTPConnection, drain_input
 from trioweb.http._limits import Limits
 from trioweb.http._transport import transport_for
 from trioweb.http._writer import error_response
@@ -185,7 +185,7 @@ class Server:
             with trio.move_on_after(REFUSAL_LINGER * 2):
                 try:
                     await transport.send_all(self._busy, REFUSAL_LINGER)
-                    await drain_input(transport, REFUSAL_LINGER, 64 * 1024)
+                    await drain_input(transport, REFUSAL_LINGER, MAX_DISCARD)
                 except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
                     pass
         finally:
