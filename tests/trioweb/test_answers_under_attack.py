@@ -42,7 +42,7 @@ async def test_an_impossible_date_is_ignored(start_site, tmp_path, date):
 
 
 async def test_an_impossible_date_is_ignored_by_set_last_modified(start_site):
-    site = await start_site(Leaf(lambda request: request.setLastModified(1e9) and b"" or b"fresh"))
+    site = await start_site(Leaf(lambda request: b"" if request.setLastModified(1e9) else b"fresh"))
     response = await site.request(get(extra=b"If-Modified-Since: Sat, 01 Jan 12000 00:00:00 GMT\r\n"))
     assert (response.status, response.body) == (200, b"fresh")
 
