@@ -41,6 +41,7 @@ import errno
 import functools
 import os
 import stat
+import time
 from typing import TYPE_CHECKING, Any
 
 from trioweb._fs import RECHECK_ROOT, NotServable, Registry, ServedRoot, read_exactly, segment_name, send_pieces
@@ -74,6 +75,10 @@ __all__ = [
 # Bodies up to this size are read in one call and answered from ``render``;
 # beyond it they are streamed (sendfile) from a task.
 SMALL_BODY = 64 * 1024
+
+# What is known of the precompressed variants of this many files at most.
+MAX_VARIANTS_SEEN = 4096
+_variants_seen: dict[tuple[str, str, tuple[tuple[bytes, str], ...]], tuple[float, list[tuple[bytes, str]]]] = {}
 
 # Never run by the front, never shown as source either.
 SCRIPT_EXTENSIONS = frozenset({".rpy", ".epy", ".cgi", ".asis", ".py", ".pyc", ".php", ".pl", ".sh", ".fcgi", ".wsgi"})
@@ -112,6 +117,9 @@ class File(Resource):
     # Seconds between checks that the root's path still names the directory
     # being served (a symlink re-pointed by a deployment is followed within that).
     root_recheck = RECHECK_ROOT
+    # Seconds for which what is on disk of a file's precompressed variants is
+    # trusted (see _variants_on_disk): a variant that appears is served within that.
+    variants_recheck = 1.0
 
     def __init__(
         self,
@@ -263,9 +271,26 @@ class File(Resource):
                 os.close(fd)
 
     def _variants_on_disk(self) -> list[tuple[bytes, str]]:
-        """The ``(coding, suffix)`` of ``precompressed`` that have something on disk beside the file."""
-        return [(coding, suffix) for coding, suffix in self.precompressed
-                if not self._served.absent(self._relative + suffix)]
+        """The ``(coding, suffix)`` of ``precompressed`` that have something on disk beside the file.
+
+        Asked for every request (the answer decides ``Vary``), so it is
+        remembered for ``variants_recheck`` seconds: a variant added or
+        removed is noticed within that, and a file without variants does not
+        cost an ``lstat`` per suffix per request.
+        """
+        if not self.precompressed:
+            return []
+        key = (self._served.path, self._relative, self.precompressed)
+        now = time.monotonic()
+        known = _variants_seen.get(key)
+        if known is not None and now < known[0]:
+            return known[1]
+        found = [(coding, suffix) for coding, suffix in self.precompressed
+                 if not self._served.absent(self._relative + suffix)]
+        if len(_variants_seen) >= MAX_VARIANTS_SEEN:
+            _variants_seen.clear()
+        _variants_seen[key] = (now + self.variants_recheck, found)
+        return found
 
     def _acceptable_variants(self, request: Request, variants: list[tuple[bytes, str]]) -> list[tuple[bytes, str]]:
         """Those of ``variants`` the client accepts, in our order of preference."""
