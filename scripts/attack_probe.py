@@ -37,6 +37,8 @@ import threading
 import time
 from pathlib import Path
 
+from benchlib import free_port, wait_for_port
+
 ROOT = Path(__file__).resolve().parent.parent
 TRIOWEB = ROOT / ".venv" / "bin" / "trioweb"
 PROBE_ADDRESS = "127.0.0.2"
@@ -46,23 +48,6 @@ RAMP_UP = 6.0  # seconds an attack gets to open its connections before the probe
 IDLE_SOCKETS = 5000
 
 SCENARIOS = ["baseline", "slowloris", "slowpost", "slowread", "idle", "idle1"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"nothing listening on {port}")
 
 
 def probe_once(port: int) -> float | None:
@@ -189,9 +174,11 @@ def main() -> int:
         Path(site, "small.html").write_bytes(b"x" * 1024)
         Path(site, "big.bin").write_bytes(os.urandom(4 * 1024 * 1024))
         port = free_port()
-        server = subprocess.Popen([str(TRIOWEB), "--path", site, "--listen", f"tcp:{port}:interface=127.0.0.1",
-                                   "--logfile", str(Path(site, "access.log"))],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        log = Path(site, "server.log")
+        with open(log, "wb") as errors:
+            server = subprocess.Popen([str(TRIOWEB), "--path", site, "--listen", f"tcp:{port}:interface=127.0.0.1",
+                                       "--logfile", str(Path(site, "access.log"))],
+                                      stdout=subprocess.DEVNULL, stderr=errors)
         try:
             wait_for_port(port)
             print(f"load average before: {open('/proc/loadavg').read().strip()}")
@@ -209,12 +196,12 @@ def main() -> int:
         finally:
             server.terminate()
             try:
-                _, errors = server.communicate(timeout=40)
+                server.wait(40)
             except subprocess.TimeoutExpired:
                 server.kill()
-                _, errors = server.communicate()
-        if b"Traceback" in errors:
-            print(errors.decode(errors="replace"), file=sys.stderr)
+                server.wait()
+        if b"Traceback" in log.read_bytes():
+            print(log.read_text(errors="replace"), file=sys.stderr)
             failed = True
     return 1 if failed else 0
 

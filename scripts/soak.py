@@ -32,6 +32,8 @@ import threading
 import time
 from pathlib import Path
 
+from benchlib import free_port, wait_for_port
+
 ROOT = Path(__file__).resolve().parent.parent
 TRIOWEB = ROOT / ".venv" / "bin" / "trioweb"
 SAMPLE_EVERY = 10.0
@@ -80,22 +82,6 @@ BAD_REQUESTS = [
     b"Content-Type: text/plain\r\n\r\nx\r\n--B--\r\n",
     b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: " + b"c" * 40000,
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int) -> None:
-    for _ in range(200):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"nothing listening on {port}")
 
 
 def sample(pid: int) -> tuple[float, int]:

@@ -200,7 +200,8 @@ def front_command(hosting: Hosting, port: int, *options: str) -> list[str]:
     """A front as the administrator runs it (as www-data), with short timeouts."""
     min_uid = min(hosting.account(u).pw_uid for u in USERS)
     return [hosting.install.trioweb, "--user", "--listen", f"tcp:{port}:interface=127.0.0.1", "--uid", "www-data",
-            "--gid", "www-data", "--backend-timeout", "2", "--min-uid", str(min_uid), *options]
+            "--gid", "www-data", "--backend-timeout", "2", "--min-uid", str(min_uid),
+            "--max-connections-per-address", "0", *options]  # every client here is 127.0.0.1
 
 
 def get(hosting: Hosting, path: str, timeout: float = 10) -> tuple[int, dict, bytes]:

@@ -7,19 +7,9 @@ import logging
 import pytest
 
 from tests.support.rawhttp import get
+from tests.trioweb.test_resource import Leaf
 from trioweb.resource import Resource
 from trioweb.static import File
-
-
-class Leaf(Resource):
-    isLeaf = True
-
-    def __init__(self, render):
-        super().__init__()
-        self._render = render
-
-    def render_GET(self, request):
-        return self._render(request)
 
 
 def post(path: bytes, body: bytes, content_type: bytes, extra: bytes = b"") -> bytes:

@@ -19,22 +19,13 @@ import trio
 import trustme
 
 from tests.support.rawhttp import RawConnection, get
+from tests.trioweb.http.test_limits import Echo
 from trioweb.http import Limits
 from trioweb.resource import Resource
 from trioweb.server import Server, Site
 
 # Loopback has all of 127.0.0.0/8: a second client address without a second machine.
 OTHER_ADDRESS = "127.0.0.2"
-
-
-class Echo(Resource):
-    isLeaf = True
-
-    def render_GET(self, request):
-        return b"ok"
-
-    def render_POST(self, request):
-        return b"%d" % len(request.content.read())
 
 
 class CountPieces(Resource):
