@@ -20,7 +20,7 @@ from typing import Any
 import trio
 
 from trioweb._accesslog import AccessLog
-from trioweb._forms import FormError
+from trioweb._forms import FileUpload, FormError
 from trioweb._request import CACHED, Request
 from trioweb._version import __version__
 from trioweb.http import ConnectionLost, HTTPConnection, Limits, RequestHead
@@ -35,7 +35,7 @@ from trioweb.resource import (
     traceback_page,
 )
 
-__all__ = ["CACHED", "NOT_DONE_YET", "ConnectionLost", "Request", "Server", "Site", "serve", "version"]
+__all__ = ["CACHED", "NOT_DONE_YET", "ConnectionLost", "FileUpload", "Request", "Server", "Site", "serve", "version"]
 
 log = logging.getLogger("trioweb.server")
 
