@@ -16,6 +16,7 @@ An accept error (EMFILE and friends) is logged and retried after a pause.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -156,10 +157,11 @@ class Server:
         """Close the connection that has waited longest for a request, if any
         waits: a slot for a client with something to ask."""
         longest: HTTPConnection | None = None
+        longest_since = math.inf
         for conn in self.connections:
             since = conn.idle_since
-            if since is not None and (longest is None or since < longest.idle_since):  # type: ignore[operator]
-                longest = conn
+            if since is not None and since < longest_since:
+                longest, longest_since = conn, since
         if longest is None:
             return False
         longest.close_now_if_idle()
@@ -174,12 +176,12 @@ class Server:
             # No room even to say so (or a handshake to pay for first): close.
             nursery.start_soon(trio.aclose_forcefully, stream)
         else:
+            self._refusals_in_flight += 1  # counted now: a burst of accepts comes before any task runs
             nursery.start_soon(self._send_busy, stream)
 
     async def _send_busy(self, stream: trio.abc.Stream) -> None:
         """503 with Retry-After, then read and drop the request briefly before
         closing, so that the client reads the answer instead of a reset."""
-        self._refusals_in_flight += 1
         try:
             transport = transport_for(stream)
             with trio.move_on_after(REFUSAL_LINGER * 2):
