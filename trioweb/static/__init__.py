@@ -78,7 +78,8 @@ SMALL_BODY = 64 * 1024
 
 # What is known of the precompressed variants of this many files at most.
 MAX_VARIANTS_SEEN = 4096
-_variants_seen: dict[tuple[str, str, tuple[tuple[bytes, str], ...]], tuple[float, list[tuple[bytes, str]]]] = {}
+# (root, relative path) → (good until, the precompressed list asked about, the variants found)
+_variants_seen: dict[tuple[str, str], tuple[float, object, list[tuple[bytes, str]]]] = {}
 
 # Never run by the front, never shown as source either.
 SCRIPT_EXTENSIONS = frozenset({".rpy", ".epy", ".cgi", ".asis", ".py", ".pyc", ".php", ".pl", ".sh", ".fcgi", ".wsgi"})
@@ -280,16 +281,16 @@ class File(Resource):
         """
         if not self.precompressed:
             return []
-        key = (self._served.path, self._relative, self.precompressed)
+        key = (self._served.path, self._relative)
         now = time.monotonic()
         known = _variants_seen.get(key)
-        if known is not None and now < known[0]:
-            return known[1]
+        if known is not None and now < known[0] and known[1] is self.precompressed:
+            return known[2]
         found = [(coding, suffix) for coding, suffix in self.precompressed
                  if not self._served.absent(self._relative + suffix)]
         if len(_variants_seen) >= MAX_VARIANTS_SEEN:
             _variants_seen.clear()
-        _variants_seen[key] = (now + self.variants_recheck, found)
+        _variants_seen[key] = (now + self.variants_recheck, self.precompressed, found)
         return found
 
     def _acceptable_variants(self, request: Request, variants: list[tuple[bytes, str]]) -> list[tuple[bytes, str]]:
