@@ -31,14 +31,18 @@ class FormError(ValueError):
 
 
 def parse_query(query: bytes) -> dict[bytes, list[bytes]]:
-    """``a=1&a=2&b=`` → ``{b"a": [b"1", b"2"], b"b": [b""]}`` (Twisted's ``args``)."""
+    """``a=1&a=2&b=`` → ``{b"a": [b"1", b"2"], b"b": [b""]}`` (Twisted's ``args``):
+    percent-escapes decoded to bytes, never to text (``%C3%A9`` is ``b"\\xc3\\xa9"``)."""
     args: dict[bytes, list[bytes]] = {}
     if not query:
         return args
     if query.count(b"&") + query.count(b";") >= MAX_FIELDS:
         raise FormError("too many query parameters")
-    for name, value in parse_qsl(query, keep_blank_values=True):
-        args.setdefault(name, []).append(value)
+    # Parsed as latin-1 text, which maps each byte (raw or %-escaped) to one
+    # character and back: names and values come out as the bytes that were
+    # sent, UTF-8 or not (parse_qsl on bytes fails on any byte past ASCII).
+    for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True, encoding="latin-1"):
+        args.setdefault(name.encode("latin-1"), []).append(value.encode("latin-1"))
     return args
 
 

@@ -167,6 +167,25 @@ async def test_malformed_multipart_is_400(start_site, body, ctype):
     assert response.status == 400
 
 
+# -- found by the fuzz run: bytes past ASCII in a query or a form ------------------------------------
+
+
+async def test_query_and_form_bytes_past_ascii_are_args_not_a_500(start_site):
+    class Args(Resource):
+        isLeaf = True
+
+        def render_GET(self, request):
+            return repr(sorted(request.args.items())).encode()
+
+        render_POST = render_GET
+
+    site = await start_site(Args())
+    response = await site.request(get(b"/?a=%C3%A9&b=%FF"))
+    assert (response.status, response.body) == (200, repr([(b"a", [b"\xc3\xa9"]), (b"b", [b"\xff"])]).encode())
+    response = await site.request(post(b"/", b"\x80=2&c=%e9", b"application/x-www-form-urlencoded"))
+    assert (response.status, response.body) == (200, repr([(b"c", [b"\xe9"]), (b"\x80", [b"2"])]).encode())
+
+
 # -- 14. an error after the first byte aborts, before it gives a clean 500 ----------------------------
 
 

@@ -151,6 +151,7 @@ class HTTPConnection:
         self._body_received = 0
         self._body_wait_left: float | None = None  # seconds the body may still keep us waiting
         self._body_rate_counted = 0  # body bytes already credited to _body_wait_left
+        self._trailers_deadline: float | None = None  # the header timeout, from the trailers' start
         self._continue_sent = False
         self.response_started = False
         self.response_done = False
@@ -353,7 +354,8 @@ class HTTPConnection:
         for the body timeout or keeps us waiting for longer than the body's
         rate allows (the body timeout, plus one second for each
         ``min_body_rate`` bytes received: Apache's ``MinRate``; only time
-        spent waiting for the client counts, not a slow reader's own pace),
+        spent waiting for the client counts, not a slow reader's own pace;
+        trailers get the header timeout from their start),
         ``ParseError`` when the body's framing is broken (answer its status;
         the connection will close), ``ConnectionLost``
         when the client goes away.
@@ -402,8 +404,17 @@ class HTTPConnection:
             left += (self._body_received - self._body_rate_counted) / limits.min_body_rate
         self._body_rate_counted = self._body_received
         started = trio.current_time()
+        timeout = min(limits.body_timeout, max(left, 0.0))
+        if self.parser.maybe_in_trailers:
+            # Trailers are a header block: they get the header timeout, however
+            # much time the body's rate had earned.
+            if self._trailers_deadline is None:
+                self._trailers_deadline = started + limits.header_timeout
+            timeout = min(timeout, time_left(self._trailers_deadline))
+        else:
+            self._trailers_deadline = None
         try:
-            got = await self._read_into_parser(min(limits.body_timeout, max(left, 0.0)))
+            got = await self._read_into_parser(timeout)
         except trio.TooSlowError:
             self.keep_alive = False
             raise BodyTimeout from None

@@ -112,6 +112,9 @@ class RequestParser:
         self._in_chunk_framing = False  # between chunks of a chunked body, or in its trailers
         self._framing_bytes_seen = 0  # like _head_bytes_seen, for the framing of a chunked body
         self._body_progress = False  # the current read brought a body byte or a message's end
+        # A chunk's size line is read and none of its data yet: the trailers
+        # (after the last chunk), or a read that ended right after a size line.
+        self.maybe_in_trailers = False
         self.closed = False  # no more input is accepted (after an error or an upgrade)
 
     def _reset_head(self) -> None:
@@ -241,20 +244,24 @@ class RequestParser:
     def on_body(self, piece: bytes) -> None:
         self._body_pieces.append(piece)
         self._in_chunk_framing = False
+        self.maybe_in_trailers = False
         self._body_progress = True
 
     def on_chunk_header(self) -> None:
         # The size line of a chunk is read; its data (or, after the last
         # chunk, the trailers) follows. Until a body byte comes, we count it as framing.
         self._in_chunk_framing = True
+        self.maybe_in_trailers = True
 
     def on_chunk_complete(self) -> None:
         self._in_chunk_framing = True
+        self.maybe_in_trailers = False
 
     def on_message_complete(self) -> None:
         self._flush_body()
         self._messages_completed_in_feed += 1
         self._in_chunk_framing = False
+        self.maybe_in_trailers = False
         self._body_progress = True
         self.events.append(END_OF_MESSAGE)
 

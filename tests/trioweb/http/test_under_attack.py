@@ -82,6 +82,21 @@ async def test_a_few_trailers_are_fine(start_site):
     assert (response.status, response.body) == (200, b"3")
 
 
+async def test_trailers_trickled_after_a_fast_body_get_the_header_deadline(start_site):
+    # 100 KB at once earns the body 1,000 s at 100 bytes/s; the trailers still get 0.5 s.
+    site = await start_site(Echo(), limits=Limits(header_timeout=0.5, body_timeout=5, min_body_rate=100))
+    conn = await site.connect(timeout=10)
+    await conn.send(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    b"186a0\r\n" + b"x" * 100_000 + b"\r\n0\r\nX: ")
+    started = time.monotonic()
+    with pytest.raises((trio.BrokenResourceError, trio.ClosedResourceError)):
+        for _ in range(100):
+            await conn.send(b"a")
+            await trio.sleep(0.1)
+    assert (await conn.read_response()).status == 408
+    assert time.monotonic() - started < 5
+
+
 async def test_chunk_extensions_that_never_end_are_bounded(start_site):
     site = await start_site(Echo())
     conn = await site.connect()
