@@ -20,7 +20,9 @@ Theory of operation
 module is the only one that touches a Request's private state or its
 channel (the HTTP connection, or a personal server's ``RemoteChannel``):
 
-- the Site finds the resource (``Site.getResourceFor``); the body is read
+- the Site finds the resource (``Site.getResourceFor``); a resource that
+  cannot take the method answers 405 (or 501) before any of the body is read
+  (``takes_method``: a 405 is the answer whatever the body's size); the body is read
   into ``content`` first (bounded by the resource's ``max_request_body`` or
   the Site's limit: 413, 408 or 400 otherwise), unless the resource streams
   it (``stream_request_body``);
@@ -31,10 +33,11 @@ channel (the HTTP connection, or a personal server's ``RemoteChannel``):
   joins it that notices a client going away (cancelling the nursery). Most
   deferred responses are done sooner, and spare the watcher's task, read and
   cancellation, which would cost more than the rest of a quick response;
-- an exception before anything was sent gives a 500 page (details only with
-  the Site's ``displayTracebacks``), a malformed form or query a 400; after
-  something was sent, the connection is aborted so that a truncated body is
-  never passed off as complete. Every request ends with exactly one complete
+- an exception before the response started gives a 500 page (details only
+  with the Site's ``displayTracebacks``; bytes the resource wrote and that
+  were still queued are dropped), a malformed form or query a 400; after the
+  response started, the error is logged and the connection is aborted so
+  that a truncated body is never passed off as complete (``_failure``). Every request ends with exactly one complete
   response or an aborted connection.
 """
 
@@ -54,7 +57,7 @@ import trio
 from trioweb._cookies import parse_cookies, set_cookie_value
 from trioweb._delayed import delayed_starts
 from trioweb._encoding import READ_PIECE, ResponseEncoding, file_pieces
-from trioweb._forms import parse_multipart, parse_query
+from trioweb._forms import FileUpload, parse_multipart, parse_query
 from trioweb._session import Session, session_for
 from trioweb.address import Address, tcp_address
 from trioweb.http import (
@@ -74,11 +77,10 @@ from trioweb.http import (
     status_has_no_body,
     status_phrase,
 )
-from trioweb.resource import NOT_DONE_YET, UnsupportedMethod, render_error
+from trioweb.resource import NOT_DONE_YET, Resource, UnsupportedMethod, render_error
 from trioweb.urlpath import URLPath, origin_form, request_hostname, url_for
 
 if TYPE_CHECKING:
-    from trioweb.resource import Resource
     from trioweb.server import Site
 
 log = logging.getLogger("trioweb.server")
@@ -139,6 +141,7 @@ class Request:
     _insecure_session: Session | None = None  # getSession(forceNotSecure=True) on a secure request
     _encoding: ResponseEncoding | None = None  # set by an EncodingResourceWrapper
     _args: dict[bytes, list[bytes]] | None = None
+    _files: dict[bytes, list[FileUpload]] | None = None
     _received_cookies: dict[bytes, bytes] | None = None
     _deferred = False  # the response outlives render: writes wake the flusher
     _wakeup: trio.Event | None = None
@@ -182,7 +185,8 @@ class Request:
 
     @property
     def args(self) -> dict[bytes, list[bytes]]:
-        """Query parameters, plus the fields of a form body on POST."""
+        """Query parameters, plus the fields of a form body on POST (a file
+        part's content too, as in Twisted; see ``files`` for its name and type)."""
         if self._args is None:
             args = parse_query(self._query)
             if self.method == b"POST":
@@ -192,14 +196,39 @@ class Request:
                     for name, values in parse_query(self._body_bytes()).items():
                         args.setdefault(name, []).extend(values)
                 elif kind == b"multipart/form-data":
-                    for name, values in parse_multipart(self._body_bytes(), ctype).items():
+                    for name, values in self._multipart(ctype).items():
                         args.setdefault(name, []).extend(values)
+                    for name, uploads in (self._files or {}).items():
+                        args.setdefault(name, []).extend(upload.read() for upload in uploads)
             self._args = args
         return self._args
 
     @args.setter
     def args(self, value: dict[bytes, list[bytes]]) -> None:
         self._args = value
+
+    @property
+    def files(self) -> dict[bytes, list[FileUpload]]:
+        """The file parts of a ``multipart/form-data`` POST body, by field name:
+        each with its ``filename``, ``content_type`` and ``file`` (spooled to
+        disk when large), for uploads too large to want as bytes in ``args``."""
+        if self._files is None:
+            ctype = (self.requestHeaders.getRawHeaders(b"content-type") or [b""])[0]
+            if self.method == b"POST" and ctype.split(b";", 1)[0].strip().lower() == b"multipart/form-data":
+                self._multipart(ctype)
+            else:
+                self._files = {}
+        return self._files or {}
+
+    def _multipart(self, ctype: bytes) -> dict[bytes, list[bytes]]:
+        """Parse the multipart body: its fields are returned, its files kept in ``_files``."""
+        position = self.content.tell()
+        self.content.seek(0)
+        try:
+            fields, self._files = parse_multipart(self.content, ctype)
+        finally:
+            self.content.seek(position)
+        return fields
 
     def _body_bytes(self) -> bytes:
         position = self.content.tell()
@@ -580,14 +609,29 @@ class Request:
         try:
             resource = self.site.getResourceFor(self)
             self._body_limit = resource.max_request_body or self.site.limits.max_body_size
-            if self.has_body and not resource.stream_request_body:
+            if self.has_body and not resource.stream_request_body and takes_method(resource, self.method):
                 return self._read_body_and_render(resource)
             result = self._render(resource)
         except (ConnectionLost, trio.BrokenResourceError):
             return None
         except Exception as exc:
-            result = self.site.failure_page(self, exc)
+            result = self._failure(exc)
+            if result is None:
+                return None
         return self._answer(result)
+
+    def _failure(self, exc: BaseException) -> bytes | None:
+        """What to answer after ``exc`` ended a render: the Site's failure page
+        (anything the resource queued is dropped), or None, and the connection
+        aborted, if the response had started already."""
+        if self.channel.response_started:
+            log.error("error after the response started for %r", self, exc_info=exc)
+            self.channel.lost = True  # abort: never pass a truncated body off as complete
+            return None
+        self._pending.clear()
+        self.sentLength = 0
+        self.finished = False
+        return self.site.failure_page(self, exc)
 
     async def _read_body_and_render(self, resource: Resource) -> None:
         try:
@@ -597,7 +641,9 @@ class Request:
         except (ConnectionLost, trio.BrokenResourceError):
             return
         except Exception as exc:
-            result = self.site.failure_page(self, exc)
+            result = self._failure(exc)
+            if result is None:
+                return
         rest = self._answer(result)
         if rest is not None:
             await rest
@@ -725,14 +771,8 @@ class Request:
                 nursery.cancel_scope.cancel()
         self._start_task = None
         if failure and not channel.lost:
-            if channel.response_started:
-                log.error("error after the response started for %r", self, exc_info=failure[0])
-                channel.lost = True  # abort: never pass a truncated body off as complete
-            else:
-                self._pending.clear()
-                self.sentLength = 0
-                self.finished = False
-                page = self.site.failure_page(self, failure[0])
+            page = self._failure(failure[0])
+            if page is not None:
                 self.write(page)
                 self.finish()
         if not self.finished and not channel.lost and running == 0 and not failure:
@@ -740,5 +780,14 @@ class Request:
 
     def __repr__(self) -> str:
         return f"<Request {self.method.decode('ascii', 'replace')} {self.uri!r} {self.clientproto.decode()}>"
+
+
+def takes_method(resource: Resource, method: bytes) -> bool:
+    """Whether ``resource`` may take a request with ``method``: False only when
+    it dispatches with ``Resource.render`` and has no ``render_<METHOD>``, so
+    that it answers 405 before a body it would refuse anyway is read."""
+    if type(resource).render is not Resource.render:
+        return True
+    return hasattr(resource, "render_" + method.decode("ascii", "replace"))
 
 

@@ -12,6 +12,8 @@ reaches a page as markup.
 
 from __future__ import annotations
 
+import linecache
+import traceback
 from html import escape
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +34,7 @@ __all__ = [
     "error_page",
     "getChildForRequest",
     "render_error",
+    "traceback_page",
 ]
 
 NOT_DONE_YET = 1  # Twisted's value, so code comparing against the literal still works
@@ -177,6 +180,76 @@ _PAGE = (
 def error_page(code: int, brief: str, detail: str) -> bytes:
     """An HTML error page; ``brief`` and ``detail`` are escaped here."""
     return _PAGE.format(code=code, brief=escape(brief), detail=escape(detail)).encode("utf-8")
+
+
+# Source lines shown around each frame's current line in a traceback page.
+CONTEXT_LINES = 2
+
+_TRACEBACK_STYLE = (
+    "body{font-family:sans-serif}.error{background:#fdd;padding:.5em;font-weight:bold}"
+    ".frame{margin:1em 0;border-left:3px solid #999;padding-left:.5em}.where{font-family:monospace}"
+    "pre{margin:0;background:#eee}.current{background:#ffc;font-weight:bold}"
+)
+
+
+def traceback_page(exc: BaseException) -> bytes:
+    """A page for debugging ``exc`` (``--display-tracebacks``): the error at the
+    top and at the bottom, and between them every frame, most recent last,
+    with its file, line, function, and source lines around the current one;
+    chained exceptions (``raise ... from``, errors while handling another)
+    come first, as Python prints them. Everything is escaped."""
+    parts = []
+    for link, error in _chain(exc):
+        if link:
+            parts.append(f"<p><i>{escape(link)}</i></p>")
+        for frame in traceback.extract_tb(error.__traceback__):
+            parts.append(_frame_html(frame))
+        parts.append(f'<p class="error">{_error_line(error)}</p>')
+    title = "web.Server Traceback (most recent call last)"
+    return (
+        f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>"
+        f"<style>{_TRACEBACK_STYLE}</style></head><body><h1>{title}</h1>"
+        f'<p class="error">{_error_line(exc)}</p>{"".join(parts)}</body></html>\n'
+    ).encode()
+
+
+def _chain(exc: BaseException) -> list[tuple[str, BaseException]]:
+    """``exc`` and the exceptions chained to it, oldest first, each with the
+    sentence Python prints before it (empty for the oldest)."""
+    chain: list[tuple[str, BaseException]] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        older: BaseException | None = None
+        sentence = ""
+        if current.__cause__ is not None:
+            sentence, older = "The above exception was the direct cause of the following exception:", current.__cause__
+        elif current.__context__ is not None and not current.__suppress_context__:
+            sentence, older = "During handling of the above exception, another exception occurred:", current.__context__
+        chain.append((sentence, current))
+        current = older
+    chain.reverse()
+    return chain
+
+
+def _error_line(error: BaseException) -> str:
+    return escape("".join(traceback.format_exception_only(error)).strip())
+
+
+def _frame_html(frame: traceback.FrameSummary) -> str:
+    lineno = frame.lineno or 0
+    lines = []
+    for number in range(max(lineno - CONTEXT_LINES, 1), lineno + CONTEXT_LINES + 1):
+        text = linecache.getline(frame.filename, number)
+        if not text:
+            continue
+        css = ' class="current"' if number == lineno else ""
+        lines.append(f"<pre{css}>{number:5d}  {escape(text.rstrip())}</pre>")
+    return (
+        f'<div class="frame"><div class="where">{escape(frame.filename)}:{lineno} in '
+        f"<b>{escape(frame.name)}</b></div>{''.join(lines)}</div>"
+    )
 
 
 def render_error(request: Request, code: int, brief: str, detail: str) -> bytes:

@@ -14,7 +14,6 @@ accepting, the connection cap and the graceful stop).
 from __future__ import annotations
 
 import logging
-import traceback
 from collections.abc import Coroutine
 from html import escape
 from typing import Any
@@ -23,7 +22,7 @@ import trio
 
 from trioweb._accesslog import AccessLog
 from trioweb._encoding import GzipEncoderFactory
-from trioweb._forms import FormError
+from trioweb._forms import FileUpload, FormError
 from trioweb._forwarded import TrustedProxies
 from trioweb._request import CACHED, DeferredIdiomError, Request
 from trioweb._session import Session, SiteSessions
@@ -37,6 +36,7 @@ from trioweb.resource import (
     UnsupportedMethod,
     getChildForRequest,
     render_error,
+    traceback_page,
 )
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "NOT_DONE_YET",
     "ConnectionLost",
     "DeferredIdiomError",
+    "FileUpload",
     "GzipEncoderFactory",
     "Request",
     "Server",
@@ -66,7 +67,9 @@ class Site(SiteSessions):
     ``logPath`` is a file for the access log (``"-"`` for stdout, None for
     no access log), in ``logFormat`` (``combined``, ``common``, ``twisted``,
     ``json``; see ``trioweb._accesslog``). ``headers`` are added to every response,
-    errors included. With ``proxies`` (a ``TrustedProxies``), the
+    errors included; a ``Server`` or ``Date`` among them replaces the
+    server's own rather than doubling it. ``server_header`` is the ``Server``
+    token (empty: no ``Server`` field). With ``proxies`` (a ``TrustedProxies``), the
     ``Forwarded``/``X-Forwarded-*`` headers of those peers set the client,
     scheme and host each request sees. The error pages a request gets when its resource fails
     are the Site's too (``unsupported_method_page``, ``failure_page``).
@@ -92,8 +95,11 @@ class Site(SiteSessions):
         self.resource = resource
         self.limits = limits or Limits()
         self.displayTracebacks = displayTracebacks
-        self.extra_headers = list(headers or [])
-        self.server_header = server_header
+        # An added Server field replaces the server's token (errors found by
+        # the HTTP engine carry it too); any other is added to every response.
+        self.extra_headers = [(name, value) for name, value in headers or [] if name.lower() != b"server"]
+        self.server_header = next((value for name, value in reversed(headers or []) if name.lower() == b"server"),
+                                  server_header)
         self.proxies = proxies
         self.access_log = AccessLog.open(logPath, logFormat) if logPath else None
 
@@ -160,12 +166,7 @@ class Site(SiteSessions):
         request.setResponseCode(500)
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
         if self.displayTracebacks:
-            text = "".join(traceback.format_exception(exc))
-            return (
-                "<html><head><title>web.Server Traceback (most recent call last)</title></head>"
-                f"<body><b>web.Server Traceback (most recent call last):</b><pre>{escape(text)}</pre>"
-                "</body></html>\n"
-            ).encode()
+            return traceback_page(exc)
         # A porting mistake's own message says how to fix it; any other stays in the log.
         hint = f"<p>{escape(str(exc))}</p>" if isinstance(exc, DeferredIdiomError) else ""
         return (

@@ -82,7 +82,8 @@ def test_options_come_from_the_environment_and_the_command_line_wins(tmp_path):
     with Process([trioweb_command()], port=port, env=env) as server:  # no --listen: the environment's
         assert _status(f"http://127.0.0.1:{other}/up") == ("200", b"ok\n")
         assert _status(f"http://127.0.0.1:{port}/")[0] == "200"
-        too_big = curl("-o", "/dev/null", "-w", "%{http_code}", "-d", "x" * 100, f"http://127.0.0.1:{port}/")
+        too_big = curl("-o", "/dev/null", "-w", "%{http_code}", "-X", "GET", "-d", "x" * 100,  # a method it takes
+                       f"http://127.0.0.1:{port}/")
         assert too_big.stdout == b"413"
         forwarded = curl("-H", "X-Forwarded-For: 192.0.2.44", f"http://127.0.0.1:{port}/")
         assert forwarded.returncode == 0

@@ -145,7 +145,8 @@ class Hosting:
         """A front as the administrator runs it (as www-data), with short timeouts."""
         min_uid = min(self.account(u).pw_uid for u in self.users)
         return [self.install.trioweb, "--user", "--listen", f"tcp:{port}:interface=127.0.0.1", "--uid",
-                "www-data", "--gid", "www-data", "--backend-timeout", "2", "--min-uid", str(min_uid), *options]
+                "www-data", "--gid", "www-data", "--backend-timeout", "2", "--min-uid", str(min_uid),
+                "--max-connections-per-address", "0", *options]  # every client here is 127.0.0.1
 
     def front_rss_kib(self) -> int:
         assert self.front is not None

@@ -31,6 +31,7 @@ from trioweb.cli._distrib_options import (
     user_root,
 )
 from trioweb.cli._gzip_options import gzip_options, gzip_root
+from trioweb.cli._header_options import header_options, server_header_from
 from trioweb.cli._limit_options import limit_options, limits_from
 from trioweb.cli._ops_options import configure_logging, ops_options, trusted_proxies, with_health_check
 from trioweb.cli._process import gid_of, log_opened, raise_open_file_limit, run_personal, run_site, uid_of
@@ -80,7 +81,8 @@ def _parse_header(text: str) -> tuple[bytes, bytes]:
 
 
 def _build_site(options: dict[str, Any], personal: Any, limits: Any, headers: list[tuple[bytes, bytes]],
-                proxies: TrustedProxies | None, config: Config | None, app: Resource | None) -> Site:
+                server_header: bytes, proxies: TrustedProxies | None, config: Config | None,
+                app: Resource | None) -> Site:
     """The Site the options and the configuration file describe: called at
     start and again on every SIGHUP (with the file loaded afresh). The
     reloader gives it the access log it keeps open. ``app`` (``--wsgi``,
@@ -110,7 +112,7 @@ def _build_site(options: dict[str, Any], personal: Any, limits: Any, headers: li
         root = HideDotfiles(root)
     root = gzip_root(options, root)
     return Site(root, limits=limits, displayTracebacks=options["display_tracebacks"], headers=headers,
-                proxies=proxies)
+                server_header=server_header, proxies=proxies)
 
 
 @click.command(epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"],
@@ -137,6 +139,7 @@ def _build_site(options: dict[str, Any], personal: Any, limits: Any, headers: li
 @twistd_options
 @gzip_options
 @cgi_options
+@header_options
 @click.version_option(__version__, prog_name="trioweb")
 def main(**options: Any) -> None:
     """Serve a resource tree over HTTP, in the foreground, until SIGINT or SIGTERM.
@@ -171,12 +174,13 @@ def main(**options: Any) -> None:
         raise click.ClickException(str(exc)) from None
     headers = [_parse_header(h) for h in options["add_header"]]
     proxies = trusted_proxies(options)
+    server_header = server_header_from(options)
     loaded = [config]  # the file as loaded at start; each reload loads it afresh
     app = app_root(options)
 
     def build_site() -> Site:
         current = loaded.pop() if loaded else (load(config.path) if config else None)
-        return _build_site(dict(options), personal, limits, headers, proxies, current, app)
+        return _build_site(dict(options), personal, limits, headers, server_header, proxies, current, app)
 
     reloader = Reloader(build_site, access_log=access_log, error_logs=error_logs,
                         certificates=list(certificates.values()))

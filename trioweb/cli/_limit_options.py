@@ -24,12 +24,23 @@ def limit_options(function: Any) -> Any:
                      help="Seconds a client has to send a whole request head (408)."),
         click.option("--body-timeout", type=float, default=defaults.body_timeout, show_default=True,
                      help="Seconds of silence allowed while a body is received (408)."),
+        click.option("--min-body-rate", type=click.IntRange(min=0), default=defaults.min_body_rate,
+                     show_default=True,
+                     help="Bytes per second a request body must average after the body timeout's grace "
+                          "(408 below; 0: no minimum)."),
         click.option("--keepalive-timeout", type=float, default=defaults.keepalive_timeout,
                      show_default=True, help="Seconds an idle keep-alive connection is kept."),
         click.option("--send-timeout", type=float, default=defaults.send_timeout, show_default=True,
                      help="Seconds a client may stop reading before it is dropped."),
         click.option("--max-connections", type=int, default=defaults.max_connections, show_default=True,
-                     help="Open connections at most (503 beyond)."),
+                     help="Open connections at most, TLS handshakes included (beyond: the longest idle "
+                          "one is closed to make room, else 503)."),
+        click.option("--max-connections-per-address", type=click.IntRange(min=0),
+                     default=defaults.max_connections_per_address, show_default=True,
+                     help="Open connections from one client IP address at most (503 beyond; 0: no cap; "
+                          "behind a reverse proxy on TCP, every client has the proxy's address)."),
+        click.option("--tls-handshake-timeout", type=float, default=defaults.tls_handshake_timeout,
+                     show_default=True, help="Seconds a client has to complete a TLS handshake."),
         click.option("--drain-timeout", type=float, default=defaults.drain_timeout, show_default=True,
                      help="Seconds requests in flight get to finish when stopping."),
     ]

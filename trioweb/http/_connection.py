@@ -25,6 +25,15 @@ A response produced synchronously costs no task, no channel and one
 ``send_all``; responses to pipelined requests that are already parsed are
 coalesced into one send.
 
+Fairness: a client whose bytes are always ready never waits, so every
+receive path yields to the scheduler after ``YIELD_EVERY_BYTES`` or
+``YIELD_EVERY_READS`` reads without a wait; the parser joins the body bytes of
+one read into one event, so tiny chunks cost no more events than big ones.
+Deadlines: computed from a start time, and clamped at zero when they have
+passed (a late wake-up then times out instead of failing). A request body
+must keep up a minimum rate (``Limits.min_body_rate``, see
+``receive_body_chunk``), so a body trickled a byte at a time ends in 408.
+
 Errors: a ``ParseError`` from the parser gets its status and the connection
 closes; a timeout while reading a head gets 408 (or a silent close when the
 client sent nothing); a client that is gone ends the connection quietly. The
@@ -46,7 +55,7 @@ from trioweb.http._channel import read_pipe
 from trioweb.http._limits import Limits
 from trioweb.http._parser import END_OF_MESSAGE, ParseError, RequestHead, RequestParser
 from trioweb.http._syntax import status_has_no_body
-from trioweb.http._transport import transport_for
+from trioweb.http._transport import Transport, transport_for
 from trioweb.http._writer import (
     CONTINUE_100,
     LAST_CHUNK,
@@ -72,6 +81,11 @@ MAX_READ_AHEAD = 256 * 1024
 # (and up to this many pieces) they are gathered by writev instead of copied.
 JOIN_UP_TO = 64 * 1024
 MAX_GATHERED = 64
+# A receive path yields to other tasks after this many bytes or reads that did not wait.
+YIELD_EVERY_BYTES = 256 * 1024
+YIELD_EVERY_READS = 16
+# Header fields a response may carry that replace the connection's own.
+_OWN_HEADERS = (b"server", b"date")
 
 _date_header = DateHeader()
 
@@ -85,7 +99,12 @@ class BodyTooLarge(Exception):
 
 
 class BodyTimeout(Exception):
-    """The client stopped sending the request body."""
+    """The client stopped sending the request body, or sends it too slowly."""
+
+
+def time_left(deadline: float) -> float:
+    """Seconds until ``deadline``, never negative (a passed deadline is 0: time out at once)."""
+    return max(deadline - trio.current_time(), 0.0)
 
 
 Handler = Callable[["HTTPConnection", RequestHead], Awaitable[None]]
@@ -121,6 +140,8 @@ class HTTPConnection:
         self._out: list[bytes] = []
         self._requests_served = 0
         self._linger = False  # closing with unread input: drain before closing
+        self._unyielded_bytes = 0  # received since this task last yielded to the scheduler
+        self._unyielded_reads = 0
         self._reset_exchange(None)
 
     def _reset_exchange(self, head: RequestHead | None) -> None:
@@ -128,6 +149,9 @@ class HTTPConnection:
         self._body_done = head is None or not head.has_body
         self._body_complete: trio.Event | None = None  # set when a body being read ends
         self._body_received = 0
+        self._body_wait_left: float | None = None  # seconds the body may still keep us waiting
+        self._body_rate_counted = 0  # body bytes already credited to _body_wait_left
+        self._trailers_deadline: float | None = None  # the header timeout, from the trailers' start
         self._continue_sent = False
         self.response_started = False
         self.response_done = False
@@ -207,23 +231,7 @@ class HTTPConnection:
             except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
                 return
             self._out.clear()
-        sock = self.transport.socket
-        if sock is None:
-            return
-        try:
-            sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            return
-        deadline = trio.current_time() + LINGER_SECONDS
-        drained = 0
-        try:
-            while drained < MAX_DISCARD * 4:
-                data = await self.transport.receive(READ_SIZE, deadline - trio.current_time())
-                if not data:
-                    return
-                drained += len(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
-            pass
+        await drain_input(self.transport, LINGER_SECONDS, MAX_DISCARD * 4)
 
     def _next_head_is_parsed(self) -> bool:
         events = self.parser.events
@@ -254,7 +262,7 @@ class HTTPConnection:
                 deadline = trio.current_time() + self.limits.header_timeout
                 try:
                     while not events:
-                        if not await self._read_into_parser(deadline - trio.current_time()):
+                        if not await self._read_into_parser(time_left(deadline)):
                             return None
                 except trio.TooSlowError:
                     await self._send_error(408)
@@ -281,7 +289,20 @@ class HTTPConnection:
             self.lost = True
             return False
         self.parser.feed(data)
+        await self._yield_now_and_then(len(data))
         return True
+
+    async def _yield_now_and_then(self, received: int) -> None:
+        """Count a read; yield once enough were made without one (see Fairness).
+
+        A read that had to wait went through the scheduler already, but telling
+        which did would cost more than this count.
+        """
+        self._unyielded_bytes += received
+        self._unyielded_reads += 1
+        if self._unyielded_bytes >= YIELD_EVERY_BYTES or self._unyielded_reads >= YIELD_EVERY_READS:
+            self._unyielded_bytes = self._unyielded_reads = 0
+            await trio.lowlevel.checkpoint()
 
     async def _send_error(self, status: int) -> None:
         self._out.clear()
@@ -296,6 +317,12 @@ class HTTPConnection:
         """For a graceful stop: close now if waiting between requests."""
         self.draining = True
         if self.idle_since is not None:
+            self._scope.cancel()
+
+    def close_now_if_idle(self) -> None:
+        """Close the connection if it is waiting for a request (to make room for another)."""
+        if self.idle_since is not None:
+            self.idle_since = None
             self._scope.cancel()
 
     def expire_if_idle(self, now: float) -> None:
@@ -324,8 +351,13 @@ class HTTPConnection:
         Raises ``BodyTooLarge`` when the body would exceed ``max_size`` (before
         anything is read when Content-Length says so, in which case no
         ``100 Continue`` is sent), ``BodyTimeout`` when the client stays silent
-        for the body timeout, ``ParseError`` when the body's framing is broken
-        (answer its status; the connection will close), ``ConnectionLost``
+        for the body timeout or keeps us waiting for longer than the body's
+        rate allows (the body timeout, plus one second for each
+        ``min_body_rate`` bytes received: Apache's ``MinRate``; only time
+        spent waiting for the client counts, not a slow reader's own pace;
+        trailers get the header timeout from their start),
+        ``ParseError`` when the body's framing is broken (answer its status;
+        the connection will close), ``ConnectionLost``
         when the client goes away.
         """
         head = self.head
@@ -358,13 +390,37 @@ class HTTPConnection:
                 if isinstance(event, ParseError):
                     self.keep_alive = False
                     raise event
-            try:
-                got = await self._read_into_parser(self.limits.body_timeout)
-            except trio.TooSlowError:
-                self.keep_alive = False
-                raise BodyTimeout from None
+            got = await self._read_body_bytes()
             if not got:
                 raise ConnectionLost("client closed the connection during the request body")
+
+    async def _read_body_bytes(self) -> bool:
+        """One read for the body, within the body's time allowance; False at end of input."""
+        limits = self.limits
+        left = self._body_wait_left
+        if left is None:
+            left = limits.body_timeout
+        if limits.min_body_rate:
+            left += (self._body_received - self._body_rate_counted) / limits.min_body_rate
+        self._body_rate_counted = self._body_received
+        started = trio.current_time()
+        timeout = min(limits.body_timeout, max(left, 0.0))
+        if self.parser.maybe_in_trailers:
+            # Trailers are a header block: they get the header timeout, however
+            # much time the body's rate had earned.
+            if self._trailers_deadline is None:
+                self._trailers_deadline = started + limits.header_timeout
+            timeout = min(timeout, time_left(self._trailers_deadline))
+        else:
+            self._trailers_deadline = None
+        try:
+            got = await self._read_into_parser(timeout)
+        except trio.TooSlowError:
+            self.keep_alive = False
+            raise BodyTimeout from None
+        if limits.min_body_rate:
+            self._body_wait_left = left - (trio.current_time() - started)
+        return got
 
     async def _finish_request_body(self) -> bool:
         """Skip what the handler left of the body; False if we would rather close."""
@@ -421,13 +477,23 @@ class HTTPConnection:
             self._chunked = True
         else:
             self.keep_alive = False  # the end of the body is the end of the connection
-        if not self._body_done and not self._continue_sent and head.expect_continue:
-            self.keep_alive = False  # the body was refused before it was sent
+        if not self._body_done:
+            if not self._continue_sent and head.expect_continue:
+                self.keep_alive = False  # the body was refused before it was sent
+            elif head.content_length is not None and head.content_length - self._body_received > MAX_DISCARD:
+                self.keep_alive = False  # answered before its body, too large to skip
         if not self.keep_alive:
             pairs.append((b"Connection", b"close"))
         elif head.version == b"1.0":
             pairs.append((b"Connection", b"keep-alive"))
-        self._out.append(serialize_head(b"1.1", code, phrase, pairs, _date_header.lines(self.server_header)))
+        own_lines = _date_header.lines(self.server_header)
+        for name, _ in headers:
+            if name in _OWN_HEADERS:
+                # A Server or Date set by the resource (or --add-header) replaces ours.
+                own_lines = _date_header.lines_without({n for n, _ in headers if n in _OWN_HEADERS},
+                                                       self.server_header)
+                break
+        self._out.append(serialize_head(b"1.1", code, phrase, pairs, own_lines))
 
     def write(self, data: bytes) -> None:
         """Queue a piece of the body (no I/O; see ``flush``)."""
@@ -607,4 +673,29 @@ class HTTPConnection:
                 return
             read_ahead += len(data)
             self.parser.feed(data)
+            await self._yield_now_and_then(len(data))
         await trio.sleep_forever()
+
+
+async def drain_input(transport: Transport, seconds: float, max_bytes: int) -> None:
+    """Half-close ``transport``'s socket and read and drop what the peer still
+    sends, for at most ``seconds`` and ``max_bytes``, or until it closes too (see
+    ``HTTPConnection._lingering_close``). Yields to other tasks after each read."""
+    sock = transport.socket
+    if sock is None:
+        return
+    try:
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        return
+    deadline = trio.current_time() + seconds
+    drained = 0
+    try:
+        while drained < max_bytes:
+            data = await transport.receive(READ_SIZE, time_left(deadline))
+            if not data:
+                return
+            drained += len(data)
+            await trio.lowlevel.checkpoint()
+    except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
+        pass

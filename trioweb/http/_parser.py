@@ -9,9 +9,10 @@ queued in ``events``:
 
 - ``RequestHead``: method, target, version, headers and the framing of the
   body (``content_length``, ``chunked``), checked against every rule below;
-- ``bytes``: a piece of the body;
+- ``bytes``: a piece of the body (all the body bytes of one read, joined, so
+  a body sent in 1-byte chunks costs one event per read, not one per chunk);
 - ``END_OF_MESSAGE``: the body is complete (trailers, if any, are checked by
-  llhttp and discarded);
+  llhttp, counted against the header limits, and discarded);
 - ``ParseError``: the input is not an acceptable request. It is always the
   last event: the caller answers with its ``status`` and closes, because
   after a framing error nothing that follows on the connection can be
@@ -34,8 +35,15 @@ all decided here, in one place:
   coding is 501 (we decode no other coding); anything else is 400;
 - a method token llhttp does not know is 501, a non-token is 400;
 - limits: request-target length (414), header block size and field count
-  (431). The size of the head is also bounded while it is still arriving, so
-  a header that never ends cannot grow without bound.
+  (431), trailer fields included (they share the head's budget). The size of
+  the head is also bounded while it is still arriving, so a header that never
+  ends cannot grow without bound; so is the framing of a chunked body (chunk
+  size lines, extensions, trailers): whole reads that bring no body byte
+  count against the same limit, because llhttp grows a field it is still
+  receiving by copying it.
+- an Upgrade (or CONNECT) request is answered as an ordinary request with
+  ``keep_alive`` False: we switch to no other protocol, and the bytes after
+  it are not HTTP.
 """
 
 from __future__ import annotations
@@ -100,6 +108,13 @@ class RequestParser:
         self._head_bytes_seen = 0  # over-estimate of the head received so far
         self._reset_head()
         self._messages_completed_in_feed = 0
+        self._body_pieces: list[bytes] = []  # body bytes of the current read, joined into one event
+        self._in_chunk_framing = False  # between chunks of a chunked body, or in its trailers
+        self._framing_bytes_seen = 0  # like _head_bytes_seen, for the framing of a chunked body
+        self._body_progress = False  # the current read brought a body byte or a message's end
+        # A chunk's size line is read and none of its data yet: the trailers
+        # (after the last chunk), or a read that ended right after a size line.
+        self.maybe_in_trailers = False
         self.closed = False  # no more input is accepted (after an error or an upgrade)
 
     def _reset_head(self) -> None:
@@ -116,13 +131,20 @@ class RequestParser:
         if self.closed:
             return
         was_in_head = self._in_head
+        was_in_framing = self._in_chunk_framing
         self._messages_completed_in_feed = 0
+        self._body_progress = False
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             # An Upgrade or CONNECT request is complete; we switch to no other
-            # protocol, so it is answered as an ordinary request and the
-            # connection closes after it (the bytes after it are not HTTP).
+            # protocol, so it is answered as an ordinary request, and says so
+            # (Connection: close): the bytes after it are not HTTP.
+            self._flush_body()
+            for event in reversed(self.events):
+                if isinstance(event, RequestHead):
+                    event.keep_alive = False
+                    break
             self.closed = True
             return
         except _Abort:
@@ -136,10 +158,19 @@ class RequestParser:
         except httptools.HttpParserError as exc:
             if self._error is None:
                 self._error = ParseError(400, str(exc))
+        self._flush_body()
         if self._error is not None:
             self.events.append(self._error)
             self.closed = True
             return
+        if was_in_framing and self._in_chunk_framing and not self._body_progress:
+            # A whole read spent in chunk framing or trailers, without one body byte.
+            self._framing_bytes_seen += len(data)
+            if self._framing_bytes_seen > self.limits.max_header_bytes:
+                self._fail(431, "chunk framing or trailers too large")
+                return
+        elif self._body_progress:
+            self._framing_bytes_seen = 0
         if was_in_head and self._in_head:
             # Only whole reads spent inside one head are counted: a head that
             # began inside this read is bounded by the read size already.
@@ -176,14 +207,14 @@ class RequestParser:
             self._abort(414, "request target too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self._headers_done:
-            return  # a trailer field: llhttp checked its syntax; we use none
         self._header_bytes += len(name) + len(value) + 4
         if self._header_bytes > self.limits.max_header_bytes:
             self._abort(431, "header block too large")
         self._header_count += 1
         if self._header_count > self.limits.max_header_count:
             self._abort(431, "too many header fields")
+        if self._headers_done:
+            return  # a trailer field: counted, and its syntax checked by llhttp; we use none
         key = name.lower()
         values = self._headers.get(key)
         if values is None:
@@ -207,13 +238,38 @@ class RequestParser:
         head = self._check_head(parser.get_method(), bytes(self._target), version_bytes)
         head.keep_alive = parser.should_keep_alive()
         self.events.append(head)
+        self._in_chunk_framing = head.chunked
+        self._framing_bytes_seen = 0
 
     def on_body(self, piece: bytes) -> None:
-        self.events.append(piece)
+        self._body_pieces.append(piece)
+        self._in_chunk_framing = False
+        self.maybe_in_trailers = False
+        self._body_progress = True
+
+    def on_chunk_header(self) -> None:
+        # The size line of a chunk is read; its data (or, after the last
+        # chunk, the trailers) follows. Until a body byte comes, we count it as framing.
+        self._in_chunk_framing = True
+        self.maybe_in_trailers = True
+
+    def on_chunk_complete(self) -> None:
+        self._in_chunk_framing = True
+        self.maybe_in_trailers = False
 
     def on_message_complete(self) -> None:
+        self._flush_body()
         self._messages_completed_in_feed += 1
+        self._in_chunk_framing = False
+        self.maybe_in_trailers = False
+        self._body_progress = True
         self.events.append(END_OF_MESSAGE)
+
+    def _flush_body(self) -> None:
+        pieces = self._body_pieces
+        if pieces:
+            self.events.append(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+            pieces.clear()
 
     def _abort(self, status: int, reason: str) -> None:
         self._error = ParseError(status, reason)

@@ -1,31 +1,48 @@
 """``Server``: accepts connections on listeners and runs an ``HTTPConnection`` for each.
 
-It caps how many connections are open (beyond ``Limits.max_connections`` a
-client gets a 503 and the connection closes), sweeps idle ones (one pass per
+It caps how many connections are open, counted from accept (TLS handshakes
+included, each bounded by ``Limits.tls_handshake_timeout``), in total and per
+client address (see ``trioweb.http._admission``): over the total, the
+longest-idle connection is closed to make room; when none is idle, or over
+the address's cap, the client gets a 503 with ``Retry-After``, and a
+lingering close so that it can read it (closing with its request unread
+would reset the connection). The server sweeps idle connections (one pass per
 tick instead of a timer per request, see ``HTTPConnection.expire_if_idle``),
 and stops gracefully: on ``stop()`` the listeners close at once, idle
 connections close, and requests in flight get ``drain_timeout`` to finish.
 An accept error (EMFILE and friends) is logged and retried after a pause.
 On a ``ProxyProtocolListener`` each connection's PROXY header is read first
-(``_proxy_protocol``); ``replace_handler`` is how a reload reaches open
+(``_proxy_protocol``); there the peer is the proxy, so only the total cap
+applies, not the per-address one. ``replace_handler`` is how a reload reaches open
 connections.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
 import trio
 
-from trioweb.address import Address, UNIXAddress, address_from_sockname
-from trioweb.http._connection import Handler, HTTPConnection
+from trioweb.address import Address, IPv4Address, IPv6Address, UNIXAddress, address_from_sockname
+from trioweb.http._admission import Admission, OncePerInterval
+from trioweb.http._connection import MAX_DISCARD, Handler, HTTPConnection, drain_input
 from trioweb.http._limits import Limits
 from trioweb.http._proxy_protocol import ProxyProtocolError, is_proxied, proxied_addresses
+from trioweb.http._transport import transport_for
 from trioweb.http._writer import error_response
 
 log = logging.getLogger("trioweb.http")
+
+# What a refused client is told to wait before trying again, in seconds.
+RETRY_AFTER = 5
+# A refused connection is drained this long (its request read and dropped) before closing.
+REFUSAL_LINGER = 1.0
+# Refusals being sent at once at most; beyond, a connection is closed at once
+# (a flood must not hold more descriptors than the slots it was refused).
+MAX_REFUSALS_IN_FLIGHT = 256
 
 
 async def accept_forever(listener: trio.abc.Listener[Any], dispatch: Callable[[trio.abc.Stream], None]) -> None:
@@ -60,6 +77,13 @@ def _stream_addresses(stream: trio.abc.Stream) -> tuple[Address, Address, bool]:
     return client, host, secure
 
 
+def _address_key(client: Address) -> str | None:
+    """What the per-address cap counts by: the IP address (none for UNIX sockets)."""
+    if isinstance(client, (IPv4Address, IPv6Address)):
+        return client.host
+    return None
+
+
 class Server:
     """Serves HTTP on listeners until ``stop()``: each request head goes to
     ``handler``; see the module docstring."""
@@ -71,10 +95,13 @@ class Server:
         self.limits = limits
         self.server_header = server_header
         self.connections: set[HTTPConnection] = set()
+        self.admission = Admission(limits.max_connections, limits.max_connections_per_address)
+        self._log_refusal = OncePerInterval()
+        self._refusals_in_flight = 0
         self._stopping = trio.Event()
         self._drained = trio.Event()  # set once stopping and the last connection has closed
         self._accept_scope = trio.CancelScope()
-        self._busy = error_response(503, server_header, b"")
+        self._busy = error_response(503, server_header, b"", retry_after=RETRY_AFTER)
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as connections:
@@ -120,36 +147,85 @@ class Server:
 
     async def _accept_loop(self, listener: trio.abc.Listener[Any], nursery: trio.Nursery) -> None:
         proxied = is_proxied(listener)
+        admission = self.admission
 
         def dispatch(stream: trio.abc.Stream) -> None:
-            if len(self.connections) >= self.limits.max_connections:
-                nursery.start_soon(self._refuse, stream)
+            try:
+                client, host, secure = _stream_addresses(stream)
+            except OSError:
+                nursery.start_soon(trio.aclose_forcefully, stream)
+                return
+            key = None if proxied else _address_key(client)  # behind a PROXY header the peer is the proxy
+            if admission.over_address_cap(key):
+                self._refuse(stream, nursery, "address", client)
+            elif admission.full() and not self._close_longest_idle():
+                self._refuse(stream, nursery, "total", client)
             else:
-                nursery.start_soon(self._serve_connection, stream, proxied)
+                admission.enter(key)  # counted from accept, before any TLS handshake
+                nursery.start_soon(self._serve_connection, stream, client, host, secure, key, proxied)
 
         await accept_forever(listener, dispatch)
 
-    async def _refuse(self, stream: trio.abc.Stream) -> None:
-        with trio.move_on_after(1):
-            try:
-                await stream.send_all(self._busy)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
-        await trio.aclose_forcefully(stream)
+    def _close_longest_idle(self) -> bool:
+        """Close the connection that has waited longest for a request, if any
+        waits: a slot for a client with something to ask."""
+        longest: HTTPConnection | None = None
+        longest_since = math.inf
+        for conn in self.connections:
+            since = conn.idle_since
+            if since is not None and since < longest_since:
+                longest, longest_since = conn, since
+        if longest is None:
+            return False
+        longest.close_now_if_idle()
+        return True
 
-    async def _serve_connection(self, stream: trio.abc.Stream, proxied: bool = False) -> None:
+    def _refuse(self, stream: trio.abc.Stream, nursery: trio.Nursery, reason: str, client: Address) -> None:
+        self.admission.refused[reason] += 1
+        if self._log_refusal((reason, _address_key(client))):
+            log.warning("refusing connections from %s: %s (logged once a minute per address)", client,
+                        "too many from this address" if reason == "address" else "server full, none idle")
+        if self._refusals_in_flight >= MAX_REFUSALS_IN_FLIGHT or isinstance(stream, trio.SSLStream):
+            # No room even to say so (or a handshake to pay for first): close.
+            nursery.start_soon(trio.aclose_forcefully, stream)
+        else:
+            self._refusals_in_flight += 1  # counted now: a burst of accepts comes before any task runs
+            nursery.start_soon(self._send_busy, stream)
+
+    async def _send_busy(self, stream: trio.abc.Stream) -> None:
+        """503 with Retry-After, then read and drop the request briefly before
+        closing, so that the client reads the answer instead of a reset."""
         try:
-            client, host, secure = _stream_addresses(stream)
-            if proxied:
-                client, host = await proxied_addresses(stream, client, host, self.limits.header_timeout)
-        except (OSError, ProxyProtocolError, trio.BrokenResourceError, trio.TooSlowError) as exc:
-            if isinstance(exc, ProxyProtocolError):
-                log.info("connection from %s closed: %s", client, exc)
+            transport = transport_for(stream)
+            with trio.move_on_after(REFUSAL_LINGER * 2):
+                try:
+                    await transport.send_all(self._busy, REFUSAL_LINGER)
+                    await drain_input(transport, REFUSAL_LINGER, MAX_DISCARD)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
+                    pass
+        finally:
+            self._refusals_in_flight -= 1
             await trio.aclose_forcefully(stream)
-            return
+
+    async def _serve_connection(self, stream: trio.abc.Stream, client: Address, host: Address, secure: bool,
+                                key: str | None, proxied: bool) -> None:
+        try:
+            if proxied:
+                try:
+                    client, host = await proxied_addresses(stream, client, host, self.limits.header_timeout)
+                except (ProxyProtocolError, OSError, trio.BrokenResourceError, trio.TooSlowError) as exc:
+                    if isinstance(exc, ProxyProtocolError):
+                        log.info("connection from %s closed: %s", client, exc)
+                    await trio.aclose_forcefully(stream)
+                    return
+            await self._serve_admitted(stream, client, host, secure)
+        finally:
+            self.admission.leave(key)
+
+    async def _serve_admitted(self, stream: trio.abc.Stream, client: Address, host: Address, secure: bool) -> None:
         if isinstance(stream, trio.SSLStream):
             try:
-                with trio.fail_after(self.limits.header_timeout):
+                with trio.fail_after(self.limits.tls_handshake_timeout):
                     await stream.do_handshake()
             except (trio.BrokenResourceError, trio.TooSlowError):
                 await trio.aclose_forcefully(stream)

@@ -62,11 +62,17 @@ def http_date(when: int) -> bytes:
 
 
 def parse_http_date(value: bytes) -> int | None:
-    """Seconds since the epoch for an HTTP date, None if it is not one."""
+    """Seconds since the epoch for an HTTP date, None if it is not one: a
+    field out of its range (day 32, hour 25, year 10000...) makes the whole
+    date invalid, and RFC 9110 says an invalid date is ignored."""
     try:
         parsed = parsedate(value.decode("latin-1"))
     except (TypeError, ValueError):
         return None
     if parsed is None:
+        return None
+    year, month, day, hour, minute, second = parsed[:6]
+    if not (1 <= year <= 9999 and 1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1]
+            and 0 <= hour <= 23 and 0 <= minute <= 59 and 0 <= second <= 60):
         return None
     return calendar.timegm(parsed)

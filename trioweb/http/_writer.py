@@ -36,12 +36,19 @@ class DateHeader:
         return self._value
 
     def lines(self, server: bytes) -> bytes:
-        """``Server`` and ``Date`` header lines, ready to put after a status line."""
+        """``Server`` and ``Date`` header lines, ready to put after a status line
+        (no ``Server`` line when ``server`` is empty: ``--server-header none``)."""
         value = self.value()
         lines = self._lines.get(server)
         if lines is None:
-            lines = self._lines[server] = b"Server: " + server + b"\r\nDate: " + value + b"\r\n"
+            lines = self._lines[server] = (b"Server: " + server + b"\r\n" if server else b"") + \
+                b"Date: " + value + b"\r\n"
         return lines
+
+    def lines_without(self, replaced: set[bytes], server: bytes) -> bytes:
+        """``lines(server)`` less the fields (lower-case names) the response sets itself."""
+        own = b"" if b"server" in replaced or not server else b"Server: " + server + b"\r\n"
+        return own if b"date" in replaced else own + b"Date: " + self.value() + b"\r\n"
 
 
 _canonical_names: dict[bytes, bytes] = {}
@@ -77,19 +84,18 @@ LAST_CHUNK = b"0\r\n\r\n"
 CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
-def error_response(code: int, server: bytes, date: bytes) -> bytes:
-    """A complete minimal response for errors found before any resource ran."""
+def error_response(code: int, server: bytes, date: bytes, retry_after: int | None = None) -> bytes:
+    """A complete minimal response for errors found before any resource ran
+    (no ``Server`` field when ``server`` is empty)."""
     phrase = status_phrase(code)
     body = b"<html><head><title>%d %s</title></head><body><h1>%s</h1></body></html>\n" % (code, phrase, phrase)
-    return serialize_head(
-        b"1.1",
-        code,
-        phrase,
-        [
-            (b"Server", server),
-            (b"Date", date),
-            (b"Content-Type", b"text/html; charset=utf-8"),
-            (b"Content-Length", b"%d" % len(body)),
-            (b"Connection", b"close"),
-        ],
-    ) + body
+    pairs = [(b"Server", server)] if server else []
+    pairs += [
+        (b"Date", date),
+        (b"Content-Type", b"text/html; charset=utf-8"),
+        (b"Content-Length", b"%d" % len(body)),
+        (b"Connection", b"close"),
+    ]
+    if retry_after is not None:
+        pairs.append((b"Retry-After", b"%d" % retry_after))
+    return serialize_head(b"1.1", code, phrase, pairs) + body

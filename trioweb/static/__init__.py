@@ -23,7 +23,10 @@ How a request is answered:
   416), subject to ``If-Range``; ``Accept-Ranges: bytes`` is always sent.
 - With ``Accept-Encoding``, a precompressed sibling (``app.js.br``,
   ``app.js.gz``) is served instead when one exists, under the same
-  containment rules, with ``Content-Encoding`` and ``Vary``.
+  containment rules, with ``Content-Encoding``. Whenever a sibling exists,
+  every answer for the file (the uncompressed one and 304s too) says
+  ``Vary: Accept-Encoding``, so that a cache never hands one client's
+  variant to another.
 - HEAD gets GET's headers; the file is never read. Small bodies are read at
   once; larger ones are sent with ``os.sendfile`` (or read in a worker
   thread when the transport is TLS) with backpressure, in bounded memory.
@@ -38,6 +41,7 @@ import errno
 import functools
 import os
 import stat
+import time
 from typing import TYPE_CHECKING, Any
 
 from trioweb._fs import RECHECK_ROOT, NotServable, Registry, ServedRoot, read_exactly, segment_name, send_pieces
@@ -71,6 +75,11 @@ __all__ = [
 # Bodies up to this size are read in one call and answered from ``render``;
 # beyond it they are streamed (sendfile) from a task.
 SMALL_BODY = 64 * 1024
+
+# What is known of the precompressed variants of this many files at most.
+MAX_VARIANTS_SEEN = 4096
+# (root, relative path) → (good until, the precompressed list asked about, the variants found)
+_variants_seen: dict[tuple[str, str], tuple[float, object, list[tuple[bytes, str]]]] = {}
 
 # Never run by the front, never shown as source either.
 SCRIPT_EXTENSIONS = frozenset({".rpy", ".epy", ".cgi", ".asis", ".py", ".pyc", ".php", ".pl", ".sh", ".fcgi", ".wsgi"})
@@ -109,6 +118,9 @@ class File(Resource):
     # Seconds between checks that the root's path still names the directory
     # being served (a symlink re-pointed by a deployment is followed within that).
     root_recheck = RECHECK_ROOT
+    # Seconds for which what is on disk of a file's precompressed variants is
+    # trusted (see _variants_on_disk): a variant that appears is served within that.
+    variants_recheck = 1.0
 
     def __init__(
         self,
@@ -219,9 +231,10 @@ class File(Resource):
 
     def render_GET(self, request: Request) -> Any:
         ctype, encoding = getTypeAndEncoding(self.path, self.contentTypes, self.contentEncodings, self.defaultType)
-        variants = self._acceptable_variants(request) if encoding is None else []
-        if variants and all(self._served.absent(self._relative + suffix) for _, suffix in variants):
-            variants = []  # none on disk: the file itself is served
+        variants = self._variants_on_disk() if encoding is None else []
+        if variants:
+            request.setHeader(b"vary", b"Accept-Encoding")  # whichever is sent: the choice depends on it
+            variants = self._acceptable_variants(request, variants)
         if not variants:
             kept = kept_copy(self._served, self._relative, self.follow_symlinks)
             if kept is not None:
@@ -258,13 +271,35 @@ class File(Resource):
             if not streaming:
                 os.close(fd)
 
-    def _acceptable_variants(self, request: Request) -> list[tuple[bytes, str]]:
-        """The ``(coding, suffix)`` of ``precompressed`` the client accepts, in our order of preference."""
+    def _variants_on_disk(self) -> list[tuple[bytes, str]]:
+        """The ``(coding, suffix)`` of ``precompressed`` that have something on disk beside the file.
+
+        Asked for every request (the answer decides ``Vary``), so it is
+        remembered for ``variants_recheck`` seconds: a variant added or
+        removed is noticed within that, and a file without variants does not
+        cost an ``lstat`` per suffix per request.
+        """
+        if not self.precompressed:
+            return []
+        key = (self._served.path, self._relative)
+        now = time.monotonic()
+        known = _variants_seen.get(key)
+        if known is not None and now < known[0] and known[1] is self.precompressed:
+            return known[2]
+        found = [(coding, suffix) for coding, suffix in self.precompressed
+                 if not self._served.absent(self._relative + suffix)]
+        if len(_variants_seen) >= MAX_VARIANTS_SEEN:
+            _variants_seen.clear()
+        _variants_seen[key] = (now + self.variants_recheck, self.precompressed, found)
+        return found
+
+    def _acceptable_variants(self, request: Request, variants: list[tuple[bytes, str]]) -> list[tuple[bytes, str]]:
+        """Those of ``variants`` the client accepts, in our order of preference."""
         header = request.getHeader(b"accept-encoding")
-        if not header or not self.precompressed:
+        if not header:
             return []
         accepted = _accepted_codings(header)
-        return [(coding, suffix) for coding, suffix in self.precompressed if coding in accepted]
+        return [(coding, suffix) for coding, suffix in variants if coding in accepted]
 
     def _precompressed(
         self, request: Request, fd: int, info: os.stat_result, variants: list[tuple[bytes, str]]
@@ -279,7 +314,6 @@ class File(Resource):
                 os.close(variant_fd)
                 continue
             os.close(fd)
-            request.setHeader(b"vary", b"Accept-Encoding")
             return variant_fd, variant_info, coding.decode("ascii")
         return fd, info, None
 
@@ -351,9 +385,22 @@ class PublicFile(File):
     and no file whose extension marks it as a script is served either, not
     even as source (``SCRIPT_EXTENSIONS``). The front of a community host
     serves users' ``public_html`` this way (``UserDirectory(public_html=PublicFile)``).
+
+    On such a shared origin a file of unknown type is served as
+    ``application/octet-stream``, not Twisted's ``text/html``, and every answer
+    says ``X-Content-Type-Options: nosniff``: a user's upload without a known
+    extension must never become a page (with scripts) of everyone's origin.
     """
 
     indexNames = ["index.html", "index.htm"]
+
+    def __init__(self, path: str | bytes | os.PathLike[str], defaultType: str = "application/octet-stream",
+                 ignoredExts: tuple[str, ...] | list[str] = (), registry: Registry | None = None) -> None:
+        super().__init__(path, defaultType, ignoredExts, registry)
+
+    def render_GET(self, request: Request) -> Any:
+        request.setHeader(b"x-content-type-options", b"nosniff")
+        return super().render_GET(request)
 
     def getChild(self, path: bytes, request: Request) -> Resource:
         if path.startswith(b".") or os.path.splitext(path.decode("utf-8", "replace"))[1].lower() in SCRIPT_EXTENSIONS:

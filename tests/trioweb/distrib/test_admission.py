@@ -123,9 +123,9 @@ async def test_a_burst_waits_in_line_and_is_all_served(start_site, nursery, tmp_
         statuses.append((await site.request(get(b"/~alice/"), timeout=20)).status)
 
     async with trio.open_nursery() as clients:
-        for _ in range(100):
+        for _ in range(60):  # all from 127.0.0.1: within the per-address connection cap (64)
             clients.start_soon(fetch)
-    assert statuses == [200] * 100
+    assert statuses == [200] * 60
     assert counting.peak == 4  # the cap was reached, and held
     assert (subscription.admission.in_flight, subscription.admission.queued) == (0, 0)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import trio
 
 from trioweb._fs import ServedRoot
-from trioweb.static import _filecache
+from trioweb.static import File, _filecache
 from trioweb.static._filecache import SmallFileCache, identity
 
 
@@ -164,12 +164,15 @@ async def test_precompressed_variant_that_appears_is_served_over_the_copy(tmp_pa
     root = tmp_path / "root"
     root.mkdir()
     await trio.to_thread.run_sync(_settled_files, root, {"app.js": b"let x = 1;"})
-    site = await serve_file(root)
+    served = File(str(root))
+    served.variants_recheck = 0.2
+    site = await serve_file(served)
     accepts = b"Accept-Encoding: gzip, br\r\n"
     plain = await site.get("/app.js", accepts)
     assert (plain.status, plain.body, plain.header(b"content-encoding")) == (200, b"let x = 1;", None)
     assert _is_kept(root, "app.js")
     (root / "app.js.gz").write_bytes(gzip.compress(b"let x = 1;"))
+    await trio.sleep(0.25)  # what is known of the file's variants is trusted that long
     packed = await site.get("/app.js", accepts)
     assert packed.header(b"content-encoding") == b"gzip"
     assert gzip.decompress(packed.body) == b"let x = 1;"
