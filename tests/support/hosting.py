@@ -14,11 +14,13 @@ from __future__ import annotations
 import http.client
 import os
 import pwd
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -54,6 +56,17 @@ def _why_others_cannot_use(install: Install) -> str | None:
     return None if result.returncode == 0 else result.stderr.strip()[-500:]
 
 
+# What the users' own sites are written with in the tests (a Flask app behind
+# --personal --wsgi): installed beside trioweb in a copy made for the accounts.
+PUBLISHED_WITH = ("flask",)
+
+
+def _pinned(name: str) -> str:
+    """``name`` as the project's test extra pins it."""
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["test"]
+    return next(spec for spec in extra if re.split(r"[<>=!~\[; ]", spec, maxsplit=1)[0] == name)
+
+
 @contextmanager
 def installed_for_accounts() -> Iterator[Install]:
     """This checkout's install if other accounts can use it, else a copy of
@@ -73,7 +86,8 @@ def installed_for_accounts() -> Iterator[Install]:
         if built.returncode == 0:
             built = subprocess.run(
                 [str(base / "venv" / "bin" / "python"), "-m", "pip", "install", "--quiet",
-                 "--disable-pip-version-check", str(ROOT)], capture_output=True, text=True, timeout=600)
+                 "--disable-pip-version-check", str(ROOT), *map(_pinned, PUBLISHED_WITH)],
+                capture_output=True, text=True, timeout=600)
         if built.returncode != 0:
             pytest.skip(f"the checkout is not readable by other accounts, and installing trioweb for them in "
                         f"{base} failed: {built.stderr.strip()[-500:]}")
