@@ -31,15 +31,8 @@ main.putChild(b"doc", static.File("/usr/share/doc"))
 main.putChild(b"users", distrib.UserDirectory(public_html=static.PublicFile))
 
 
-def tilde_to_user_directory(request):
-    """``/~alice/x`` → ``/users/~alice/x`` (see twistedmatrix_com.py)."""
-    if request.postpath and request.postpath[0][:1] == b"~":
-        request.postpath[:0] = [b"users"]
-        request.path = b"/" + b"/".join(request.prepath + request.postpath)
-
-
 hosts = vhost.NameVirtualHost()
-hosts.default = rewrite.RewriterResource(main, tilde_to_user_directory)
+hosts.default = rewrite.RewriterResource(main, rewrite.tildeToUsers)
 hosts.addHost("foo.com", static.File(os.path.join(WWW, "foo")))
 hosts.addHost("bar.com", static.File(os.path.join(WWW, "bar")))
 

@@ -37,7 +37,7 @@ def get(url: str, *args: str) -> tuple[int, bytes]:
     return int(status), body
 
 
-def test_adding_children_doc():
+def test_adding_children_doc_and_cgi_bin():
     package = sorted(p for p in os.listdir("/usr/share/doc") if os.path.isdir(f"/usr/share/doc/{p}"))[0]
     process, base = serve("doc_child.py")
     with process:
@@ -45,6 +45,11 @@ def test_adding_children_doc():
         status, listing = get(f"{base}/doc/")
         assert status == 200 and f'href="./{package}/"'.encode() in listing
         assert get(f"{base}/doc/{package}")[0] == 302  # a directory without its slash redirects
+        assert get(f"{base}/cgi-bin/hello.cgi") == (200, b"Hello, world!\n")
+        status, env = get(f"{base}/cgi-bin/env.cgi/extra?x=1")
+        assert status == 200 and b"\nSCRIPT_NAME=/cgi-bin/env.cgi\n" in env and b"\nPATH_INFO=/extra\n" in env
+        assert get(f"{base}/cgi-bin/")[0] == 404  # a CGI directory lists nothing
+        assert get(f"{base}/cgi-bin/missing.cgi")[0] == 404
 
 
 def test_modifying_file_resources_index_rpy():
@@ -223,21 +228,39 @@ def test_registry_example_with_user_directory(account):
         assert get(f"{base}/users.rpy/~{name}/") == served_public_html(name)
 
 
+def front_page(uid: int) -> tuple[int, bytes]:
+    """What twistedmatrix_com.py's ``/`` gives: its index.cgi, run as ``uid``."""
+    return 200, f"<h1>twistedmatrix.com</h1>\n<p>index.cgi at /, run as uid {uid}</p>\n".encode()
+
+
 @needs_root
 def test_twistedmatrix_com_configuration_runs_as_www_data(account):
     name = account.pw_name
+    www_data = pwd.getpwnam("www-data")
     process, base = serve("twistedmatrix_com.py")
     with process as server:
         status = Path(f"/proc/{server.pid}/status").read_text()
-        www_data = pwd.getpwnam("www-data")
         assert f"\nUid:\t{www_data.pw_uid}\t{www_data.pw_uid}\t" in status
         assert f"\nGid:\t{www_data.pw_gid}\t{www_data.pw_gid}\t" in status
-        assert get(f"{base}/")[1] == (HTDOCS / "index.html").read_bytes()
+        # indexNames with index.cgi: the front page is the script's output, and the CGI runs as www-data.
+        assert get(f"{base}/") == front_page(www_data.pw_uid)
+        assert get(f"{base}/index.cgi")[1].startswith(b"<h1>twistedmatrix.com</h1>\n<p>index.cgi at /index.cgi,")
+        assert get(f"{base}/about.html") == (200, b"<h1>About twistedmatrix.com</h1>\n")
+        # The CGIDirectory mounts.
+        assert get(f"{base}/mailman/listinfo") == (200, b"Mailing lists at 127.0.0.1: twisted-python, twisted-web\n")
+        assert get(f"{base}/mailman/listinfo/twisted-python") == (
+            200, b"About the twisted-python list (SCRIPT_NAME=/mailman/listinfo)\n")
+        assert get(f"{base}/cgi-bin/hello.cgi") == (200, b"Hello, world!\n")
+        assert get(f"{base}/mailman/")[0] == 404
+        # UserDirectory under users, and tildeToUsers: Twisted's URLs.
+        status_code, index = get(f"{base}/users/")
+        assert status_code == 200 and f'href="{name}/"'.encode() in index
+        assert get(f"{base}/users/{name}/") == served_public_html(name)
         assert get(f"{base}/~{name}/") == served_public_html(name)
         assert get(f"{base}/users/~{name}/") == served_public_html(name)
-        assert get(f"{base}/users/")[0] == 200
+        assert get(f"{base}/~{name}/.secret")[0] == 404
+        assert get(f"{base}/~root/")[0] == 404
         assert get(f"{base}/doc/")[0] == 200
-        assert get(f"{base}/counter.rpy")[0] == 200
 
 
 def test_twistedmatrix_com_uid_is_overridden_by_the_command_line():
@@ -245,5 +268,5 @@ def test_twistedmatrix_com_uid_is_overridden_by_the_command_line():
     process, base = serve("twistedmatrix_com.py", "--uid", str(os.getuid()), "--gid", str(os.getgid()))
     with process as server:
         assert f"\nUid:\t{os.getuid()}\t" in Path(f"/proc/{server.pid}/status").read_text()
-        assert get(f"{base}/")[1] == (HTDOCS / "index.html").read_bytes()
+        assert get(f"{base}/") == front_page(os.getuid())
         assert get(f"{base}/~no-such-user-here/")[0] == 404
