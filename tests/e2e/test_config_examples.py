@@ -131,6 +131,16 @@ def test_uber_example_site_settings(tmp_path):
     assert '"GET /doc/ HTTP/1.1" 200' in log.read_text()
 
 
+def test_wsgi_resource_in_a_tree():
+    process, base = serve("wsgi_resource.py")
+    with process:
+        assert get(f"{base}/") == (200, b"<a href='app/'>the application</a>")
+        assert get(f"{base}/app/a/b?q=1") == (200, b"/app | /a/b")
+        assert get(f"{base}/app") == (200, b"/app | ")
+        assert b"Content-Type: text/plain; charset=utf-8" in curl("-sI", f"{base}/app/x").stdout
+        assert get(f"{base}/elsewhere")[0] == 404
+
+
 def test_a_site_config_refuses_the_site_options_it_settles():
     for option in (["--logfile", "-"], ["--max-body-size", "10"], ["--display-tracebacks"]):
         result = subprocess.run([trioweb_command(), "-y", str(EXAMPLES / "uber.py"), *option],
