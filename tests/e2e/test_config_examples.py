@@ -113,14 +113,24 @@ def test_ports_from_a_missing_file_is_a_clear_error(tmp_path):
            f"'{tmp_path / 'none'}'" in result.stderr
 
 
-def test_uber_example_site_settings(tmp_path):
+def test_uber_example(tmp_path):
     log = tmp_path / "access.log"
-    process, base = serve("uber.py", env={"WEB_ACCESS_LOG": str(log)})
-    with process as server:
+    upstream_port = free_port()
+    upstream = trioweb("--path", str(ROOT / "examples" / "proxy" / "htdocs"), port=upstream_port)
+    process, base = serve("uber.py", env={"WEB_ACCESS_LOG": str(log), "PROXIED_UPSTREAM": f"127.0.0.1:{upstream_port}"})
+    with upstream, process as server:
         assert get(f"{base}/")[1] == (HTDOCS / "index.html").read_bytes()
         assert get(f"{base}/hello.rpy")[0] == 200  # the main site runs resource scripts
         assert get(f"{base}/doc/")[0] == 200
+        assert get(f"{base}/cgi-bin/hello.cgi") == (200, b"Hello, world!\n")
         assert get(f"{base}/", "-H", "Host: foo.com")[1] == b"<h1>foo.com</h1>\n"
+        assert get(f"{base}/cgi-bin/hello.cgi", "-H", "Host: foo.com")[0] == 404  # the main site's only
+        # The proxied host: another server's pages, under this server's name.
+        assert get(f"{base}/docs/", "-H", "Host: proxied.com") == (
+            200, b"<html><body>The inner documents.</body></html>\n")
+        assert get(f"{base}/where.rpy", "-H", "Host: proxied.com") == (
+            200, b"http 127.0.0.1 http://127.0.0.1:%d/where.rpy\n" % upstream_port)
+        assert get(f"{base}/docs/")[0] == 404  # not on the main site
         assert get(f"{base}/users/")[0] == 200
         assert get(f"{base}/~no-such-user-here/")[0] == 404
         status = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--data-binary",
@@ -236,6 +246,16 @@ def test_registry_example_with_user_directory(account):
         assert get(f"{base}/users/{name}/") == served_public_html(name)
         assert get(f"{base}/users/~{name}/") == served_public_html(name)
         assert get(f"{base}/users.rpy/~{name}/") == served_public_html(name)
+
+
+@needs_root
+def test_uber_example_users(account):
+    name = account.pw_name
+    process, base = serve("uber.py")
+    with process:
+        assert get(f"{base}/users/{name}/") == served_public_html(name)
+        assert get(f"{base}/~{name}/") == served_public_html(name)
+        assert get(f"{base}/~{name}/", "-H", "Host: foo.com")[0] == 404  # the users are the main site's
 
 
 def front_page(uid: int) -> tuple[int, bytes]:
