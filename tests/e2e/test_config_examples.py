@@ -13,11 +13,11 @@ import os
 import pwd
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
 
+from tests.support.hosting import accounts
 from tests.support.procs import ROOT, Process, curl, free_port, trioweb, trioweb_command
 
 EXAMPLES = ROOT / "examples" / "config"
@@ -162,37 +162,23 @@ def test_a_site_config_refuses_the_site_options_it_settles():
 # -- the examples that serve users' sites: a real account ---------------------------
 
 
-def served_public_html(name: str) -> tuple[int, bytes]:
-    """What a GET of the account's public_html index gives."""
-    return 200, f"<h1>{name}'s public_html</h1>".encode()
+# What a GET of the account's public_html index gives (tests/support/hosting.py writes it).
+PUBLIC_HTML_INDEX = (200, b"<h1>cfg's public_html</h1>")
 
 
 @pytest.fixture(scope="module")
-def account():
-    """A fresh account (uid ≥ 1000) whose ``public_html`` has a page, a script
-    and a dotfile; its home in a world-traversable temporary directory."""
+def hosting(install):
+    """A real account, ``cfg`` (uid ≥ 1000, named twcfgcPID), whose ``public_html``
+    has a page, a script, a CGI script and a dotfile (the shared hosting kit)."""
     if os.geteuid() != 0:
         pytest.skip("needs root to create a user account")
-    base = Path(tempfile.mkdtemp(prefix="trioweb-config-homes-", dir="/tmp"))
-    os.chmod(base, 0o755)
-    name = f"twcfg{os.getpid() % 100000}"
-    home = base / name
-    try:
-        subprocess.run(["useradd", "--create-home", "--home-dir", str(home), "--shell", "/usr/sbin/nologin",
-                        "--comment", "Config Tester,,,", "--user-group", name], check=True, capture_output=True)
-        user = pwd.getpwnam(name)
-        os.chmod(home, 0o711)
-        public = home / "public_html"
-        public.mkdir()
-        (public / "index.html").write_text(f"<h1>{name}'s public_html</h1>")
-        (public / "app.rpy").write_text("resource = None  # the front never runs it\n")
-        (public / ".secret").write_text("dotfile")
-        for path in [home, *home.rglob("*")]:
-            os.lchown(path, user.pw_uid, user.pw_gid)
-        yield user
-    finally:
-        subprocess.run(["userdel", "--remove", name], capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
+    with accounts(install, {"cfg": ("Config Tester,,,", "public_html")}, tag="c") as hosting:
+        yield hosting
+
+
+@pytest.fixture(scope="module")
+def account(hosting):
+    return hosting.account("cfg")
 
 
 @needs_root
@@ -202,35 +188,26 @@ def test_user_directory_server(account):
     with process:
         status, index = get(f"{base}/")
         assert status == 200 and f'href="~{name}/"'.encode() in index and b"Config Tester" in index
-        assert get(f"{base}/~{name}/") == served_public_html(name)
-        assert get(f"{base}/users/{name}/") == served_public_html(name)
+        assert get(f"{base}/~{name}/") == PUBLIC_HTML_INDEX
+        assert get(f"{base}/users/{name}/") == PUBLIC_HTML_INDEX
         assert get(f"{base}/~{name}/app.rpy")[0] == 404  # no script runs on the front, none is shown
         assert get(f"{base}/~{name}/.secret")[0] == 404
         assert get(f"{base}/~root/")[0] == 404
 
 
 @needs_root
-def test_personal_config_behind_the_front(account):
+def test_personal_config_behind_the_front(hosting, account):
     """``trioweb --personal --config``: the user's own configuration file, run as the user."""
     home = Path(account.pw_dir)
     shutil.copy(EXAMPLES / "personal.py", home / "personal.py")
-    os.lchown(home / "personal.py", account.pw_uid, account.pw_gid)
-    personal = Process([trioweb_command(), "--personal", "--config", str(home / "personal.py")],
-                       user=account.pw_uid, group=account.pw_gid, extra_groups=[],
-                       env={"HOME": str(home), "USER": account.pw_name}, cwd=str(home))
+    hosting.give_home("cfg")
+    personal = hosting.start_personal("cfg", "--config", str(home / "personal.py"))
     try:
-        socket_path = home / ".trioweb-pb"
-        for _ in range(400):
-            if socket_path.exists() or personal.process.poll() is not None:
-                break
-            subprocess.run(["sleep", "0.05"])
-        if not socket_path.exists():
-            pytest.fail(f"the personal server did not start: {personal.output()}")
         process, base = serve("user_directory.py")
         with process:
             assert get(f"{base}/~{account.pw_name}/whoami") == (
                 200, f"served by uid {account.pw_uid} for ~{account.pw_name}/whoami".encode())
-            assert get(f"{base}/~{account.pw_name}/") == served_public_html(account.pw_name)
+            assert get(f"{base}/~{account.pw_name}/") == PUBLIC_HTML_INDEX
     finally:
         personal.kill()
         (home / ".trioweb-pb").unlink(missing_ok=True)
@@ -243,9 +220,9 @@ def test_registry_example_with_user_directory(account):
     with process:
         status, index = get(f"{base}/users/")
         assert status == 200 and f'href="{name}/"'.encode() in index  # mounted: Twisted's plain names
-        assert get(f"{base}/users/{name}/") == served_public_html(name)
-        assert get(f"{base}/users/~{name}/") == served_public_html(name)
-        assert get(f"{base}/users.rpy/~{name}/") == served_public_html(name)
+        assert get(f"{base}/users/{name}/") == PUBLIC_HTML_INDEX
+        assert get(f"{base}/users/~{name}/") == PUBLIC_HTML_INDEX
+        assert get(f"{base}/users.rpy/~{name}/") == PUBLIC_HTML_INDEX
 
 
 @needs_root
@@ -253,8 +230,8 @@ def test_uber_example_users(account):
     name = account.pw_name
     process, base = serve("uber.py")
     with process:
-        assert get(f"{base}/users/{name}/") == served_public_html(name)
-        assert get(f"{base}/~{name}/") == served_public_html(name)
+        assert get(f"{base}/users/{name}/") == PUBLIC_HTML_INDEX
+        assert get(f"{base}/~{name}/") == PUBLIC_HTML_INDEX
         assert get(f"{base}/~{name}/", "-H", "Host: foo.com")[0] == 404  # the users are the main site's
 
 
@@ -285,10 +262,11 @@ def test_twistedmatrix_com_configuration_runs_as_www_data(account):
         # UserDirectory under users, and tildeToUsers: Twisted's URLs.
         status_code, index = get(f"{base}/users/")
         assert status_code == 200 and f'href="{name}/"'.encode() in index
-        assert get(f"{base}/users/{name}/") == served_public_html(name)
-        assert get(f"{base}/~{name}/") == served_public_html(name)
-        assert get(f"{base}/users/~{name}/") == served_public_html(name)
+        assert get(f"{base}/users/{name}/") == PUBLIC_HTML_INDEX
+        assert get(f"{base}/~{name}/") == PUBLIC_HTML_INDEX
+        assert get(f"{base}/users/~{name}/") == PUBLIC_HTML_INDEX
         assert get(f"{base}/~{name}/.secret")[0] == 404
+        assert get(f"{base}/users/{name}/cgi-bin/hello.cgi")[0] == 404  # a user's CGI never runs on the front
         assert get(f"{base}/~root/")[0] == 404
         assert get(f"{base}/doc/")[0] == 200
 
