@@ -1,4 +1,4 @@
-"""The guide's simple forward proxy ("A Proxy Server"): point a browser (or
+"""The guide's simple forward proxy (Twisted's ``proxy.py`` example): point a browser (or
 ``curl -x``) at it.
 
 Twisted's example makes a ``proxy.Proxy`` channel per connection; here a

@@ -1,4 +1,4 @@
-"""The guide's reverse proxy ("Using a Reverse Proxy"): a whole site served
+"""The guide's reverse proxy (Twisted's ``reverse-proxy.py`` example): a whole site served
 by another server. Twisted's example proxies www.yahoo.com; this one the
 HTTP server ``UPSTREAM`` names (``HOST:PORT``, by default 127.0.0.1:8000).
 The upstream's pages come back as if they were this server's; connections

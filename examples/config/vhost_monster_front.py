@@ -1,4 +1,4 @@
-"""The guide's VHostMonster pair ("Rewriting URLs"/"vhost.rpy"), the front
+"""The guide's VHostMonster pair ("Using VHostMonster"), the front
 half: a public name answered by a ``NameVirtualHost`` and proxied to an
 inner server's ``/vhost.rpy/http/PUBLIC/``, so that the inner pages build
 their links and redirects with the public address, not the inner one.
