@@ -1,8 +1,8 @@
-"""The guide's reverse proxy: a whole site served by another server.
-
-Twisted's example proxies www.yahoo.com; this one proxies any HTTP server
-you name (a local trioweb in the tests). The upstream's pages come back as
-if they were this server's; connections to it are kept alive and reused.
+"""The guide's reverse proxy as a bare program: a Site on a
+``ReverseProxyResource``, served without the ``trioweb`` command (no access
+log, no signal handling), which is what scripts/bench_proxy.py measures and
+the streaming tests drive. The same as a configuration file, the way it is
+deployed: examples/config/reverse_proxy.py.
 
 Run: python examples/proxy/reverse_proxy.py 8080 127.0.0.1 8000
 """

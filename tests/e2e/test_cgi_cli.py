@@ -9,13 +9,12 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 
 import pytest
 
 from tests.support.polling import wait_until_sync
-from tests.support.procs import ROOT, Process, curl, free_port, trioweb, trioweb_command
+from tests.support.procs import ROOT, curl, free_port, trioweb, trioweb_command
 from tests.support.proctree import children_of
 
 EXAMPLES = ROOT / "examples" / "cgi"
@@ -165,7 +164,7 @@ def test_https_is_on_over_tls(tmp_path):
 
 def test_guides_cgi_bin_site_example():
     port = free_port()
-    with Process([sys.executable, str(EXAMPLES / "cgi_bin.py"), str(port)], port=port):
+    with trioweb("--config", str(EXAMPLES / "cgi_bin.py"), port=port):
         base = f"http://127.0.0.1:{port}"
         assert b"CGI examples" in curl(f"{base}/").stdout
         assert curl(f"{base}/cgi-bin/hello.cgi").stdout == b"Hello, world!\n"
@@ -173,10 +172,9 @@ def test_guides_cgi_bin_site_example():
         assert listing.startswith(b"HTTP/1.1 404 ") and b"CGI directories do not support directory listing" in listing
 
 
-def test_site_mounts_example_as_a_class():
+def test_site_mounts_example_as_a_config_file():
     port = free_port()
-    with trioweb("--class", "examples.cgi.site_mounts.MountedSite", port=port, cwd=ROOT,
-                 env={"PYTHONPATH": str(ROOT)}):
+    with trioweb("-y", str(EXAMPLES / "site_mounts.py"), port=port):
         base = f"http://127.0.0.1:{port}"
         assert b"twisted-python, twisted-web" in curl(f"{base}/mailman/listinfo").stdout
         about = curl(f"{base}/mailman/listinfo/twisted-python").stdout

@@ -8,12 +8,13 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.support.polling import wait_until_sync
-from tests.support.procs import curl, free_port, trioweb, trioweb_command
+from tests.support.procs import Process, curl, free_port, trioweb, trioweb_command
 
 APPS = {"PYTHONPATH": str(Path(__file__).parent)}
 
@@ -59,6 +60,52 @@ def test_sigint_and_sigquit_also_stop_cleanly(sig):
     with trioweb(port=port) as server:
         assert server.stop(sig) == 0
         assert f"got {sig.name}: stopping" in server.output()
+
+
+def _signalled_as_soon_as_it_accepts(sig: signal.Signals, connect: Callable[[], None], *args: str) -> tuple[int, str]:
+    """Start ``trioweb ARGS``, send ``sig`` the moment ``connect()`` first
+    succeeds (no pause between the tries), and return (exit status, output)."""
+    server = Process([trioweb_command(), *args])
+    with server:
+        deadline = time.monotonic() + 30
+        while server.process.poll() is None and time.monotonic() < deadline:
+            try:
+                connect()
+            except OSError:
+                continue
+            server.process.send_signal(sig)
+            break
+        return server.process.wait(30), server.output()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGQUIT, signal.SIGTERM])
+def test_a_stop_signal_the_moment_the_port_opens_still_stops_cleanly(sig):
+    """The signal receiver is installed before the listeners open: a stop
+    signal that arrives as soon as a client can connect is a clean stop,
+    never the default action (a KeyboardInterrupt traceback, a core dump)."""
+    for _ in range(12):
+        port = free_port()
+
+        def connect(port: int = port) -> None:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+        status, output = _signalled_as_soon_as_it_accepts(sig, connect, "--listen", f"tcp:{port}:interface=127.0.0.1")
+        assert (status, f"got {sig.name}: stopping" in output) == (0, True), output
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGQUIT])
+def test_a_personal_server_signalled_the_moment_its_socket_opens_stops_cleanly(sig, tmp_path):
+    for attempt in range(12):
+        path = tmp_path / f"pb{attempt}"
+
+        def connect(path: Path = path) -> None:
+            with socket.socket(socket.AF_UNIX) as client:
+                client.connect(str(path))
+
+        status, output = _signalled_as_soon_as_it_accepts(sig, connect, "--personal", "--path", str(tmp_path),
+                                                          "--listen", f"unix:{path}")
+        assert (status, f"got {sig.name}: stopping" in output) == (0, True), output
+        assert not path.exists()
 
 
 def test_add_header_on_every_response_including_errors_and_leaf_roots():

@@ -13,11 +13,11 @@ import os
 import pwd
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
 
+from tests.support.hosting import accounts
 from tests.support.procs import ROOT, Process, curl, free_port, trioweb, trioweb_command
 
 EXAMPLES = ROOT / "examples" / "config"
@@ -37,7 +37,7 @@ def get(url: str, *args: str) -> tuple[int, bytes]:
     return int(status), body
 
 
-def test_adding_children_doc():
+def test_adding_children_doc_and_cgi_bin():
     package = sorted(p for p in os.listdir("/usr/share/doc") if os.path.isdir(f"/usr/share/doc/{p}"))[0]
     process, base = serve("doc_child.py")
     with process:
@@ -45,6 +45,11 @@ def test_adding_children_doc():
         status, listing = get(f"{base}/doc/")
         assert status == 200 and f'href="./{package}/"'.encode() in listing
         assert get(f"{base}/doc/{package}")[0] == 302  # a directory without its slash redirects
+        assert get(f"{base}/cgi-bin/hello.cgi") == (200, b"Hello, world!\n")
+        status, env = get(f"{base}/cgi-bin/env.cgi/extra?x=1")
+        assert status == 200 and b"\nSCRIPT_NAME=/cgi-bin/env.cgi\n" in env and b"\nPATH_INFO=/extra\n" in env
+        assert get(f"{base}/cgi-bin/")[0] == 404  # a CGI directory lists nothing
+        assert get(f"{base}/cgi-bin/missing.cgi")[0] == 404
 
 
 def test_modifying_file_resources_index_rpy():
@@ -108,14 +113,24 @@ def test_ports_from_a_missing_file_is_a_clear_error(tmp_path):
            f"'{tmp_path / 'none'}'" in result.stderr
 
 
-def test_uber_example_site_settings(tmp_path):
+def test_uber_example(tmp_path):
     log = tmp_path / "access.log"
-    process, base = serve("uber.py", env={"WEB_ACCESS_LOG": str(log)})
-    with process as server:
+    upstream_port = free_port()
+    upstream = trioweb("--path", str(ROOT / "examples" / "proxy" / "htdocs"), port=upstream_port)
+    process, base = serve("uber.py", env={"WEB_ACCESS_LOG": str(log), "PROXIED_UPSTREAM": f"127.0.0.1:{upstream_port}"})
+    with upstream, process as server:
         assert get(f"{base}/")[1] == (HTDOCS / "index.html").read_bytes()
         assert get(f"{base}/hello.rpy")[0] == 200  # the main site runs resource scripts
         assert get(f"{base}/doc/")[0] == 200
+        assert get(f"{base}/cgi-bin/hello.cgi") == (200, b"Hello, world!\n")
         assert get(f"{base}/", "-H", "Host: foo.com")[1] == b"<h1>foo.com</h1>\n"
+        assert get(f"{base}/cgi-bin/hello.cgi", "-H", "Host: foo.com")[0] == 404  # the main site's only
+        # The proxied host: another server's pages, under this server's name.
+        assert get(f"{base}/docs/", "-H", "Host: proxied.com") == (
+            200, b"<html><body>The inner documents.</body></html>\n")
+        assert get(f"{base}/where.rpy", "-H", "Host: proxied.com") == (
+            200, b"http 127.0.0.1 http://127.0.0.1:%d/where.rpy\n" % upstream_port)
+        assert get(f"{base}/docs/")[0] == 404  # not on the main site
         assert get(f"{base}/users/")[0] == 200
         assert get(f"{base}/~no-such-user-here/")[0] == 404
         # A body to a method the resource takes (a method it lacks is 405 before any size check):
@@ -125,6 +140,16 @@ def test_uber_example_site_settings(tmp_path):
         assert status == b"413"  # the Site's own limit (64 KiB), not the default 1 MiB
         assert server.stop() == 0
     assert '"GET /doc/ HTTP/1.1" 200' in log.read_text()
+
+
+def test_wsgi_resource_in_a_tree():
+    process, base = serve("wsgi_resource.py")
+    with process:
+        assert get(f"{base}/") == (200, b"<a href='app/'>the application</a>")
+        assert get(f"{base}/app/a/b?q=1") == (200, b"/app | /a/b")
+        assert get(f"{base}/app") == (200, b"/app | ")
+        assert b"Content-Type: text/plain; charset=utf-8" in curl("-sI", f"{base}/app/x").stdout
+        assert get(f"{base}/elsewhere")[0] == 404
 
 
 def test_a_site_config_refuses_the_site_options_it_settles():
@@ -138,37 +163,23 @@ def test_a_site_config_refuses_the_site_options_it_settles():
 # -- the examples that serve users' sites: a real account ---------------------------
 
 
-def served_public_html(name: str) -> tuple[int, bytes]:
-    """What a GET of the account's public_html index gives."""
-    return 200, f"<h1>{name}'s public_html</h1>".encode()
+# What a GET of the account's public_html index gives (tests/support/hosting.py writes it).
+PUBLIC_HTML_INDEX = (200, b"<h1>cfg's public_html</h1>")
 
 
 @pytest.fixture(scope="module")
-def account():
-    """A fresh account (uid ≥ 1000) whose ``public_html`` has a page, a script
-    and a dotfile; its home in a world-traversable temporary directory."""
+def hosting(install):
+    """A real account, ``cfg`` (uid ≥ 1000, named twcfgcPID), whose ``public_html``
+    has a page, a script, a CGI script and a dotfile (the shared hosting kit)."""
     if os.geteuid() != 0:
         pytest.skip("needs root to create a user account")
-    base = Path(tempfile.mkdtemp(prefix="trioweb-config-homes-", dir="/tmp"))
-    os.chmod(base, 0o755)
-    name = f"twcfg{os.getpid() % 100000}"
-    home = base / name
-    try:
-        subprocess.run(["useradd", "--create-home", "--home-dir", str(home), "--shell", "/usr/sbin/nologin",
-                        "--comment", "Config Tester,,,", "--user-group", name], check=True, capture_output=True)
-        user = pwd.getpwnam(name)
-        os.chmod(home, 0o711)
-        public = home / "public_html"
-        public.mkdir()
-        (public / "index.html").write_text(f"<h1>{name}'s public_html</h1>")
-        (public / "app.rpy").write_text("resource = None  # the front never runs it\n")
-        (public / ".secret").write_text("dotfile")
-        for path in [home, *home.rglob("*")]:
-            os.lchown(path, user.pw_uid, user.pw_gid)
-        yield user
-    finally:
-        subprocess.run(["userdel", "--remove", name], capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
+    with accounts(install, {"cfg": ("Config Tester,,,", "public_html")}, tag="c") as hosting:
+        yield hosting
+
+
+@pytest.fixture(scope="module")
+def account(hosting):
+    return hosting.account("cfg")
 
 
 @needs_root
@@ -178,35 +189,26 @@ def test_user_directory_server(account):
     with process:
         status, index = get(f"{base}/")
         assert status == 200 and f'href="~{name}/"'.encode() in index and b"Config Tester" in index
-        assert get(f"{base}/~{name}/") == served_public_html(name)
-        assert get(f"{base}/users/{name}/") == served_public_html(name)
+        assert get(f"{base}/~{name}/") == PUBLIC_HTML_INDEX
+        assert get(f"{base}/users/{name}/") == PUBLIC_HTML_INDEX
         assert get(f"{base}/~{name}/app.rpy")[0] == 404  # no script runs on the front, none is shown
         assert get(f"{base}/~{name}/.secret")[0] == 404
         assert get(f"{base}/~root/")[0] == 404
 
 
 @needs_root
-def test_personal_config_behind_the_front(account):
+def test_personal_config_behind_the_front(hosting, account):
     """``trioweb --personal --config``: the user's own configuration file, run as the user."""
     home = Path(account.pw_dir)
     shutil.copy(EXAMPLES / "personal.py", home / "personal.py")
-    os.lchown(home / "personal.py", account.pw_uid, account.pw_gid)
-    personal = Process([trioweb_command(), "--personal", "--config", str(home / "personal.py")],
-                       user=account.pw_uid, group=account.pw_gid, extra_groups=[],
-                       env={"HOME": str(home), "USER": account.pw_name}, cwd=str(home))
+    hosting.give_home("cfg")
+    personal = hosting.start_personal("cfg", "--config", str(home / "personal.py"))
     try:
-        socket_path = home / ".trioweb-pb"
-        for _ in range(400):
-            if socket_path.exists() or personal.process.poll() is not None:
-                break
-            subprocess.run(["sleep", "0.05"])
-        if not socket_path.exists():
-            pytest.fail(f"the personal server did not start: {personal.output()}")
         process, base = serve("user_directory.py")
         with process:
             assert get(f"{base}/~{account.pw_name}/whoami") == (
                 200, f"served by uid {account.pw_uid} for ~{account.pw_name}/whoami".encode())
-            assert get(f"{base}/~{account.pw_name}/") == served_public_html(account.pw_name)
+            assert get(f"{base}/~{account.pw_name}/") == PUBLIC_HTML_INDEX
     finally:
         personal.kill()
         (home / ".trioweb-pb").unlink(missing_ok=True)
@@ -219,26 +221,55 @@ def test_registry_example_with_user_directory(account):
     with process:
         status, index = get(f"{base}/users/")
         assert status == 200 and f'href="{name}/"'.encode() in index  # mounted: Twisted's plain names
-        assert get(f"{base}/users/{name}/") == served_public_html(name)
-        assert get(f"{base}/users/~{name}/") == served_public_html(name)
-        assert get(f"{base}/users.rpy/~{name}/") == served_public_html(name)
+        assert get(f"{base}/users/{name}/") == PUBLIC_HTML_INDEX
+        assert get(f"{base}/users/~{name}/") == PUBLIC_HTML_INDEX
+        assert get(f"{base}/users.rpy/~{name}/") == PUBLIC_HTML_INDEX
+
+
+@needs_root
+def test_uber_example_users(account):
+    name = account.pw_name
+    process, base = serve("uber.py")
+    with process:
+        assert get(f"{base}/users/{name}/") == PUBLIC_HTML_INDEX
+        assert get(f"{base}/~{name}/") == PUBLIC_HTML_INDEX
+        assert get(f"{base}/~{name}/", "-H", "Host: foo.com")[0] == 404  # the users are the main site's
+
+
+def front_page(uid: int) -> tuple[int, bytes]:
+    """What twistedmatrix_com.py's ``/`` gives: its index.cgi, run as ``uid``."""
+    return 200, f"<h1>twistedmatrix.com</h1>\n<p>index.cgi at /, run as uid {uid}</p>\n".encode()
 
 
 @needs_root
 def test_twistedmatrix_com_configuration_runs_as_www_data(account):
     name = account.pw_name
+    www_data = pwd.getpwnam("www-data")
     process, base = serve("twistedmatrix_com.py")
     with process as server:
         status = Path(f"/proc/{server.pid}/status").read_text()
-        www_data = pwd.getpwnam("www-data")
         assert f"\nUid:\t{www_data.pw_uid}\t{www_data.pw_uid}\t" in status
         assert f"\nGid:\t{www_data.pw_gid}\t{www_data.pw_gid}\t" in status
-        assert get(f"{base}/")[1] == (HTDOCS / "index.html").read_bytes()
-        assert get(f"{base}/~{name}/") == served_public_html(name)
-        assert get(f"{base}/users/~{name}/") == served_public_html(name)
-        assert get(f"{base}/users/")[0] == 200
+        # indexNames with index.cgi: the front page is the script's output, and the CGI runs as www-data.
+        assert get(f"{base}/") == front_page(www_data.pw_uid)
+        assert get(f"{base}/index.cgi")[1].startswith(b"<h1>twistedmatrix.com</h1>\n<p>index.cgi at /index.cgi,")
+        assert get(f"{base}/about.html") == (200, b"<h1>About twistedmatrix.com</h1>\n")
+        # The CGIDirectory mounts.
+        assert get(f"{base}/mailman/listinfo") == (200, b"Mailing lists at 127.0.0.1: twisted-python, twisted-web\n")
+        assert get(f"{base}/mailman/listinfo/twisted-python") == (
+            200, b"About the twisted-python list (SCRIPT_NAME=/mailman/listinfo)\n")
+        assert get(f"{base}/cgi-bin/hello.cgi") == (200, b"Hello, world!\n")
+        assert get(f"{base}/mailman/")[0] == 404
+        # UserDirectory under users, and tildeToUsers: Twisted's URLs.
+        status_code, index = get(f"{base}/users/")
+        assert status_code == 200 and f'href="{name}/"'.encode() in index
+        assert get(f"{base}/users/{name}/") == PUBLIC_HTML_INDEX
+        assert get(f"{base}/~{name}/") == PUBLIC_HTML_INDEX
+        assert get(f"{base}/users/~{name}/") == PUBLIC_HTML_INDEX
+        assert get(f"{base}/~{name}/.secret")[0] == 404
+        assert get(f"{base}/users/{name}/cgi-bin/hello.cgi")[0] == 404  # a user's CGI never runs on the front
+        assert get(f"{base}/~root/")[0] == 404
         assert get(f"{base}/doc/")[0] == 200
-        assert get(f"{base}/counter.rpy")[0] == 200
 
 
 def test_twistedmatrix_com_uid_is_overridden_by_the_command_line():
@@ -246,5 +277,5 @@ def test_twistedmatrix_com_uid_is_overridden_by_the_command_line():
     process, base = serve("twistedmatrix_com.py", "--uid", str(os.getuid()), "--gid", str(os.getgid()))
     with process as server:
         assert f"\nUid:\t{os.getuid()}\t" in Path(f"/proc/{server.pid}/status").read_text()
-        assert get(f"{base}/")[1] == (HTDOCS / "index.html").read_bytes()
+        assert get(f"{base}/") == front_page(os.getuid())
         assert get(f"{base}/~no-such-user-here/")[0] == 404

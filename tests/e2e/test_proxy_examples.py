@@ -1,12 +1,20 @@
-"""The proxy examples under examples/proxy, run as real processes and reached with curl."""
+"""The proxy examples, run as real processes and reached with curl: the
+fronts are configuration files under examples/config (run by ``trioweb
+--config``), the upstreams come from examples/proxy."""
 
 from __future__ import annotations
 
 import sys
 
-from tests.support.procs import ROOT, Process, curl, free_port, trioweb_command
+from tests.support.procs import ROOT, Process, curl, free_port, trioweb, trioweb_command
 
 EXAMPLES = ROOT / "examples" / "proxy"
+CONFIGS = ROOT / "examples" / "config"
+
+
+def front(config: str, port: int, **env: str) -> Process:
+    """``trioweb --config examples/config/CONFIG`` on ``port``, with ``env`` for the file."""
+    return trioweb("--config", str(CONFIGS / config), port=port, env=env)
 
 
 def inner_trioweb(port: int, path: str = "htdocs") -> Process:
@@ -17,8 +25,7 @@ def inner_trioweb(port: int, path: str = "htdocs") -> Process:
 def test_guide_reverse_proxy_serves_a_local_trioweb():
     inner, port = free_port(), free_port()
     with inner_trioweb(inner), \
-         Process([sys.executable, str(EXAMPLES / "reverse_proxy.py"), str(port), "127.0.0.1", str(inner)],
-                 port=port):
+         front("reverse_proxy.py", port, UPSTREAM=f"127.0.0.1:{inner}"):
         page = curl("-i", f"http://127.0.0.1:{port}/docs/")
         assert b"200 OK" in page.stdout and b"The inner documents." in page.stdout
         # The inner server sees the proxy's Host (127.0.0.1:inner), as Twisted's proxy sends it.
@@ -30,8 +37,7 @@ def test_guide_reverse_proxy_serves_a_local_trioweb():
 def test_guide_forward_proxy_forwards_allowed_addresses_only():
     inner, port = free_port(), free_port()
     with inner_trioweb(inner), \
-         Process([sys.executable, str(EXAMPLES / "forward_proxy.py"), str(port), f"127.0.0.1:{inner}"],
-                 port=port):
+         front("forward_proxy.py", port, PROXY_ALLOW=f"127.0.0.1:{inner}"):
         proxy = f"http://127.0.0.1:{port}"
         page = curl("-x", proxy, f"http://127.0.0.1:{inner}/docs/")
         assert page.stdout == b"<html><body>The inner documents.</body></html>\n"
@@ -50,7 +56,7 @@ def test_guide_forward_proxy_forwards_allowed_addresses_only():
 
 def test_forward_proxy_refuses_a_loop_through_itself():
     port = free_port()
-    with Process([sys.executable, str(EXAMPLES / "forward_proxy.py"), str(port), f"127.0.0.1:{port}"], port=port):
+    with front("forward_proxy.py", port, PROXY_ALLOW=f"127.0.0.1:{port}"):
         code = curl("-s", "-o", "/dev/null", "-w", "%{http_code}", "-x", f"http://127.0.0.1:{port}",
                     f"http://127.0.0.1:{port}/")
         assert code.stdout == b"508"
@@ -59,7 +65,7 @@ def test_forward_proxy_refuses_a_loop_through_itself():
 def test_guide_vhost_monster_pair_shows_the_public_host():
     inner, port = free_port(), free_port()
     with inner_trioweb(inner), \
-         Process([sys.executable, str(EXAMPLES / "vhost_front.py"), str(port), str(inner)], port=port):
+         front("vhost_monster_front.py", port, PUBLIC_ADDRESS=f"www.example.com:{port}", INNER_PORT=str(inner)):
         public = f"www.example.com:{port}"
         where = curl("-H", f"Host: {public}", f"http://127.0.0.1:{port}/where.rpy")
         assert where.stdout == f"http www.example.com http://{public}/where.rpy\n".encode()
@@ -71,10 +77,10 @@ def test_guide_vhost_monster_pair_shows_the_public_host():
         assert b"404" in curl("-i", "-H", "Host: other.example", f"http://127.0.0.1:{port}/where.rpy").stdout
 
 
-def test_tutorial_bannerfish_standalone_behind_the_main_site():
+def test_tutorial_splitting_with_reverse_proxy_bannerfish_behind_the_main_site():
     banner, port = free_port(), free_port()
-    with Process([sys.executable, str(EXAMPLES / "splitting.py"), "bannerfish", str(banner)], port=banner) as fish, \
-         Process([sys.executable, str(EXAMPLES / "splitting.py"), "main", str(port), str(banner)], port=port):
+    with Process([sys.executable, str(EXAMPLES / "bannerfish.py"), str(banner)], port=banner) as fish, \
+         front("splitting.py", port, BANNERFISH_PORT=str(banner)):
         assert b'<iframe src="foo/">' in curl(f"http://127.0.0.1:{port}/").stdout
         banners = [curl(f"http://127.0.0.1:{port}/foo/").stdout for _ in range(4)]
         assert banners[0] == (b'<p class="banner" data-pid="%d" data-path="/foo/">Bannerfish swims standalone</p>'

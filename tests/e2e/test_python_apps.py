@@ -216,14 +216,6 @@ def test_the_guides_helloworld_example():
         assert re.search(rb"Content-Type: text/plain\r\n", result.stdout)
 
 
-def test_the_ported_wsgi_resource_example():
-    port = free_port()
-    with trioweb("--class", "wsgi_resource.Root", port=port, cwd=ROOT / "examples" / "wsgi",
-                 env={"PYTHONPATH": ""}):
-        assert b"the application" in curl(f"http://127.0.0.1:{port}/").stdout
-        assert curl(f"http://127.0.0.1:{port}/app/a/b").stdout == b"/app | /a/b"
-
-
 def test_the_starlette_example():
     port = free_port()
     with trioweb("--asgi", "starlette_app:app", port=port, cwd=ROOT / "examples" / "asgi", env={"PYTHONPATH": ""}):

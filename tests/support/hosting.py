@@ -1,7 +1,8 @@
 """Community hosting with real accounts, for the tests that need it (root only).
 
 ``installed_for_accounts()`` gives what the accounts run (this checkout, or a
-copy of trioweb installed where they can read it); ``hosted(install, users,
+copy of trioweb installed where they can read it); ``accounts(install, users)``
+creates accounts and starts nothing; ``hosted(install, users,
 personal=...)`` creates accounts (names suffixed with the pid, so parallel
 runs don't clash) with homes in a fresh world-traversable directory, starts
 the personal servers as their users and the front (``trioweb --user``) as
@@ -223,12 +224,19 @@ def hosting_for(install: Install, users: Iterable[str], tag: str = "") -> Iterat
 
 
 @contextmanager
+def accounts(install: Install, users: dict[str, tuple[str, str]], tag: str = "") -> Iterator[Hosting]:
+    """The accounts of ``users`` (see ``Hosting``) created, nothing started; removed afterwards."""
+    with hosting_for(install, users, tag) as hosting:
+        _create_accounts(hosting)
+        yield hosting
+
+
+@contextmanager
 def hosted(install: Install, users: dict[str, tuple[str, str]], personal: tuple[str, ...],
            *front_options: str, tag: str = "") -> Iterator[Hosting]:
     """Accounts for ``users`` (see ``Hosting``), the personal servers of ``personal``
     running, a front logging to front-access.log; everything removed afterwards."""
-    with hosting_for(install, users, tag) as hosting:
-        _create_accounts(hosting)
+    with accounts(install, users, tag) as hosting:
         for user in personal:
             hosting.start_personal(user)
         hosting.port = free_port()

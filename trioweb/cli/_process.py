@@ -1,13 +1,16 @@
 """How ``trioweb`` runs as a process: privileges, open-file limit, pidfile, signals.
 
-``run_site`` and ``run_personal`` take the pidfile, open the listeners
-(both before privileges are dropped, so that a port below 1024 can be bound
-and the pidfile written where only root may write), tell systemd they are
-ready, and serve until SIGINT, SIGTERM or SIGQUIT; then the listeners close
-at once and requests in flight get the drain timeout to finish. A personal
-server drains the same way: calls in flight finish, each front connection is
-closed as soon as it has none. SIGHUP reloads and SIGUSR1 reopens the logs
-(``_reload``).
+``run_site`` and ``run_personal`` install their signal receiver, take the
+pidfile, open the listeners (both before privileges are dropped, so that a
+port below 1024 can be bound and the pidfile written where only root may
+write), tell systemd they are ready, and serve until SIGINT, SIGTERM or
+SIGQUIT. The receiver comes first: a stop signal sent the moment a client
+can connect is held until serving starts, then stops the server cleanly,
+instead of meeting the default action (a KeyboardInterrupt, a core dump).
+On a stop signal the listeners close at once and requests in flight get the
+drain timeout to finish. A personal server drains the same way: calls in
+flight finish, each front connection is closed as soon as it has none.
+SIGHUP reloads and SIGUSR1 reopens the logs (``_reload``).
 
 The pidfile is held with an ``flock`` for the process's life: a second
 instance given the same pidfile refuses to start (exit 2) instead of
@@ -26,7 +29,7 @@ import pwd
 import resource
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 import trio
@@ -146,35 +149,36 @@ def _pidfile(path: str | None, uid: int | None = None, gid: int | None = None) -
 
 
 async def _serve_until_signal(
-    serve: Callable[..., Awaitable[None]], stop: Callable[[], None], what: str, reloader: Reloader,
+    signals: Any, serve: Callable[..., Awaitable[None]], stop: Callable[[], None], what: str, reloader: Reloader,
     grace: float = 0,
 ) -> None:
     """Run ``serve`` (started with task_status) until it returns, acting on
-    signals meanwhile (see ``_reload``): the first SIGINT, SIGTERM or SIGQUIT
-    (nginx's graceful stop) calls ``stop``, which must make ``serve`` return;
+    what ``signals`` (a receiver of ``HANDLED_SIGNALS``, opened before the
+    listeners) delivers meanwhile (see ``_reload``): the first SIGINT,
+    SIGTERM or SIGQUIT (nginx's graceful stop) calls ``stop``, which must
+    make ``serve`` return (even if called before ``serve`` has started);
     SIGHUP reloads, SIGUSR1 reopens the logs. The access log is flushed every
     second and at the end."""
-    with trio.open_signal_receiver(*HANDLED_SIGNALS) as signals:
-        try:
-            async with trio.open_nursery() as nursery:
+    try:
+        async with trio.open_nursery() as nursery:
 
-                async def run(*, task_status: trio.TaskStatus[None]) -> None:
-                    await serve(task_status=task_status)
-                    nursery.cancel_scope.cancel()  # stopped (and drained)
+            async def run(*, task_status: trio.TaskStatus[None]) -> None:
+                await serve(task_status=task_status)
+                nursery.cancel_scope.cancel()  # stopped (and drained)
 
-                async def flush_every_second() -> None:
-                    while True:
-                        await trio.sleep(1)
-                        reloader.flush()
+            async def flush_every_second() -> None:
+                while True:
+                    await trio.sleep(1)
+                    reloader.flush()
 
-                nursery.start_soon(handle_signals, signals, reloader, stop, grace)
-                await nursery.start(run)
-                nursery.start_soon(flush_every_second)
-                nursery.start_soon(_systemd.watchdog)
-                log.info("trioweb %s %s", __version__, what)
-                _systemd.notify("READY=1", f"STATUS={what}", f"MAINPID={os.getpid()}")
-        finally:
-            reloader.flush()
+            nursery.start_soon(handle_signals, signals, reloader, stop, grace)
+            await nursery.start(run)
+            nursery.start_soon(flush_every_second)
+            nursery.start_soon(_systemd.watchdog)
+            log.info("trioweb %s %s", __version__, what)
+            _systemd.notify("READY=1", f"STATUS={what}", f"MAINPID={os.getpid()}")
+    finally:
+        reloader.flush()
 
 
 async def run_site(
@@ -193,14 +197,14 @@ async def run_site(
     ``handler_for(site)`` is how a Site is put in service (the health check
     wraps it); a reload puts the new Site in service the same way. A stop
     signal waits ``grace`` seconds before it stops (see ``handle_signals``)."""
-    with _pidfile(pidfile, uid, gid):
+    with trio.open_signal_receiver(*HANDLED_SIGNALS) as signals, _pidfile(pidfile, uid, gid):
         async with open_listeners(endpoints, certificates=certificates) as listeners:
             drop_privileges(uid, gid)
             site = reloader.site
             server = Server(site, listeners)
             reloader.switch = lambda new: server.replace_site(new, handler_for(new))
             reloader.switch(site)
-            await _serve_until_signal(server.serve, server.stop,
+            await _serve_until_signal(signals, server.serve, server.stop,
                                       "serving on " + ", ".join(map(_describe, endpoints)), reloader, grace)
 
 
@@ -212,7 +216,7 @@ async def run_personal(
     pidfile: str | None = None,
 ) -> None:
     """Publish the reloader's Site to front servers on ``endpoints`` until SIGINT/SIGTERM, then drain."""
-    with _pidfile(pidfile):
+    with trio.open_signal_receiver(*HANDLED_SIGNALS) as signals, _pidfile(pidfile):
         async with open_listeners(endpoints) as listeners:
             publisher = ResourcePublisher(reloader.site)
 
@@ -224,7 +228,7 @@ async def run_personal(
                                      max_per_peer=settings.max_peer_connections,
                                      idle_timeout=settings.peer_idle_timeout,
                                      drain_timeout=reloader.site.limits.drain_timeout)
-            await _serve_until_signal(server.serve, server.stop,
+            await _serve_until_signal(signals, server.serve, server.stop,
                                       "publishing to front servers on " + ", ".join(map(_describe, endpoints)),
                                       reloader)
 

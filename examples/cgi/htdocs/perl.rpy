@@ -2,7 +2,7 @@
 # examples/cgi/perlsite are run by perl, index.pl is the index.
 # Run: trioweb --path examples/cgi/htdocs   then open /perl.rpy/
 # (The guide points at "/perlsite"; here it is the directory beside this one.)
-# Once --config files land, this is the shape of a config file.
+# The same lines make a configuration file (trioweb --config, docs/config.md).
 import os
 
 from trioweb import static, twcgi
