@@ -13,6 +13,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -241,11 +242,34 @@ def front_page(uid: int) -> tuple[int, bytes]:
     return 200, f"<h1>twistedmatrix.com</h1>\n<p>index.cgi at /, run as uid {uid}</p>\n".encode()
 
 
+@pytest.fixture(scope="module")
+def examples_for_www_data(install):
+    """(the trioweb command, the examples folder) www-data can use once the server
+    drops to it: this checkout's, or, where www-data cannot read the checkout (a
+    0700 clone), the accounts' install and a world-readable copy of examples/."""
+    if install.trioweb == trioweb_command():
+        yield install.trioweb, ROOT / "examples"
+        return
+    base = Path(tempfile.mkdtemp(prefix="trioweb-examples-"))
+    try:
+        shutil.copytree(ROOT / "examples", base / "examples", symlinks=True)
+        for path in [base, *base.rglob("*")]:
+            if not path.is_symlink():
+                os.chmod(path, path.stat().st_mode | 0o444 | (0o111 if path.is_dir() else 0))
+        yield install.trioweb, base / "examples"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
 @needs_root
-def test_twistedmatrix_com_configuration_runs_as_www_data(account):
+def test_twistedmatrix_com_configuration_runs_as_www_data(account, examples_for_www_data):
     name = account.pw_name
     www_data = pwd.getpwnam("www-data")
-    process, base = serve("twistedmatrix_com.py")
+    command, examples = examples_for_www_data
+    port = free_port()
+    process = Process([command, "--config", str(examples / "config" / "twistedmatrix_com.py"),
+                       "--listen", f"tcp:{port}:interface=127.0.0.1"], port=port)
+    base = f"http://127.0.0.1:{port}"
     with process as server:
         status = Path(f"/proc/{server.pid}/status").read_text()
         assert f"\nUid:\t{www_data.pw_uid}\t{www_data.pw_uid}\t" in status
