@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import trio
 
+from tests.support.hosting import installed_for_accounts
 from tests.support.rawhttp import RawConnection
 from trioweb.http import Limits
 from trioweb.resource import Resource
@@ -56,3 +57,11 @@ def start_site(nursery: trio.Nursery) -> Callable[..., Any]:
         return RunningSite(server, listeners[0].socket.getsockname()[1])
 
     return start
+
+
+@pytest.fixture(scope="session")
+def install():
+    """What other accounts run (see tests/support/hosting.py): this checkout, or a copy
+    installed where they can read it; made once per test run, on first use."""
+    with installed_for_accounts() as install:
+        yield install
