@@ -31,6 +31,7 @@ from trioweb.cli._distrib_options import (
     user_root,
 )
 from trioweb.cli._gzip_options import gzip_options, gzip_root
+from trioweb.cli._hosting_options import UserFront, hosting_options
 from trioweb.cli._limit_options import limit_options, limits_from
 from trioweb.cli._ops_options import configure_logging, ops_options, trusted_proxies, with_health_check
 from trioweb.cli._process import gid_of, log_opened, raise_open_file_limit, run_personal, run_site, uid_of
@@ -80,7 +81,8 @@ def _parse_header(text: str) -> tuple[bytes, bytes]:
 
 
 def _build_site(options: dict[str, Any], personal: Any, limits: Any, headers: list[tuple[bytes, bytes]],
-                proxies: TrustedProxies | None, config: Config | None, app: Resource | None) -> Site:
+                proxies: TrustedProxies | None, config: Config | None, app: Resource | None,
+                front: UserFront) -> Site:
     """The Site the options and the configuration file describe: called at
     start and again on every SIGHUP (with the file loaded afresh). The
     reloader gives it the access log it keeps open. ``app`` (``--wsgi``,
@@ -92,7 +94,7 @@ def _build_site(options: dict[str, Any], personal: Any, limits: Any, headers: li
         return config.site
     roots = [root for root in (
         static_root(options, _named_object),
-        user_root(options),
+        front.root(user_root(options)),
         _named_object(options["class_name"])() if options["class_name"] else None,
         config.resource if config else None,
         app,
@@ -131,6 +133,7 @@ def _build_site(options: dict[str, Any], personal: Any, limits: Any, headers: li
 @static_options
 @app_options
 @distrib_options
+@hosting_options
 @limit_options
 @ops_options
 @config_options
@@ -152,6 +155,7 @@ def main(**options: Any) -> None:
     limits = limits_from(options)
     configure_cgi(options)
     personal = personal_settings(options)
+    front = UserFront(options)
     log_path = options["logfile"] or (personal.log_path if personal else "-")
     error_logs = configure_logging(options, log_path if personal and log_path != "-" else None)  # errors too
     default_listen = [parse_endpoint(f"unix:{PERSONAL_SOCKET}:mode=666" if personal else "tcp:8080")]
@@ -176,7 +180,7 @@ def main(**options: Any) -> None:
 
     def build_site() -> Site:
         current = loaded.pop() if loaded else (load(config.path) if config else None)
-        return _build_site(dict(options), personal, limits, headers, proxies, current, app)
+        return _build_site(dict(options), personal, limits, headers, proxies, current, app, front)
 
     reloader = Reloader(build_site, access_log=access_log, error_logs=error_logs,
                         certificates=list(certificates.values()))

@@ -279,7 +279,9 @@ class ResourceSubscription(Resource):
         response = ForwardedResponse.from_wire(message)
         code, reason = check_status(response.status, response.reason)
         cookie_path = b"/" + b"".join(quote(seg, safe="").encode("ascii") + b"/" for seg in request.prepath)
-        headers = check_headers(response.headers, cookie_path, FRONT_COOKIES)
+        # At the root of a host (a user's own host name), the backend is the whole
+        # origin: the front sets no cookie there, so none of its names is reserved.
+        headers = check_headers(response.headers, cookie_path, FRONT_COOKIES if request.prepath else frozenset())
         request.setResponseCode(code, reason)
         for name, value in headers:  # validated by check_headers
             if name == b"set-cookie":

@@ -21,7 +21,9 @@ anywhere else, as Twisted's guide does (``root.putChild(b"users",
 UserDirectory())``, with ``RewriterResource(root, tildeToUsers)`` turning
 ``/~alice/`` into ``/users/alice/``), its children are the plain names
 (``/users/alice/``), ``~alice`` still works, and ``/users`` redirects to
-``/users/``, its index.
+``/users/``, its index. ``user_resource(name)`` is a user's site at the root
+of a host of its own (``vhost.UserNameVirtualHost`` serves ``alice.example.com``
+with it).
 
 Each user has one ``ResourceSubscription``, whichever URL form reaches it,
 so one admission cap (``max_in_flight`` requests waiting on her server, a
@@ -162,6 +164,12 @@ class UserDirectory(Resource):
         if path and len(request.prepath) > 1:  # mounted below the root: children are plain names
             return _UserSite(self, path)
         return NoResource()
+
+    def user_resource(self, name: bytes) -> Resource:
+        """The site of user ``name`` as the root of a host of its own
+        (``vhost.UserNameVirtualHost``: ``alice.example.com``), or the same 404
+        as ``/~name/`` if there is none."""
+        return _UserSite(self, name)
 
     # -- users -----------------------------------------------------------------
 
