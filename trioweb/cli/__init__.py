@@ -195,7 +195,7 @@ def main(**options: Any) -> None:
             trio.run(with_lifespan(app, lambda: run_personal(reloader, endpoints, personal,
                                                              pidfile=options["pidfile"])))
         else:
-            handler_for = with_health_check(options, lambda: reloader.draining)
+            handler_for = front.with_status_page(with_health_check(options, lambda: reloader.draining))
             trio.run(with_lifespan(app, lambda: run_site(reloader, endpoints, handler_for=handler_for,
                                                          certificates=certificates, pidfile=options["pidfile"],
                                                          uid=uid, gid=gid, grace=options["health_grace"])))

@@ -6,6 +6,12 @@
 both the users and the default: ``/~alice/`` on any other host name still
 works, so both forms run at once.
 
+``--status-path PATH`` answers that path itself, before the tree, with a
+``distrib.StatusPage`` of the ``UserDirectory``'s backends (HTML, or
+Prometheus text with ``?format=prometheus``), for the clients
+``--status-allow`` names (loopback and UNIX-socket peers by default); others
+get a 404. Off by default.
+
 The wiring lives here, in the face: ``trioweb.vhost`` and
 ``trioweb.distrib`` are two resource kinds, which know nothing of each
 other.
@@ -13,13 +19,18 @@ other.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import click
 
-from trioweb.distrib import UserDirectory
+from trioweb.distrib import BackendStatus, StatusPage, UserDirectory
+from trioweb.http import Handler, HTTPConnection, RequestHead
 from trioweb.resource import Resource
+from trioweb.server import Site, TrustedProxies
 from trioweb.vhost import UserNameVirtualHost
+
+LOOPBACK = "127.0.0.1,::1,unix"
 
 # One label of a host name (the domain is checked label by label).
 _LABEL_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
@@ -44,6 +55,11 @@ def hosting_options(function: Any) -> Any:
     options = [
         click.option("--user-domain", callback=_check_domain, metavar="DOMAIN",
                      help="With --user: serve NAME.DOMAIN from user NAME's site too (her own origin)."),
+        click.option("--status-path", metavar="PATH",
+                     help="With --user: the backends' status here (HTML; ?format=prometheus for Prometheus), "
+                          "for --status-allow clients only."),
+        click.option("--status-allow", default=LOOPBACK, show_default=True, metavar="LIST",
+                     help="Who may see --status-path: comma-separated addresses, CIDR networks, 'unix' or '*'."),
     ]
     for option in reversed(options):
         function = option(function)
@@ -57,14 +73,52 @@ class UserFront:
 
     def __init__(self, options: dict[str, Any]) -> None:
         self.user_domain: str | None = options.pop("user_domain")
+        self.status_path: str | None = options.pop("status_path")
+        allow = options.pop("status_allow")
+        if self.status_path is not None and not self.status_path.startswith("/"):
+            raise click.BadParameter("must start with /", param_hint="--status-path")
+        try:
+            self.status_allow = TrustedProxies(allow)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--status-allow") from None
+        self.directory: UserDirectory | None = None  # of the Site built last
 
     def root(self, directory: Resource | None) -> Resource | None:
         """The front's root made of the ``UserDirectory`` of ``--user`` (None without it)."""
         if directory is None:
-            if self.user_domain:
-                raise click.UsageError("--user-domain can only be used with --user.")
+            if self.user_domain or self.status_path:
+                raise click.UsageError(f"{'--user-domain' if self.user_domain else '--status-path'} can only be used "
+                                       "with --user.")
             return None
         assert isinstance(directory, UserDirectory)
+        self.directory = directory
         if self.user_domain:
             return UserNameVirtualHost(directory, self.user_domain)
         return directory
+
+    def backends(self) -> dict[str, BackendStatus]:
+        return self.directory.backends() if self.directory is not None else {}
+
+    def with_status_page(self, handler_for: Callable[[Site], Handler]) -> Callable[[Site], Handler]:
+        """How a Site is put in service: as ``handler_for`` does, or, with
+        ``--status-path``, with that path answered by the status page first."""
+        if not self.status_path:
+            return handler_for
+        target = self.status_path.encode("utf-8")
+        page = StatusPage(self.backends, self.status_allow)
+
+        def with_status(site: Site) -> Handler:
+            status = Site(page, limits=site.limits, headers=site.extra_headers, server_header=site.server_header,
+                          proxies=site.proxies)
+            status.access_log = site.access_log
+            ordinary = handler_for(site)
+
+            async def handle(connection: HTTPConnection, head: RequestHead) -> None:
+                if head.target.partition(b"?")[0] == target:
+                    await status.handle(connection, head)
+                else:
+                    await ordinary(connection, head)
+
+            return handle
+
+        return with_status

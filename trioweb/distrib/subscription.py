@@ -152,6 +152,7 @@ class ResourceSubscription(Resource):
         remote_log.warning(self.backend.describe(), message, *args)
 
     async def _forward(self, request: Request) -> bytes | None:
+        self.backend.status.requests += 1
         slot = self.admission.try_enter()
         if slot is None:
             try:
@@ -198,6 +199,7 @@ class ResourceSubscription(Resource):
         body). The token is forgotten however the request ends."""
         length = request.declared_body_size if body is not None else 0
         token, sink = responses.expect()
+        started = trio.current_time()
         try:
             try:
                 call = await root.start_call("request", ForwardedRequest.of(request, length, token).to_wire(), body)
@@ -217,6 +219,8 @@ class ResourceSubscription(Resource):
                 with trio.move_on_after(self.backend_timeout):
                     await sink.arrived.wait()
                 slot.release()  # the head, the answer or the timeout came: no longer in flight
+                if sink.arrived.is_set():
+                    self.backend.status.observe(trio.current_time() - started)
                 if not sink.arrived.is_set():
                     self._log("504 for %s: %s sent no response within %g s", request.uri.decode("latin-1"),
                               self.backend.describe(), self.backend_timeout)

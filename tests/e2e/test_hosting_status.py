@@ -1,0 +1,96 @@
+"""`trioweb --user --status-path /.status`: the backends' status, with real accounts.
+
+alice's personal server answers, carol's socket is stale (502): the page and
+the Prometheus text say so; a client the allow-list does not name gets the
+ordinary 404. Runs as root (accounts, uids).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.hosting import get, hosted
+from tests.support.procs import Process, free_port, trioweb_command
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create accounts and switch uids")
+
+USERS = {"alice": ("Alice,,,", "personal"), "carol": ("Carol,,,", "nothing")}
+
+
+@pytest.fixture(scope="module")
+def hosting(install):
+    with hosted(install, USERS, ("alice",), "--status-path", "/.status", tag="st") as hosting:
+        yield hosting
+
+
+def metrics(hosting) -> dict[tuple[str, tuple], float]:
+    status, headers, body = get(hosting, "/.status?format=prometheus")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(body.decode()) for sample in family.samples}
+
+
+def test_the_status_page_shows_a_backend_that_answers(hosting):
+    alice = hosting.names["alice"]
+    for _ in range(3):
+        assert get(hosting, f"/~{alice}/whoami.rpy")[0] == 200
+    status, headers, body = get(hosting, "/.status")
+    assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
+    assert f"<td>{alice}</td><td>up</td>".encode() in body
+    found = metrics(hosting)
+    assert found[("trioweb_backend_up", (("backend", alice),))] == 1
+    assert found[("trioweb_backend_requests_total", (("backend", alice),))] >= 3
+    assert found[("trioweb_backend_response_head_seconds_count", (("backend", alice),))] >= 3
+    assert 0 < found[("trioweb_backend_response_head_seconds", (("backend", alice), ("quantile", "0.99")))] < 2
+
+
+def test_a_dead_backend_is_down_with_its_502s_and_last_error(hosting):
+    carol = hosting.account("carol")
+    path = hosting.home("carol") / ".trioweb-pb"
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(path))
+    stale.close()
+    os.lchown(path, carol.pw_uid, carol.pw_gid)
+    try:
+        assert get(hosting, f"/~{carol.pw_name}/")[0] == 502
+    finally:
+        path.unlink()
+    body = get(hosting, "/.status")[2]
+    # Its last error (root's stale socket: the front may not even connect) and when.
+    assert re.search(rf"<td>{carol.pw_name}</td><td>down</td><td>\w+Error: [^<]+</td><td>[-0-9: ]+ UTC</td>".encode(),
+                     body)
+    found = metrics(hosting)
+    assert found[("trioweb_backend_up", (("backend", carol.pw_name),))] == 0
+    assert found[("trioweb_backend_errors_total", (("backend", carol.pw_name), ("code", "502")))] >= 1
+    assert ("trioweb_backend_last_error_timestamp_seconds", (("backend", carol.pw_name),)) in found
+
+
+def test_a_client_not_allowed_gets_the_ordinary_404(hosting):
+    port = free_port()
+    with Process(hosting.front_command(port, "--status-path", "/.status", "--status-allow", "192.0.2.0/24"),
+                 port=port):
+        hosting_port, hosting.port = hosting.port, port
+        try:
+            status, _, body = get(hosting, "/.status?format=prometheus")
+            assert status == 404 and body == get(hosting, "/~nobody/")[2]
+        finally:
+            hosting.port = hosting_port
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--status-path", "/s"], "--status-path can only be used with --user"),
+    (["--user", "--status-path", "s"], "must start with /"),
+    (["--user", "--status-path", "/s", "--status-allow", "nonsense"], "'nonsense' is neither"),
+    (["--user-domain", "example.com"], "--user-domain can only be used with --user"),
+    (["--user", "--user-domain", "exa mple.com"], "is not a domain name"),
+])
+def test_bad_options_are_one_line_errors(options, message, tmp_path):
+    done = subprocess.run([trioweb_command(), "--listen", f"tcp:{free_port()}:interface=127.0.0.1", *options],
+                          capture_output=True, text=True, timeout=30, cwd=tmp_path)
+    assert done.returncode == 2 and message in done.stderr, done.stderr
