@@ -2,7 +2,9 @@
 
 alice's personal server answers, carol's socket is stale (502): the page and
 the Prometheus text say so; a client the allow-list does not name gets the
-ordinary 404. Runs as root (accounts, uids).
+ordinary 404. frank's server answers every request with a forbidden header
+until his circuit breaker opens; the real one that replaces it is probed and
+closes it. Runs as root (accounts, uids).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 import re
 import socket
 import subprocess
+import time
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -20,7 +23,8 @@ from tests.support.procs import Process, free_port, trioweb_command
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create accounts and switch uids")
 
-USERS = {"alice": ("Alice,,,", "personal"), "carol": ("Carol,,,", "nothing")}
+USERS = {"alice": ("Alice,,,", "personal"), "carol": ("Carol,,,", "nothing"),
+         "frank": ("Frank,,,", "personal")}  # frank's server breaks the protocol, then is replaced
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +46,7 @@ def test_the_status_page_shows_a_backend_that_answers(hosting):
         assert get(hosting, f"/~{alice}/whoami.rpy")[0] == 200
     status, headers, body = get(hosting, "/.status")
     assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
-    assert f"<td>{alice}</td><td>up</td>".encode() in body
+    assert f"<td>{alice}</td><td>up</td><td>closed</td>".encode() in body
     found = metrics(hosting)
     assert found[("trioweb_backend_up", (("backend", alice),))] == 1
     assert found[("trioweb_backend_requests_total", (("backend", alice),))] >= 3
@@ -63,7 +67,7 @@ def test_a_dead_backend_is_down_with_its_502s_and_last_error(hosting):
         path.unlink()
     body = get(hosting, "/.status")[2]
     # Its last error (root's stale socket: the front may not even connect) and when.
-    assert re.search(rf"<td>{carol.pw_name}</td><td>down</td><td>\w+Error: [^<]+</td><td>[-0-9: ]+ UTC</td>".encode(),
+    assert re.search(rf"<td>{carol.pw_name}</td><td>down</td><td>closed</td><td>\w+Error: [^<]+</td><td>[-0-9: ]+ UTC</td>".encode(),
                      body)
     found = metrics(hosting)
     assert found[("trioweb_backend_up", (("backend", carol.pw_name),))] == 0
@@ -94,3 +98,30 @@ def test_bad_options_are_one_line_errors(options, message, tmp_path):
     done = subprocess.run([trioweb_command(), "--listen", f"tcp:{free_port()}:interface=127.0.0.1", *options],
                           capture_output=True, text=True, timeout=30, cwd=tmp_path)
     assert done.returncode == 2 and message in done.stderr, done.stderr
+
+
+def test_a_backend_failing_repeatedly_is_cut_off_then_probed(hosting):
+    frank = hosting.names["frank"]
+    path = hosting.home("frank") / ".trioweb-pb"
+    fake = hosting.as_user("frank", [hosting.install.python, str(hosting.install.scripts / "fake_backend.py"),
+                                     str(path), "crlf"])
+    try:
+        deadline = time.monotonic() + 15
+        while "ready" not in fake.output():
+            assert fake.process.poll() is None and time.monotonic() < deadline, fake.output()
+            time.sleep(0.05)
+        for _ in range(5):  # each reaches it and gets a bad response
+            status, headers, _ = get(hosting, f"/~{frank}/")
+            assert status == 502 and "Retry-After" not in headers
+        status, headers, _ = get(hosting, f"/~{frank}/")
+        assert status == 502 and headers["Retry-After"] == "1"  # at once, not sent
+        assert metrics(hosting)[("trioweb_backend_circuit_open", (("backend", frank),))] == 1
+        assert f"<td>{frank}</td><td>down</td><td>open</td>".encode() in get(hosting, "/.status")[2]
+    finally:
+        fake.kill()
+    path.unlink()
+    hosting.start_personal("frank")
+    time.sleep(1.2)  # the breaker's first delay
+    status, _, body = get(hosting, f"/~{frank}/whoami.rpy")
+    assert status == 200 and body.endswith(frank.encode())
+    assert metrics(hosting)[("trioweb_backend_circuit_open", (("backend", frank),))] == 0

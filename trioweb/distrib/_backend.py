@@ -73,10 +73,11 @@ class BackendStatus:
     ``requests`` every request forwarded (or refused) since the front
     started; ``head_seconds`` keeps how long the last ``LATENCY_SAMPLES``
     responses took to start (``latency(0.99)``), ``head_seconds_sum`` and
-    ``heads`` all of them.
+    ``heads`` all of them. ``circuit`` is the state of the backend's
+    circuit breaker (``closed``, ``open``, ``half-open``; see ``_breaker``).
     """
 
-    __slots__ = ("_in_flight", "bad_gateway", "gateway_timeout", "head_seconds", "head_seconds_sum", "heads",
+    __slots__ = ("_in_flight", "bad_gateway", "circuit", "gateway_timeout", "head_seconds", "head_seconds_sum", "heads",
                  "last_error", "last_error_at", "name", "overloaded", "requests", "state")
 
     def __init__(self, name: str) -> None:
@@ -89,6 +90,7 @@ class BackendStatus:
         self.gateway_timeout = 0  # 504s
         self._in_flight: Callable[[], int] = lambda: 0
         self.requests = 0
+        self.circuit = "closed"
         self.head_seconds: deque[float] = deque(maxlen=LATENCY_SAMPLES)
         self.head_seconds_sum = 0.0
         self.heads = 0
@@ -129,7 +131,7 @@ class BackendStatus:
         return ordered[min(len(ordered) - 1, int(quantile * len(ordered)))]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "state": self.state, "last_error": self.last_error,
+        return {"name": self.name, "state": self.state, "circuit": self.circuit, "last_error": self.last_error,
                 "last_error_at": self.last_error_at, "in_flight": self.in_flight,
                 "requests": self.requests, "502": self.bad_gateway, "503": self.overloaded,
                 "504": self.gateway_timeout, "p50": self.latency(0.5), "p99": self.latency(0.99)}
@@ -328,8 +330,9 @@ class Backend:
                     self._broker, self._root, self._responses = broker, root, responses
                     ready.set()
                     await broker.wait_closed()
-            if responses.violation is None:
+            if responses.violation is None and self.status.state == "up":
                 # The backend went away (stopped, restarted, or gone idle): connected again on use.
+                # (After a fault, "down" stays, with the fault as the last error.)
                 self.status.state = "new"
                 self.status.error(f"connection closed: {broker.close_reason}")
                 log.info("connection to %s closed: %s", self.describe(), broker.close_reason)

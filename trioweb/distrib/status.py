@@ -5,7 +5,7 @@ backend the front has tried (``backends()``, say ``UserDirectory.backends``,
 gives ``BackendStatus`` objects by name): its state, its last error and when,
 its requests in flight, the requests it got, its 502, 503 and 504 answers,
 the 50th and 99th percentiles of the time its recent responses took to start,
-and whether its circuit breaker is open.
+and the state of its circuit breaker.
 
 ``?format=prometheus`` gives the same figures in Prometheus's text
 exposition format (version 0.0.4), written here: no dependency.
@@ -74,17 +74,18 @@ def _milliseconds(seconds: float | None) -> str:
 def html_page(statuses: list[tuple[str, BackendStatus]]) -> str:
     rows = "".join(
         f'<tr class="{escape(status.state)}"><td>{escape(name)}</td><td>{escape(status.state)}</td>'
+        f"<td>{escape(status.circuit)}</td>"
         f"<td>{escape(status.last_error or '')}</td><td>{_when(status.last_error_at)}</td>"
         f"<td>{status.in_flight}</td><td>{status.requests}</td><td>{status.bad_gateway}</td>"
         f"<td>{status.overloaded}</td><td>{status.gateway_timeout}</td>"
         f"<td>{_milliseconds(status.latency(0.5))}</td><td>{_milliseconds(status.latency(0.99))}</td></tr>"
         for name, status in statuses
-    ) or '<tr><td colspan="11">No backend has been tried since the front started.</td></tr>'
+    ) or '<tr><td colspan="12">No backend has been tried since the front started.</td></tr>'
     return (
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Backends</title>"
         "<style>body{font:15px/1.4 system-ui,sans-serif;margin:2em}td,th{padding:.2em .6em;text-align:left}"
         "tr.down,tr.open{background:#fdd}tr.up{background:#efe}</style></head><body><h1>Backends</h1>"
-        f"<p>{_when(time.time())}</p><table><tr><th>backend</th><th>state</th><th>last error</th><th>when</th>"
+        f"<p>{_when(time.time())}</p><table><tr><th>backend</th><th>state</th><th>circuit</th><th>last error</th><th>when</th>"
         "<th>in flight</th><th>requests</th><th>502</th><th>503</th><th>504</th><th>p50</th><th>p99</th></tr>"
         f"{rows}</table></body></html>\n"
     )
@@ -108,6 +109,9 @@ def prometheus_text(statuses: list[tuple[str, BackendStatus]]) -> str:
 
     family("trioweb_backend_up", "gauge", "1 if the front's connection to the backend is up, else 0.",
            [(by(name), int(status.state == "up")) for name, status in statuses])
+    family("trioweb_backend_circuit_open", "gauge", "1 while the backend's circuit breaker answers 502 at once "
+           "(open or half-open), else 0.",
+           [(by(name), int(status.circuit != "closed")) for name, status in statuses])
     family("trioweb_backend_in_flight", "gauge", "Requests waiting for the backend's response head.",
            [(by(name), status.in_flight) for name, status in statuses])
     family("trioweb_backend_requests_total", "counter", "Requests forwarded to the backend, or refused for it.",

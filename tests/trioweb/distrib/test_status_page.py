@@ -20,6 +20,7 @@ def backends() -> dict[str, BackendStatus]:
     alice.count_in_flight(lambda: 3)
     bob.state = "down"
     bob.requests = 5
+    bob.circuit = "open"
     bob.error('bad response: header "<script>x</script>"\nsecond line', down=True)
     for code in (502, 502, 503, 504):
         bob.answered(code)
@@ -33,11 +34,12 @@ async def test_the_html_page_has_a_row_per_backend_with_its_figures_escaped():
     assert response.header(b"content-type") == b"text/html; charset=utf-8"
     assert response.header(b"cache-control") == b"no-store"
     assert body.index("<td>alice</td>") < body.index("<td>bob</td>")  # sorted by name
-    assert "<td>alice</td><td>up</td><td></td><td></td><td>3</td><td>12</td><td>0</td><td>0</td><td>0</td>" \
+    assert "<td>alice</td><td>up</td><td>closed</td><td></td><td></td><td>3</td><td>12</td><td>0</td><td>0</td><td>0</td>" \
            "<td>51.0 ms</td><td>100.0 ms</td>" in body
     assert "<script>" not in body and "&lt;script&gt;" in body
     assert "<td>5</td><td>2</td><td>1</td><td>1</td>" in body  # bob: requests, 502, 503, 504
     assert " UTC</td>" in body  # when bob failed
+    assert "<td>bob</td><td>down</td><td>open</td>" in body
 
 
 async def test_no_backend_yet_says_so():
@@ -54,6 +56,8 @@ async def test_the_prometheus_text_parses_with_the_reference_parser():
     assert samples[("trioweb_backend_up", (("backend", "alice"),))] == 1
     assert samples[("trioweb_backend_up", (("backend", "bob"),))] == 0
     assert samples[("trioweb_backend_in_flight", (("backend", "alice"),))] == 3
+    assert samples[("trioweb_backend_circuit_open", (("backend", "bob"),))] == 1
+    assert samples[("trioweb_backend_circuit_open", (("backend", "alice"),))] == 0
     assert samples[("trioweb_backend_requests_total", (("backend", "bob"),))] == 5
     assert samples[("trioweb_backend_errors_total", (("backend", "bob"), ("code", "502")))] == 2
     assert samples[("trioweb_backend_errors_total", (("backend", "bob"), ("code", "504")))] == 1
