@@ -93,6 +93,8 @@ def test_a_client_not_allowed_gets_the_ordinary_404(hosting):
     (["--user", "--status-path", "/s", "--status-allow", "nonsense"], "'nonsense' is neither"),
     (["--user-domain", "example.com"], "--user-domain can only be used with --user"),
     (["--user", "--user-domain", "exa mple.com"], "is not a domain name"),
+    (["--idle-exit", "5"], "--idle-exit can only be used with --personal"),
+    (["--personal", "--idle-exit", "0"], "--idle-exit"),
 ])
 def test_bad_options_are_one_line_errors(options, message, tmp_path):
     done = subprocess.run([trioweb_command(), "--listen", f"tcp:{free_port()}:interface=127.0.0.1", *options],

@@ -31,7 +31,7 @@ from trioweb.cli._distrib_options import (
     user_root,
 )
 from trioweb.cli._gzip_options import gzip_options, gzip_root
-from trioweb.cli._hosting_options import UserFront, hosting_options
+from trioweb.cli._hosting_options import HostingOptions, hosting_options
 from trioweb.cli._limit_options import limit_options, limits_from
 from trioweb.cli._ops_options import configure_logging, ops_options, trusted_proxies, with_health_check
 from trioweb.cli._process import gid_of, log_opened, raise_open_file_limit, run_personal, run_site, uid_of
@@ -82,7 +82,7 @@ def _parse_header(text: str) -> tuple[bytes, bytes]:
 
 def _build_site(options: dict[str, Any], personal: Any, limits: Any, headers: list[tuple[bytes, bytes]],
                 proxies: TrustedProxies | None, config: Config | None, app: Resource | None,
-                front: UserFront) -> Site:
+                front: HostingOptions) -> Site:
     """The Site the options and the configuration file describe: called at
     start and again on every SIGHUP (with the file loaded afresh). The
     reloader gives it the access log it keeps open. ``app`` (``--wsgi``,
@@ -155,7 +155,7 @@ def main(**options: Any) -> None:
     limits = limits_from(options)
     configure_cgi(options)
     personal = personal_settings(options)
-    front = UserFront(options)
+    front = HostingOptions(options, personal=personal is not None)
     log_path = options["logfile"] or (personal.log_path if personal else "-")
     error_logs = configure_logging(options, log_path if personal and log_path != "-" else None)  # errors too
     default_listen = [parse_endpoint(f"unix:{PERSONAL_SOCKET}:mode=666" if personal else "tcp:8080")]
@@ -193,7 +193,7 @@ def main(**options: Any) -> None:
     try:
         if personal:
             trio.run(with_lifespan(app, lambda: run_personal(reloader, endpoints, personal,
-                                                             pidfile=options["pidfile"])))
+                                                             pidfile=options["pidfile"], idle_exit=front.idle_exit)))
         else:
             handler_for = front.with_status_page(with_health_check(options, lambda: reloader.draining))
             trio.run(with_lifespan(app, lambda: run_site(reloader, endpoints, handler_for=handler_for,

@@ -1,4 +1,4 @@
-"""The ``trioweb`` options of a community host's front beyond ``--user``.
+"""The ``trioweb`` options of a community host beyond ``--user`` and ``--personal``.
 
 ``--user-domain example.com`` serves ``alice.example.com`` from alice's site
 (her personal server, or her ``public_html``) through
@@ -11,6 +11,11 @@ works, so both forms run at once.
 Prometheus text with ``?format=prometheus``), for the clients
 ``--status-allow`` names (loopback and UNIX-socket peers by default); others
 get a 404. Off by default.
+
+``--idle-exit SECONDS`` (with ``--personal``) stops the personal server
+gracefully once it has had no request for that long: started by socket
+activation (systemd, or ``systemd-socket-activate``), it costs no memory
+while its user's site is idle, and the next connection starts it again.
 
 The wiring lives here, in the face: ``trioweb.vhost`` and
 ``trioweb.distrib`` are two resource kinds, which know nothing of each
@@ -60,18 +65,24 @@ def hosting_options(function: Any) -> Any:
                           "for --status-allow clients only."),
         click.option("--status-allow", default=LOOPBACK, show_default=True, metavar="LIST",
                      help="Who may see --status-path: comma-separated addresses, CIDR networks, 'unix' or '*'."),
+        click.option("--idle-exit", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+                     help="With --personal: exit (drained) after this long without a request; for a server "
+                          "started by socket activation."),
     ]
     for option in reversed(options):
         function = option(function)
     return function
 
 
-class UserFront:
-    """What these options add to a ``--user`` front, made once from the options
-    (which it removes) and applied to each Site the front builds (at start and
-    on every reload)."""
+class HostingOptions:
+    """What these options add to a ``--user`` front (applied to each Site the
+    front builds, at start and on every reload) or to a personal server; made
+    once from the options, which it removes."""
 
-    def __init__(self, options: dict[str, Any]) -> None:
+    def __init__(self, options: dict[str, Any], personal: bool) -> None:
+        self.idle_exit: float | None = options.pop("idle_exit")
+        if self.idle_exit is not None and not personal:
+            raise click.UsageError("--idle-exit can only be used with --personal.")
         self.user_domain: str | None = options.pop("user_domain")
         self.status_path: str | None = options.pop("status_path")
         allow = options.pop("status_allow")

@@ -84,9 +84,10 @@ def html_page(statuses: list[tuple[str, BackendStatus]]) -> str:
     return (
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Backends</title>"
         "<style>body{font:15px/1.4 system-ui,sans-serif;margin:2em}td,th{padding:.2em .6em;text-align:left}"
-        "tr.down,tr.open{background:#fdd}tr.up{background:#efe}</style></head><body><h1>Backends</h1>"
-        f"<p>{_when(time.time())}</p><table><tr><th>backend</th><th>state</th><th>circuit</th><th>last error</th><th>when</th>"
-        "<th>in flight</th><th>requests</th><th>502</th><th>503</th><th>504</th><th>p50</th><th>p99</th></tr>"
+        "tr.down{background:#fdd}tr.up{background:#efe}</style></head><body><h1>Backends</h1>"
+        f"<p>{_when(time.time())}</p><table><tr><th>backend</th><th>state</th><th>circuit</th><th>last error</th>"
+        "<th>when</th><th>in flight</th><th>requests</th><th>502</th><th>503</th><th>504</th><th>p50</th>"
+        "<th>p99</th></tr>"
         f"{rows}</table></body></html>\n"
     )
 

@@ -85,13 +85,13 @@ async def test_stray_failures_while_open_do_not_extend_it_and_a_probe_without_ve
 
 
 class Flaky(Resource):
-    """Hangs while ``hang`` is set, else answers; counts the requests that reached it."""
+    """Hangs until ``recover()``, then answers; counts the requests that reached it."""
 
     isLeaf = True
 
     def __init__(self) -> None:
         super().__init__()
-        self.hang = True
+        self.recovered = trio.Event()
         self.seen = 0
         self.running = 0
 
@@ -99,8 +99,7 @@ class Flaky(Resource):
         self.seen += 1
         self.running += 1
         try:
-            while self.hang:
-                await trio.sleep(0.05)
+            await self.recovered.wait()
             return b"ok"
         finally:
             self.running -= 1
@@ -124,7 +123,7 @@ async def test_a_hanging_backend_is_answered_502_at_once_then_probed_and_closed(
     assert refused.status == 502 and refused.header(b"retry-after") == b"1"
     assert flaky.seen == 3  # not sent
     assert subscription.status.circuit == "open" and subscription.status.bad_gateway == 1
-    flaky.hang = False
+    flaky.recovered.set()
     await trio.sleep(0.6)
     answered = await site.request(get(b"/~alice/"), timeout=10)
     assert (answered.status, answered.body) == (200, b"ok")
