@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 from typing import Any
 
 import click
@@ -38,6 +39,7 @@ from trioweb.cli._process import gid_of, log_opened, raise_open_file_limit, run_
 from trioweb.cli._reload import Reloader
 from trioweb.cli._static_options import static_options, static_root
 from trioweb.cli._twistd_options import apply_twistd_options, twistd_options
+from trioweb.cli._units import command_path, install_units
 from trioweb.cli._welcome import WelcomePage
 from trioweb.config import Config, load
 from trioweb.endpoints import EndpointError, SSLEndpoint, certificate_store, inherited_endpoints, parse_endpoint
@@ -156,6 +158,10 @@ def main(**options: Any) -> None:
     configure_cgi(options)
     personal = personal_settings(options)
     front = HostingOptions(options, personal=personal is not None)
+    if front.install_units:
+        tree = os.path.abspath(options["path"]) if options["path"] else None
+        click.echo(install_units(command_path(), tree, front.idle_exit))
+        return
     log_path = options["logfile"] or (personal.log_path if personal else "-")
     error_logs = configure_logging(options, log_path if personal and log_path != "-" else None)  # errors too
     default_listen = [parse_endpoint(f"unix:{PERSONAL_SOCKET}:mode=666" if personal else "tcp:8080")]

@@ -16,6 +16,7 @@ get a 404. Off by default.
 gracefully once it has had no request for that long: started by socket
 activation (systemd, or ``systemd-socket-activate``), it costs no memory
 while its user's site is idle, and the next connection starts it again.
+``--install-units`` writes the systemd user units that do that (``_units``).
 
 The wiring lives here, in the face: ``trioweb.vhost`` and
 ``trioweb.distrib`` are two resource kinds, which know nothing of each
@@ -68,6 +69,9 @@ def hosting_options(function: Any) -> Any:
         click.option("--idle-exit", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
                      help="With --personal: exit (drained) after this long without a request; for a server "
                           "started by socket activation."),
+        click.option("--install-units", is_flag=True,
+                     help="With --personal: write systemd user units that start it on demand (socket "
+                          "activation, --idle-exit, default 300 s), say how to enable them, and exit."),
     ]
     for option in reversed(options):
         function = option(function)
@@ -81,8 +85,10 @@ class HostingOptions:
 
     def __init__(self, options: dict[str, Any], personal: bool) -> None:
         self.idle_exit: float | None = options.pop("idle_exit")
-        if self.idle_exit is not None and not personal:
-            raise click.UsageError("--idle-exit can only be used with --personal.")
+        self.install_units: bool = options.pop("install_units")
+        for given, name in ((self.idle_exit is not None, "--idle-exit"), (self.install_units, "--install-units")):
+            if given and not personal:
+                raise click.UsageError(f"{name} can only be used with --personal.")
         self.user_domain: str | None = options.pop("user_domain")
         self.status_path: str | None = options.pop("status_path")
         allow = options.pop("status_allow")
