@@ -94,6 +94,8 @@ def test_a_client_not_allowed_gets_the_ordinary_404(hosting):
     (["--user-domain", "example.com"], "--user-domain can only be used with --user"),
     (["--user", "--user-domain", "exa mple.com"], "is not a domain name"),
     (["--idle-exit", "5"], "--idle-exit can only be used with --personal"),
+    (["--max-user-rate", "2"], "--max-user-rate can only be used with --user"),
+    (["--install-units"], "--install-units can only be used with --personal"),
     (["--personal", "--idle-exit", "0"], "--idle-exit"),
 ])
 def test_bad_options_are_one_line_errors(options, message, tmp_path):

@@ -12,6 +12,9 @@ Prometheus text with ``?format=prometheus``), for the clients
 ``--status-allow`` names (loopback and UNIX-socket peers by default); others
 get a 404. Off by default.
 
+``--max-user-rate N`` limits each user's site to N requests a second on
+average, in bursts of 2 x N (``UserDirectory.limit_rate``): 429 beyond.
+
 ``--idle-exit SECONDS`` (with ``--personal``) stops the personal server
 gracefully once it has had no request for that long: started by socket
 activation (systemd, or ``systemd-socket-activate``), it costs no memory
@@ -66,6 +69,9 @@ def hosting_options(function: Any) -> Any:
                           "for --status-allow clients only."),
         click.option("--status-allow", default=LOOPBACK, show_default=True, metavar="LIST",
                      help="Who may see --status-path: comma-separated addresses, CIDR networks, 'unix' or '*'."),
+        click.option("--max-user-rate", type=click.FloatRange(min=0, min_open=True), metavar="N",
+                     help="With --user: requests a second one user's site may get on average (bursts of 2 x N); "
+                          "beyond, 429 with Retry-After."),
         click.option("--idle-exit", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
                      help="With --personal: exit (drained) after this long without a request; for a server "
                           "started by socket activation."),
@@ -91,6 +97,7 @@ class HostingOptions:
                 raise click.UsageError(f"{name} can only be used with --personal.")
         self.user_domain: str | None = options.pop("user_domain")
         self.status_path: str | None = options.pop("status_path")
+        self.max_user_rate: float | None = options.pop("max_user_rate")
         allow = options.pop("status_allow")
         if self.status_path is not None and not self.status_path.startswith("/"):
             raise click.BadParameter("must start with /", param_hint="--status-path")
@@ -103,11 +110,14 @@ class HostingOptions:
     def root(self, directory: Resource | None) -> Resource | None:
         """The front's root made of the ``UserDirectory`` of ``--user`` (None without it)."""
         if directory is None:
-            if self.user_domain or self.status_path:
-                raise click.UsageError(f"{'--user-domain' if self.user_domain else '--status-path'} can only be used "
-                                       "with --user.")
+            for given, name in ((self.user_domain, "--user-domain"), (self.status_path, "--status-path"),
+                                (self.max_user_rate, "--max-user-rate")):
+                if given:
+                    raise click.UsageError(f"{name} can only be used with --user.")
             return None
         assert isinstance(directory, UserDirectory)
+        if self.max_user_rate is not None:
+            directory.limit_rate(self.max_user_rate)
         self.directory = directory
         if self.user_domain:
             return UserNameVirtualHost(directory, self.user_domain)
