@@ -29,7 +29,7 @@ USERS = {"alice": ("Alice,,,", "personal"), "carol": ("Carol,,,", "nothing"),
 
 @pytest.fixture(scope="module")
 def hosting(install):
-    with hosted(install, USERS, ("alice",), "--status-path", "/.status", tag="st") as hosting:
+    with hosted(install, USERS, ("alice",), "--status-path", "/.status", "--user-status", tag="st") as hosting:
         yield hosting
 
 
@@ -54,7 +54,8 @@ def test_the_status_page_shows_a_backend_that_answers(hosting):
     assert 0 < found[("trioweb_backend_response_head_seconds", (("backend", alice), ("quantile", "0.99")))] < 2
 
 
-def test_a_dead_backend_is_down_with_its_502s_and_last_error(hosting):
+def carol_fails(hosting) -> None:
+    """A request to carol's stale socket (root's, bound then closed): a 502, and a row for her."""
     carol = hosting.account("carol")
     path = hosting.home("carol") / ".trioweb-pb"
     stale = socket.socket(socket.AF_UNIX)
@@ -65,6 +66,11 @@ def test_a_dead_backend_is_down_with_its_502s_and_last_error(hosting):
         assert get(hosting, f"/~{carol.pw_name}/")[0] == 502
     finally:
         path.unlink()
+
+
+def test_a_dead_backend_is_down_with_its_502s_and_last_error(hosting):
+    carol = hosting.account("carol")
+    carol_fails(hosting)
     body = get(hosting, "/.status")[2]
     # Its last error (root's stale socket: the front may not even connect) and when.
     assert re.search(rf"<td>{carol.pw_name}</td><td>down</td><td>closed</td><td>\w+Error: [^<]+</td><td>[-0-9: ]+ UTC</td>".encode(),
@@ -73,6 +79,21 @@ def test_a_dead_backend_is_down_with_its_502s_and_last_error(hosting):
     assert found[("trioweb_backend_up", (("backend", carol.pw_name),))] == 0
     assert found[("trioweb_backend_errors_total", (("backend", carol.pw_name), ("code", "502")))] >= 1
     assert ("trioweb_backend_last_error_timestamp_seconds", (("backend", carol.pw_name),)) in found
+
+
+def test_a_user_sees_her_own_row_only(hosting):
+    alice, carol = hosting.names["alice"], hosting.names["carol"]
+    assert get(hosting, f"/~{alice}/whoami.rpy")[0] == 200
+    carol_fails(hosting)
+    status, _, body = get(hosting, f"/~{alice}/.status")
+    assert status == 200 and f"<td>{alice}</td><td>up</td>".encode() in body and carol.encode() not in body
+    status, _, text = get(hosting, f"/~{alice}/.status?format=prometheus")
+    names = {sample.labels["backend"] for family in text_string_to_metric_families(text.decode())
+             for sample in family.samples}
+    assert status == 200 and names == {alice}
+    for nobody in ("/~nobody/.status", "/~no-such-user/.status"):
+        status, _, body = get(hosting, nobody)
+        assert status == 404 and body == get(hosting, "/~nobody/")[2]
 
 
 def test_a_client_not_allowed_gets_the_ordinary_404(hosting):
@@ -96,6 +117,7 @@ def test_a_client_not_allowed_gets_the_ordinary_404(hosting):
     (["--idle-exit", "5"], "--idle-exit can only be used with --personal"),
     (["--max-user-rate", "2"], "--max-user-rate can only be used with --user"),
     (["--install-units"], "--install-units can only be used with --personal"),
+    (["--user-status"], "--user-status can only be used with --user"),
     (["--personal", "--idle-exit", "0"], "--idle-exit"),
 ])
 def test_bad_options_are_one_line_errors(options, message, tmp_path):

@@ -150,3 +150,7 @@ def test_the_fronts_socket_checks_apply_to_user_hosts(hosting):
     finally:
         listener.close()
         path.unlink()
+
+
+def test_without_user_status_the_status_name_is_the_users_own_hidden_dotfile(hosting):
+    assert get(hosting, f"/~{hosting.names['alice']}/.status")[0] == 404  # her server hides dotfiles

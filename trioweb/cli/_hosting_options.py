@@ -10,7 +10,8 @@ works, so both forms run at once.
 ``distrib.StatusPage`` of the ``UserDirectory``'s backends (HTML, or
 Prometheus text with ``?format=prometheus``), for the clients
 ``--status-allow`` names (loopback and UNIX-socket peers by default); others
-get a 404. Off by default.
+get a 404. Off by default. ``--user-status`` adds each user's own row at
+``/~NAME/.status``, for anyone.
 
 ``--max-user-rate N`` limits each user's site to N requests a second on
 average, in bursts of 2 x N (``UserDirectory.limit_rate``): 429 beyond.
@@ -69,6 +70,8 @@ def hosting_options(function: Any) -> Any:
                           "for --status-allow clients only."),
         click.option("--status-allow", default=LOOPBACK, show_default=True, metavar="LIST",
                      help="Who may see --status-path: comma-separated addresses, CIDR networks, 'unix' or '*'."),
+        click.option("--user-status", is_flag=True,
+                     help="With --user: /~NAME/.status shows NAME's own backend's status row (to anyone)."),
         click.option("--max-user-rate", type=click.FloatRange(min=0, min_open=True), metavar="N",
                      help="With --user: requests a second one user's site may get on average (bursts of 2 x N); "
                           "beyond, 429 with Retry-After."),
@@ -98,6 +101,7 @@ class HostingOptions:
         self.user_domain: str | None = options.pop("user_domain")
         self.status_path: str | None = options.pop("status_path")
         self.max_user_rate: float | None = options.pop("max_user_rate")
+        self.user_status: bool = options.pop("user_status")
         allow = options.pop("status_allow")
         if self.status_path is not None and not self.status_path.startswith("/"):
             raise click.BadParameter("must start with /", param_hint="--status-path")
@@ -111,13 +115,14 @@ class HostingOptions:
         """The front's root made of the ``UserDirectory`` of ``--user`` (None without it)."""
         if directory is None:
             for given, name in ((self.user_domain, "--user-domain"), (self.status_path, "--status-path"),
-                                (self.max_user_rate, "--max-user-rate")):
+                                (self.max_user_rate, "--max-user-rate"), (self.user_status, "--user-status")):
                 if given:
                     raise click.UsageError(f"{name} can only be used with --user.")
             return None
         assert isinstance(directory, UserDirectory)
         if self.max_user_rate is not None:
             directory.limit_rate(self.max_user_rate)
+        directory.user_status = self.user_status
         self.directory = directory
         if self.user_domain:
             return UserNameVirtualHost(directory, self.user_domain)

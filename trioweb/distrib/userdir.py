@@ -46,6 +46,12 @@ With ``max_user_rate``, each user's site takes at most that many requests a
 second on average, in bursts of twice as many, whatever the URL form (and the
 user's own host name); beyond, 429 with ``Retry-After`` (see ``_rate``). The
 limit is checked before any lookup, for names that exist or not.
+
+With ``user_status``, ``/~alice/.status`` (and ``.status`` on her own host)
+is answered by the front, not her server: her backend's row of the status
+page (``?format=prometheus`` too), to anyone; a user with nothing published
+gets the same 404 as ever. (Personal servers hide dotfiles, so the name is
+free.)
 """
 
 from __future__ import annotations
@@ -66,6 +72,7 @@ from trioweb.distrib._admission import MAX_IN_FLIGHT, MAX_QUEUED, QUEUE_TIMEOUT
 from trioweb.distrib._backend import BackendStatus, remote_log
 from trioweb.distrib._peer_checks import PasswdEntry, check_peer_uid, check_socket_path, publishes_socket
 from trioweb.distrib._rate import RateLimits
+from trioweb.distrib.status import StatusPage
 from trioweb.distrib.subscription import ResourceSubscription
 from trioweb.resource import NoResource, Resource, getChildForRequest, render_error
 from trioweb.util import redirect_to_slash
@@ -124,6 +131,7 @@ class UserDirectory(Resource):
         lookup_timeout: float = LOOKUP_TIMEOUT,
         lookups_per_user: int = LOOKUPS_PER_USER,
         max_user_rate: float | None = None,
+        user_status: bool = False,
     ) -> None:
         super().__init__()
         self._pwd = userDatabase if userDatabase is not None else pwd
@@ -138,6 +146,7 @@ class UserDirectory(Resource):
         self.lookup_timeout = lookup_timeout
         self.lookups_per_user = lookups_per_user
         self._lookups: dict[bytes, _Lookups] = {}  # by user name; entries leave when idle
+        self.user_status = user_status  # /~alice/.status: her backend's row, for anyone
         self.rate_limits: RateLimits | None = None
         if max_user_rate is not None:
             self.limit_rate(max_user_rate)
@@ -335,6 +344,10 @@ class _UserSite(Resource):
             return _too_slow(request)
         if site is None:
             return NoResource().render(request)
+        if directory.user_status and request.postpath == [b".status"]:
+            own = directory.backends()
+            name = self.name.decode("ascii")
+            return StatusPage(lambda: {name: own[name]} if name in own else {}, "*").render(request)
         if not request.postpath:
             return redirect_to_slash(request)  # /~alice → /~alice/: relative links on her pages need it
         resource = getChildForRequest(site, request)
