@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from trioweb.resource import Resource
+from trioweb.resource import NoResource, Resource
 from trioweb.static import Data
 from trioweb.testing import fetch
-from trioweb.vhost import NameVirtualHost
+from trioweb.vhost import NameVirtualHost, UserNameVirtualHost
 
 
 class Where(Resource):
@@ -122,3 +122,53 @@ async def test_vhost_monster_refuses_what_is_not_a_scheme_and_a_host(target, cod
     response = await fetch(monster_site(), target)
     assert response.code == code
     assert b"<b>x" not in bytes(response.body)
+
+
+# -- UserNameVirtualHost ----------------------------------------------------------------------
+
+class Users:
+    """What UserNameVirtualHost asks for a user's site (distrib.UserDirectory in a front)."""
+
+    def __init__(self) -> None:
+        self.asked: list[bytes] = []
+
+    def user_resource(self, name: bytes) -> Resource:
+        self.asked.append(name)
+        return Where() if name == b"alice" else NoResource()
+
+
+def user_hosts(users: Users) -> UserNameVirtualHost:
+    return UserNameVirtualHost(Data(b"the main site", "text/plain"), "Example.COM", users)
+
+
+@pytest.mark.parametrize("host", [b"alice.example.com", b"alice.example.com:8080", b"alice.EXAMPLE.com"])
+async def test_a_user_host_is_served_by_the_users_site_at_its_root_whatever_the_port(host):
+    users = Users()
+    response = await fetch(user_hosts(users), b"/a/b", headers=[(b"Host", host)])
+    assert (response.code, bytes(response.body)) == (200, host.split(b":")[0] + b" [b'a', b'b']")
+    assert users.asked == [b"alice"]
+
+
+@pytest.mark.parametrize("host", [b"example.com", b"www.example.org", b"127.0.0.1", b"[::1]:80", b"example.com.evil",
+                                  b"aliceexample.com"])
+async def test_other_hosts_get_the_default(host):
+    users = Users()
+    response = await fetch(user_hosts(users), b"/", headers=[(b"Host", host)])
+    assert bytes(response.body) == b"the main site" and users.asked == []
+
+
+@pytest.mark.parametrize("host", [b"a.alice.example.com", b".example.com", b"..example.com", b"ALICE.example.com",
+                                  b"Alice.example.com", b"alice.example.com.", b"example.com.", b"1alice.example.com",
+                                  b"al%69ce.example.com", b"-alice.example.com"])
+async def test_malformed_user_hosts_are_the_unknown_users_404_without_a_lookup(host):
+    users = Users()
+    response = await fetch(user_hosts(users), b"/", headers=[(b"Host", host)])
+    unknown = await fetch(user_hosts(Users()), b"/", headers=[(b"Host", b"nobody.example.com")])
+    assert response.code == 404 == unknown.code
+    assert bytes(response.body) == bytes(unknown.body)
+    assert users.asked == []
+
+
+def test_an_empty_tail_is_refused():
+    with pytest.raises(ValueError):
+        UserNameVirtualHost(Data(b"x", "text/plain"), ".")

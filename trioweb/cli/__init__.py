@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 from typing import Any
 
 import click
@@ -32,12 +33,14 @@ from trioweb.cli._distrib_options import (
 )
 from trioweb.cli._gzip_options import gzip_options, gzip_root
 from trioweb.cli._header_options import header_options, server_header_from
+from trioweb.cli._hosting_options import HostingOptions, hosting_options
 from trioweb.cli._limit_options import limit_options, limits_from
 from trioweb.cli._ops_options import configure_logging, ops_options, trusted_proxies, with_health_check
 from trioweb.cli._process import gid_of, log_opened, raise_open_file_limit, run_personal, run_site, uid_of
 from trioweb.cli._reload import Reloader
 from trioweb.cli._static_options import static_options, static_root
 from trioweb.cli._twistd_options import apply_twistd_options, twistd_options
+from trioweb.cli._units import command_path, install_units
 from trioweb.cli._welcome import WelcomePage
 from trioweb.config import Config, load
 from trioweb.endpoints import EndpointError, SSLEndpoint, certificate_store, inherited_endpoints, parse_endpoint
@@ -82,7 +85,7 @@ def _parse_header(text: str) -> tuple[bytes, bytes]:
 
 def _build_site(options: dict[str, Any], personal: Any, limits: Any, headers: list[tuple[bytes, bytes]],
                 server_header: bytes, proxies: TrustedProxies | None, config: Config | None,
-                app: Resource | None) -> Site:
+                app: Resource | None, front: HostingOptions) -> Site:
     """The Site the options and the configuration file describe: called at
     start and again on every SIGHUP (with the file loaded afresh). The
     reloader gives it the access log it keeps open. ``app`` (``--wsgi``,
@@ -94,7 +97,7 @@ def _build_site(options: dict[str, Any], personal: Any, limits: Any, headers: li
         return config.site
     roots = [root for root in (
         static_root(options, _named_object),
-        user_root(options),
+        front.root(user_root(options)),
         _named_object(options["class_name"])() if options["class_name"] else None,
         config.resource if config else None,
         app,
@@ -133,6 +136,7 @@ def _build_site(options: dict[str, Any], personal: Any, limits: Any, headers: li
 @static_options
 @app_options
 @distrib_options
+@hosting_options
 @limit_options
 @ops_options
 @config_options
@@ -155,6 +159,11 @@ def main(**options: Any) -> None:
     limits = limits_from(options)
     configure_cgi(options)
     personal = personal_settings(options)
+    front = HostingOptions(options, personal=personal is not None)
+    if front.install_units:
+        tree = os.path.abspath(options["path"]) if options["path"] else None
+        click.echo(install_units(command_path(), tree, front.idle_exit))
+        return
     log_path = options["logfile"] or (personal.log_path if personal else "-")
     error_logs = configure_logging(options, log_path if personal and log_path != "-" else None)  # errors too
     default_listen = [parse_endpoint(f"unix:{PERSONAL_SOCKET}:mode=666" if personal else "tcp:8080")]
@@ -180,7 +189,8 @@ def main(**options: Any) -> None:
 
     def build_site() -> Site:
         current = loaded.pop() if loaded else (load(config.path) if config else None)
-        return _build_site(dict(options), personal, limits, headers, server_header, proxies, current, app)
+        return _build_site(dict(options), personal, limits, headers, server_header, proxies, current, app,
+                           front)
 
     reloader = Reloader(build_site, access_log=access_log, error_logs=error_logs,
                         certificates=list(certificates.values()))
@@ -193,9 +203,9 @@ def main(**options: Any) -> None:
     try:
         if personal:
             trio.run(with_lifespan(app, lambda: run_personal(reloader, endpoints, personal,
-                                                             pidfile=options["pidfile"])))
+                                                             pidfile=options["pidfile"], idle_exit=front.idle_exit)))
         else:
-            handler_for = with_health_check(options, lambda: reloader.draining)
+            handler_for = front.with_status_page(with_health_check(options, lambda: reloader.draining))
             trio.run(with_lifespan(app, lambda: run_site(reloader, endpoints, handler_for=handler_for,
                                                          certificates=certificates, pidfile=options["pidfile"],
                                                          uid=uid, gid=gid, grace=options["health_grace"])))

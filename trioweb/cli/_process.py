@@ -214,8 +214,10 @@ async def run_personal(
     settings: PersonalSettings,
     *,
     pidfile: str | None = None,
+    idle_exit: float | None = None,
 ) -> None:
-    """Publish the reloader's Site to front servers on ``endpoints`` until SIGINT/SIGTERM, then drain."""
+    """Publish the reloader's Site to front servers on ``endpoints`` until SIGINT/SIGTERM
+    (or ``idle_exit`` seconds without a request), then drain."""
     with trio.open_signal_receiver(*HANDLED_SIGNALS) as signals, _pidfile(pidfile):
         async with open_listeners(endpoints) as listeners:
             publisher = ResourcePublisher(reloader.site)
@@ -227,7 +229,7 @@ async def run_personal(
             server = PublisherServer(publisher, listeners, allowed_uids=settings.allowed_uids,
                                      max_per_peer=settings.max_peer_connections,
                                      idle_timeout=settings.peer_idle_timeout,
-                                     drain_timeout=reloader.site.limits.drain_timeout)
+                                     drain_timeout=reloader.site.limits.drain_timeout, idle_exit=idle_exit)
             await _serve_until_signal(signals, server.serve, server.stop,
                                       "publishing to front servers on " + ", ".join(map(_describe, endpoints)),
                                       reloader)

@@ -8,7 +8,7 @@ A personal server (``trioweb --personal``) publishes a Site through a
 ``_peer_checks`` and ``_response_checks``, how many requests one backend may
 hold in ``_admission``. The front's view of each backend is a
 ``BackendStatus`` (``ResourceSubscription.status``,
-``UserDirectory.backends()``).
+``UserDirectory.backends()``), shown by a ``StatusPage``.
 
 ``UserDirectory(public_html=...)`` serves a user's ``public_html`` from the
 front when no personal server answers, with the resource the factory makes;
@@ -20,6 +20,7 @@ does not import.
 from trioweb.distrib._admission import MAX_IN_FLIGHT, QUEUED_PER_SLOT
 from trioweb.distrib._backend import BackendStatus, BackendUnavailable
 from trioweb.distrib.publisher import PublisherServer, RemoteChannel, ResourcePublisher, serve_publisher
+from trioweb.distrib.status import StatusPage
 from trioweb.distrib.subscription import ResourceSubscription
 from trioweb.distrib.userdir import UserDirectory
 
@@ -32,6 +33,7 @@ __all__ = [
     "RemoteChannel",
     "ResourcePublisher",
     "ResourceSubscription",
+    "StatusPage",
     "UserDirectory",
     "serve_publisher",
 ]

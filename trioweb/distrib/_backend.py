@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -47,6 +48,7 @@ rpc_log = logging.getLogger("rpc")  # the lines of the rpc connections, rate-lim
 CONNECT_TIMEOUT = 3.0
 FIRST_RETRY_DELAY = 0.5
 MAX_RETRY_DELAY = 10.0
+LATENCY_SAMPLES = 1024  # the recent response times a backend's percentiles are taken from
 
 
 class BackendUnavailable(Exception):
@@ -67,11 +69,16 @@ class BackendStatus:
     ``state`` is ``"new"`` (never tried), ``"up"`` (connected) or ``"down"``
     (the last connect failed, or the connection was closed for a fault);
     ``last_error`` says why, ``last_error_at`` when (``time.time()``).
-    ``in_flight`` counts requests waiting for their response head.
+    ``in_flight`` counts requests waiting for their response head,
+    ``requests`` every request forwarded (or refused) since the front
+    started; ``head_seconds`` keeps how long the last ``LATENCY_SAMPLES``
+    responses took to start (``latency(0.99)``), ``head_seconds_sum`` and
+    ``heads`` all of them. ``circuit`` is the state of the backend's
+    circuit breaker (``closed``, ``open``, ``half-open``; see ``_breaker``).
     """
 
-    __slots__ = ("_in_flight", "bad_gateway", "gateway_timeout", "last_error", "last_error_at", "name",
-                 "overloaded", "state")
+    __slots__ = ("_in_flight", "bad_gateway", "circuit", "gateway_timeout", "head_seconds", "head_seconds_sum", "heads",
+                 "last_error", "last_error_at", "name", "overloaded", "requests", "state")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -82,6 +89,11 @@ class BackendStatus:
         self.overloaded = 0  # 503s
         self.gateway_timeout = 0  # 504s
         self._in_flight: Callable[[], int] = lambda: 0
+        self.requests = 0
+        self.circuit = "closed"
+        self.head_seconds: deque[float] = deque(maxlen=LATENCY_SAMPLES)
+        self.head_seconds_sum = 0.0
+        self.heads = 0
 
     @property
     def in_flight(self) -> int:
@@ -105,10 +117,24 @@ class BackendStatus:
         elif code >= 500:
             self.bad_gateway += 1
 
+    def observe(self, seconds: float) -> None:
+        """A response head came ``seconds`` after its request was forwarded."""
+        self.head_seconds.append(seconds)
+        self.head_seconds_sum += seconds
+        self.heads += 1
+
+    def latency(self, quantile: float) -> float | None:
+        """The ``quantile`` (0.5, 0.99) of the recent times to a response head; None before any."""
+        if not self.head_seconds:
+            return None
+        ordered = sorted(self.head_seconds)
+        return ordered[min(len(ordered) - 1, int(quantile * len(ordered)))]
+
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "state": self.state, "last_error": self.last_error,
+        return {"name": self.name, "state": self.state, "circuit": self.circuit, "last_error": self.last_error,
                 "last_error_at": self.last_error_at, "in_flight": self.in_flight,
-                "502": self.bad_gateway, "503": self.overloaded, "504": self.gateway_timeout}
+                "requests": self.requests, "502": self.bad_gateway, "503": self.overloaded,
+                "504": self.gateway_timeout, "p50": self.latency(0.5), "p99": self.latency(0.99)}
 
 
 class ResponseSink:
@@ -304,8 +330,9 @@ class Backend:
                     self._broker, self._root, self._responses = broker, root, responses
                     ready.set()
                     await broker.wait_closed()
-            if responses.violation is None:
+            if responses.violation is None and self.status.state == "up":
                 # The backend went away (stopped, restarted, or gone idle): connected again on use.
+                # (After a fault, "down" stays, with the fault as the last error.)
                 self.status.state = "new"
                 self.status.error(f"connection closed: {broker.close_reason}")
                 log.info("connection to %s closed: %s", self.describe(), broker.close_reason)

@@ -330,9 +330,11 @@ class PublisherServer:
         max_per_peer: int = MAX_PER_PEER,
         idle_timeout: float = IDLE_TIMEOUT,
         drain_timeout: float = DRAIN_TIMEOUT,
+        idle_exit: float | None = None,
     ) -> None:
-        if max_per_peer < 1 or idle_timeout <= 0 or drain_timeout < 0:
-            raise ValueError("max_per_peer must be at least 1, idle_timeout positive, drain_timeout not negative")
+        if max_per_peer < 1 or idle_timeout <= 0 or drain_timeout < 0 or (idle_exit is not None and idle_exit <= 0):
+            raise ValueError("max_per_peer must be at least 1, idle_timeout and idle_exit positive, drain_timeout "
+                             "not negative")
         self.publisher = publisher
         self.listeners = listeners
         self.allowed_uids = allowed_uids
@@ -340,6 +342,11 @@ class PublisherServer:
         self.max_per_peer = max_per_peer
         self.idle_timeout = idle_timeout
         self.drain_timeout = drain_timeout
+        # Stop (gracefully) after this long with no call in flight: a socket-activated
+        # server gives its memory back, and systemd starts it again on the next connection.
+        self.idle_exit = idle_exit
+        self.stopped_idle = False
+        self._last_accepted = trio.current_time()
         self.connections: set[FrontConnection] = set()
         self.per_uid: collections.Counter[int] = collections.Counter()
         self._stopping = trio.Event()
@@ -360,6 +367,8 @@ class PublisherServer:
                     for listener in self.listeners:
                         acceptors.start_soon(accept_forever, listener, dispatch)
                     acceptors.start_soon(self._close_idle_connections)
+                    if self.idle_exit is not None:
+                        acceptors.start_soon(self._stop_when_idle, self.idle_exit)
                     task_status.started()
                     await self._stopping.wait()
                     acceptors.cancel_scope.cancel()
@@ -388,7 +397,24 @@ class PublisherServer:
                     log.debug("closing a connection idle for over %g s", self.idle_timeout)
                     front.scope.cancel()
 
+    def idle_for(self) -> float:
+        """Seconds since the last call ended or the last connection came; 0 while a call is in flight."""
+        if not all(front.idle() for front in self.connections):
+            return 0.0
+        last = max([self._last_accepted, *(front.idle_since for front in self.connections)])
+        return trio.current_time() - last
+
+    async def _stop_when_idle(self, idle_exit: float) -> None:
+        while True:
+            await trio.sleep(min(1.0, idle_exit / 4))
+            if self.idle_for() >= idle_exit:
+                log.info("no request for %g s: stopping (--idle-exit)", idle_exit)
+                self.stopped_idle = True
+                self.stop()
+                return
+
     async def _serve_one(self, stream: trio.abc.Stream) -> None:
+        self._last_accepted = trio.current_time()
         enlarge_socket_buffers(stream)
         credentials = rpc.peer_credentials_of(stream)
         uid = None if credentials is None else credentials.uid

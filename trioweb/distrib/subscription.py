@@ -8,7 +8,10 @@ the answer.
 
 The connection to a backend is opened on first use, shared by concurrent
 requests, and reopened after a failure, with a fast 502 for a while after a
-failed connect (see ``_backend``).
+failed connect (see ``_backend``). A backend whose requests fail
+repeatedly (timeouts, bad responses: not failed connects) is answered 502 at
+once, with ``Retry-After``, for a short, growing while, then probed with one
+request (its circuit breaker, ``_breaker``).
 
 At most ``max_in_flight`` (64) requests are in flight to one backend:
 forwarded, their response head not yet come. Beyond, requests wait in line
@@ -52,6 +55,7 @@ side of a socket can flood the front's log.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
@@ -80,6 +84,7 @@ from trioweb.distrib._backend import (
     ResponseSink,
     remote_log,
 )
+from trioweb.distrib._breaker import FIRST_DELAY, THRESHOLD, CircuitBreaker
 from trioweb.distrib._messages import ForwardedRequest, ForwardedResponse, MessageError
 from trioweb.distrib._response_checks import BadBackendResponse, check_headers, check_status, cookie_copies
 from trioweb.endpoints import ClientEndpoint, TCPClientEndpoint, UNIXClientEndpoint, parse_client_endpoint
@@ -115,6 +120,8 @@ class ResourceSubscription(Resource):
         queue_timeout: float = QUEUE_TIMEOUT,
         max_queued: int = MAX_QUEUED,
         cookie_prefixes: tuple[bytes, ...] = (),
+        breaker_threshold: int = THRESHOLD,
+        breaker_delay: float = FIRST_DELAY,
     ) -> None:
         super().__init__()
         endpoint: ClientEndpoint
@@ -129,6 +136,7 @@ class ResourceSubscription(Resource):
         self.backend_timeout = backend_timeout
         self.admission = Admission(max_in_flight, queue_timeout, max_queued)  # see _admission
         self.backend.status.count_in_flight(lambda: self.admission.in_flight)
+        self.breaker = CircuitBreaker(self.backend.status, threshold=breaker_threshold, first_delay=breaker_delay)
         # Public prefixes that all reach this backend (b"/~alice/", b"/users/alice/"): a
         # cookie set through one of them is also set for the others.
         self.cookie_prefixes = cookie_prefixes
@@ -143,8 +151,13 @@ class ResourceSubscription(Resource):
         return self._forward(request)
 
     def _error(self, request: Request, code: int, brief: str,
-               detail: str = "The personal server behind this address is not answering properly.") -> bytes:
+               detail: str = "The personal server behind this address is not answering properly.",
+               *, backend_fault: bool = True) -> bytes:
+        """An error page for ``request``, counted; a 500, 502 or 504 that is
+        the backend's fault counts as a failure for its circuit breaker."""
         self.backend.status.answered(code)
+        if backend_fault and code in (500, 502, 504):
+            self.breaker.failed(request)
         return render_error(request, code, brief, detail)
 
     def _log(self, message: str, *args: object) -> None:
@@ -152,6 +165,19 @@ class ResourceSubscription(Resource):
         remote_log.warning(self.backend.describe(), message, *args)
 
     async def _forward(self, request: Request) -> bytes | None:
+        self.backend.status.requests += 1
+        wait = self.breaker.admit(request)
+        if wait is not None:
+            self._log("502 for %s: %s failed repeatedly; circuit open", request.uri.decode("latin-1"),
+                      self.backend.describe())
+            request.setHeader(b"retry-after", b"%d" % max(1, math.ceil(wait)))
+            return self._error(request, 502, "Bad Gateway", backend_fault=False)
+        try:
+            return await self._admitted(request)
+        finally:
+            self.breaker.ended(request)
+
+    async def _admitted(self, request: Request) -> bytes | None:
         slot = self.admission.try_enter()
         if slot is None:
             try:
@@ -167,7 +193,7 @@ class ResourceSubscription(Resource):
             except BackendUnavailable as exc:
                 code, brief = (504, "Gateway Timeout") if exc.timed_out else (502, "Bad Gateway")
                 self._log("%d for %s: %s", code, request.uri.decode("latin-1"), exc)
-                return self._error(request, code, brief)
+                return self._error(request, code, brief, backend_fault=False)  # the Backend's own delay applies
             if not request.has_body:
                 return await self._exchange(request, root, responses, None, None, slot)
             # The body is pumped from this request's own nursery (not by the rpc
@@ -198,6 +224,7 @@ class ResourceSubscription(Resource):
         body). The token is forgotten however the request ends."""
         length = request.declared_body_size if body is not None else 0
         token, sink = responses.expect()
+        started = trio.current_time()
         try:
             try:
                 call = await root.start_call("request", ForwardedRequest.of(request, length, token).to_wire(), body)
@@ -217,6 +244,8 @@ class ResourceSubscription(Resource):
                 with trio.move_on_after(self.backend_timeout):
                     await sink.arrived.wait()
                 slot.release()  # the head, the answer or the timeout came: no longer in flight
+                if sink.arrived.is_set():
+                    self.backend.status.observe(trio.current_time() - started)
                 if not sink.arrived.is_set():
                     self._log("504 for %s: %s sent no response within %g s", request.uri.decode("latin-1"),
                               self.backend.describe(), self.backend_timeout)
@@ -279,7 +308,9 @@ class ResourceSubscription(Resource):
         response = ForwardedResponse.from_wire(message)
         code, reason = check_status(response.status, response.reason)
         cookie_path = b"/" + b"".join(quote(seg, safe="").encode("ascii") + b"/" for seg in request.prepath)
-        headers = check_headers(response.headers, cookie_path, FRONT_COOKIES)
+        # At the root of a host (a user's own host name), the backend is the whole
+        # origin: the front sets no cookie there, so none of its names is reserved.
+        headers = check_headers(response.headers, cookie_path, FRONT_COOKIES if request.prepath else frozenset())
         request.setResponseCode(code, reason)
         for name, value in headers:  # validated by check_headers
             if name == b"set-cookie":
@@ -292,6 +323,7 @@ class ResourceSubscription(Resource):
         request.defaultContentType = None  # the backend's headers are the whole story
         if response.length is not None:
             request.setHeader(b"content-length", b"%d" % response.length)
+        self.breaker.succeeded(request)
         return response
 
     async def _relay_answer(self, request: Request, answer: Any) -> bytes | None:
@@ -363,11 +395,12 @@ class ResourceSubscription(Resource):
             stalled = isinstance(exc, BodyStalled)
             if stalled:
                 await body.aclose()  # its producer stops (the call, if still open, is cancelled too)
-            if not request.startedWriting:  # nothing was written yet
+            if not request.startedWriting:  # nothing was written yet (_error counts the failure)
                 if stalled:
                     return self._bad_gateway(request, 504, "Gateway Timeout")
                 return self._bad_gateway(request)
             # Too late for a status: the Site aborts the client connection.
+            self.breaker.failed(request)
             raise ConnectionError(f"{self.backend.describe()} failed mid-response") from exc
         request.finish()
         return None

@@ -21,7 +21,9 @@ anywhere else, as Twisted's guide does (``root.putChild(b"users",
 UserDirectory())``, with ``RewriterResource(root, tildeToUsers)`` turning
 ``/~alice/`` into ``/users/alice/``), its children are the plain names
 (``/users/alice/``), ``~alice`` still works, and ``/users`` redirects to
-``/users/``, its index.
+``/users/``, its index. ``user_resource(name)`` is a user's site at the root
+of a host of its own (``vhost.UserNameVirtualHost`` serves ``alice.example.com``
+with it).
 
 Each user has one ``ResourceSubscription``, whichever URL form reaches it,
 so one admission cap (``max_in_flight`` requests waiting on her server, a
@@ -39,11 +41,23 @@ whose lookups have timed out while some still hang (a home on a dead NFS or
 FUSE mount) is answered 504 at once, without a thread, until they end. So a
 hung home holds at most ``lookups_per_user`` threads, and every other user's
 lookups run as usual.
+
+With ``max_user_rate``, each user's site takes at most that many requests a
+second on average, in bursts of twice as many, whatever the URL form (and the
+user's own host name); beyond, 429 with ``Retry-After`` (see ``_rate``). The
+limit is checked before any lookup, for names that exist or not.
+
+With ``user_status``, ``/~alice/.status`` (and ``.status`` on her own host)
+is answered by the front, not her server: her backend's row of the status
+page (``?format=prometheus`` too), to anyone; a user with nothing published
+gets the same 404 as ever. (Personal servers hide dotfiles, so the name is
+free.)
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import pwd
 import re
@@ -57,6 +71,8 @@ import trio
 from trioweb.distrib._admission import MAX_IN_FLIGHT, MAX_QUEUED, QUEUE_TIMEOUT
 from trioweb.distrib._backend import BackendStatus, remote_log
 from trioweb.distrib._peer_checks import PasswdEntry, check_peer_uid, check_socket_path, publishes_socket
+from trioweb.distrib._rate import RateLimits
+from trioweb.distrib.status import StatusPage
 from trioweb.distrib.subscription import ResourceSubscription
 from trioweb.resource import NoResource, Resource, getChildForRequest, render_error
 from trioweb.util import redirect_to_slash
@@ -114,6 +130,8 @@ class UserDirectory(Resource):
         max_queued: int = MAX_QUEUED,
         lookup_timeout: float = LOOKUP_TIMEOUT,
         lookups_per_user: int = LOOKUPS_PER_USER,
+        max_user_rate: float | None = None,
+        user_status: bool = False,
     ) -> None:
         super().__init__()
         self._pwd = userDatabase if userDatabase is not None else pwd
@@ -128,7 +146,15 @@ class UserDirectory(Resource):
         self.lookup_timeout = lookup_timeout
         self.lookups_per_user = lookups_per_user
         self._lookups: dict[bytes, _Lookups] = {}  # by user name; entries leave when idle
+        self.user_status = user_status  # /~alice/.status: her backend's row, for anyone
+        self.rate_limits: RateLimits | None = None
+        if max_user_rate is not None:
+            self.limit_rate(max_user_rate)
         self.putChild(b"users", _UserMap(self))
+
+    def limit_rate(self, rate: float) -> None:
+        """At most ``rate`` requests a second per user, in bursts of twice that (429 beyond)."""
+        self.rate_limits = RateLimits(rate, max(1, round(2 * rate)))
 
     async def off_loop(self, request: Request, key: bytes, function: Callable[[], Any]) -> Any:
         """``function()`` in a worker thread (it blocks on the user database or
@@ -162,6 +188,12 @@ class UserDirectory(Resource):
         if path and len(request.prepath) > 1:  # mounted below the root: children are plain names
             return _UserSite(self, path)
         return NoResource()
+
+    def user_resource(self, name: bytes) -> Resource:
+        """The site of user ``name`` as the root of a host of its own
+        (``vhost.UserNameVirtualHost``: ``alice.example.com``), or the same 404
+        as ``/~name/`` if there is none."""
+        return _UserSite(self, name)
 
     # -- users -----------------------------------------------------------------
 
@@ -299,12 +331,23 @@ class _UserSite(Resource):
 
         if not _USER_NAME.match(self.name.decode("latin-1")):
             return NoResource().render(request)  # no thread (nor key) for a name no account can have
+        limits = directory.rate_limits
+        if limits is not None and (wait := limits.take(self.name)) is not None:
+            remote_log.info(("rate", self.name), "429 for %s: more than %g requests a second for %r",
+                            request.uri.decode("latin-1"), limits.rate, self.name.decode("ascii"))
+            request.setHeader(b"retry-after", b"%d" % max(1, math.ceil(wait)))
+            return render_error(request, 429, "Too Many Requests",
+                                "This site gets too many requests at the moment. Try again shortly.")
         try:
             site = await directory.off_loop(request, self.name, find)
         except LookupTooSlow:
             return _too_slow(request)
         if site is None:
             return NoResource().render(request)
+        if directory.user_status and request.postpath == [b".status"]:
+            own = directory.backends()
+            name = self.name.decode("ascii")
+            return StatusPage(lambda: {name: own[name]} if name in own else {}, "*").render(request)
         if not request.postpath:
             return redirect_to_slash(request)  # /~alice → /~alice/: relative links on her pages need it
         resource = getChildForRequest(site, request)
