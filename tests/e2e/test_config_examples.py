@@ -198,6 +198,24 @@ def test_user_directory_server(account):
 
 
 @needs_root
+def test_user_subdomains_bonus(account):
+    """``<user>.example.com``: her public_html at her own host name; the front's pages elsewhere."""
+    name = account.pw_name
+    process, base = serve("user_subdomains.py", env={"USER_DOMAIN": "example.test"})
+    with process:
+        assert get(f"{base}/", "-H", f"Host: {name}.example.test") == PUBLIC_HTML_INDEX
+        assert get(f"{base}/", "-H", f"Host: {name}.example.test:8080") == PUBLIC_HTML_INDEX  # port ignored
+        assert get(f"{base}/.secret", "-H", f"Host: {name}.example.test")[0] == 404
+        assert get(f"{base}/", "-H", "Host: no-such-user-here.example.test")[0] == 404
+        assert get(f"{base}/", "-H", f"Host: x.{name}.example.test")[0] == 404  # one label only
+        assert get(f"{base}/", "-H", f"Host: {name.upper()}.example.test")[0] == 404
+        assert get(f"{base}/", "-H", "Host: root.example.test")[0] == 404  # a system account
+        status, index = get(f"{base}/", "-H", "Host: example.test")  # the front itself: the users' list
+        assert status == 200 and f'href="~{name}/"'.encode() in index
+        assert get(f"{base}/~{name}/", "-H", "Host: example.test") == PUBLIC_HTML_INDEX
+
+
+@needs_root
 def test_personal_config_behind_the_front(hosting, account):
     """``trioweb --personal --config``: the user's own configuration file, run as the user."""
     home = Path(account.pw_dir)
