@@ -99,13 +99,22 @@ class WSGIResource(Resource):
         return _Call(self, request).serve()
 
 
+WORKER_IDLE_SECONDS = 60.0  # a worker thread with no call for this long ends
+
+
 class _Workers:
     """The threads a WSGIResource runs its application in, started as needed
-    (never more than calls run at once, which the limiter bounds) and kept:
-    each waits on the queue for its next call."""
+    (never more than calls run at once, which the limiter bounds) and kept
+    while in use: each waits on the queue for its next call, and ends after
+    ``idle_seconds`` without one (so that a resource a reload replaced
+    leaves no thread behind)."""
 
-    def __init__(self) -> None:
+    def __init__(self, idle_seconds: float = WORKER_IDLE_SECONDS) -> None:
+        self._idle_seconds = idle_seconds
         self._calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        # _threads and the queue change together under this lock: a thread ends
+        # only when no call waits, so a call is never queued for a thread ending.
+        self._threads_lock = threading.Lock()
         self._threads = 0
         self._busy = 0
         # Results on their way to the loop: one run_sync_soon (one wakeup of
@@ -134,15 +143,17 @@ class _Workers:
                 with self._results_lock:
                     self._results.clear()
 
-        self._busy += 1
-        if self._busy > self._threads:
-            self._threads += 1
-            threading.Thread(target=self._serve, name=f"trioweb-wsgi-{self._threads}", daemon=True).start()
-        self._calls.put(call)
+        with self._threads_lock:
+            self._busy += 1
+            if self._busy > self._threads:
+                self._threads += 1
+                threading.Thread(target=self._serve, name=f"trioweb-wsgi-{self._threads}", daemon=True).start()
+            self._calls.put(call)
         try:
             return await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)
         finally:
-            self._busy -= 1
+            with self._threads_lock:
+                self._busy -= 1
 
     def _deliver(self) -> None:
         with self._results_lock:
@@ -153,7 +164,15 @@ class _Workers:
     def _serve(self) -> None:
         take = self._calls.get
         while True:
-            take()()
+            try:
+                call = take(timeout=self._idle_seconds)
+            except queue.Empty:
+                with self._threads_lock:
+                    if self._calls.empty():
+                        self._threads -= 1
+                        return
+                continue
+            call()
 
 
 class FileWrapper:

@@ -15,6 +15,7 @@ from wsgiref.validate import validator
 import pytest
 import trio
 
+from tests.support.polling import wait_until
 from tests.support.rawhttp import get
 from trioweb.http import Limits, MiB
 from trioweb.resource import Resource
@@ -470,3 +471,27 @@ async def test_wsgi_input_never_reads_past_the_body(start_site):
     second = await conn.read_response()
     await conn.aclose()
     assert json.loads(first.body) == ["first"] and json.loads(second.body) == ["second"]
+
+
+async def test_idle_worker_threads_end_and_new_calls_start_new_ones():
+    """A resource replaced by a reload leaves no thread behind: idle workers end."""
+    from trioweb import wsgi
+
+    def hello(environ, start_response):
+        time.sleep(0.05)  # long enough for the calls to overlap, so that several threads start
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"hello"]
+
+    resource = WSGIResource(hello)
+    resource.workers = wsgi._Workers(idle_seconds=0.2)
+
+    async def fetch_hello(results: list) -> None:
+        results.append((await fetch(resource, b"/")).body)
+
+    results: list[bytes] = []
+    async with trio.open_nursery() as nursery:
+        for _ in range(4):
+            nursery.start_soon(fetch_hello, results)
+    assert results == [b"hello"] * 4 and resource.workers._threads >= 2
+    await wait_until(lambda: resource.workers._threads == 0, timeout=5)
+    assert (await fetch(resource, b"/")).body == b"hello"  # a call after they ended starts a thread again
