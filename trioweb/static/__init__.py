@@ -30,6 +30,24 @@ How a request is answered:
 - A small file served whole leaves a copy in memory (``trioweb.static._filecache``):
   later requests for it cost one ``stat``, which must show the same file
   unchanged, instead of an open, a read and a close.
+
+What traversal keeps: a ``File`` remembers the child ``File`` it made for a
+plain segment (``_resolved``, at most ``RESOLVED_CHILDREN`` of them, then
+forgotten all at once), and the next request for that segment reuses it
+instead of copying the parent's settings again. This holds no answer about
+the disk: a child ``File`` is only a path and settings, and whether that path
+is a file, a directory, missing, forbidden or a symlink out of the tree is
+found when it renders, as before; so no mtime is needed to keep it valid.
+Only children that would be made the same way on every request are kept: not
+while ``processors`` or ``ignoredExts`` are set (they look at the disk while
+traversing), not index names, not for a subclass with its own
+``createSimilarFile``. Setting any attribute of a ``File`` forgets its kept
+children, so settings changed later (``indexNames``, ``defaultType``...) apply
+to the next request, as with a fresh child. What differs from a fresh child
+per request: a kept child is shared by the requests for that segment, so a
+``putChild`` on a child found by ``getChild`` (rather than on the ``File``
+the tree was built with) lasts, and a class attribute of ``File`` changed
+while serving reaches kept children only once their parent's are forgotten.
 """
 
 from __future__ import annotations
@@ -72,6 +90,9 @@ __all__ = [
 # beyond it they are streamed (sendfile) from a task.
 SMALL_BODY = 64 * 1024
 
+# How many traversed children a File keeps (see the module docstring).
+RESOLVED_CHILDREN = 1024
+
 # Never run by the front, never shown as source either.
 SCRIPT_EXTENSIONS = frozenset({".rpy", ".epy", ".cgi", ".asis", ".py", ".pyc", ".php", ".pl", ".sh", ".fcgi", ".wsgi"})
 # Errors meaning "there is nothing servable here" (404), as opposed to 403 or 500
@@ -109,6 +130,8 @@ class File(Resource):
     # Seconds between checks that the root's path still names the directory
     # being served (a symlink re-pointed by a deployment is followed within that).
     root_recheck = RECHECK_ROOT
+    # Children made by getChild, by segment (see the module docstring).
+    _resolved: dict[bytes, File] | None = None
 
     def __init__(
         self,
@@ -128,6 +151,11 @@ class File(Resource):
         self._served = ServedRoot(self.path, self.root_recheck)
         self._relative = ""
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if self._resolved is not None:
+            self.__dict__["_resolved"] = None  # a setting changed: children are made afresh
+
     def ignoreExt(self, ext: str) -> None:
         """Let a request for ``foo`` find ``foo<ext>``; ``"*"`` allows any extension."""
         self.ignoredExts.append(ext)
@@ -135,6 +163,11 @@ class File(Resource):
     # -- traversal -----------------------------------------------------------------
 
     def getChild(self, path: bytes, request: Request) -> Resource:
+        resolved = self._resolved
+        if resolved is not None:
+            child = resolved.get(path)
+            if child is not None and not self.processors and not self.ignoredExts:
+                return child
         name = segment_name(path)
         if name is None:
             return self.childNotFound
@@ -145,7 +178,16 @@ class File(Resource):
             if found is None:
                 return self.childNotFound
             name = found
+        elif not self.processors and type(self).createSimilarFile is File.createSimilarFile:
+            return self._keep_child(path, self._child(name))
         return self._child(name)
+
+    def _keep_child(self, segment: bytes, child: Resource) -> Resource:
+        resolved = self._resolved
+        if resolved is None or len(resolved) >= RESOLVED_CHILDREN:
+            resolved = self.__dict__["_resolved"] = {}
+        resolved[segment] = child  # type: ignore[assignment]
+        return child
 
     def _child(self, name: str) -> Resource:
         path = self.path + "/" + name if self.path != "/" else "/" + name  # os.path.join, for a plain name
@@ -190,15 +232,17 @@ class File(Resource):
         """
         f = self.__class__.__new__(self.__class__)
         f.__dict__.update(self.__dict__)
-        f.children = {}
-        f.indexNames = self.indexNames[:]
-        f.path = path if _is_normal(path) else os.path.normpath(path)
+        f.__dict__["_resolved"] = None
+        f.__dict__["children"] = {}
+        settings = f.__dict__  # (not through __setattr__: f has no kept children to forget)
+        settings["indexNames"] = self.indexNames[:]
+        f_path = settings["path"] = path if _is_normal(path) else os.path.normpath(path)
         root = self._served.path
-        if f.path.startswith(root + "/") or (root == "/" and f.path != "/"):
-            f._relative = f.path[len(root):].lstrip("/")
+        if f_path.startswith(root + "/") or (root == "/" and f_path != "/"):
+            settings["_relative"] = f_path[len(root):].lstrip("/")
         else:
-            f._served = ServedRoot(f.path, self.root_recheck)
-            f._relative = ""
+            settings["_served"] = ServedRoot(f_path, self.root_recheck)
+            settings["_relative"] = ""
         return f
 
     def directoryListing(self) -> DirectoryLister:
