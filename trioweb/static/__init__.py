@@ -32,17 +32,19 @@ How a request is answered:
   unchanged, instead of an open, a read and a close.
 
 What traversal keeps: a ``File`` remembers the child ``File`` it made for a
-plain segment (``_resolved``, at most ``RESOLVED_CHILDREN`` of them, then
-forgotten all at once), and the next request for that segment reuses it
-instead of copying the parent's settings again. This holds no answer about
+plain segment, and the next request for that segment reuses it instead of
+copying the parent's settings again. The children are kept in one table per
+tree (``_resolved``, shared by the Files of one root, keyed by parent and
+segment): at most ``RESOLVED_CHILDREN`` in all, then all forgotten at once, so
+requests for made-up paths, however deep, cannot make it grow. This holds no answer about
 the disk: a child ``File`` is only a path and settings, and whether that path
 is a file, a directory, missing, forbidden or a symlink out of the tree is
 found when it renders, as before; so no mtime is needed to keep it valid.
 Only children that would be made the same way on every request are kept: not
 while ``processors`` or ``ignoredExts`` are set (they look at the disk while
 traversing), not index names, not for a subclass with its own
-``createSimilarFile``. Setting any attribute of a ``File`` forgets its kept
-children, so settings changed later (``indexNames``, ``defaultType``...) apply
+``createSimilarFile``. Setting any attribute of a ``File`` forgets the kept
+children of its tree, so settings changed later (``indexNames``, ``defaultType``...) apply
 to the next request, as with a fresh child. What differs from a fresh child
 per request: a kept child is shared by the requests for that segment, so a
 ``putChild`` on a child found by ``getChild`` (rather than on the ``File``
@@ -91,7 +93,7 @@ __all__ = [
 SMALL_BODY = 64 * 1024
 
 # How many traversed children a File keeps (see the module docstring).
-RESOLVED_CHILDREN = 1024
+RESOLVED_CHILDREN = 4096  # per tree
 
 # Never run by the front, never shown as source either.
 SCRIPT_EXTENSIONS = frozenset({".rpy", ".epy", ".cgi", ".asis", ".py", ".pyc", ".php", ".pl", ".sh", ".fcgi", ".wsgi"})
@@ -130,8 +132,8 @@ class File(Resource):
     # Seconds between checks that the root's path still names the directory
     # being served (a symlink re-pointed by a deployment is followed within that).
     root_recheck = RECHECK_ROOT
-    # Children made by getChild, by segment (see the module docstring).
-    _resolved: dict[bytes, File] | None = None
+    # Children made by getChild, by (parent, segment), one table per tree (see the module docstring).
+    _resolved: dict[tuple[File, bytes], Resource] | None = None
 
     def __init__(
         self,
@@ -150,11 +152,12 @@ class File(Resource):
         # and where this File is in it.
         self._served = ServedRoot(self.path, self.root_recheck)
         self._relative = ""
+        self._resolved = {}
 
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(name, value)
-        if self._resolved is not None:
-            self.__dict__["_resolved"] = None  # a setting changed: children are made afresh
+        if self._resolved:
+            self._resolved.clear()  # a setting changed: children are made afresh
 
     def ignoreExt(self, ext: str) -> None:
         """Let a request for ``foo`` find ``foo<ext>``; ``"*"`` allows any extension."""
@@ -164,8 +167,8 @@ class File(Resource):
 
     def getChild(self, path: bytes, request: Request) -> Resource:
         resolved = self._resolved
-        if resolved is not None:
-            child = resolved.get(path)
+        if resolved:
+            child = resolved.get((self, path))
             if child is not None and not self.processors and not self.ignoredExts:
                 return child
         name = segment_name(path)
@@ -184,9 +187,10 @@ class File(Resource):
 
     def _keep_child(self, segment: bytes, child: Resource) -> Resource:
         resolved = self._resolved
-        if resolved is None or len(resolved) >= RESOLVED_CHILDREN:
-            resolved = self.__dict__["_resolved"] = {}
-        resolved[segment] = child  # type: ignore[assignment]
+        if resolved is not None:
+            if len(resolved) >= RESOLVED_CHILDREN:
+                resolved.clear()
+            resolved[self, segment] = child
         return child
 
     def _child(self, name: str) -> Resource:
@@ -231,8 +235,7 @@ class File(Resource):
         ``__init__``: this runs for every path segment of every request.
         """
         f = self.__class__.__new__(self.__class__)
-        f.__dict__.update(self.__dict__)
-        f.__dict__["_resolved"] = None
+        f.__dict__.update(self.__dict__)  # (the tree's table of kept children included)
         f.__dict__["children"] = {}
         settings = f.__dict__  # (not through __setattr__: f has no kept children to forget)
         settings["indexNames"] = self.indexNames[:]
@@ -243,6 +246,7 @@ class File(Resource):
         else:
             settings["_served"] = ServedRoot(f_path, self.root_recheck)
             settings["_relative"] = ""
+            settings["_resolved"] = {}  # another tree
         return f
 
     def directoryListing(self) -> DirectoryLister:

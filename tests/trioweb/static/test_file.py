@@ -278,7 +278,7 @@ async def test_setting_changed_after_requests_reaches_the_next_one(tree, serve_f
     assert (await site.get("/sub/x.gmi")).body == b"processed"
 
 
-def test_children_kept_are_reused_and_bounded(tree, monkeypatch):
+def test_children_kept_are_reused_and_bounded_per_tree(tree, monkeypatch):
     import trioweb.static as static
 
     monkeypatch.setattr(static, "RESOLVED_CHILDREN", 3)
@@ -286,8 +286,11 @@ def test_children_kept_are_reused_and_bounded(tree, monkeypatch):
     first = root.getChild(b"a.txt", None)
     assert root.getChild(b"a.txt", None) is first
     assert root.getChild(b"..", None) is root.childNotFound
-    for name in (b"b", b"c", b"d"):
-        root.getChild(name, None)
-    assert len(root._resolved) <= 3
+    # Made-up paths, however deep, share the tree's one bounded table.
+    node = root
+    for name in (b"x", b"y", b"z", b"w"):
+        node = node.getChild(name, None)
+        assert len(root._resolved) <= 3
+    assert node.path == str(tree / "x" / "y" / "z" / "w")
     assert root.getChild(b"a.txt", None) is not first  # forgotten when the bound was reached
     assert root.getChild(b"a.txt", None).path == first.path
