@@ -35,17 +35,17 @@ What traversal keeps: a ``File`` remembers the child ``File`` it made for a
 plain segment, and the next request for that segment reuses it instead of
 copying the parent's settings again. The children are kept in one table per
 tree (``_resolved``, shared by the Files of one root, keyed by parent and
-segment): at most ``RESOLVED_CHILDREN`` in all, then all forgotten at once, so
-requests for made-up paths, however deep, cannot make it grow. This holds no answer about
-the disk: a child ``File`` is only a path and settings, and whether that path
-is a file, a directory, missing, forbidden or a symlink out of the tree is
-found when it renders, as before; so no mtime is needed to keep it valid.
-Only children that would be made the same way on every request are kept: not
-while ``processors`` or ``ignoredExts`` are set (they look at the disk while
-traversing), not index names, not for a subclass with its own
-``createSimilarFile``. Setting any attribute of a ``File`` forgets the kept
-children of its tree, so settings changed later (``indexNames``, ``defaultType``...) apply
-to the next request, as with a fresh child. What differs from a fresh child
+segment): at most ``RESOLVED_CHILDREN`` in all, then all forgotten at once,
+so requests for made-up paths, however deep, cannot make it grow. It holds
+no answer about the disk: a child ``File`` is only a path and settings, and
+whether that path is a file, a directory, missing, forbidden or a symlink
+out of the tree is found when it renders, as before; so no mtime is needed
+to keep it valid. Only children that would be made the same way on every
+request are kept: not while ``processors`` or ``ignoredExts`` are set (they
+look at the disk while traversing), not index names, not for a subclass with
+its own ``createSimilarFile``. Setting any attribute of a ``File`` forgets
+the kept children of its tree, so settings changed later (``indexNames``,
+``defaultType``...) apply to the next request, as with a fresh child. What differs from a fresh child
 per request: a kept child is shared by the requests for that segment, so a
 ``putChild`` on a child found by ``getChild`` (rather than on the ``File``
 the tree was built with) lasts, and a class attribute of ``File`` changed
@@ -235,9 +235,11 @@ class File(Resource):
         ``__init__``: this runs for every path segment of every request.
         """
         f = self.__class__.__new__(self.__class__)
-        f.__dict__.update(self.__dict__)  # (the tree's table of kept children included)
-        f.__dict__["children"] = {}
-        settings = f.__dict__  # (not through __setattr__: f has no kept children to forget)
+        # Set in __dict__, not through __setattr__, which would empty the
+        # tree's table of kept children (shared with f by this update).
+        settings = f.__dict__
+        settings.update(self.__dict__)
+        settings["children"] = {}
         settings["indexNames"] = self.indexNames[:]
         f_path = settings["path"] = path if _is_normal(path) else os.path.normpath(path)
         root = self._served.path
