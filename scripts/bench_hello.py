@@ -1,6 +1,11 @@
-"""Dynamic "hello" resource: trioweb vs Twisted Web, one core each, same run.
+"""Dynamic "hello" resource: trioweb vs Twisted Web, one core each, same run,
+with uvicorn (httptools, one worker, the ASGI hello of bench_asgi) as the
+Python ceiling: the fastest Python server on the same kind of parser.
 
     scripts/bench hello [--duration SECONDS] [--connections N]
+
+uvicorn comes from .bench-venv-apps (made by scripts/bench); it writes no
+access log lines at ``--log-level warning``, where trioweb and Twisted do.
 """
 
 from __future__ import annotations
@@ -10,7 +15,8 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-from benchlib import TRIOWEB_PYTHON, TWISTED_PYTHON, Server, free_port, table, wrk
+from bench_asgi import HELLO as ASGI_HELLO
+from benchlib import APPS_BIN, TRIOWEB_PYTHON, TWISTED_PYTHON, Server, free_port, table, wrk
 
 TRIOWEB_APP = textwrap.dedent("""
     import sys, trio
@@ -52,6 +58,14 @@ def main() -> None:
     options = parser.parse_args()
     rows = []
     results = {}
+
+    def measure(name: str, port: int, server: Server) -> None:
+        wrk(f"http://127.0.0.1:{port}/", 2, options.connections)  # warm-up
+        result = results[name] = wrk(f"http://127.0.0.1:{port}/", options.duration, options.connections, server)
+        rows.append((name, f"{result.requests_per_second:,.0f}", f"{result.p50_ms:.2f}",
+                     f"{result.p99_ms:.2f}", f"{result.cpu_us_per_request:.1f}",
+                     f"{server.peak_rss_mib():.1f}", str(result.errors)))
+
     with tempfile.TemporaryDirectory() as tmp:
         servers = (("trioweb", TRIOWEB_PYTHON, TRIOWEB_APP), ("Twisted Web", TWISTED_PYTHON, TWISTED_APP))
         for name, python, app in servers:
@@ -59,16 +73,20 @@ def main() -> None:
             script.write_text(app)
             port = free_port()
             with Server([python, str(script), str(port), str(Path(tmp) / f"{script.stem}.log")], port) as server:
-                wrk(f"http://127.0.0.1:{port}/", 2, options.connections)  # warm-up
-                result = wrk(f"http://127.0.0.1:{port}/", options.duration, options.connections, server)
-                results[name] = result
-                rows.append((name, f"{result.requests_per_second:,.0f}", f"{result.p50_ms:.2f}",
-                             f"{result.p99_ms:.2f}", f"{result.cpu_us_per_request:.1f}",
-                             f"{server.peak_rss_mib():.1f}", str(result.errors)))
-    ours, theirs = results["trioweb"], results["Twisted Web"]
-    rows.append(("trioweb/Twisted", f"{ours.requests_per_second / theirs.requests_per_second:.2f}x", "", "",
-                 f"{theirs.cpu_us_per_request / ours.cpu_us_per_request:.2f}x less", "", ""))
-    table(f"dynamic hello, wrk -t1 -c{options.connections} -d{options.duration:g}s, one core per side",
+                measure(name, port, server)
+        Path(tmp, "hello_asgi.py").write_text(ASGI_HELLO)
+        port = free_port()
+        uvicorn = [str(APPS_BIN / "uvicorn"), "--http", "httptools", "--workers", "1", "--host", "127.0.0.1",
+                   "--port", str(port), "--log-level", "warning", "hello_asgi:app"]
+        with Server(uvicorn, port, cwd=tmp) as server:
+            measure("uvicorn-httptools", port, server)
+    ours = results["trioweb"]
+    for name, label in (("Twisted Web", "Twisted"), ("uvicorn-httptools", "uvicorn")):
+        theirs = results[name]
+        rows.append((f"trioweb/{label}", f"{ours.requests_per_second / theirs.requests_per_second:.2f}x", "", "",
+                     f"{theirs.cpu_us_per_request / ours.cpu_us_per_request:.2f}x less", "", ""))
+    table(f"dynamic hello, wrk -t1 -c{options.connections} -d{options.duration:g}s, one core per side, "
+          f"load average {Path('/proc/loadavg').read_text().split()[0]} at the end",
           rows, ("server", "req/s", "p50 ms", "p99 ms", "CPU us/req", "peak RSS MiB", "errors"))
 
 

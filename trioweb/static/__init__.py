@@ -33,6 +33,26 @@ How a request is answered:
 - A small file served whole leaves a copy in memory (``trioweb.static._filecache``):
   later requests for it cost one ``stat``, which must show the same file
   unchanged, instead of an open, a read and a close.
+
+What traversal keeps: a ``File`` remembers the child ``File`` it made for a
+plain segment, and the next request for that segment reuses it instead of
+copying the parent's settings again. The children are kept in one table per
+tree (``_resolved``, shared by the Files of one root, keyed by parent and
+segment): at most ``RESOLVED_CHILDREN`` in all, then all forgotten at once,
+so requests for made-up paths, however deep, cannot make it grow. It holds
+no answer about the disk: a child ``File`` is only a path and settings, and
+whether that path is a file, a directory, missing, forbidden or a symlink
+out of the tree is found when it renders, as before; so no mtime is needed
+to keep it valid. Only children that would be made the same way on every
+request are kept: not while ``processors`` or ``ignoredExts`` are set (they
+look at the disk while traversing), not index names, not for a subclass with
+its own ``createSimilarFile``. Setting any attribute of a ``File`` forgets
+the kept children of its tree, so settings changed later (``indexNames``,
+``defaultType``...) apply to the next request, as with a fresh child. What differs from a fresh child
+per request: a kept child is shared by the requests for that segment, so a
+``putChild`` on a child found by ``getChild`` (rather than on the ``File``
+the tree was built with) lasts, and a class attribute of ``File`` changed
+while serving reaches kept children only once their parent's are forgotten.
 """
 
 from __future__ import annotations
@@ -80,6 +100,8 @@ SMALL_BODY = 64 * 1024
 MAX_VARIANTS_SEEN = 4096
 # (root, relative path) → (good until, the precompressed list asked about, the variants found)
 _variants_seen: dict[tuple[str, str], tuple[float, object, list[tuple[bytes, str]]]] = {}
+# How many traversed children a File keeps (see the module docstring).
+RESOLVED_CHILDREN = 4096  # per tree
 
 # Never run by the front, never shown as source either.
 SCRIPT_EXTENSIONS = frozenset({".rpy", ".epy", ".cgi", ".asis", ".py", ".pyc", ".php", ".pl", ".sh", ".fcgi", ".wsgi"})
@@ -121,6 +143,8 @@ class File(Resource):
     # Seconds for which what is on disk of a file's precompressed variants is
     # trusted (see _variants_on_disk): a variant that appears is served within that.
     variants_recheck = 1.0
+    # Children made by getChild, by (parent, segment), one table per tree (see the module docstring).
+    _resolved: dict[tuple[File, bytes], Resource] | None = None
 
     def __init__(
         self,
@@ -139,6 +163,12 @@ class File(Resource):
         # and where this File is in it.
         self._served = ServedRoot(self.path, self.root_recheck)
         self._relative = ""
+        self._resolved = {}
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if self._resolved:
+            self._resolved.clear()  # a setting changed: children are made afresh
 
     def ignoreExt(self, ext: str) -> None:
         """Let a request for ``foo`` find ``foo<ext>``; ``"*"`` allows any extension."""
@@ -147,6 +177,11 @@ class File(Resource):
     # -- traversal -----------------------------------------------------------------
 
     def getChild(self, path: bytes, request: Request) -> Resource:
+        resolved = self._resolved
+        if resolved:
+            child = resolved.get((self, path))
+            if child is not None and not self.processors and not self.ignoredExts:
+                return child
         name = segment_name(path)
         if name is None:
             return self.childNotFound
@@ -157,7 +192,17 @@ class File(Resource):
             if found is None:
                 return self.childNotFound
             name = found
+        elif not self.processors and type(self).createSimilarFile is File.createSimilarFile:
+            return self._keep_child(path, self._child(name))
         return self._child(name)
+
+    def _keep_child(self, segment: bytes, child: Resource) -> Resource:
+        resolved = self._resolved
+        if resolved is not None:
+            if len(resolved) >= RESOLVED_CHILDREN:
+                resolved.clear()
+            resolved[self, segment] = child
+        return child
 
     def _child(self, name: str) -> Resource:
         path = self.path + "/" + name if self.path != "/" else "/" + name  # os.path.join, for a plain name
@@ -201,16 +246,20 @@ class File(Resource):
         ``__init__``: this runs for every path segment of every request.
         """
         f = self.__class__.__new__(self.__class__)
-        f.__dict__.update(self.__dict__)
-        f.children = {}
-        f.indexNames = self.indexNames[:]
-        f.path = path if _is_normal(path) else os.path.normpath(path)
+        # Set in __dict__, not through __setattr__, which would empty the
+        # tree's table of kept children (shared with f by this update).
+        settings = f.__dict__
+        settings.update(self.__dict__)
+        settings["children"] = {}
+        settings["indexNames"] = self.indexNames[:]
+        f_path = settings["path"] = path if _is_normal(path) else os.path.normpath(path)
         root = self._served.path
-        if f.path.startswith(root + "/") or (root == "/" and f.path != "/"):
-            f._relative = f.path[len(root):].lstrip("/")
+        if f_path.startswith(root + "/") or (root == "/" and f_path != "/"):
+            settings["_relative"] = f_path[len(root):].lstrip("/")
         else:
-            f._served = ServedRoot(f.path, self.root_recheck)
-            f._relative = ""
+            settings["_served"] = ServedRoot(f_path, self.root_recheck)
+            settings["_relative"] = ""
+            settings["_resolved"] = {}  # another tree
         return f
 
     def directoryListing(self) -> DirectoryLister:

@@ -238,3 +238,59 @@ async def test_root_symlink_repointed_by_a_deployment(tmp_path, serve_file):
     (tmp_path / "next").symlink_to("v2")
     (tmp_path / "next").rename(tmp_path / "current")
     assert (await site.get("/version.txt")).body == b"v2"
+
+
+# -- children kept by traversal (File._resolved, see trioweb.static's docstring) --
+
+
+async def test_kept_child_follows_the_disk_between_requests(tree, serve_file):
+    """A kept child is only a path: a file that becomes a directory, goes
+    missing or comes back is answered from the disk on each request."""
+    site = await serve_file(tree)
+    (tree / "later").write_bytes(b"a file")
+    assert (await site.get("/later")).body == b"a file"
+    (tree / "later").unlink()
+    assert (await site.get("/later")).status == 404
+    (tree / "later").mkdir()
+    (tree / "later" / "index.html").write_bytes(b"now a directory")
+    assert (await site.get("/later")).status == 302
+    assert (await site.get("/later/")).body == b"now a directory"
+    (tree / "later" / "index.html").unlink()
+    (tree / "later").rmdir()
+    (tree / "later").symlink_to(tree.parent)  # out of the tree
+    assert (await site.get("/later")).status == 404
+
+
+async def test_setting_changed_after_requests_reaches_the_next_one(tree, serve_file):
+    (tree / "withindex" / "start.txt").write_bytes(b"start here")
+    (tree / "sub" / "x.gmi").write_bytes(b"# hi")
+    root = File(str(tree))
+    site = await serve_file(root)
+    assert (await site.get("/withindex/")).body == b"the index"
+    assert (await site.get("/sub/x.gmi")).header(b"content-type") == b"text/html"
+    root.indexNames = ["start.txt"]
+    root.defaultType = "text/gemini"
+    assert (await site.get("/withindex/")).body == b"start here"
+    assert (await site.get("/sub/x.gmi")).header(b"content-type") == b"text/gemini"
+    root.ignoreExt(".txt")  # looks at the disk while traversing: nothing kept is used
+    assert (await site.get("/a")).body == b"0123456789abcdefghij"
+    root.processors = {".gmi": lambda path, registry: Data(b"processed", "text/plain")}
+    assert (await site.get("/sub/x.gmi")).body == b"processed"
+
+
+def test_children_kept_are_reused_and_bounded_per_tree(tree, monkeypatch):
+    import trioweb.static as static
+
+    monkeypatch.setattr(static, "RESOLVED_CHILDREN", 3)
+    root = File(str(tree))
+    first = root.getChild(b"a.txt", None)
+    assert root.getChild(b"a.txt", None) is first
+    assert root.getChild(b"..", None) is root.childNotFound
+    # Made-up paths, however deep, share the tree's one bounded table.
+    node = root
+    for name in (b"x", b"y", b"z", b"w"):
+        node = node.getChild(name, None)
+        assert len(root._resolved) <= 3
+    assert node.path == str(tree / "x" / "y" / "z" / "w")
+    assert root.getChild(b"a.txt", None) is not first  # forgotten when the bound was reached
+    assert root.getChild(b"a.txt", None).path == first.path
