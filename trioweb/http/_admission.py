@@ -15,8 +15,8 @@ new connection may be served:
 
 A refused client gets a 503 with ``Retry-After`` and a lingering close (see
 ``trioweb.http._server``). Refusals are counted (``refused``) and logged at
-most once per address per minute (``OncePerInterval``), so an attacker
-cannot flood the log either.
+most once per address per minute (through ``RateLimitedLog``, see
+``trioweb.http._server``), so an attacker cannot flood the log either.
 
 UNIX-socket clients have no address to tell them apart (``key`` None): they
 count against the total only.
@@ -25,34 +25,6 @@ count against the total only.
 from __future__ import annotations
 
 from collections import Counter
-
-import trio
-
-# Refusals logged per address at most once in this many seconds.
-LOG_INTERVAL = 60.0
-# Addresses remembered by a OncePerInterval at most (oldest forgotten first).
-MAX_REMEMBERED = 4096
-
-
-class OncePerInterval:
-    """Says whether something keyed by ``key`` should be logged now: at most
-    once per ``interval`` seconds for each key, in bounded memory."""
-
-    def __init__(self, interval: float = LOG_INTERVAL, max_keys: int = MAX_REMEMBERED) -> None:
-        self.interval = interval
-        self.max_keys = max_keys
-        self._last: dict[object, float] = {}
-
-    def __call__(self, key: object) -> bool:
-        now = trio.current_time()
-        last = self._last.get(key)
-        if last is not None and now - last < self.interval:
-            return False
-        self._last.pop(key, None)
-        if len(self._last) >= self.max_keys:
-            del self._last[next(iter(self._last))]
-        self._last[key] = now
-        return True
 
 
 class Admission:

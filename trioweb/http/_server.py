@@ -27,10 +27,11 @@ from typing import Any
 import trio
 
 from trioweb.address import Address, IPv4Address, IPv6Address, UNIXAddress, address_from_sockname
-from trioweb.http._admission import Admission, OncePerInterval
+from trioweb.http._admission import Admission
 from trioweb.http._connection import MAX_DISCARD, Handler, HTTPConnection, drain_input
 from trioweb.http._limits import Limits
 from trioweb.http._proxy_protocol import ProxyProtocolError, is_proxied, proxied_addresses
+from trioweb.http._ratelimit import RateLimitedLog
 from trioweb.http._transport import transport_for
 from trioweb.http._writer import error_response
 
@@ -96,7 +97,8 @@ class Server:
         self.server_header = server_header
         self.connections: set[HTTPConnection] = set()
         self.admission = Admission(limits.max_connections, limits.max_connections_per_address)
-        self._log_refusal = OncePerInterval()
+        # Refusals logged at most once a minute per (reason, address): an attacker cannot flood the log.
+        self._refusal_log = RateLimitedLog(log, burst=1, period=60.0)
         self._refusals_in_flight = 0
         self._stopping = trio.Event()
         self._drained = trio.Event()  # set once stopping and the last connection has closed
@@ -182,9 +184,9 @@ class Server:
 
     def _refuse(self, stream: trio.abc.Stream, nursery: trio.Nursery, reason: str, client: Address) -> None:
         self.admission.refused[reason] += 1
-        if self._log_refusal((reason, _address_key(client))):
-            log.warning("refusing connections from %s: %s (logged once a minute per address)", client,
-                        "too many from this address" if reason == "address" else "server full, none idle")
+        self._refusal_log.warning((reason, _address_key(client)),
+                                  "refusing connections from %s: %s (logged once a minute per address)", client,
+                                  "too many from this address" if reason == "address" else "server full, none idle")
         if self._refusals_in_flight >= MAX_REFUSALS_IN_FLIGHT or isinstance(stream, trio.SSLStream):
             # No room even to say so (or a handshake to pay for first): close.
             nursery.start_soon(trio.aclose_forcefully, stream)
