@@ -11,8 +11,9 @@ brackets (``interface=[::1]``).
 - ``unix:PATH[:mode=OCTAL][:lockfile=0|1][:backlog=N]`` (``wantPID`` is
   accepted as another name for ``lockfile``, as Twisted's guide uses it)
 - ``ssl:PORT:privateKey=KEY.pem[:certKey=CERT.pem][:interface=ADDR]
-  [:extraCertChain=CHAIN.pem][:dhParameters=DH.pem][:sni=DIR][:tls=intermediate|modern]``
-  (the profile, SNI and reloads are ``trioweb.tls``'s)
+  [:extraCertChain=CHAIN.pem][:dhParameters=DH.pem][:sni=DIR][:tls=intermediate|modern]
+  [:caCerts=CA.pem]`` (the profile, SNI and reloads are ``trioweb.tls``'s;
+  with ``caCerts`` a client must present a certificate that file vouches for)
 - ``systemd:index=N[:domain=INET|INET6|UNIX]`` or ``systemd:name=NAME``: a
   socket systemd opened for us (socket activation, ``LISTEN_FDS``), by its
   position or its ``FileDescriptorName``; ``inherited_endpoints()`` lists
@@ -26,6 +27,9 @@ names its personal server):
 
 - ``unix:PATH`` (or ``unix:path=PATH``)
 - ``tcp:HOST:PORT`` (or ``tcp:host=HOST:port=PORT``)
+- ``ssl:HOST:PORT[:sha256=HEX]``: TLS, the server's certificate pinned by
+  the SHA-256 of its DER form (64 hex digits, with or without ``\\:``-escaped
+  colons), or, without a pin, checked by whoever connects (a CA)
 
 UNIX sockets are locked by default, like Twisted's: the owner holds an
 ``fcntl.flock`` on ``PATH.lock``, a file naming its pid (for messages only).
@@ -65,6 +69,7 @@ __all__ = [
     "ClientEndpoint",
     "Endpoint",
     "EndpointError",
+    "SSLClientEndpoint",
     "SSLEndpoint",
     "SystemdEndpoint",
     "TCPClientEndpoint",
@@ -112,6 +117,7 @@ class SSLEndpoint:
     dh_parameters: str | None = None
     sni: str | None = None
     tls: str = "intermediate"
+    ca_certs: str | None = None
 
 
 @dataclass(frozen=True)
@@ -142,7 +148,17 @@ class TCPClientEndpoint:
         return f"tcp:{self.host}:{self.port}"
 
 
-ClientEndpoint = UNIXClientEndpoint | TCPClientEndpoint
+@dataclass(frozen=True)
+class SSLClientEndpoint:
+    host: str
+    port: int
+    sha256: bytes | None = None  # the server certificate's digest (DER), if pinned
+
+    def __str__(self) -> str:
+        return f"ssl:{self.host}:{self.port}"
+
+
+ClientEndpoint = UNIXClientEndpoint | TCPClientEndpoint | SSLClientEndpoint
 
 
 def _split(description: str) -> list[str]:
@@ -230,7 +246,7 @@ def parse_endpoint(description: str) -> Endpoint:
                 raise EndpointError(f"endpoint {description!r}: tls must be one of {', '.join(PROFILES)}")
             endpoint = SSLEndpoint(port, key, take("certKey", key) or key, interface, backlog, proxy,
                                    extra_cert_chain=take("extraCertChain"), dh_parameters=take("dhParameters"),
-                                   sni=take("sni"), tls=profile)
+                                   sni=take("sni"), tls=profile, ca_certs=take("caCerts"))
     elif kind == "unix":
         path = take("address")
         if path is None and positional:
@@ -263,10 +279,11 @@ def parse_client_endpoint(description: str) -> ClientEndpoint:
     kind = kind.lower()
     if kind == "unix":
         names = ["path"]
-    elif kind == "tcp":
+    elif kind in ("tcp", "ssl"):
         names = ["host", "port"]
     else:
-        raise EndpointError(f"endpoint {description!r}: unknown kind {kind!r} (unix or tcp)")
+        raise EndpointError(f"endpoint {description!r}: unknown kind {kind!r} (unix, tcp or ssl)")
+    pin = options.pop("sha256", None) if kind == "ssl" else None
     values = {name: options.pop(name, None) for name in names}
     for name in names:
         if values[name] is None and positional:
@@ -282,7 +299,20 @@ def parse_client_endpoint(description: str) -> ClientEndpoint:
     port = _int(description, "port", values["port"] or "")
     if port > 65535:
         raise EndpointError(f"endpoint {description!r}: port {port} is out of range")
+    if kind == "ssl":
+        return SSLClientEndpoint(values["host"] or "", port, None if pin is None else _digest(description, pin))
     return TCPClientEndpoint(values["host"] or "", port)
+
+
+def _digest(description: str, text: str) -> bytes:
+    """A SHA-256 digest written in hex (``openssl x509 -fingerprint -sha256``'s colons allowed)."""
+    try:
+        digest = bytes.fromhex(text.replace(":", ""))
+    except ValueError:
+        digest = b""
+    if len(digest) != 32:
+        raise EndpointError(f"endpoint {description!r}: sha256 must be 64 hex digits (a SHA-256 digest)")
+    return digest
 
 
 # -- opening ------------------------------------------------------------------------
@@ -416,7 +446,8 @@ def certificate_store(endpoint: SSLEndpoint) -> CertificateStore:
     """The certificates of an ``ssl:`` endpoint (``EndpointError`` if a file is bad)."""
     try:
         return CertificateStore(endpoint.cert_key, endpoint.private_key, chain=endpoint.extra_cert_chain,
-                                dh_params=endpoint.dh_parameters, sni_dir=endpoint.sni, profile=endpoint.tls)
+                                dh_params=endpoint.dh_parameters, sni_dir=endpoint.sni, profile=endpoint.tls,
+                                client_ca=endpoint.ca_certs)
     except TLSError as exc:
         raise EndpointError(f"cannot load the TLS key or certificate: {exc}") from None
 

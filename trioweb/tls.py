@@ -23,6 +23,16 @@ callback, so ``prepare`` + ``install`` (a SIGHUP) serve new certificates to
 new handshakes without closing the listener; ``prepare`` raises
 ``TLSError`` naming the file for an unreadable or mismatched key, before
 anything changes.
+
+With ``client_ca`` (``caCerts=FILE`` on the endpoint) the listener requires
+a client certificate and accepts only one that chains to a certificate of
+that file: a CA, or the client's own certificate (the file pins it: any
+certificate of the file is a trust anchor, ``VERIFY_X509_PARTIAL_CHAIN``).
+That is how a remote personal server accepts only its front.
+
+``client_context`` is the other side: the context a front connects to a
+remote personal server with, presenting its own certificate, with the
+same profile.
 """
 
 from __future__ import annotations
@@ -36,7 +46,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 
-__all__ = ["INTERMEDIATE_CIPHERS", "PROFILES", "CertificateStore", "TLSError", "server_context"]
+__all__ = ["INTERMEDIATE_CIPHERS", "PROFILES", "CertificateStore", "TLSError", "client_context", "server_context"]
 
 PROFILES = ("intermediate", "modern")
 # Mozilla's intermediate configuration (v5.7), its TLS 1.2 suites in its order.
@@ -72,6 +82,44 @@ def server_context(profile: str = "intermediate") -> ssl.SSLContext:
     context.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
     context.set_alpn_protocols(["http/1.1"])
     _restrict_groups(context)
+    return context
+
+
+def _trust(context: ssl.SSLContext, ca: str) -> None:
+    """Verify peers against the certificates of the file ``ca`` (each one an anchor)."""
+    if not os.access(ca, os.R_OK):
+        raise TLSError(f"cannot read {ca}: {'no such file' if not os.path.exists(ca) else 'permission denied'}")
+    try:
+        context.load_verify_locations(cafile=ca)
+    except (ssl.SSLError, OSError) as exc:
+        raise TLSError(f"cannot load the certificates {ca}: {getattr(exc, 'reason', None) or exc}") from None
+    context.verify_mode = ssl.CERT_REQUIRED
+    # A certificate of the file is trusted as it is, even if not self-signed: the
+    # file may hold the peer's own certificate (pinned) instead of its CA.
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+
+
+def client_context(cert: str, key: str, *, ca: str | None = None, profile: str = "intermediate") -> ssl.SSLContext:
+    """A context to connect with, presenting ``cert`` (its key ``key``), with
+    ``profile``'s versions and suites. With ``ca``, the server's certificate
+    must chain to a certificate of that file and name the host connected to;
+    without, nothing of the server is checked here: the caller must compare
+    its certificate with a pin before it sends a byte. ``TLSError`` names a
+    bad file."""
+    if profile not in PROFILES:
+        raise TLSError(f"unknown TLS profile {profile!r} (intermediate or modern)")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_3 if profile == "modern" else ssl.TLSVersion.TLSv1_2
+    context.maximum_version = ssl.TLSVersion.TLSv1_3
+    if profile == "intermediate":
+        context.set_ciphers(INTERMEDIATE_CIPHERS)
+    context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
+    _load(context, cert, key, None)
+    if ca is None:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    else:
+        _trust(context, ca)
     return context
 
 
@@ -155,9 +203,11 @@ class CertificateStore:
         dh_params: str | None = None,
         sni_dir: str | None = None,
         profile: str = "intermediate",
+        client_ca: str | None = None,
     ) -> None:
         self.cert, self.key, self.chain = cert, key, chain
         self.dh_params, self.sni_dir, self.profile = dh_params, sni_dir, profile
+        self.client_ca = client_ca  # clients must present a certificate this file vouches for
         self.current = self.prepare()
         # The listener keeps this context; its SNI callback (called for every
         # handshake, with or without a name) hands over the current one.
@@ -172,6 +222,8 @@ class CertificateStore:
                 context.load_dh_params(self.dh_params)
             except (OSError, ssl.SSLError) as exc:
                 raise TLSError(f"cannot load the DH parameters {self.dh_params}: {exc}") from None
+        if self.client_ca is not None:
+            _trust(context, self.client_ca)
         return context
 
     def prepare(self) -> Contexts:

@@ -38,6 +38,7 @@ from trioweb.cli._limit_options import limit_options, limits_from
 from trioweb.cli._ops_options import configure_logging, ops_options, trusted_proxies, with_health_check
 from trioweb.cli._process import gid_of, log_opened, raise_open_file_limit, run_personal, run_site, uid_of
 from trioweb.cli._reload import Reloader
+from trioweb.cli._remote_options import RemoteOptions, remote_options
 from trioweb.cli._static_options import static_options, static_root
 from trioweb.cli._twistd_options import apply_twistd_options, twistd_options
 from trioweb.cli._units import command_path, install_units
@@ -85,7 +86,7 @@ def _parse_header(text: str) -> tuple[bytes, bytes]:
 
 def _build_site(options: dict[str, Any], personal: Any, limits: Any, headers: list[tuple[bytes, bytes]],
                 server_header: bytes, proxies: TrustedProxies | None, config: Config | None,
-                app: Resource | None, front: HostingOptions) -> Site:
+                app: Resource | None, front: HostingOptions, remote: RemoteOptions) -> Site:
     """The Site the options and the configuration file describe: called at
     start and again on every SIGHUP (with the file loaded afresh). The
     reloader gives it the access log it keeps open. ``app`` (``--wsgi``,
@@ -97,7 +98,7 @@ def _build_site(options: dict[str, Any], personal: Any, limits: Any, headers: li
         return config.site
     roots = [root for root in (
         static_root(options, _named_object),
-        front.root(user_root(options)),
+        front.root(remote.apply(user_root(options))),
         _named_object(options["class_name"])() if options["class_name"] else None,
         config.resource if config else None,
         app,
@@ -137,6 +138,7 @@ def _build_site(options: dict[str, Any], personal: Any, limits: Any, headers: li
 @app_options
 @distrib_options
 @hosting_options
+@remote_options
 @limit_options
 @ops_options
 @config_options
@@ -160,6 +162,7 @@ def main(**options: Any) -> None:
     configure_cgi(options)
     personal = personal_settings(options)
     front = HostingOptions(options, personal=personal is not None)
+    remote = RemoteOptions(options, personal=personal is not None)
     if front.install_units:
         tree = os.path.abspath(options["path"]) if options["path"] else None
         click.echo(install_units(command_path(), tree, front.idle_exit))
@@ -173,6 +176,7 @@ def main(**options: Any) -> None:
         endpoints = [parse_endpoint(e) for e in listen] or inherited or default_listen
     except EndpointError as exc:
         raise click.UsageError(str(exc)) from None
+    remote.check_listeners(endpoints)
     try:
         certificates = {e: certificate_store(e) for e in endpoints if isinstance(e, SSLEndpoint)}
         if config and config.site:
@@ -190,7 +194,7 @@ def main(**options: Any) -> None:
     def build_site() -> Site:
         current = loaded.pop() if loaded else (load(config.path) if config else None)
         return _build_site(dict(options), personal, limits, headers, server_header, proxies, current, app,
-                           front)
+                           front, remote)
 
     reloader = Reloader(build_site, access_log=access_log, error_logs=error_logs,
                         certificates=list(certificates.values()))
@@ -202,7 +206,7 @@ def main(**options: Any) -> None:
     raise_open_file_limit(reloader.site.limits.max_connections)
     try:
         if personal:
-            trio.run(with_lifespan(app, lambda: run_personal(reloader, endpoints, personal,
+            trio.run(with_lifespan(app, lambda: run_personal(reloader, endpoints, personal, certificates=certificates,
                                                              pidfile=options["pidfile"], idle_exit=front.idle_exit)))
         else:
             handler_for = front.with_status_page(with_health_check(options, lambda: reloader.draining))

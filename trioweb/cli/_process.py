@@ -213,13 +213,15 @@ async def run_personal(
     endpoints: list[Endpoint],
     settings: PersonalSettings,
     *,
+    certificates: dict[SSLEndpoint, CertificateStore] | None = None,
     pidfile: str | None = None,
     idle_exit: float | None = None,
 ) -> None:
     """Publish the reloader's Site to front servers on ``endpoints`` until SIGINT/SIGTERM
-    (or ``idle_exit`` seconds without a request), then drain."""
+    (or ``idle_exit`` seconds without a request), then drain. ``ssl:`` listeners
+    serve ``certificates`` (which a reload reloads)."""
     with trio.open_signal_receiver(*HANDLED_SIGNALS) as signals, _pidfile(pidfile):
-        async with open_listeners(endpoints) as listeners:
+        async with open_listeners(endpoints, certificates=certificates) as listeners:
             publisher = ResourcePublisher(reloader.site)
 
             def switch(site: Site) -> None:

@@ -15,10 +15,14 @@ front when no personal server answers, with the resource the factory makes;
 without one it serves none. The safe factory is ``trioweb.static.PublicFile``
 (plain files only): a static file is another resource kind, which this one
 does not import.
+
+``RemoteUsers`` (from ``parse_users_map``) names the users whose personal
+servers run on other machines, reached over TLS (``_remote``).
 """
 
 from trioweb.distrib._admission import MAX_IN_FLIGHT, QUEUED_PER_SLOT
 from trioweb.distrib._backend import BackendStatus, BackendUnavailable
+from trioweb.distrib._remote import RemoteUsers, UsersMapError, parse_users_map
 from trioweb.distrib.publisher import PublisherServer, RemoteChannel, ResourcePublisher, serve_publisher
 from trioweb.distrib.status import StatusPage
 from trioweb.distrib.subscription import ResourceSubscription
@@ -31,9 +35,12 @@ __all__ = [
     "BackendUnavailable",
     "PublisherServer",
     "RemoteChannel",
+    "RemoteUsers",
     "ResourcePublisher",
     "ResourceSubscription",
     "StatusPage",
     "UserDirectory",
+    "UsersMapError",
+    "parse_users_map",
     "serve_publisher",
 ]

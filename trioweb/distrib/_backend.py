@@ -10,6 +10,11 @@ keeps the delay at 0.5 s; only a backend that hangs or breaks the handshake
 backs off further. A UNIX socket that is a new file since the failure (the
 personal server was restarted) ends the delay at once.
 
+A backend on another machine (``ssl:HOST:PORT``, with the ``tls`` context
+to reach it) is connected over TLS, its certificate checked before the
+connection is used (``_remote.open_tls``); a bad certificate is a failed
+connect like any other (502, the reason in the log and the status).
+
 On each connection the front offers one root object, ``Responses``: the
 personal server sends it the head of each streamed response, naming the
 request by the token the request carried.
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable
@@ -37,7 +43,8 @@ import trio
 import rpc
 from trioweb.distrib._messages import enlarge_socket_buffers
 from trioweb.distrib._peer_checks import Refused
-from trioweb.endpoints import ClientEndpoint, UNIXClientEndpoint
+from trioweb.distrib._remote import open_tls
+from trioweb.endpoints import ClientEndpoint, SSLClientEndpoint, UNIXClientEndpoint
 from trioweb.http import RateLimitedLog
 
 log = logging.getLogger("trioweb.distrib")
@@ -214,8 +221,12 @@ class Backend:
         check_peer: Callable[[rpc.PeerCredentials | None], None] | None = None,
         limits: rpc.Limits | None = None,
         connect_timeout: float = CONNECT_TIMEOUT,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        if isinstance(endpoint, SSLClientEndpoint) and tls is None:
+            raise ValueError(f"{endpoint} needs a TLS context")
         self.endpoint = endpoint
+        self.tls = tls
         self.before_connect = before_connect
         self.check_peer = check_peer
         self.limits = limits
@@ -293,6 +304,9 @@ class Backend:
         if isinstance(endpoint, UNIXClientEndpoint):
             stream: trio.abc.Stream = await trio.open_unix_socket(endpoint.path)
             enlarge_socket_buffers(stream)
+        elif isinstance(endpoint, SSLClientEndpoint):
+            assert self.tls is not None
+            stream = await open_tls(endpoint, self.tls)
         else:
             stream = await trio.open_tcp_stream(endpoint.host, endpoint.port)
         # Bodies are relayed from pipes, spliced on to the client's socket (no copy here).

@@ -27,7 +27,11 @@ Serving (``PublisherServer``, or ``serve_publisher`` until cancelled): on a
 UNIX socket, only the allowed peer uids, at most ``max_per_peer`` (16)
 connections per uid (every PHP or CGI process of a host runs as www-data;
 a front needs one), each closed after ``idle_timeout`` (300 s) with nothing
-in flight. ``stop()`` drains: the listeners close, each connection is closed
+in flight. On a TLS listener (``ssl:...:caCerts=FILE``: a personal server
+on another machine), the handshake, which checks the front's client
+certificate, must end within ``HANDSHAKE_TIMEOUT`` (10 s); a front that
+fails it is dropped with a warning (rate-limited per address) before any
+rpc is spoken. ``stop()`` drains: the listeners close, each connection is closed
 (with a goodbye, so the front knows it ended cleanly and connects again next
 time) as soon as nothing is in flight on it, and whatever is still busy after
 ``drain_timeout`` is cancelled.
@@ -70,6 +74,7 @@ MAX_PER_PEER = 16
 IDLE_TIMEOUT = 300.0  # seconds without a call in flight before a connection is closed
 DRAIN_TIMEOUT = 30.0
 DRAIN_POLL = 0.05  # how often a draining server looks for connections gone idle
+HANDSHAKE_TIMEOUT = 10.0  # seconds a TLS front has to complete its handshake
 
 # The body of a complete response up to this size goes in the call's answer
 # itself; a larger one on a stream the answer carries.
@@ -413,8 +418,29 @@ class PublisherServer:
                 self.stop()
                 return
 
+    async def _handshake(self, stream: trio.SSLStream[Any]) -> bool:
+        """Complete a TLS front's handshake (its certificate checked); False, logged, if it fails."""
+        reason = None
+        with trio.move_on_after(HANDSHAKE_TIMEOUT):
+            try:
+                await stream.do_handshake()
+                return True
+            except trio.BrokenResourceError as exc:
+                reason = str(exc.__cause__ or exc)
+        peer = getattr(stream.transport_stream, "socket", None)
+        try:
+            address = "?" if peer is None else str(peer.getpeername()[0])
+        except OSError:
+            address = "?"  # gone already
+        refused_log.warning(("address", address), "refused a TLS connection from %s: %s", address,
+                            reason or f"no handshake within {HANDSHAKE_TIMEOUT:g} s")
+        await trio.aclose_forcefully(stream)
+        return False
+
     async def _serve_one(self, stream: trio.abc.Stream) -> None:
         self._last_accepted = trio.current_time()
+        if isinstance(stream, trio.SSLStream) and not await self._handshake(stream):
+            return
         enlarge_socket_buffers(stream)
         credentials = rpc.peer_credentials_of(stream)
         uid = None if credentials is None else credentials.uid

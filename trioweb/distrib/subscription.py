@@ -2,8 +2,9 @@
 
 ``ResourceSubscription("unix", path)`` (Twisted's signature; also
 ``ResourceSubscription("host", port)`` and an endpoint string,
-``ResourceSubscription("tcp:host:port")``, see ``trioweb.endpoints``)
-forwards every request below it to the personal server there, and relays
+``ResourceSubscription("tcp:host:port")``, see ``trioweb.endpoints``;
+``ResourceSubscription("ssl:host:port:sha256=HEX", tls=context)`` over TLS,
+see ``_remote``) forwards every request below it to the personal server there, and relays
 the answer.
 
 The connection to a backend is opened on first use, shared by concurrent
@@ -56,6 +57,7 @@ from __future__ import annotations
 
 import logging
 import math
+import ssl
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
@@ -122,6 +124,7 @@ class ResourceSubscription(Resource):
         cookie_prefixes: tuple[bytes, ...] = (),
         breaker_threshold: int = THRESHOLD,
         breaker_delay: float = FIRST_DELAY,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         super().__init__()
         endpoint: ClientEndpoint
@@ -132,7 +135,7 @@ class ResourceSubscription(Resource):
         else:
             endpoint = TCPClientEndpoint(host, int(port))
         self.backend = Backend(endpoint, before_connect=before_connect, check_peer=check_peer, limits=limits,
-                               connect_timeout=connect_timeout)
+                               connect_timeout=connect_timeout, tls=tls)
         self.backend_timeout = backend_timeout
         self.admission = Admission(max_in_flight, queue_timeout, max_queued)  # see _admission
         self.backend.status.count_in_flight(lambda: self.admission.in_flight)

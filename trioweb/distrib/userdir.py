@@ -9,6 +9,10 @@ For each request the user's site is, in order:
    executes no scripts, shows no script source and serves no dotfiles);
 3. otherwise 404.
 
+A user named in ``remote_users`` (the front's users map, see ``_remote``)
+is served by her personal server on another machine instead, whether or
+not she has an account here: no lookup, no home is looked at.
+
 Only ordinary accounts exist here: a name of the usual form, uid ≥
 ``min_uid`` (1000), never root or ``nobody``. Every negative case (no such
 user, system account, nothing published) is the same 404, so the site
@@ -60,7 +64,6 @@ import logging
 import math
 import os
 import pwd
-import re
 from collections.abc import Callable
 from html import escape
 from typing import TYPE_CHECKING, Any
@@ -72,6 +75,8 @@ from trioweb.distrib._admission import MAX_IN_FLIGHT, MAX_QUEUED, QUEUE_TIMEOUT
 from trioweb.distrib._backend import BackendStatus, remote_log
 from trioweb.distrib._peer_checks import PasswdEntry, check_peer_uid, check_socket_path, publishes_socket
 from trioweb.distrib._rate import RateLimits
+from trioweb.distrib._remote import USER_NAME as _USER_NAME
+from trioweb.distrib._remote import RemoteUsers
 from trioweb.distrib.status import StatusPage
 from trioweb.distrib.subscription import ResourceSubscription
 from trioweb.resource import NoResource, Resource, getChildForRequest, render_error
@@ -83,7 +88,6 @@ if TYPE_CHECKING:
 __all__ = ["LookupTooSlow", "UserDirectory"]
 
 log = logging.getLogger("trioweb.distrib")
-_USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}\Z")
 NOBODY_UID = 65534
 # How long a password lookup or a look at a home may take (LDAP, NFS) before
 # the request gets a 504; the worker thread is abandoned (see _Lookups).
@@ -132,8 +136,10 @@ class UserDirectory(Resource):
         lookups_per_user: int = LOOKUPS_PER_USER,
         max_user_rate: float | None = None,
         user_status: bool = False,
+        remote_users: RemoteUsers | None = None,
     ) -> None:
         super().__init__()
+        self.remote_users = remote_users
         self._pwd = userDatabase if userDatabase is not None else pwd
         self.public_html = public_html
         self.min_uid = min_uid
@@ -244,15 +250,32 @@ class UserDirectory(Resource):
             return self.public_html(directory)
         return None
 
+    def remote_site(self, name: str) -> ResourceSubscription | None:
+        """The subscription to ``name``'s personal server on another machine, if the users map names her."""
+        endpoint = None if self.remote_users is None else self.remote_users.endpoints.get(name)
+        if endpoint is None:
+            return None
+        assert self.remote_users is not None
+        subscription = self._subscriptions.get(name)
+        if subscription is None:
+            subscription = self._subscriptions.setdefault(name, ResourceSubscription(
+                str(endpoint), backend_timeout=self.backend_timeout, tls=self.remote_users.context_for(endpoint),
+                cookie_prefixes=(b"/~%s/" % name.encode(), b"/users/%s/" % name.encode()),
+                max_in_flight=self.max_in_flight, queue_timeout=self.queue_timeout, max_queued=self.max_queued,
+            ))
+        return subscription
+
     def backends(self) -> dict[str, BackendStatus]:
         """The front's view of each user's personal server it has tried, by user name."""
         return {name: subscription.status for name, subscription in self._subscriptions.items()}
 
     def publishers(self) -> list[tuple[str, str]]:
-        """(name, real name) of every user who publishes, sorted (blocking)."""
-        found = []
+        """(name, real name) of every user who publishes, sorted (blocking);
+        every user of the users map publishes, under her name."""
+        remote = set() if self.remote_users is None else set(self.remote_users.endpoints)
+        found = [(name, name) for name in remote]
         for user in self._pwd.getpwall():
-            if not self._is_ordinary(user):
+            if not self._is_ordinary(user) or user.pw_name in remote:
                 continue
             publishes = publishes_socket(self.socket_path(user), user) or (
                 self.public_html is not None and os.path.isdir(os.path.join(user.pw_dir, self.userDirName)))
@@ -326,6 +349,9 @@ class _UserSite(Resource):
         request.log_fields = {"user": self.name.decode("ascii", "backslashreplace")}  # the JSON access log's
 
         def find() -> Resource | None:
+            remote = directory.remote_site(self.name.decode("ascii"))
+            if remote is not None:
+                return remote
             user = directory.lookup(self.name)
             return None if user is None else directory.site_for(user)
 
