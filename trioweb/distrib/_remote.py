@@ -115,10 +115,15 @@ async def open_tls(endpoint: SSLClientEndpoint, context: ssl.SSLContext) -> trio
     """A TLS stream to ``endpoint``, its handshake done and the server's
     certificate checked (the context's CA, or the endpoint's pin: ``Refused``
     on a mismatch). The caller bounds the time it takes."""
+    if endpoint.sha256 is None and context.verify_mode != ssl.CERT_REQUIRED:
+        raise Refused(f"nothing would check the certificate of {endpoint}: it needs a pin or a CA")
     plain = await trio.open_tcp_stream(endpoint.host, endpoint.port)
     stream = trio.SSLStream(plain, context, server_hostname=endpoint.host if context.check_hostname else None)
     try:
-        await stream.do_handshake()
+        try:
+            await stream.do_handshake()
+        except trio.BrokenResourceError as exc:  # its cause says why (trio's own message is empty)
+            raise Refused(f"TLS handshake with {endpoint} failed: {exc.__cause__ or exc}") from exc
         if endpoint.sha256 is not None:
             der = stream.getpeercert(binary_form=True)
             found = hashlib.sha256(der).digest() if der else b""

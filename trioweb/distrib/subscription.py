@@ -4,7 +4,7 @@
 ``ResourceSubscription("host", port)`` and an endpoint string,
 ``ResourceSubscription("tcp:host:port")``, see ``trioweb.endpoints``;
 ``ResourceSubscription("ssl:host:port:sha256=HEX", tls=context)`` over TLS,
-see ``_remote``) forwards every request below it to the personal server there, and relays
+see ``_remote``; or a parsed ``ClientEndpoint``) forwards every request below it to the personal server there, and relays
 the answer.
 
 The connection to a backend is opened on first use, shared by concurrent
@@ -110,7 +110,7 @@ class ResourceSubscription(Resource):
 
     def __init__(
         self,
-        host: str,
+        host: str | ClientEndpoint,
         port: int | str | None = None,
         *,
         backend_timeout: float = 60.0,
@@ -128,7 +128,9 @@ class ResourceSubscription(Resource):
     ) -> None:
         super().__init__()
         endpoint: ClientEndpoint
-        if port is None:
+        if not isinstance(host, str):
+            endpoint = host  # parsed already (a users map's line, with its pin)
+        elif port is None:
             endpoint = parse_client_endpoint(host)  # EndpointError, a ValueError, if malformed
         elif host == "unix":
             endpoint = UNIXClientEndpoint(str(port))

@@ -259,7 +259,7 @@ class UserDirectory(Resource):
         subscription = self._subscriptions.get(name)
         if subscription is None:
             subscription = self._subscriptions.setdefault(name, ResourceSubscription(
-                str(endpoint), backend_timeout=self.backend_timeout, tls=self.remote_users.context_for(endpoint),
+                endpoint, backend_timeout=self.backend_timeout, tls=self.remote_users.context_for(endpoint),
                 cookie_prefixes=(b"/~%s/" % name.encode(), b"/users/%s/" % name.encode()),
                 max_in_flight=self.max_in_flight, queue_timeout=self.queue_timeout, max_queued=self.max_queued,
             ))
