@@ -4,8 +4,8 @@
 ``ResourceSubscription("host", port)`` and an endpoint string,
 ``ResourceSubscription("tcp:host:port")``, see ``trioweb.endpoints``;
 ``ResourceSubscription("ssl:host:port:sha256=HEX", tls=context)`` over TLS,
-see ``_remote``; or a parsed ``ClientEndpoint``) forwards every request below it to the personal server there, and relays
-the answer.
+see ``_remote``; or a parsed ``ClientEndpoint``) forwards every request
+below it to the personal server there, and relays the answer.
 
 The connection to a backend is opened on first use, shared by concurrent
 requests, and reopened after a failure, with a fast 502 for a while after a
