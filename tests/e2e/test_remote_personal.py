@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import os
 import signal
 import socket
 import ssl
@@ -24,6 +25,7 @@ from pathlib import Path
 import pytest
 import trustme
 
+from tests.support.hosting import accounts, get
 from tests.support.polling import wait_until_sync
 from tests.support.procs import Process, free_port, trioweb, trioweb_command
 
@@ -71,6 +73,7 @@ class World:
 def personal(site: Path, port: int, pair: Pair, accepts: Path, *extra: str) -> Process:
     site.mkdir(parents=True, exist_ok=True)
     (site / "index.html").write_text(f"<h1>remote site on {port}</h1>")
+    (site / "big.bin").write_bytes(bytes(range(256)) * 8192)  # 2 MiB: streamed, not in the call's answer
     return trioweb("--personal", "--path", str(site), "--logfile", "-", "--listen",
                    f"ssl:{port}:interface=127.0.0.1:privateKey={pair.key}:certKey={pair.cert}:caCerts={accepts}",
                    *extra, port=port, env={"HOME": str(site.parent)})
@@ -123,6 +126,7 @@ def test_a_pinned_remote_personal_server_serves_its_user(world):
     assert status == 200 and f"remote site on {world.good_port}".encode() in body
     assert world.get("/users/carol/")[0] == 200
     assert world.get("/~carol")[0] == 302  # the same redirect as for a local user
+    assert world.get("/~carol/big.bin") == (200, bytes(range(256)) * 8192)
 
 
 def test_a_remote_user_has_her_own_host_name_too(world):
@@ -260,3 +264,25 @@ def test_ssl_lines_need_a_client_certificate(tmp_path):
     assert result.returncode == 2 and "--backend-cert" in result.stderr
     result = run_trioweb("--users-map", str(users_map))
     assert result.returncode == 2 and "--users-map can only be used with --user" in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create accounts and switch uids")
+def test_the_map_wins_over_a_local_account_of_the_same_name(world, install):
+    """alice and bob both have accounts here with a public_html; bob is in the
+    map too: his site is the remote one, alice's the local one, and the index
+    lists each once."""
+    with accounts(install, {"alice": ("Alice,,,", "public_html"), "bob": ("Bob,,,", "public_html")},
+                  tag="rm") as hosting:
+        alice, bob = hosting.names["alice"], hosting.names["bob"]
+        users_map = hosting.base / "users.map"
+        users_map.write_text(f"{bob} ssl:127.0.0.1:{world.good_port}:sha256={world.good.sha256}\n")
+        hosting.port = free_port()
+        command = hosting.front_command(hosting.port, "--users-map", str(users_map), "--backend-cert",
+                                        str(world.front_cert.cert), "--backend-key", str(world.front_cert.key))
+        with Process(command, port=hosting.port):
+            status, _, body = get(hosting, f"/~{alice}/")
+            assert status == 200 and b"alice's public_html" in body
+            status, _, body = get(hosting, f"/~{bob}/")
+            assert status == 200 and f"remote site on {world.good_port}".encode() in body
+            index = get(hosting, "/")[2].decode()
+            assert index.count(f"~{alice}/") == 1 and index.count(f"~{bob}/") == 1

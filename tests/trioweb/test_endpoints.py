@@ -15,6 +15,7 @@ from tests.support.polling import wait_until
 from tests.support.rawhttp import RawConnection, get
 from trioweb.endpoints import (
     EndpointError,
+    SSLClientEndpoint,
     SSLEndpoint,
     TCPClientEndpoint,
     TCPEndpoint,
@@ -44,6 +45,7 @@ from trioweb.static import Data
         ("unix:address=/tmp/s", UNIXEndpoint("/tmp/s")),
         ("ssl:8443:privateKey=k.pem:certKey=c.pem", SSLEndpoint(8443, "k.pem", "c.pem")),
         ("ssl:8443:privateKey=both.pem", SSLEndpoint(8443, "both.pem", "both.pem")),
+        ("ssl:8443:privateKey=k.pem:caCerts=front.pem", SSLEndpoint(8443, "k.pem", "k.pem", ca_certs="front.pem")),
     ],
 )
 def test_parse(text, expected):
@@ -267,6 +269,10 @@ async def test_tls_endpoint_serves_https(tmp_path, nursery):
     ("tcp:example.com:8080", TCPClientEndpoint("example.com", 8080)),
     ("tcp:host=127.0.0.1:port=80", TCPClientEndpoint("127.0.0.1", 80)),
     ("tcp:[::1]:8080", TCPClientEndpoint("::1", 8080)),
+    ("ssl:host2.example.net:7001", SSLClientEndpoint("host2.example.net", 7001)),
+    ("ssl:127.0.0.1:7001:sha256=" + "ab" * 32, SSLClientEndpoint("127.0.0.1", 7001, bytes.fromhex("ab" * 32))),
+    # openssl's fingerprint form, its colons escaped as any literal colon in an endpoint
+    ("ssl:h:1:sha256=" + "\\:".join(["AB"] * 32), SSLClientEndpoint("h", 1, bytes.fromhex("ab" * 32))),
 ])
 def test_client_endpoints(text, endpoint):
     assert parse_client_endpoint(text) == endpoint
@@ -277,7 +283,10 @@ def test_client_endpoints(text, endpoint):
     ("tcp:example.com", "no port"),
     ("tcp:example.com:http", "port must be a number"),
     ("tcp:example.com:70000", "out of range"),
-    ("ssl:example.com:443", "unknown kind"),
+    ("http:example.com:443", "unknown kind"),
+    ("ssl:example.com:443:sha256=abcd", "64 hex digits"),
+    ("ssl:example.com:443:sha256=" + "zz" * 32, "64 hex digits"),
+    ("tcp:example.com:443:sha256=" + "ab" * 32, "unexpected"),
     ("unix:/a:/b", "unexpected"),
 ])
 def test_bad_client_endpoints(text, message):
