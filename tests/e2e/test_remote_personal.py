@@ -79,7 +79,7 @@ def personal(site: Path, port: int, pair: Pair, accepts: Path, *extra: str) -> P
                    *extra, port=port, env={"HOME": str(site.parent)})
 
 
-def map_text(world_good: Pair, good_port: int, wary: Pair, wary_port: int) -> str:
+def map_text(world_good: Pair, good_port: int, wary: Pair, wary_port: int, dead_port: int) -> str:
     return (
         "# users on other machines\n"
         f"carol ssl:127.0.0.1:{good_port}:sha256={world_good.sha256}   # pinned\n"
@@ -88,6 +88,7 @@ def map_text(world_good: Pair, good_port: int, wary: Pair, wary_port: int) -> st
         f"erin  ssl:127.0.0.1:{good_port}:sha256={'0' * 64}\n"  # a pin that does not match
         f"frank ssl:127.0.0.1:{wary_port}\n"  # a certificate from a CA the front does not trust
         f"henry ssl:127.0.0.1:{wary_port}:sha256={wary.sha256}\n"  # trusted, but it refuses the front
+        f"gina  ssl:127.0.0.1:{dead_port}:sha256={world_good.sha256}\n"  # nothing listens there
     )
 
 
@@ -102,7 +103,7 @@ def world(tmp_path_factory):
     server_ca.cert_pem.write_to_path(str(base / "server-ca.pem"))
     good_port, wary_port, front_port = free_port(), free_port(), free_port()
     users_map = base / "users.map"
-    users_map.write_text(map_text(good, good_port, wary, wary_port))
+    users_map.write_text(map_text(good, good_port, wary, wary_port, free_port()))
     processes: dict[str, Process] = {}
     try:
         # The good one pins the front's own certificate (caCerts=that certificate).
@@ -142,6 +143,11 @@ def test_a_server_certificate_signed_by_the_backend_ca_is_accepted(world):
 def test_a_certificate_that_does_not_match_the_pin_is_refused(world):
     assert world.get("/~erin/")[0] == 502
     wait_until_sync(lambda: f"not the pinned {'0' * 64}" in world.front.output())
+
+
+def test_a_remote_server_that_is_not_running_is_a_502(world):
+    assert world.get("/~gina/")[0] == 502
+    wait_until_sync(lambda: "ConnectionRefusedError: connection to 127.0.0.1:" in world.front.output())
 
 
 def test_a_server_certificate_from_an_unknown_ca_is_refused(world):
@@ -199,7 +205,7 @@ def test_the_map_is_reloaded_on_sighup_and_a_bad_one_is_refused(world):
         world.front.process.send_signal(signal.SIGHUP)
         wait_until_sync(lambda: "reload failed" in world.front.output())
         output = world.front.output()
-        assert f"{world.users_map}, line 8" in output and "no port" in output
+        assert f"{world.users_map}, line 9" in output and "no port" in output
         assert world.get("/~judy/")[0] == 200  # the previous map is still served
     finally:
         world.users_map.write_text(original)

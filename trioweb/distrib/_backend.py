@@ -43,7 +43,7 @@ import trio
 import rpc
 from trioweb.distrib._messages import enlarge_socket_buffers
 from trioweb.distrib._peer_checks import Refused
-from trioweb.distrib._remote import open_tls
+from trioweb.distrib._remote import open_tcp, open_tls
 from trioweb.endpoints import ClientEndpoint, SSLClientEndpoint, UNIXClientEndpoint
 from trioweb.http import RateLimitedLog
 
@@ -308,7 +308,7 @@ class Backend:
             assert self.tls is not None
             stream = await open_tls(endpoint, self.tls)
         else:
-            stream = await trio.open_tcp_stream(endpoint.host, endpoint.port)
+            stream = await open_tcp(endpoint)
         # Bodies are relayed from pipes, spliced on to the client's socket (no copy here).
         responses = Responses(self._violated)
         broker = rpc.Broker(stream, responses, limits=self.limits, splice_payloads=True,

@@ -41,7 +41,7 @@ import trio
 from trioweb.distrib._peer_checks import Refused
 from trioweb.endpoints import ClientEndpoint, EndpointError, SSLClientEndpoint, TCPClientEndpoint, parse_client_endpoint
 
-__all__ = ["USER_NAME", "RemoteUsers", "UsersMapError", "open_tls", "parse_users_map"]
+__all__ = ["USER_NAME", "RemoteUsers", "UsersMapError", "open_tcp", "open_tls", "parse_users_map"]
 
 USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}\Z")
 
@@ -111,13 +111,27 @@ class RemoteUsers:
         return self.pinned if endpoint.sha256 is not None else self.verified
 
 
+async def open_tcp(endpoint: SSLClientEndpoint | TCPClientEndpoint) -> trio.SocketStream:
+    """A TCP connection to ``endpoint``. Refused by every address it has (no
+    one listening: a server restarting), it raises ``ConnectionRefusedError``,
+    which the backend retries soon, rather than trio's plain ``OSError``."""
+    try:
+        return await trio.open_tcp_stream(endpoint.host, endpoint.port)
+    except OSError as exc:
+        attempts = exc.__cause__
+        if isinstance(attempts, ExceptionGroup) and all(
+                isinstance(one, ConnectionRefusedError) for one in attempts.exceptions):
+            raise ConnectionRefusedError(f"connection to {endpoint.host}:{endpoint.port} refused") from exc
+        raise
+
+
 async def open_tls(endpoint: SSLClientEndpoint, context: ssl.SSLContext) -> trio.SSLStream[trio.SocketStream]:
     """A TLS stream to ``endpoint``, its handshake done and the server's
     certificate checked (the context's CA, or the endpoint's pin: ``Refused``
     on a mismatch). The caller bounds the time it takes."""
     if endpoint.sha256 is None and context.verify_mode != ssl.CERT_REQUIRED:
         raise Refused(f"nothing would check the certificate of {endpoint}: it needs a pin or a CA")
-    plain = await trio.open_tcp_stream(endpoint.host, endpoint.port)
+    plain = await open_tcp(endpoint)
     stream = trio.SSLStream(plain, context, server_hostname=endpoint.host if context.check_hostname else None)
     try:
         try:
