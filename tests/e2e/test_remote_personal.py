@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import select
 import signal
 import socket
 import ssl
@@ -292,3 +293,35 @@ def test_the_map_wins_over_a_local_account_of_the_same_name(world, install):
             assert status == 200 and f"remote site on {world.good_port}".encode() in body
             index = get(hosting, "/")[2].decode()
             assert index.count(f"~{alice}/") == 1 and index.count(f"~{bob}/") == 1
+
+
+def test_stalled_handshakes_hold_a_bounded_share_of_a_personal_server(world, tmp_path):
+    """At most --max-peer-connections TLS connections per address, counted from
+    accept: a client that opens connections and never shakes hands cannot
+    take them all; once it lets go, the front's certificate is served again."""
+    port = free_port()
+    with personal(tmp_path / "public_html", port, world.good, world.front_cert.cert,
+                  "--max-peer-connections", "2") as server:
+        # The start's probe (a connect, then a close) must have ended its handshake first.
+        wait_until_sync(lambda: "refused a TLS connection from 127.0.0.1" in server.output())
+        stalled = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]
+        try:
+            # Whichever the server counted third is closed at once, without a handshake; the others wait.
+            readable, _, _ = select.select(stalled, [], [], 10)
+            assert len(readable) == 1 and readable[0].recv(10) == b""
+            wait_until_sync(lambda: "it has 2 open already" in server.output())
+        finally:
+            for one in stalled:
+                one.close()
+        context = ssl.create_default_context(cafile=str(world.server_ca))
+        context.load_cert_chain(str(world.front_cert.cert), str(world.front_cert.key))
+
+        def served() -> bool:  # refused until the server has seen the stalled ones go
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+                     context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                    return bool(tls.recv(100))
+            except (ConnectionResetError, ssl.SSLError):
+                return False
+
+        wait_until_sync(served)

@@ -72,7 +72,8 @@ def distrib_options(function: Any) -> Any:
                      help="With --personal: serve paths with a segment starting with '.' (hidden by default)."),
         click.option("--max-peer-connections", type=click.IntRange(min=1), default=MAX_PER_PEER,
                      show_default=True, metavar="N",
-                     help="With --personal: connections one peer uid may have open at once."),
+                     help="With --personal: connections one peer uid (over TLS: one address) may have open "
+                          "at once."),
         click.option("--peer-idle-timeout", type=click.FloatRange(min=0, min_open=True), default=IDLE_TIMEOUT,
                      show_default=True, metavar="SECONDS",
                      help="With --personal: close a connection with nothing in flight for this long."),

@@ -31,7 +31,8 @@ in flight. On a TLS listener (``ssl:...:caCerts=FILE``: a personal server
 on another machine), the handshake, which checks the front's client
 certificate, must end within ``HANDSHAKE_TIMEOUT`` (10 s); a front that
 fails it is dropped with a warning (rate-limited per address) before any
-rpc is spoken. ``stop()`` drains: the listeners close, each connection is closed
+rpc is spoken; at most ``max_per_peer`` connections per IP address, their
+handshakes included. ``stop()`` drains: the listeners close, each connection is closed
 (with a goodbye, so the front knows it ended cleanly and connects again next
 time) as soon as nothing is in flight on it, and whatever is still busy after
 ``drain_timeout`` is cancelled.
@@ -354,6 +355,7 @@ class PublisherServer:
         self._last_accepted = trio.current_time()
         self.connections: set[FrontConnection] = set()
         self.per_uid: collections.Counter[int] = collections.Counter()
+        self.per_address: collections.Counter[str] = collections.Counter()  # TLS connections, by IP address
         self._stopping = trio.Event()
         self._accept_scope = trio.CancelScope()
 
@@ -418,7 +420,28 @@ class PublisherServer:
                 self.stop()
                 return
 
-    async def _handshake(self, stream: trio.SSLStream[Any]) -> bool:
+    async def _serve_one(self, stream: trio.abc.Stream) -> None:
+        self._last_accepted = trio.current_time()
+        if not isinstance(stream, trio.SSLStream):
+            await self._serve_front(stream)
+            return
+        # Counted from accept, handshake included: stalled handshakes hold a bounded share.
+        address = _peer_address(stream)
+        if self.per_address[address] >= self.max_per_peer:
+            refused_log.warning(("address", address), "refused a TLS connection from %s: it has %d open already "
+                                "(the most one peer may have)", address, self.per_address[address])
+            await trio.aclose_forcefully(stream)
+            return
+        self.per_address[address] += 1
+        try:
+            if await self._handshake(stream, address):
+                await self._serve_front(stream)
+        finally:
+            self.per_address[address] -= 1
+            if not self.per_address[address]:
+                del self.per_address[address]
+
+    async def _handshake(self, stream: trio.SSLStream[Any], address: str) -> bool:
         """Complete a TLS front's handshake (its certificate checked); False, logged, if it fails."""
         reason = None
         with trio.move_on_after(HANDSHAKE_TIMEOUT):
@@ -427,20 +450,12 @@ class PublisherServer:
                 return True
             except trio.BrokenResourceError as exc:
                 reason = str(exc.__cause__ or exc)
-        peer = getattr(stream.transport_stream, "socket", None)
-        try:
-            address = "?" if peer is None else str(peer.getpeername()[0])
-        except OSError:
-            address = "?"  # gone already
         refused_log.warning(("address", address), "refused a TLS connection from %s: %s", address,
                             reason or f"no handshake within {HANDSHAKE_TIMEOUT:g} s")
         await trio.aclose_forcefully(stream)
         return False
 
-    async def _serve_one(self, stream: trio.abc.Stream) -> None:
-        self._last_accepted = trio.current_time()
-        if isinstance(stream, trio.SSLStream) and not await self._handshake(stream):
-            return
+    async def _serve_front(self, stream: trio.abc.Stream) -> None:
         enlarge_socket_buffers(stream)
         credentials = rpc.peer_credentials_of(stream)
         uid = None if credentials is None else credentials.uid
@@ -474,6 +489,14 @@ class PublisherServer:
                 self.per_uid[uid] -= 1
                 if not self.per_uid[uid]:
                     del self.per_uid[uid]
+
+
+def _peer_address(stream: trio.SSLStream[Any]) -> str:
+    sock = getattr(stream.transport_stream, "socket", None)
+    try:
+        return "?" if sock is None else str(sock.getpeername()[0])
+    except OSError:
+        return "?"  # gone already
 
 
 async def serve_publisher(
