@@ -69,16 +69,22 @@ class TLSError(ValueError):
     """A key, certificate or parameter file cannot be used (the message names it)."""
 
 
-def server_context(profile: str = "intermediate") -> ssl.SSLContext:
-    """A server context with ``profile``'s versions, suites and options, no certificate yet."""
+def _profiled(protocol: ssl._SSLMethod, profile: str) -> ssl.SSLContext:
+    """A context for ``protocol`` with ``profile``'s versions, suites and options."""
     if profile not in PROFILES:
         raise TLSError(f"unknown TLS profile {profile!r} (intermediate or modern)")
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context = ssl.SSLContext(protocol)
     context.minimum_version = ssl.TLSVersion.TLSv1_3 if profile == "modern" else ssl.TLSVersion.TLSv1_2
     context.maximum_version = ssl.TLSVersion.TLSv1_3
     if profile == "intermediate":
         context.set_ciphers(INTERMEDIATE_CIPHERS)
     context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
+    return context
+
+
+def server_context(profile: str = "intermediate") -> ssl.SSLContext:
+    """A server context with ``profile``'s versions, suites and options, no certificate yet."""
+    context = _profiled(ssl.PROTOCOL_TLS_SERVER, profile)
     context.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
     context.set_alpn_protocols(["http/1.1"])
     _restrict_groups(context)
@@ -106,14 +112,7 @@ def client_context(cert: str, key: str, *, ca: str | None = None, profile: str =
     without, nothing of the server is checked here: the caller must compare
     its certificate with a pin before it sends a byte. ``TLSError`` names a
     bad file."""
-    if profile not in PROFILES:
-        raise TLSError(f"unknown TLS profile {profile!r} (intermediate or modern)")
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.minimum_version = ssl.TLSVersion.TLSv1_3 if profile == "modern" else ssl.TLSVersion.TLSv1_2
-    context.maximum_version = ssl.TLSVersion.TLSv1_3
-    if profile == "intermediate":
-        context.set_ciphers(INTERMEDIATE_CIPHERS)
-    context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
+    context = _profiled(ssl.PROTOCOL_TLS_CLIENT, profile)
     _load(context, cert, key, None)
     if ca is None:
         context.check_hostname = False
