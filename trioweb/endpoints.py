@@ -81,6 +81,7 @@ __all__ = [
     "open_listeners",
     "parse_client_endpoint",
     "parse_endpoint",
+    "systemd_family",
 ]
 
 
@@ -479,6 +480,25 @@ def inherited_endpoints(*, unset_environment: bool = False) -> list[Endpoint]:
         for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
             os.environ.pop(name, None)
     return endpoints
+
+
+def systemd_family(endpoint: SystemdEndpoint) -> int | None:
+    """The address family (``socket.AF_INET``...) of the socket systemd passed
+    for ``endpoint``; None if it passed none such (opening it will say why)."""
+    names = _listen_fds()
+    if endpoint.name is not None:
+        if endpoint.name not in names:
+            return None
+        index = names.index(endpoint.name)
+    elif endpoint.index < len(names):
+        index = endpoint.index
+    else:
+        return None
+    sock = stdlib_socket.socket(fileno=SD_LISTEN_FDS_START + index)
+    try:
+        return int(sock.family)
+    finally:
+        sock.detach()
 
 
 def _systemd_listener(endpoint: SystemdEndpoint, taken: set[int]) -> trio.SocketListener:

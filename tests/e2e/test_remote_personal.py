@@ -16,6 +16,7 @@ import hashlib
 import http.client
 import os
 import select
+import shutil
 import signal
 import socket
 import ssl
@@ -325,3 +326,17 @@ def test_stalled_handshakes_hold_a_bounded_share_of_a_personal_server(world, tmp
                 return False
 
         wait_until_sync(served)
+
+
+@pytest.mark.skipif(shutil.which("systemd-socket-activate") is None, reason="systemd-socket-activate is not installed")
+def test_a_tcp_socket_from_systemd_is_plain_tcp_too(tmp_path):
+    (tmp_path / "public_html").mkdir()
+    port = free_port()
+    command = [shutil.which("systemd-socket-activate") or "", f"--listen=127.0.0.1:{port}", trioweb_command(),
+               "--personal", "--path", str(tmp_path / "public_html"), "--logfile", "-"]
+    with Process(command, env={"HOME": str(tmp_path)}) as activator:
+        wait_until_sync(lambda: "Listening on" in activator.output())
+        with socket.create_connection(("127.0.0.1", port), timeout=10):
+            pass  # starts it
+        assert activator.process.wait(30) == 2
+        assert "a TCP socket from systemd" in activator.output() and "--insecure-tcp-backends" in activator.output()

@@ -20,20 +20,22 @@ certificates that vouch for the front with ``caCerts=FILE`` (the front's
 own certificate pins it; a CA accepts every certificate it signed).
 
 ``--insecure-tcp-backends`` allows plain ``tcp:`` between the two (lines
-of the map on a front, ``--listen tcp:`` on a personal server): nothing is
+of the map on a front, ``--listen tcp:`` or a TCP socket passed by systemd
+on a personal server): nothing is
 encrypted, and a personal server on TCP accepts anyone who can connect. For
 tests on loopback only; without it, either is refused at start (exit 2).
 """
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import click
 
 from trioweb.cli._distrib_options import SetupError
 from trioweb.distrib import RemoteUsers, UserDirectory, UsersMapError, parse_users_map
-from trioweb.endpoints import Endpoint, SSLEndpoint, TCPEndpoint
+from trioweb.endpoints import Endpoint, SSLEndpoint, SystemdEndpoint, TCPEndpoint, systemd_family
 from trioweb.resource import Resource
 from trioweb.tls import TLSError, client_context
 
@@ -92,10 +94,18 @@ class RemoteOptions:
             if isinstance(endpoint, SSLEndpoint) and endpoint.ca_certs is None:
                 raise SetupError(f"--personal on ssl:{endpoint.port} must check the front's certificate: add "
                                  f":caCerts=FILE (the front's certificate, or the CA that signed it)")
-            if isinstance(endpoint, TCPEndpoint) and not self.allow_tcp:
-                raise SetupError(f"--personal on tcp:{endpoint.port} would serve anyone who can connect, "
-                                 f"unencrypted: listen on ssl:PORT:privateKey=...:caCerts=FILE, or add "
-                                 f"--insecure-tcp-backends (for tests on loopback only)")
+            if self.allow_tcp:
+                continue
+            if isinstance(endpoint, TCPEndpoint):
+                where = f"tcp:{endpoint.port}"
+            elif isinstance(endpoint, SystemdEndpoint) and systemd_family(endpoint) in (socket.AF_INET,
+                                                                                       socket.AF_INET6):
+                where = "a TCP socket from systemd"
+            else:
+                continue
+            raise SetupError(f"--personal on {where} would serve anyone who can connect, unencrypted: listen on "
+                             f"ssl:PORT:privateKey=...:caCerts=FILE, or add --insecure-tcp-backends (for tests on "
+                             f"loopback only)")
 
     def apply(self, directory: Resource | None) -> Resource | None:
         """Give ``directory`` the users map, read now with its certificates
