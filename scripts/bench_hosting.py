@@ -211,22 +211,23 @@ def check_every_account(port: int, expected: dict[str, bytes]) -> None:
 
 def load(report: Report, setup: str, port: int, paths: list[str], front: Server,
          personal: list[subprocess.Popen], work: Path, options: argparse.Namespace) -> Row:
-    """wrk on ``paths`` at random; the servers' usage taken half-way through."""
+    """wrk on ``paths`` at random; the servers' usage taken half-way through (wrk runs in
+    this thread, so that Ctrl-C stops it too)."""
     (work / "paths").write_text("".join(f"{path}\n" for path in paths))
     report.load_average.append(Path("/proc/loadavg").read_text().strip())
-    results = []
     cpu_before = [usage(front.process.pid).cpu_seconds, *(usage(p.pid).cpu_seconds for p in personal)]
-    runner = threading.Thread(target=lambda: results.append(
-        wrk(f"http://127.0.0.1:{port}/", options.duration, options.connections,
-            lua=(str(work / "random.lua"), str(work / "paths")))))
-    runner.start()
-    time.sleep(options.duration / 2)
-    front_usage = usage(front.process.pid)
-    personal_usage = [usage(p.pid) for p in personal]
-    runner.join()
-    if not results:
-        raise RuntimeError(f"wrk failed on {setup}")
-    result = results[0]
+    sampled: list[Usage] = []
+    sampler = threading.Timer(options.duration / 2, lambda: sampled.extend(
+        [usage(front.process.pid), *(usage(p.pid) for p in personal)]))
+    sampler.daemon = True
+    sampler.start()
+    try:
+        result = wrk(f"http://127.0.0.1:{port}/", options.duration, options.connections,
+                     lua=(str(work / "random.lua"), str(work / "paths")))
+    finally:
+        sampler.cancel()
+    sampler.join(10)
+    front_usage, *personal_usage = sampled
     cpu_after = [usage(front.process.pid).cpu_seconds, *(usage(p.pid).cpu_seconds for p in personal)]
     per_request = 1e6 / max(result.requests, 1)
     return Row(setup, result.requests_per_second, result.p50_ms, result.p99_ms, result.errors, result.requests,
@@ -443,6 +444,7 @@ def main() -> None:
         raise KeyboardInterrupt  # the same cleanup as Ctrl-C
 
     signal.signal(signal.SIGTERM, terminated)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignoring it (sh's `&`)
     report = Report(" ".join(["scripts/bench", "hosting", *sys.argv[1:]]),
                     time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), options.accounts, options.live)
     try:

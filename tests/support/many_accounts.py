@@ -89,7 +89,8 @@ def run(command: list[str], given: str) -> None:
 
 
 def processes_of(uids: set[int]) -> list[int]:
-    """The pids of the processes whose real or effective uid is one of ``uids``."""
+    """The pids of the live processes whose real or effective uid is one of ``uids`` (a zombie
+    is dead: it holds nothing, and it is its parent's to reap, maybe an init that never does)."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -98,10 +99,20 @@ def processes_of(uids: set[int]) -> list[int]:
             status = Path(f"/proc/{entry}/status").read_text()
         except OSError:  # gone meanwhile
             continue
-        uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
-        if uids.intersection(int(uid) for uid in uid_line.split()[1:3]):
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if fields["State"].split()[0] != "Z" and uids.intersection(int(uid) for uid in fields["Uid"].split()[:2]):
             found.append(int(entry))
     return found
+
+
+def kill_and_reap(pid: int) -> None:
+    """SIGKILL ``pid``, and reap it if it is a child of ours (userdel counts a zombie as
+    the account's process; a Popen waiting for it later sees it gone)."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):  # gone, or someone else's child
+        pass
 
 
 def existing(names: list[str]) -> list[str]:
@@ -120,10 +131,7 @@ def remove_accounts(accounts: Accounts) -> list[str]:
         if not pids:
             break
         for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            kill_and_reap(pid)
         time.sleep(0.05)
     for name in existing(accounts.names):
         for _ in range(3):  # the password files' lock may be busy with another process's useradd
