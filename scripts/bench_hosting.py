@@ -401,12 +401,15 @@ def run(report: Report, install: Install, options: argparse.Namespace) -> None:
 
 
 def print_report(report: Report) -> None:
-    def spread(values: list[float]) -> str:
-        return f"{statistics.median(values):.1f} / {max(values):.1f} / {sum(values):,.0f}" if values else "-"
+    def spread(values: list[float] | list[int]) -> str:
+        if not values:
+            return "-"
+        digits = 1 if isinstance(values[0], float) else 0
+        return f"{statistics.median(values):.{digits}f} / {max(values):.{digits}f} / {sum(values):,.0f}"
 
     rows = [(row.setup, f"{row.requests_per_second:,.0f}", f"{row.p50_ms:.2f}", f"{row.p99_ms:.2f}", str(row.errors),
              f"{row.front_cpu_us:.0f}", f"{row.all_cpu_us:.0f}", f"{row.front_rss_mib:.1f}", str(row.front_fds),
-             spread(row.personal_rss_mib), spread(list(map(float, row.personal_fds))))
+             spread(row.personal_rss_mib), spread(row.personal_fds))
             for row in report.rows]
     table(f"{report.accounts:,} accounts, {report.live} with a personal server, the rest public_html; each request "
           f"for a random account; {report.date}; load averages before each run: "
