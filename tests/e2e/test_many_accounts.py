@@ -9,12 +9,14 @@ from __future__ import annotations
 import os
 import pwd
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.support import many_accounts as kit
+from tests.support.procs import ROOT
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create accounts")
 
@@ -62,3 +64,15 @@ def test_a_name_newusers_refuses_is_a_clear_error_and_nothing_is_left():
         pass
     assert kit.existing(made) == []
     assert subprocess.run(["getent", "group", made[0]], capture_output=True).returncode == 2
+
+
+def test_the_hosting_bench_refuses_to_run_without_root_and_makes_nothing():
+    bench = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "bench_hosting.py"), "--accounts", "3", "--live",
+                              "1"], user="nobody", group="nogroup", extra_groups=[], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, cwd="/")
+    out, err = bench.communicate(timeout=60)
+    assert bench.returncode == 1 and out == ""
+    assert err.strip() == ("scripts/bench hosting must run as root: it creates 3 real accounts and runs "
+                           "servers as them and as www-data (all removed afterwards)")
+    prefix = f"hb{bench.pid % 100000}u"  # the names it would have made
+    assert kit.existing([f"{prefix}0000", f"{prefix}0001", f"{prefix}0002", f"{prefix}act"]) == []
