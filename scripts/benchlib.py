@@ -178,9 +178,10 @@ def _percentile(output: str, label: str) -> float:
 
 
 def wrk(url: str, duration: float, connections: int = 50, server: Server | None = None,
-        headers: tuple[str, ...] = ()) -> WrkResult:
+        headers: tuple[str, ...] = (), lua: tuple[str, ...] = ()) -> WrkResult:
     """Load ``url`` (sending ``headers``, "Name: value" each); with ``server``, also
-    the server's CPU time per request.
+    the server's CPU time per request; with ``lua`` (a script's path, then its
+    arguments), the requests are the ones the script makes.
 
     CPU per request is the steadier figure when the machine is shared:
     throughput moves with whatever else runs, CPU time much less.
@@ -188,7 +189,8 @@ def wrk(url: str, duration: float, connections: int = 50, server: Server | None 
     cpu_before = server.cpu_seconds() if server else 0.0
     output = subprocess.run(
         pinned(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency",
-                *(f"-H{header}" for header in headers), url], 1),
+                *(f"-H{header}" for header in headers), *(["-s", lua[0]] if lua else []), url,
+                *(["--", *lua[1:]] if lua else [])], 1),
         capture_output=True, text=True, check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
