@@ -32,7 +32,8 @@ How a request is answered:
   thread when the transport is TLS) with backpressure, in bounded memory.
 - A small file served whole leaves a copy in memory (``trioweb.static._filecache``):
   later requests for it cost one ``stat``, which must show the same file
-  unchanged, instead of an open, a read and a close.
+  unchanged, instead of an open, a read and a close. The copy carries its
+  ``ETag`` and ``Last-Modified`` text, made once from that identity.
 
 What traversal keeps: a ``File`` remembers the child ``File`` it made for a
 plain segment, and the next request for that segment reuses it instead of
@@ -44,9 +45,12 @@ no answer about the disk: a child ``File`` is only a path and settings, and
 whether that path is a file, a directory, missing, forbidden or a symlink
 out of the tree is found when it renders, as before; so no mtime is needed
 to keep it valid. Only children that would be made the same way on every
-request are kept: not while ``processors`` or ``ignoredExts`` are set (they
-look at the disk while traversing), not index names, not for a subclass with
-its own ``createSimilarFile``. Setting any attribute of a ``File`` forgets
+request are kept: not while ``ignoredExts`` is set (it looks at the disk
+while traversing), not a name whose extension has a processor (the
+processor checks the file first), not index names, not for a subclass with
+its own ``createSimilarFile``. The extension of a kept child is kept with it
+and looked up in ``processors`` again on every request, so a processor added
+later, even into the dict in place, takes over at once. Setting any attribute of a ``File`` forgets
 the kept children of its tree, so settings changed later (``indexNames``,
 ``defaultType``...) apply to the next request, as with a fresh child. What differs from a fresh child
 per request: a kept child is shared by the requests for that segment, so a

@@ -161,6 +161,10 @@ async def test_served_copy_keeps_headers_ranges_and_conditionals(tmp_path: Path,
     etag = first.header(b"etag")
     cached = await site.get("/a.txt", b"If-None-Match: " + etag + b"\r\n")
     assert (cached.status, cached.body) == (304, b"")
+    since = await site.get("/a.txt", b"If-Modified-Since: " + first.header(b"last-modified") + b"\r\n")
+    assert (since.status, since.body) == (304, b"")
+    stale = await site.get("/a.txt", b'If-None-Match: "0-14"\r\n')
+    assert (stale.status, stale.body, stale.header(b"etag")) == (200, b"0123456789abcdefghij", etag)
     head = await site.get("/a.txt", method=b"HEAD")
     assert (head.status, head.body, head.header(b"content-length")) == (200, b"", b"20")
 
