@@ -50,10 +50,11 @@ while traversing), not a name whose extension has a processor (the
 processor checks the file first), not index names, not for a subclass with
 its own ``createSimilarFile``. The extension of a kept child is kept with it
 and looked up in ``processors`` again on every request, so a processor added
-later, even into the dict in place, takes over at once. Setting any attribute of a ``File`` forgets
-the kept children of its tree, so settings changed later (``indexNames``,
-``defaultType``...) apply to the next request, as with a fresh child. What differs from a fresh child
-per request: a kept child is shared by the requests for that segment, so a
+later, even into the dict in place, takes over at once. Setting any
+attribute of a ``File`` forgets the kept children of its tree, so settings
+changed later (``indexNames``, ``defaultType``...) apply to the next
+request, as with a fresh child. What differs from a fresh child per
+request: a kept child is shared by the requests for that segment, so a
 ``putChild`` on a child found by ``getChild`` (rather than on the ``File``
 the tree was built with) lasts, and a class attribute of ``File`` changed
 while serving reaches kept children only once their parent's are forgotten.
