@@ -1,12 +1,14 @@
 """A fixed number of keep-alive requests through a real trioweb server, in one
 process, for deterministic profiles (not a benchmark: see scripts/bench).
 
-    .venv/bin/python scripts/profile_requests.py hello|static|async N [--profile [FILTER]]
+    .venv/bin/python scripts/profile_requests.py hello|static|static-cli|async N [--profile [FILTER]]
 
 The server (``serve`` on 127.0.0.1) and a raw-socket client run in one trio
 run: 200 warm-up requests, then N (a new connection every 500, below the
 server's requests-per-connection limit). ``static`` serves a 1 KiB file old
-enough to be kept in memory; ``async`` is the hello resource with an ``async
+enough to be kept in memory; ``static-cli`` the same file through the root
+``trioweb --path`` builds (with its processors for ``.rpy``, ``.asis`` and
+``.cgi``, as ``scripts/bench static`` serves it); ``async`` is the hello resource with an ``async
 def`` render (the deferred path that ASGI applications take).
 
 ``--profile``: the top self-time functions of the N requests (cProfile, the
@@ -32,6 +34,7 @@ import time
 
 import trio
 
+from trioweb.cli._static_options import static_root
 from trioweb.resource import Resource
 from trioweb.server import Site, serve
 from trioweb.static import File
@@ -54,12 +57,18 @@ class AsyncHello(Resource):
 
 
 def scenario_root(name: str, tmp: str) -> tuple[Resource, bytes]:
-    if name == "static":
+    if name in ("static", "static-cli"):
         os.mkdir(f"{tmp}/htdocs")
         with open(f"{tmp}/htdocs/1k.bin", "wb") as f:
             f.write(os.urandom(1024))
         time.sleep(1.1)  # a copy is kept only of a file whose ctime is settled
-        return File(f"{tmp}/htdocs"), b"/1k.bin"
+        if name == "static":
+            return File(f"{tmp}/htdocs"), b"/1k.bin"
+        options = {"path": f"{tmp}/htdocs", "resource_script": None, "index": (), "mime_type": None,
+                   "ignore_ext": (), "allow_ignore_ext": False, "processor": (), "follow_symlinks": False}
+        root = static_root(options, load=lambda name: None)
+        assert root is not None
+        return root, b"/1k.bin"
     return (AsyncHello() if name == "async" else Hello()), b"/"
 
 
@@ -120,7 +129,7 @@ async def main(scenario: str, count: int, profile: bool, pattern: str | None) ->
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("scenario", choices=("hello", "static", "async"))
+    parser.add_argument("scenario", choices=("hello", "static", "static-cli", "async"))
     parser.add_argument("count", type=int)
     parser.add_argument("--profile", nargs="?", const="", default=None, metavar="FILTER")
     options = parser.parse_args()

@@ -32,7 +32,8 @@ How a request is answered:
   thread when the transport is TLS) with backpressure, in bounded memory.
 - A small file served whole leaves a copy in memory (``trioweb.static._filecache``):
   later requests for it cost one ``stat``, which must show the same file
-  unchanged, instead of an open, a read and a close.
+  unchanged, instead of an open, a read and a close. The copy carries its
+  ``ETag`` and ``Last-Modified`` text, made once from that identity.
 
 What traversal keeps: a ``File`` remembers the child ``File`` it made for a
 plain segment, and the next request for that segment reuses it instead of
@@ -44,12 +45,16 @@ no answer about the disk: a child ``File`` is only a path and settings, and
 whether that path is a file, a directory, missing, forbidden or a symlink
 out of the tree is found when it renders, as before; so no mtime is needed
 to keep it valid. Only children that would be made the same way on every
-request are kept: not while ``processors`` or ``ignoredExts`` are set (they
-look at the disk while traversing), not index names, not for a subclass with
-its own ``createSimilarFile``. Setting any attribute of a ``File`` forgets
-the kept children of its tree, so settings changed later (``indexNames``,
-``defaultType``...) apply to the next request, as with a fresh child. What differs from a fresh child
-per request: a kept child is shared by the requests for that segment, so a
+request are kept: not while ``ignoredExts`` is set (it looks at the disk
+while traversing), not a name whose extension has a processor (the
+processor checks the file first), not index names, not for a subclass with
+its own ``createSimilarFile``. The extension of a kept child is kept with it
+and looked up in ``processors`` again on every request, so a processor added
+later, even into the dict in place, takes over at once. Setting any
+attribute of a ``File`` forgets the kept children of its tree, so settings
+changed later (``indexNames``, ``defaultType``...) apply to the next
+request, as with a fresh child. What differs from a fresh child per
+request: a kept child is shared by the requests for that segment, so a
 ``putChild`` on a child found by ``getChild`` (rather than on the ``File``
 the tree was built with) lasts, and a class attribute of ``File`` changed
 while serving reaches kept children only once their parent's are forgotten.
@@ -66,9 +71,10 @@ from typing import TYPE_CHECKING, Any
 
 from trioweb._fs import RECHECK_ROOT, NotServable, Registry, ServedRoot, read_exactly, segment_name, send_pieces
 from trioweb._request import CACHED
+from trioweb.http import http_date
 from trioweb.resource import ForbiddenResource, NoResource, Resource
 from trioweb.static._asis import ASISProcessor
-from trioweb.static._filecache import keep_copy, kept_copy
+from trioweb.static._filecache import etag, keep_copy, kept_copy
 from trioweb.static._listing import DirectoryLister, formatFileSize
 from trioweb.static._mimetypes import CONTENT_ENCODINGS, getTypeAndEncoding, loadMimeTypes, split_extension
 from trioweb.static._ranges import Multipart, content_range, if_range_allows, parse_range
@@ -144,7 +150,7 @@ class File(Resource):
     # trusted (see _variants_on_disk): a variant that appears is served within that.
     variants_recheck = 1.0
     # Children made by getChild, by (parent, segment), one table per tree (see the module docstring).
-    _resolved: dict[tuple[File, bytes], Resource] | None = None
+    _resolved: dict[tuple[File, bytes], tuple[Resource, str]] | None = None
 
     def __init__(
         self,
@@ -179,33 +185,44 @@ class File(Resource):
     def getChild(self, path: bytes, request: Request) -> Resource:
         resolved = self._resolved
         if resolved:
-            child = resolved.get((self, path))
-            if child is not None and not self.processors and not self.ignoredExts:
-                return child
+            kept = resolved.get((self, path))
+            if kept is not None and not self.ignoredExts:
+                child, extension = kept
+                # Asked again each time, as a fresh child would: a processor may have been added since.
+                if not self.processors or extension not in self.processors:
+                    return child
         name = segment_name(path)
         if name is None:
             return self.childNotFound
         if name == "":
             return self._index()
-        if self.ignoredExts and not os.path.lexists(os.path.join(self.path, name)):
-            found = self._sibling_with_extension(name)
-            if found is None:
-                return self.childNotFound
-            name = found
-        elif not self.processors and type(self).createSimilarFile is File.createSimilarFile:
-            return self._keep_child(path, self._child(name))
-        return self._child(name)
+        if self.ignoredExts:
+            if not os.path.lexists(os.path.join(self.path, name)):
+                found = self._sibling_with_extension(name)
+                if found is None:
+                    return self.childNotFound
+                name = found
+            return self._child(name)
+        extension = split_extension(name)[1]
+        if self.processors and extension in self.processors:
+            return self._child(name)
+        child = self.createSimilarFile(self._child_path(name))
+        if type(self).createSimilarFile is File.createSimilarFile:
+            self._keep_child(path, child, extension)
+        return child
 
-    def _keep_child(self, segment: bytes, child: Resource) -> Resource:
+    def _keep_child(self, segment: bytes, child: Resource, extension: str) -> None:
         resolved = self._resolved
         if resolved is not None:
             if len(resolved) >= RESOLVED_CHILDREN:
                 resolved.clear()
-            resolved[self, segment] = child
-        return child
+            resolved[self, segment] = child, extension
+
+    def _child_path(self, name: str) -> str:
+        return self.path + "/" + name if self.path != "/" else "/" + name  # os.path.join, for a plain name
 
     def _child(self, name: str) -> Resource:
-        path = self.path + "/" + name if self.path != "/" else "/" + name  # os.path.join, for a plain name
+        path = self._child_path(name)
         processor = self.processors.get(split_extension(name)[1]) if self.processors else None
         if processor is None:
             return self.createSimilarFile(path)
@@ -287,12 +304,11 @@ class File(Resource):
         if not variants:
             kept = kept_copy(self._served, self._relative, self.follow_symlinks)
             if kept is not None:
-                info, content = kept
-                body = self._prepare(request, info, ctype, encoding)
+                body = self._prepare(request, kept.size, kept.mtime, kept.etag, kept.last_modified, ctype, encoding)
                 if body is None or request.method == b"HEAD":
                     return b""
-                pieces, trailer, _ = body
-                return _assemble(pieces, trailer, lambda offset, count: content[offset:offset + count])
+                content = kept.content
+                return _assemble(body[0], body[1], lambda offset, count: content[offset:offset + count])
         try:
             fd, info = self._open(self._relative)
         except OSError as exc:
@@ -305,7 +321,8 @@ class File(Resource):
             if variants:
                 fd, info, encoding = self._precompressed(request, fd, info, variants)
                 swapped = encoding is not None
-            body = self._prepare(request, info, ctype, encoding)
+            mtime = int(info.st_mtime)
+            body = self._prepare(request, info.st_size, mtime, etag(info), http_date(mtime), ctype, encoding)
             if body is None or request.method == b"HEAD":
                 return b""
             pieces, trailer, length = body
@@ -367,22 +384,29 @@ class File(Resource):
         return fd, info, None
 
     def _prepare(
-        self, request: Request, info: os.stat_result, ctype: str, encoding: str | None
+        self, request: Request, size: int, mtime: int, etag: bytes, last_modified: bytes, ctype: str,
+        encoding: str | None,
     ) -> tuple[list[tuple[bytes, int, int]], bytes, int] | None:
-        """Set status and headers for a file with ``info``; return what to send of it.
+        """Set status and headers for a file of ``size`` bytes last modified at
+        ``mtime`` (``last_modified`` as an HTTP date), tagged ``etag``; return
+        what to send of it.
 
         None means no body (304, 416); otherwise ``(pieces, trailer, length)``:
         ``(part header, offset, count)`` pieces of the file, bytes to end with,
         and the body length (set as Content-Length for a streamed body or HEAD).
         """
-        size = info.st_size
-        etag = b'"%x-%x"' % (info.st_mtime_ns, size)
         headers = request.responseHeaders
         received = request.requestHeaders
         headers.set_checked(b"accept-ranges", b"bytes")
-        modified = request.setLastModified(info.st_mtime)
-        if request.setETag(etag) is CACHED or modified is CACHED:
-            return None
+        if received.last_value(b"if-none-match") is None and received.last_value(b"if-modified-since") is None:
+            # What setLastModified and setETag do when there is nothing to compare
+            # with, without formatting the validators again.
+            headers.set_checked(b"last-modified", last_modified)
+            headers.set_checked(b"etag", etag)
+        else:
+            modified = request.setLastModified(mtime)
+            if request.setETag(etag) is CACHED or modified is CACHED:
+                return None
         headers.set_value(b"content-type", ctype)
         if encoding is not None:
             headers.set_value(b"content-encoding", encoding)
@@ -390,7 +414,7 @@ class File(Resource):
         if range_header is None:
             pieces, trailer, length = [(b"", 0, size)], b"", size
         else:
-            selected = self._select_ranges(request, range_header, etag, info, ctype)
+            selected = self._select_ranges(request, range_header, etag, size, mtime, ctype)
             if selected is None:
                 return None
             pieces, trailer, length = selected
@@ -399,11 +423,10 @@ class File(Resource):
         return pieces, trailer, length
 
     def _select_ranges(
-        self, request: Request, range_header: bytes, etag: bytes, info: os.stat_result, ctype: str
+        self, request: Request, range_header: bytes, etag: bytes, size: int, mtime: int, ctype: str
     ) -> tuple[list[tuple[bytes, int, int]], bytes, int] | None:
         """What a ``Range`` request gets, as ``_prepare`` returns it (None: 416)."""
-        size = info.st_size
-        if not if_range_allows(request.getHeader(b"if-range"), etag, int(info.st_mtime)):
+        if not if_range_allows(request.getHeader(b"if-range"), etag, mtime):
             return [(b"", 0, size)], b"", size
         ranges = parse_range(range_header, size)
         if ranges is None:

@@ -30,6 +30,14 @@ timestamps lazily, at the kernel's convenience.
 
 The cache holds at most ``max_bytes`` of copies (oldest dropped first), each
 at most ``max_file_bytes``.
+
+What a copy carries besides the bytes is what follows from the identity
+alone and would otherwise be worked out again on every request: the
+``ETag`` and the ``Last-Modified`` text. Both depend only on the mtime and the
+size, which are part of the identity, so they are exactly as fresh as the
+copy. What depends on the ``File`` serving it (the content type, its
+settings) is not kept here: several Files with different settings may serve
+the same path.
 """
 
 from __future__ import annotations
@@ -38,6 +46,8 @@ import os
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+from trioweb.http import http_date
 
 if TYPE_CHECKING:
     from trioweb._fs import ServedRoot
@@ -54,6 +64,25 @@ def identity(info: os.stat_result) -> Identity:
     return info.st_ino, info.st_dev, info.st_ctime_ns, info.st_mtime_ns, info.st_size
 
 
+class KeptFile:
+    """A kept copy: the bytes, and the validators that follow from its identity."""
+
+    __slots__ = ("content", "etag", "identity", "last_modified", "mtime", "size")
+
+    def __init__(self, info: os.stat_result, content: bytes) -> None:
+        self.identity = identity(info)
+        self.content = content
+        self.size = info.st_size
+        self.mtime = int(info.st_mtime)  # whole seconds, as Last-Modified and If-Range dates compare
+        self.etag = etag(info)
+        self.last_modified = http_date(self.mtime)
+
+
+def etag(info: os.stat_result) -> bytes:
+    """The strong ETag of the file ``info`` describes (quoted)."""
+    return b'"%x-%x"' % (info.st_mtime_ns, info.st_size)
+
+
 class SmallFileCache:
     """Kept copies, keyed by ``(root identity, relative path, follow_symlinks)``."""
 
@@ -62,12 +91,12 @@ class SmallFileCache:
         self.max_bytes = max_bytes
         self.max_file_bytes = max_file_bytes
         self.clock_ns = clock_ns  # the wall clock ctimes are compared with
-        self._entries: dict[Key, tuple[Identity, bytes]] = {}
+        self._entries: dict[Key, KeptFile] = {}
         self._size = 0
 
-    def get(self, key: Key, dir_fd: int, relative: str) -> tuple[os.stat_result, bytes] | None:
-        """The kept copy and a fresh stat, if the file at ``relative`` below
-        ``dir_fd`` is still the one copied; else None (the caller opens it)."""
+    def get(self, key: Key, dir_fd: int, relative: str) -> KeptFile | None:
+        """The kept copy, if a ``stat`` now shows that the file at ``relative``
+        below ``dir_fd`` is still the one copied; else None (the caller opens it)."""
         entry = self._entries.get(key)
         if entry is None:
             return None
@@ -76,10 +105,10 @@ class SmallFileCache:
         except OSError:
             self._drop(key)
             return None
-        if identity(info) != entry[0]:
+        if identity(info) != entry.identity:
             self._drop(key)
             return None
-        return info, entry[1]
+        return entry
 
     def keep(self, key: Key, fd: int, info: os.stat_result, content: bytes) -> None:
         """Keep ``content``, all of the file open at ``fd`` whose ``fstat`` was
@@ -88,11 +117,11 @@ class SmallFileCache:
             return
         if info.st_ctime_ns > self.clock_ns() - int(SETTLED * 1e9):
             return
-        kept = identity(info)
-        if identity(os.fstat(fd)) != kept:
+        kept = KeptFile(info, content)
+        if identity(os.fstat(fd)) != kept.identity:
             return
         self._drop(key)
-        self._entries[key] = (kept, content)
+        self._entries[key] = kept
         self._size += len(content)
         while self._size > self.max_bytes:
             self._drop(next(iter(self._entries)))
@@ -100,15 +129,15 @@ class SmallFileCache:
     def _drop(self, key: Key) -> None:
         entry = self._entries.pop(key, None)
         if entry is not None:
-            self._size -= len(entry[1])
+            self._size -= len(entry.content)
 
 
 small_files = SmallFileCache()
 
 
-def kept_copy(root: ServedRoot, relative: str, follow_symlinks: bool) -> tuple[os.stat_result, bytes] | None:
+def kept_copy(root: ServedRoot, relative: str, follow_symlinks: bool) -> KeptFile | None:
     """The copy of the small file at ``relative`` below ``root`` kept by
-    ``keep_copy``, with a fresh stat, if the file is unchanged."""
+    ``keep_copy``, if a fresh ``stat`` shows the file unchanged."""
     if not relative:
         return None  # the root itself: not kept (it may be a file, with no directory handle)
     handle = root.handle()

@@ -7,6 +7,7 @@ today do not depend on how old the host's table is.
 
 from __future__ import annotations
 
+import functools
 import mimetypes
 from collections.abc import Callable, Iterable
 
@@ -85,14 +86,20 @@ def getTypeAndEncoding(
     without a Content-Encoding, so clients do not unpack it by surprise.
     Extensions are matched case-insensitively.
     """
-    base, ext = split_extension(filename.rpartition("/")[2])
-    ext = ext.lower()
+    ext, inner = _extensions(filename)
     encoding = encodings.get(ext)
-    if encoding is not None:
-        inner = split_extension(base)[1].lower()
-        if inner in types:
-            return types[inner], encoding
+    if encoding is not None and inner in types:
+        return types[inner], encoding
     return types.get(ext, defaultType), None
+
+
+@functools.lru_cache(maxsize=4096)  # the same few paths are served over and over
+def _extensions(filename: str) -> tuple[str, str]:
+    """The lower-cased extension of ``filename``'s last part, and the one
+    before it (``x.html.gz``: ``.gz``, ``.html``). Only the name is looked at:
+    the tables are asked on every call, so changes to them apply at once."""
+    base, ext = split_extension(filename.rpartition("/")[2])
+    return ext.lower(), split_extension(base)[1].lower()
 
 
 def split_extension(name: str) -> tuple[str, str]:

@@ -294,3 +294,20 @@ def test_children_kept_are_reused_and_bounded_per_tree(tree, monkeypatch):
     assert node.path == str(tree / "x" / "y" / "z" / "w")
     assert root.getChild(b"a.txt", None) is not first  # forgotten when the bound was reached
     assert root.getChild(b"a.txt", None).path == first.path
+
+
+async def test_children_kept_below_processors_meet_a_processor_added_later(tree, serve_file):
+    """``trioweb --path`` sets processors: children whose extension has none
+    are kept too, and the processors are asked again on every request."""
+    (tree / "sub" / "x.gmi").write_bytes(b"# hi")
+    root = File(str(tree))
+    root.processors = {".asis": ASISProcessor}
+    site = await serve_file(root)
+    assert (await site.get("/sub/x.gmi")).body == b"# hi"
+    sub = root.getChild(b"sub", None)
+    assert sub is root.getChild(b"sub", None)
+    assert sub.getChild(b"x.gmi", None) is sub.getChild(b"x.gmi", None)
+    root.processors[".gmi"] = lambda path, registry: Data(b"processed", "text/plain")  # in place: no setattr
+    assert (await site.get("/sub/x.gmi")).body == b"processed"
+    del root.processors[".gmi"]
+    assert (await site.get("/sub/x.gmi")).body == b"# hi"

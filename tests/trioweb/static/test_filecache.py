@@ -6,13 +6,14 @@ from __future__ import annotations
 import gzip
 import os
 import time
+from email.utils import formatdate
 from pathlib import Path
 
 import trio
 
 from trioweb._fs import ServedRoot
 from trioweb.static import File, _filecache
-from trioweb.static._filecache import SmallFileCache, identity
+from trioweb.static._filecache import KeptFile, SmallFileCache, identity
 
 
 def _settled_files(root: Path, contents: dict[str, bytes]) -> None:
@@ -49,7 +50,7 @@ def _offer(cache: SmallFileCache, path: Path, content: bytes, *, change_before_k
         os.close(fd)
 
 
-def _lookup(cache: SmallFileCache, directory: Path, name: str, root: object = "root") -> tuple | None:
+def _lookup(cache: SmallFileCache, directory: Path, name: str, root: object = "root") -> KeptFile | None:
     dir_fd = os.open(directory, os.O_PATH | os.O_DIRECTORY)
     try:
         return cache.get((root, name, False), dir_fd, name)
@@ -62,8 +63,12 @@ def test_copy_of_a_settled_file_is_kept_and_matched(tmp_path: Path) -> None:
     cache = SmallFileCache(clock_ns=clock_ahead)
     _offer(cache, tmp_path / "f", b"hello")
     found = _lookup(cache, tmp_path, "f")
-    assert found is not None and found[1] == b"hello"
-    assert identity(found[0]) == identity(os.stat(tmp_path / "f"))
+    assert found is not None and found.content == b"hello"
+    info = os.stat(tmp_path / "f")
+    assert found.identity == identity(info)
+    # The validators made once, when the copy was kept, from the identity alone.
+    assert found.etag == b'"%x-%x"' % (info.st_mtime_ns, 5)
+    assert found.last_modified == formatdate(int(info.st_mtime), usegmt=True).encode()
     assert _lookup(cache, tmp_path, "f", root="other root") is None
 
 
@@ -156,6 +161,10 @@ async def test_served_copy_keeps_headers_ranges_and_conditionals(tmp_path: Path,
     etag = first.header(b"etag")
     cached = await site.get("/a.txt", b"If-None-Match: " + etag + b"\r\n")
     assert (cached.status, cached.body) == (304, b"")
+    since = await site.get("/a.txt", b"If-Modified-Since: " + first.header(b"last-modified") + b"\r\n")
+    assert (since.status, since.body) == (304, b"")
+    stale = await site.get("/a.txt", b'If-None-Match: "0-14"\r\n')
+    assert (stale.status, stale.body, stale.header(b"etag")) == (200, b"0123456789abcdefghij", etag)
     head = await site.get("/a.txt", method=b"HEAD")
     assert (head.status, head.body, head.header(b"content-length")) == (200, b"", b"20")
 
