@@ -38,9 +38,9 @@ never passed off as complete.
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
-import queue
 import stat
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
@@ -100,27 +100,43 @@ class WSGIResource(Resource):
 
 
 WORKER_IDLE_SECONDS = 60.0  # a worker thread with no call for this long ends
+# How long calls may wait while every awake worker thread is inside the
+# application (blocked on I/O, say) before each of them gets a thread of its own.
+STALL_SECONDS = 0.005
 
 
 class _Workers:
-    """The threads a WSGIResource runs its application in, started as needed
-    (never more than calls run at once, which the limiter bounds) and kept
-    while in use: each waits on the queue for its next call, and ends after
-    ``idle_seconds`` without one (so that a resource a reload replaced
-    leaves no thread behind)."""
+    """The threads a WSGIResource runs its application in.
+
+    Threads are woken per batch of calls, not per call: with the GIL, each
+    wakeup of a thread costs the loop thread a few context switches, which
+    cost more than a small application. Calls wait in ``_pending``; a
+    dispatcher task of the event loop, asked by the first call of a
+    scheduler pass, runs after the pass and wakes one thread if none is
+    free (awake and outside the application); that thread takes the calls
+    one after the other. If calls still wait ``STALL_SECONDS`` later while
+    every awake thread is inside the application, each waiting call gets a
+    thread. Threads are started as needed (never more than calls run at
+    once, which the limiter bounds) and end after ``idle_seconds`` without
+    a call (so that a resource a reload replaced leaves no thread behind).
+    Results go back to the loop in batches too: one ``run_sync_soon`` (one
+    wakeup of the loop) carries all those that finish before the loop takes
+    them.
+    """
 
     def __init__(self, idle_seconds: float = WORKER_IDLE_SECONDS) -> None:
         self._idle_seconds = idle_seconds
-        self._calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
-        # _threads and the queue change together under this lock: a thread ends
-        # only when no call waits, so a call is never queued for a thread ending.
-        self._threads_lock = threading.Lock()
+        # Everything below changes under _lock, except that the loop appends to _pending.
+        self._lock = threading.Lock()
+        self._pending: collections.deque[tuple[trio.lowlevel.Task, trio.lowlevel.TrioToken, Callable[[], Any]]] = (
+            collections.deque())
+        self._idle: list[threading.Lock] = []  # the wakeups of sleeping threads (released to wake one)
         self._threads = 0
-        self._busy = 0
-        # Results on their way to the loop: one run_sync_soon (one wakeup of
-        # the loop) carries all those that finish before the loop takes them.
+        self._free = 0  # awake threads outside the application
         self._results: list[tuple[trio.lowlevel.Task, outcome.Outcome[Any]]] = []
-        self._results_lock = threading.Lock()
+        # The dispatcher of the current trio run (a new run starts its own).
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._dispatcher = trio.lowlevel.ParkingLot()
 
     async def run(self, function: Callable[[], Any]) -> Any:
         """``function()`` in a worker thread; its result or exception.
@@ -128,51 +144,81 @@ class _Workers:
         Not cancellable: like ``trio.to_thread.run_sync``, it waits for the
         thread (the application ends soon after its client is gone).
         """
-        task = trio.lowlevel.current_task()
         token = trio.lowlevel.current_trio_token()
+        if token is not self._token:
+            self._token = token
+            self._dispatcher = trio.lowlevel.ParkingLot()
+            trio.lowlevel.spawn_system_task(self._dispatch, self._dispatcher, name="trioweb-wsgi-dispatcher")
+        self._pending.append((trio.lowlevel.current_task(), token, function))
+        if self._dispatcher:
+            self._dispatcher.unpark()
+        return await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)
 
-        def call() -> None:
-            result = outcome.capture(function)
-            with self._results_lock:
-                self._results.append((task, result))
-                if len(self._results) > 1:
-                    return  # the loop is already called to take them
-            try:
-                token.run_sync_soon(self._deliver)
-            except trio.RunFinishedError:  # the server is gone: nobody waits for the result
-                with self._results_lock:
-                    self._results.clear()
+    async def _dispatch(self, dispatcher: trio.lowlevel.ParkingLot) -> None:
+        while True:
+            if not self._pending:
+                await dispatcher.park()
+            else:
+                with trio.move_on_after(STALL_SECONDS) as waited:
+                    await dispatcher.park()
+                if waited.cancelled_caught:
+                    with self._lock:
+                        if not self._free:
+                            self._wake(len(self._pending))
+                    continue
+            with self._lock:
+                if self._pending and not self._free:
+                    self._wake(1)
 
-        with self._threads_lock:
-            self._busy += 1
-            if self._busy > self._threads:
+    def _wake(self, count: int) -> None:
+        """Wake ``count`` sleeping threads, starting new ones if too few sleep (under ``_lock``)."""
+        self._free += count
+        for _ in range(count):
+            if self._idle:
+                self._idle.pop().release()
+            else:
                 self._threads += 1
-                threading.Thread(target=self._serve, name=f"trioweb-wsgi-{self._threads}", daemon=True).start()
-            self._calls.put(call)
-        try:
-            return await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)
-        finally:
-            with self._threads_lock:
-                self._busy -= 1
+                wakeup = threading.Lock()
+                wakeup.acquire()
+                threading.Thread(target=self._serve, args=(wakeup,), name=f"trioweb-wsgi-{self._threads}",
+                                 daemon=True).start()
 
     def _deliver(self) -> None:
-        with self._results_lock:
+        with self._lock:
             results, self._results = self._results, []
         for task, result in results:
             trio.lowlevel.reschedule(task, result)
 
-    def _serve(self) -> None:
-        take = self._calls.get
+    def _serve(self, wakeup: threading.Lock) -> None:
+        lock = self._lock
+        pending = self._pending
         while True:
-            try:
-                call = take(timeout=self._idle_seconds)
-            except queue.Empty:
-                with self._threads_lock:
-                    if self._calls.empty():
-                        self._threads -= 1
-                        return
+            with lock:
+                self._free -= 1
+                call = pending.popleft() if pending else None
+                if call is None:
+                    self._idle.append(wakeup)
+            if call is None:
+                if not wakeup.acquire(timeout=self._idle_seconds):
+                    with lock:
+                        if wakeup in self._idle:
+                            self._idle.remove(wakeup)
+                            self._threads -= 1
+                            return
+                    wakeup.acquire()  # woken as the wait timed out
                 continue
-            call()
+            task, token, function = call
+            result = outcome.capture(function)
+            with lock:
+                self._free += 1
+                self._results.append((task, result))
+                if len(self._results) > 1:
+                    continue  # the loop is already called to take them
+            try:
+                token.run_sync_soon(self._deliver)
+            except trio.RunFinishedError:  # the server is gone: nobody waits for the result
+                with lock:
+                    self._results.clear()
 
 
 class FileWrapper:
