@@ -51,7 +51,16 @@ import outcome
 import trio
 
 from trioweb.address import UNIXAddress
-from trioweb.http import HOP_BY_HOP, BodyTimeout, BodyTooLarge, ConnectionLost, ParseError, checked_value, is_token
+from trioweb.http import (
+    HOP_BY_HOP,
+    BodyTimeout,
+    BodyTooLarge,
+    ConnectionLost,
+    ParseError,
+    checked_value,
+    is_token,
+    status_phrase,
+)
 from trioweb.resource import Resource, render_error
 
 if TYPE_CHECKING:
@@ -207,18 +216,21 @@ class _Workers:
                             return
                     wakeup.acquire()  # woken as the wait timed out
                 continue
-            task, token, function = call
-            result = outcome.capture(function)
-            with lock:
-                self._free += 1
-                self._results.append((task, result))
-                if len(self._results) > 1:
-                    continue  # the loop is already called to take them
-            try:
-                token.run_sync_soon(self._deliver)
-            except trio.RunFinishedError:  # the server is gone: nobody waits for the result
-                with lock:
-                    self._results.clear()
+            self._run_one(*call)
+            del call  # no reference to the request while asleep
+
+    def _run_one(self, task: trio.lowlevel.Task, token: trio.lowlevel.TrioToken, function: Callable[[], Any]) -> None:
+        result = outcome.capture(function)
+        with self._lock:
+            self._free += 1
+            self._results.append((task, result))
+            if len(self._results) > 1:
+                return  # the loop is already called to take them
+        try:
+            token.run_sync_soon(self._deliver)
+        except trio.RunFinishedError:  # the server is gone: nobody waits for the result
+            with self._lock:
+                self._results.clear()
 
 
 class FileWrapper:
@@ -270,13 +282,12 @@ class _Call:
         self.limiter = resource.limiter
         self.workers = resource.workers
         self.token = trio.lowlevel.current_trio_token()
-        self.status: tuple[int, bytes] | None = None
-        self.headers: list[tuple[bytes, bytes]] = []
+        self.status: tuple[int, bytes | None] | None = None  # the phrase is None when it is the usual one
+        self.headers: tuple[tuple[bytes, bytes], ...] = ()
         self.committed = False  # status and headers are on the request: no second start_response
         self.client_gone = False
         self.body_error: _BodyError | None = None
-        self.input = _Input(self)
-        self.environ = _environ(request, self.input)
+        self.environ = _environ(request, _Input(self) if request.has_body else _NO_BODY)
 
     # -- the event loop's side ------------------------------------------------
 
@@ -370,12 +381,21 @@ class _Call:
                 if data:
                     if self.status is None:
                         raise RuntimeError("the WSGI application gave a body before calling start_response")
+                    if not self.committed and self.declared_length() == len(data):
+                        return (data,)  # all the body it declared: the response is complete, close() follows
                     self.in_loop(self.send, data)
             return None
         finally:
             close = getattr(result, "close", None)
             if close is not None:
                 close()
+
+    def declared_length(self) -> int | None:
+        """The Content-Length the application gave, if it gave a valid one."""
+        for name, value in self.headers:
+            if name == b"content-length":
+                return int(value) if value.isdigit() else None
+        return None
 
     def sent_by_kernel(self, wrapper: FileWrapper) -> bool:
         """Send a wrapped regular file with sendfile; False if it is not one."""
@@ -388,9 +408,9 @@ class _Call:
         if self.status is None or not stat.S_ISREG(info.st_mode):
             return False
         count = max(0, info.st_size - offset)
-        declared = next((value for name, value in self.headers if name == b"content-length"), None)
-        if declared is not None and declared.isdigit():
-            count = min(count, int(declared))
+        declared = self.declared_length()
+        if declared is not None:
+            count = min(count, declared)
         self.in_loop(self.send_file, fd, offset, count)
         return True
 
@@ -404,8 +424,10 @@ class _Call:
                 exc_info = None  # no reference cycle through the traceback
         elif self.status is not None:
             raise RuntimeError("start_response called a second time without exc_info")
-        parsed_status = _parse_status(status)
-        self.headers = _checked_headers(headers)
+        parsed_status = _STATUSES.get(status) if type(status) is str else None
+        if parsed_status is None:
+            parsed_status = _parse_status(status)
+        self.headers = _remembered_headers(headers)
         self.status = parsed_status
         return self.write
 
@@ -419,16 +441,43 @@ class _Call:
             self.in_loop(self.send, data)
 
 
-def _parse_status(status: str) -> tuple[int, bytes]:
+# Statuses and header lists checked once and remembered (at most _REMEMBERED
+# of each): an application gives the same few over and over. Keys are str
+# tuples (immutable); a header list with another item type is checked each time.
+_REMEMBERED = 512
+_STATUSES: dict[str, tuple[int, bytes | None]] = {}
+_HEADER_LISTS: dict[tuple[Any, ...], tuple[tuple[bytes, bytes], ...]] = {}
+
+
+def _parse_status(status: str) -> tuple[int, bytes | None]:
+    """(code, phrase), the phrase None when it is the usual one for the code."""
     if type(status) is not str:
         raise TypeError(f"the WSGI status must be a str, not {type(status).__name__}")
     code, space, phrase = status.partition(" ")
     if len(code) != 3 or not code.isdigit() or not space or int(code) < 100:
         raise ValueError(f"malformed WSGI status {status!r} (wanted e.g. '200 OK')")
-    return int(code), checked_value(phrase.encode("latin-1"))
+    number = int(code)
+    raw_phrase = checked_value(phrase.encode("latin-1"))
+    parsed = number, (None if raw_phrase == status_phrase(number) else raw_phrase)
+    if len(_STATUSES) < _REMEMBERED:
+        _STATUSES[status] = parsed
+    return parsed
 
 
-def _checked_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+def _remembered_headers(headers: list[tuple[str, str]]) -> tuple[tuple[bytes, bytes], ...]:
+    try:
+        key = tuple(headers) if type(headers) is list else None
+        checked = _HEADER_LISTS.get(key)  # type: ignore[arg-type]
+    except TypeError:  # an unhashable item: checked below, and refused
+        key = checked = None
+    if checked is None:
+        checked = _checked_headers(headers)
+        if key is not None and len(_HEADER_LISTS) < _REMEMBERED:
+            _HEADER_LISTS[key] = checked
+    return checked
+
+
+def _checked_headers(headers: list[tuple[str, str]]) -> tuple[tuple[bytes, bytes], ...]:
     if type(headers) is not list:
         raise TypeError(f"the WSGI headers must be a list, not {type(headers).__name__}")
     checked = []
@@ -441,7 +490,7 @@ def _checked_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]
         if name in HOP_BY_HOP:
             raise ValueError(f"a WSGI application may not set the hop-by-hop header {pair[0]!r}")
         checked.append((name, checked_value(pair[1].encode("latin-1"))))
-    return checked
+    return tuple(checked)
 
 
 class _Input:
@@ -522,6 +571,25 @@ class _Input:
             yield line
 
 
+class _NoBody:
+    """``wsgi.input`` of a request without a body (shared: it keeps no state)."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        return b""
+
+    def readline(self, size: int | None = -1) -> bytes:
+        return b""
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        return []
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(())
+
+
+_NO_BODY = _NoBody()
+
+
 class _ErrorLog:
     """``wsgi.errors``: text written by applications, logged line by line as errors."""
 
@@ -552,7 +620,7 @@ _NOT_PASSED = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_LENG
 _HEADER_KEYS: dict[bytes, str] = {}  # b"user-agent" → "HTTP_USER_AGENT", remembered
 
 
-def _environ(request: Request, body: _Input) -> dict[str, Any]:
+def _environ(request: Request, body: _Input | _NoBody) -> dict[str, Any]:
     """The WSGI environ of ``request`` (PEP 3333)."""
     scheme = "https" if request.isSecure() else "http"
     environ: dict[str, Any] = {
