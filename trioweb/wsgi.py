@@ -164,20 +164,26 @@ class _Workers:
         return await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)
 
     async def _dispatch(self, dispatcher: trio.lowlevel.ParkingLot) -> None:
+        """Wake threads for the calls that wait: one after each scheduler pass
+        that queued calls (the task is unparked by the first of them), one per
+        waiting call after ``STALL_SECONDS`` without a free thread."""
         while True:
-            if not self._pending:
-                await dispatcher.park()
-            else:
-                with trio.move_on_after(STALL_SECONDS) as waited:
-                    await dispatcher.park()
-                if waited.cancelled_caught:
-                    with self._lock:
-                        if not self._free:
-                            self._wake(len(self._pending))
-                    continue
             with self._lock:
                 if self._pending and not self._free:
                     self._wake(1)
+            if not self._pending:
+                await dispatcher.park()
+                continue
+            with trio.move_on_after(STALL_SECONDS) as waited:
+                await dispatcher.park()
+            if waited.cancelled_caught:
+                self._wake_stalled()
+
+    def _wake_stalled(self) -> None:
+        """A thread for each waiting call, if every awake thread is inside the application."""
+        with self._lock:
+            if not self._free:
+                self._wake(len(self._pending))
 
     def _wake(self, count: int) -> None:
         """Wake ``count`` sleeping threads, starting new ones if too few sleep (under ``_lock``)."""
