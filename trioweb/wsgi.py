@@ -5,11 +5,11 @@ Theory of operation
 Each request runs the application in a worker thread, at most
 ``limiter.total_tokens`` at once (``DEFAULT_THREADS`` unless a
 ``trio.CapacityLimiter`` is given). The threads are the resource's own
-(``_Workers``): they take calls from a queue and hand results back with
-``run_sync_soon``, so under load a thread goes from one call to the next
-without sleeping, and results reach the loop in batches; a call costs a
-few microseconds of handing over instead of the tens that
-``trio.to_thread`` spends on waking a thread and the loop for each. Whatever
+(``_Workers``): a thread is woken per batch of calls (after the scheduler
+pass that queued them), takes them one after the other and hands results
+back with ``run_sync_soon``, so that results reach the loop in batches and
+the loop and the threads do not trade the GIL for every request, as
+``trio.to_thread`` or a thread woken per call would. Whatever
 the application asks of the server, the thread asks of the event loop with
 ``trio.from_thread.run``; once the client is gone, those calls fail with
 ``ClientDisconnected`` and the application stops there:
