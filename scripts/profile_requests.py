@@ -1,7 +1,7 @@
 """A fixed number of keep-alive requests through a real trioweb server, in one
 process, for deterministic profiles (not a benchmark: see scripts/bench).
 
-    .venv/bin/python scripts/profile_requests.py hello|static|static-cli|async N [--profile [FILTER]]
+    .venv/bin/python scripts/profile_requests.py hello|static|static-cli|async|wsgi|asgi N [--profile [FILTER]]
 
 The server (``serve`` on 127.0.0.1) and a raw-socket client run in one trio
 run: 200 warm-up requests, then N (a new connection every 500, below the
@@ -31,13 +31,16 @@ import pstats
 import re
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 
 import trio
 
+from trioweb.asgi import ASGIResource
 from trioweb.cli._static_options import static_root
 from trioweb.resource import Resource
 from trioweb.server import Site, serve
 from trioweb.static import File
+from trioweb.wsgi import WSGIResource
 
 PER_CONNECTION = 500
 
@@ -56,6 +59,16 @@ class AsyncHello(Resource):
         return b"Hello, world!"
 
 
+def wsgi_hello(environ: dict, start_response: Callable[..., object]) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"Hello, world!"]
+
+
+async def asgi_hello(scope: dict, receive: object, send: Callable[[dict], Awaitable[None]]) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"Hello, world!"})
+
+
 def scenario_root(name: str, tmp: str) -> tuple[Resource, bytes]:
     if name in ("static", "static-cli"):
         os.mkdir(f"{tmp}/htdocs")
@@ -69,6 +82,10 @@ def scenario_root(name: str, tmp: str) -> tuple[Resource, bytes]:
         root = static_root(options, load=lambda name: None)
         assert root is not None
         return root, b"/1k.bin"
+    if name == "wsgi":
+        return WSGIResource(wsgi_hello), b"/"
+    if name == "asgi":
+        return ASGIResource(asgi_hello), b"/"
     return (AsyncHello() if name == "async" else Hello()), b"/"
 
 
@@ -129,7 +146,7 @@ async def main(scenario: str, count: int, profile: bool, pattern: str | None) ->
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("scenario", choices=("hello", "static", "static-cli", "async"))
+    parser.add_argument("scenario", choices=("hello", "static", "static-cli", "async", "wsgi", "asgi"))
     parser.add_argument("count", type=int)
     parser.add_argument("--profile", nargs="?", const="", default=None, metavar="FILTER")
     options = parser.parse_args()

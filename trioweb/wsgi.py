@@ -5,11 +5,11 @@ Theory of operation
 Each request runs the application in a worker thread, at most
 ``limiter.total_tokens`` at once (``DEFAULT_THREADS`` unless a
 ``trio.CapacityLimiter`` is given). The threads are the resource's own
-(``_Workers``): they take calls from a queue and hand results back with
-``run_sync_soon``, so under load a thread goes from one call to the next
-without sleeping, and results reach the loop in batches; a call costs a
-few microseconds of handing over instead of the tens that
-``trio.to_thread`` spends on waking a thread and the loop for each. Whatever
+(``_Workers``): a thread is woken per batch of calls (after the scheduler
+pass that queued them), takes them one after the other and hands results
+back with ``run_sync_soon``, so that results reach the loop in batches and
+the loop and the threads do not trade the GIL for every request, as
+``trio.to_thread`` or a thread woken per call would. Whatever
 the application asks of the server, the thread asks of the event loop with
 ``trio.from_thread.run``; once the client is gone, those calls fail with
 ``ClientDisconnected`` and the application stops there:
@@ -38,9 +38,9 @@ never passed off as complete.
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
-import queue
 import stat
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
@@ -51,7 +51,16 @@ import outcome
 import trio
 
 from trioweb.address import UNIXAddress
-from trioweb.http import HOP_BY_HOP, BodyTimeout, BodyTooLarge, ConnectionLost, ParseError, checked_value, is_token
+from trioweb.http import (
+    HOP_BY_HOP,
+    BodyTimeout,
+    BodyTooLarge,
+    ConnectionLost,
+    ParseError,
+    checked_value,
+    is_token,
+    status_phrase,
+)
 from trioweb.resource import Resource, render_error
 
 if TYPE_CHECKING:
@@ -100,27 +109,43 @@ class WSGIResource(Resource):
 
 
 WORKER_IDLE_SECONDS = 60.0  # a worker thread with no call for this long ends
+# How long calls may wait while every awake worker thread is inside the
+# application (blocked on I/O, say) before each of them gets a thread of its own.
+STALL_SECONDS = 0.005
 
 
 class _Workers:
-    """The threads a WSGIResource runs its application in, started as needed
-    (never more than calls run at once, which the limiter bounds) and kept
-    while in use: each waits on the queue for its next call, and ends after
-    ``idle_seconds`` without one (so that a resource a reload replaced
-    leaves no thread behind)."""
+    """The threads a WSGIResource runs its application in.
+
+    Threads are woken per batch of calls, not per call: with the GIL, each
+    wakeup of a thread costs the loop thread a few context switches, which
+    cost more than a small application. Calls wait in ``_pending``; a
+    dispatcher task of the event loop, asked by the first call of a
+    scheduler pass, runs after the pass and wakes one thread if none is
+    free (awake and outside the application); that thread takes the calls
+    one after the other. If calls still wait ``STALL_SECONDS`` later while
+    every awake thread is inside the application, each waiting call gets a
+    thread. Threads are started as needed (never more than calls run at
+    once, which the limiter bounds) and end after ``idle_seconds`` without
+    a call (so that a resource a reload replaced leaves no thread behind).
+    Results go back to the loop in batches too: one ``run_sync_soon`` (one
+    wakeup of the loop) carries all those that finish before the loop takes
+    them.
+    """
 
     def __init__(self, idle_seconds: float = WORKER_IDLE_SECONDS) -> None:
         self._idle_seconds = idle_seconds
-        self._calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
-        # _threads and the queue change together under this lock: a thread ends
-        # only when no call waits, so a call is never queued for a thread ending.
-        self._threads_lock = threading.Lock()
+        # Everything below changes under _lock, except that the loop appends to _pending.
+        self._lock = threading.Lock()
+        self._pending: collections.deque[tuple[trio.lowlevel.Task, trio.lowlevel.TrioToken, Callable[[], Any]]] = (
+            collections.deque())
+        self._idle: list[threading.Lock] = []  # the wakeups of sleeping threads (released to wake one)
         self._threads = 0
-        self._busy = 0
-        # Results on their way to the loop: one run_sync_soon (one wakeup of
-        # the loop) carries all those that finish before the loop takes them.
+        self._free = 0  # awake threads outside the application
         self._results: list[tuple[trio.lowlevel.Task, outcome.Outcome[Any]]] = []
-        self._results_lock = threading.Lock()
+        # The dispatcher of the current trio run (a new run starts its own).
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._dispatcher = trio.lowlevel.ParkingLot()
 
     async def run(self, function: Callable[[], Any]) -> Any:
         """``function()`` in a worker thread; its result or exception.
@@ -128,51 +153,90 @@ class _Workers:
         Not cancellable: like ``trio.to_thread.run_sync``, it waits for the
         thread (the application ends soon after its client is gone).
         """
-        task = trio.lowlevel.current_task()
         token = trio.lowlevel.current_trio_token()
+        if token is not self._token:
+            self._token = token
+            self._dispatcher = trio.lowlevel.ParkingLot()
+            trio.lowlevel.spawn_system_task(self._dispatch, self._dispatcher, name="trioweb-wsgi-dispatcher")
+        self._pending.append((trio.lowlevel.current_task(), token, function))
+        if self._dispatcher:
+            self._dispatcher.unpark()
+        return await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)
 
-        def call() -> None:
-            result = outcome.capture(function)
-            with self._results_lock:
-                self._results.append((task, result))
-                if len(self._results) > 1:
-                    return  # the loop is already called to take them
-            try:
-                token.run_sync_soon(self._deliver)
-            except trio.RunFinishedError:  # the server is gone: nobody waits for the result
-                with self._results_lock:
-                    self._results.clear()
+    async def _dispatch(self, dispatcher: trio.lowlevel.ParkingLot) -> None:
+        """Wake threads for the calls that wait: one after each scheduler pass
+        that queued calls (the task is unparked by the first of them), one per
+        waiting call after ``STALL_SECONDS`` without a free thread."""
+        while True:
+            with self._lock:
+                if self._pending and not self._free:
+                    self._wake(1)
+            if not self._pending:
+                await dispatcher.park()
+                continue
+            with trio.move_on_after(STALL_SECONDS) as waited:
+                await dispatcher.park()
+            if waited.cancelled_caught:
+                self._wake_stalled()
 
-        with self._threads_lock:
-            self._busy += 1
-            if self._busy > self._threads:
+    def _wake_stalled(self) -> None:
+        """A thread for each waiting call, if every awake thread is inside the application."""
+        with self._lock:
+            if not self._free:
+                self._wake(len(self._pending))
+
+    def _wake(self, count: int) -> None:
+        """Wake ``count`` sleeping threads, starting new ones if too few sleep (under ``_lock``)."""
+        self._free += count
+        for _ in range(count):
+            if self._idle:
+                self._idle.pop().release()
+            else:
                 self._threads += 1
-                threading.Thread(target=self._serve, name=f"trioweb-wsgi-{self._threads}", daemon=True).start()
-            self._calls.put(call)
-        try:
-            return await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)
-        finally:
-            with self._threads_lock:
-                self._busy -= 1
+                wakeup = threading.Lock()
+                wakeup.acquire()
+                threading.Thread(target=self._serve, args=(wakeup,), name=f"trioweb-wsgi-{self._threads}",
+                                 daemon=True).start()
 
     def _deliver(self) -> None:
-        with self._results_lock:
+        with self._lock:
             results, self._results = self._results, []
         for task, result in results:
             trio.lowlevel.reschedule(task, result)
 
-    def _serve(self) -> None:
-        take = self._calls.get
+    def _serve(self, wakeup: threading.Lock) -> None:
+        lock = self._lock
+        pending = self._pending
         while True:
-            try:
-                call = take(timeout=self._idle_seconds)
-            except queue.Empty:
-                with self._threads_lock:
-                    if self._calls.empty():
-                        self._threads -= 1
-                        return
+            with lock:
+                self._free -= 1
+                call = pending.popleft() if pending else None
+                if call is None:
+                    self._idle.append(wakeup)
+            if call is None:
+                if not wakeup.acquire(timeout=self._idle_seconds):
+                    with lock:
+                        if wakeup in self._idle:
+                            self._idle.remove(wakeup)
+                            self._threads -= 1
+                            return
+                    wakeup.acquire()  # woken as the wait timed out
                 continue
-            call()
+            self._run_one(*call)
+            del call  # no reference to the request while asleep
+
+    def _run_one(self, task: trio.lowlevel.Task, token: trio.lowlevel.TrioToken, function: Callable[[], Any]) -> None:
+        result = outcome.capture(function)
+        with self._lock:
+            self._free += 1
+            self._results.append((task, result))
+            if len(self._results) > 1:
+                return  # the loop is already called to take them
+        try:
+            token.run_sync_soon(self._deliver)
+        except trio.RunFinishedError:  # the server is gone: nobody waits for the result
+            with self._lock:
+                self._results.clear()
 
 
 class FileWrapper:
@@ -224,13 +288,12 @@ class _Call:
         self.limiter = resource.limiter
         self.workers = resource.workers
         self.token = trio.lowlevel.current_trio_token()
-        self.status: tuple[int, bytes] | None = None
-        self.headers: list[tuple[bytes, bytes]] = []
+        self.status: tuple[int, bytes | None] | None = None  # the phrase is None when it is the usual one
+        self.headers: tuple[tuple[bytes, bytes], ...] = ()
         self.committed = False  # status and headers are on the request: no second start_response
         self.client_gone = False
         self.body_error: _BodyError | None = None
-        self.input = _Input(self)
-        self.environ = _environ(request, self.input)
+        self.environ = _environ(request, _Input(self) if request.has_body else _NO_BODY)
 
     # -- the event loop's side ------------------------------------------------
 
@@ -324,12 +387,21 @@ class _Call:
                 if data:
                     if self.status is None:
                         raise RuntimeError("the WSGI application gave a body before calling start_response")
+                    if not self.committed and self.declared_length() == len(data):
+                        return (data,)  # all the body it declared: the response is complete, close() follows
                     self.in_loop(self.send, data)
             return None
         finally:
             close = getattr(result, "close", None)
             if close is not None:
                 close()
+
+    def declared_length(self) -> int | None:
+        """The Content-Length the application gave, if it gave a valid one."""
+        for name, value in self.headers:
+            if name == b"content-length":
+                return int(value) if value.isdigit() else None
+        return None
 
     def sent_by_kernel(self, wrapper: FileWrapper) -> bool:
         """Send a wrapped regular file with sendfile; False if it is not one."""
@@ -342,9 +414,9 @@ class _Call:
         if self.status is None or not stat.S_ISREG(info.st_mode):
             return False
         count = max(0, info.st_size - offset)
-        declared = next((value for name, value in self.headers if name == b"content-length"), None)
-        if declared is not None and declared.isdigit():
-            count = min(count, int(declared))
+        declared = self.declared_length()
+        if declared is not None:
+            count = min(count, declared)
         self.in_loop(self.send_file, fd, offset, count)
         return True
 
@@ -358,8 +430,10 @@ class _Call:
                 exc_info = None  # no reference cycle through the traceback
         elif self.status is not None:
             raise RuntimeError("start_response called a second time without exc_info")
-        parsed_status = _parse_status(status)
-        self.headers = _checked_headers(headers)
+        parsed_status = _STATUSES.get(status) if type(status) is str else None
+        if parsed_status is None:
+            parsed_status = _parse_status(status)
+        self.headers = _remembered_headers(headers)
         self.status = parsed_status
         return self.write
 
@@ -373,16 +447,43 @@ class _Call:
             self.in_loop(self.send, data)
 
 
-def _parse_status(status: str) -> tuple[int, bytes]:
+# Statuses and header lists checked once and remembered (at most _REMEMBERED
+# of each): an application gives the same few over and over. Keys are str
+# tuples (immutable); a header list with another item type is checked each time.
+_REMEMBERED = 512
+_STATUSES: dict[str, tuple[int, bytes | None]] = {}
+_HEADER_LISTS: dict[tuple[Any, ...], tuple[tuple[bytes, bytes], ...]] = {}
+
+
+def _parse_status(status: str) -> tuple[int, bytes | None]:
+    """(code, phrase), the phrase None when it is the usual one for the code."""
     if type(status) is not str:
         raise TypeError(f"the WSGI status must be a str, not {type(status).__name__}")
     code, space, phrase = status.partition(" ")
     if len(code) != 3 or not code.isdigit() or not space or int(code) < 100:
         raise ValueError(f"malformed WSGI status {status!r} (wanted e.g. '200 OK')")
-    return int(code), checked_value(phrase.encode("latin-1"))
+    number = int(code)
+    raw_phrase = checked_value(phrase.encode("latin-1"))
+    parsed = number, (None if raw_phrase == status_phrase(number) else raw_phrase)
+    if len(_STATUSES) < _REMEMBERED:
+        _STATUSES[status] = parsed
+    return parsed
 
 
-def _checked_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+def _remembered_headers(headers: list[tuple[str, str]]) -> tuple[tuple[bytes, bytes], ...]:
+    try:
+        key = tuple(headers) if type(headers) is list else None
+        checked = _HEADER_LISTS.get(key)  # type: ignore[arg-type]
+    except TypeError:  # an unhashable item: checked below, and refused
+        key = checked = None
+    if checked is None:
+        checked = _checked_headers(headers)
+        if key is not None and len(_HEADER_LISTS) < _REMEMBERED:
+            _HEADER_LISTS[key] = checked
+    return checked
+
+
+def _checked_headers(headers: list[tuple[str, str]]) -> tuple[tuple[bytes, bytes], ...]:
     if type(headers) is not list:
         raise TypeError(f"the WSGI headers must be a list, not {type(headers).__name__}")
     checked = []
@@ -395,7 +496,7 @@ def _checked_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]
         if name in HOP_BY_HOP:
             raise ValueError(f"a WSGI application may not set the hop-by-hop header {pair[0]!r}")
         checked.append((name, checked_value(pair[1].encode("latin-1"))))
-    return checked
+    return tuple(checked)
 
 
 class _Input:
@@ -476,6 +577,25 @@ class _Input:
             yield line
 
 
+class _NoBody:
+    """``wsgi.input`` of a request without a body (shared: it keeps no state)."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        return b""
+
+    def readline(self, size: int | None = -1) -> bytes:
+        return b""
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        return []
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(())
+
+
+_NO_BODY = _NoBody()
+
+
 class _ErrorLog:
     """``wsgi.errors``: text written by applications, logged line by line as errors."""
 
@@ -506,7 +626,7 @@ _NOT_PASSED = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_LENG
 _HEADER_KEYS: dict[bytes, str] = {}  # b"user-agent" → "HTTP_USER_AGENT", remembered
 
 
-def _environ(request: Request, body: _Input) -> dict[str, Any]:
+def _environ(request: Request, body: _Input | _NoBody) -> dict[str, Any]:
     """The WSGI environ of ``request`` (PEP 3333)."""
     scheme = "https" if request.isSecure() else "http"
     environ: dict[str, Any] = {

@@ -495,3 +495,64 @@ async def test_idle_worker_threads_end_and_new_calls_start_new_ones():
     assert results == [b"hello"] * 4 and resource.workers._threads >= 2
     await wait_until(lambda: resource.workers._threads == 0, timeout=5)
     assert (await fetch(resource, b"/")).body == b"hello"  # a call after they ended starts a thread again
+
+
+async def test_calls_never_wait_for_the_stall_check(monkeypatch):
+    """Threads are woken after the scheduler pass that queued calls, the very
+    first call of a resource included: single, sequential and concurrent
+    requests to a quick application never need the stall check (which
+    wakes threads for calls left waiting behind blocked ones)."""
+    from trioweb import wsgi
+
+    monkeypatch.setattr(wsgi, "STALL_SECONDS", 1.0)
+    stalled = []
+
+    def hello(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"hello"]
+
+    resource = WSGIResource(hello)
+    wake_stalled = resource.workers._wake_stalled
+    resource.workers._wake_stalled = lambda: (stalled.append(True), wake_stalled())  # type: ignore[method-assign]
+    bodies: list[bytes] = []
+
+    async def fetch_hello() -> None:
+        bodies.append((await fetch(resource, b"/")).body)
+
+    for _ in range(3):
+        await fetch_hello()
+    async with trio.open_nursery() as nursery:
+        for _ in range(20):
+            nursery.start_soon(fetch_hello)
+    assert bodies == [b"hello"] * 23 and stalled == []
+
+
+async def test_a_first_chunk_with_the_whole_declared_length_completes_the_response():
+    """The application is not asked for more once it gave its Content-Length; close() is called."""
+    asked_again = []
+    closed = threading.Event()
+
+    class Body:
+        def __init__(self):
+            self.chunks = iter([b"", b"hello"])
+
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            try:
+                return next(self.chunks)
+            except StopIteration:
+                asked_again.append(True)
+                raise
+
+        def close(self):
+            closed.set()
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+        return Body()
+
+    response = await fetch(WSGIResource(validator(app)), b"/")
+    assert (response.code, response.body, asked_again) == (200, b"hello", [])
+    assert response.header(b"content-length") == b"5" and response.complete and closed.is_set()
