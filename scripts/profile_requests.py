@@ -167,10 +167,6 @@ async def main(scenario: str, count: int, profile: bool, pattern: str | None) ->
 
 
 if __name__ == "__main__":
-    # trio reverses each batch of runnable tasks at random; a fixed seed makes
-    # two runs schedule alike, so that counts differ by the change measured
-    # only (with PYTHONHASHSEED=0 for the same set and dict orders).
-    trio._core._run._r.seed(0)
     parser = argparse.ArgumentParser()
     parser.add_argument("scenario", choices=("hello", "static", "async", "distrib", "distrib-1m"))
     parser.add_argument("count", type=int)
