@@ -1,7 +1,7 @@
 """A fixed number of keep-alive requests through a real trioweb server, in one
 process, for deterministic profiles (not a benchmark: see scripts/bench).
 
-    .venv/bin/python scripts/profile_requests.py hello|static|static-cli|async|wsgi|asgi N [--profile [FILTER]]
+    .venv/bin/python scripts/profile_requests.py SCENARIO N [--profile [FILTER]]
 
 The server (``serve`` on 127.0.0.1) and a raw-socket client run in one trio
 run: 200 warm-up requests, then N (a new connection every 500, below the
@@ -9,7 +9,12 @@ server's requests-per-connection limit). ``static`` serves a 1 KiB file old
 enough to be kept in memory; ``static-cli`` the same file through the root
 ``trioweb --path`` builds (with its processors for ``.rpy``, ``.asis`` and
 ``.cgi``, as ``scripts/bench static`` serves it); ``async`` is the hello resource with an ``async
-def`` render (the deferred path that ASGI applications take).
+def`` render (the deferred path that ASGI applications take); ``wsgi`` and ``asgi`` the
+hello as a WSGI and an ASGI application. ``distrib``
+and ``distrib-1m`` go through a front: its ``ResourceSubscription`` forwards
+to a personal server (``serve_publisher``, its own ``Site``, access log on)
+on a UNIX socket in a temporary directory, in the same trio run; the
+personal server answers the hello, or 1 MiB (relayed by splice).
 
 ``--profile``: the top self-time functions of the N requests (cProfile, the
 client included), restricted to names matching the regular expression FILTER
@@ -37,6 +42,8 @@ import trio
 
 from trioweb.asgi import ASGIResource
 from trioweb.cli._static_options import static_root
+from trioweb.distrib import ResourcePublisher, ResourceSubscription, serve_publisher
+from trioweb.endpoints import UNIXEndpoint, open_listeners
 from trioweb.resource import Resource
 from trioweb.server import Site, serve
 from trioweb.static import File
@@ -50,6 +57,14 @@ class Hello(Resource):
 
     def render_GET(self, request: object) -> bytes:
         return b"Hello, world!"
+
+
+class Big(Resource):
+    isLeaf = True
+    body = b"x" * (1024 * 1024)
+
+    def render_GET(self, request: object) -> bytes:
+        return self.body
 
 
 class AsyncHello(Resource):
@@ -90,7 +105,9 @@ def scenario_root(name: str, tmp: str) -> tuple[Resource, bytes]:
 
 
 async def client(port: int, request: bytes, count: int) -> None:
-    """``count`` requests on one connection, each response read whole (Content-Length) before the next."""
+    """``count`` requests on one connection, each response read whole (Content-Length) before the next.
+
+    A body longer than what came with its head is counted as it comes, not kept."""
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     buffer = b""
     for _ in range(count):
@@ -100,10 +117,19 @@ async def client(port: int, request: bytes, count: int) -> None:
             if head_end >= 0:
                 head = buffer[:head_end]
                 length = int(re.search(rb"(?i)\r\ncontent-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+                if not head.startswith(b"HTTP/1.1 200"):
+                    raise RuntimeError(f"unexpected response: {head!r}")
                 if len(buffer) >= head_end + 4 + length:
-                    if not head.startswith(b"HTTP/1.1 200"):
-                        raise RuntimeError(f"unexpected response: {head!r}")
                     buffer = buffer[head_end + 4 + length:]
+                    break
+                if length > 65536:  # a large body: count the rest (one response at a time, lock-step)
+                    left = head_end + 4 + length - len(buffer)
+                    while left > 0:
+                        data = await stream.receive_some(min(left, 1024 * 1024))
+                        if not data:
+                            raise RuntimeError("the server closed the connection")
+                        left -= len(data)
+                    buffer = b""
                     break
             data = await stream.receive_some(65536)
             if not data:
@@ -118,19 +144,42 @@ def print_profile(profile: cProfile.Profile, count: int, pattern: str | None) ->
     rows = [(key, entry) for key, entry in stats.items() if not pattern or re.search(pattern, key[0] + key[2])]
     rows.sort(key=lambda row: -row[1][2])
     print(f"{count} requests, {total * 1e6 / count:.0f} us of self-time per request under cProfile (client included)")
-    for (filename, line, function), (_, calls, self_time, _, _) in rows[:15]:
+    for (filename, line, function), (_, calls, self_time, _, _) in rows[:int(os.environ.get("PROFILE_ROWS", "15"))]:
         where = re.sub(r".*/(site-packages|scripts)/", "", filename)
         where = re.sub(r".*/(trioweb|rpc)/", r"\1/", where)
         print(f"  {self_time / total * 100:5.1f}%  {calls / count:4.1f}/req  {where}:{line}({function})")
 
 
+async def start_personal_server(nursery: trio.Nursery, tmp: str) -> Resource:
+    """A personal server on a UNIX socket in ``tmp``, and the front's resource that forwards to it."""
+    personal = Resource()
+    personal.putChild(b"hello", Hello())
+    personal.putChild(b"big", Big())
+    path = f"{tmp}/personal.sock"
+    listeners = await nursery.start(_open_unix, path)
+    site = Site(personal, logPath=f"{tmp}/personal.log")
+    await nursery.start(serve_publisher, ResourcePublisher(site), listeners)
+    return ResourceSubscription("unix", path)
+
+
+async def _open_unix(path: str, *, task_status: trio.TaskStatus[list[trio.abc.Listener[trio.abc.Stream]]]) -> None:
+    async with open_listeners([UNIXEndpoint(path)]) as listeners:
+        task_status.started(listeners)
+        await trio.sleep_forever()
+
+
 async def main(scenario: str, count: int, profile: bool, pattern: str | None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        root, path = scenario_root(scenario, tmp)
-        request = b"GET " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: profile\r\nAccept: */*\r\n\r\n"
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        port = listeners[0].socket.getsockname()[1]
         async with trio.open_nursery() as nursery:
+            if scenario.startswith("distrib"):
+                root = Resource()
+                root.putChild(b"u", await start_personal_server(nursery, tmp))
+                path = b"/u/big" if scenario == "distrib-1m" else b"/u/hello"
+            else:
+                root, path = scenario_root(scenario, tmp)
+            request = b"GET " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: profile\r\nAccept: */*\r\n\r\n"
+            listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+            port = listeners[0].socket.getsockname()[1]
             await nursery.start(serve, Site(root, logPath=f"{tmp}/access.log"), listeners)
             await client(port, request, 200)  # warm-up
             profiler = cProfile.Profile()
@@ -146,7 +195,8 @@ async def main(scenario: str, count: int, profile: bool, pattern: str | None) ->
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("scenario", choices=("hello", "static", "static-cli", "async", "wsgi", "asgi"))
+    parser.add_argument("scenario", choices=("hello", "static", "static-cli", "async", "wsgi", "asgi", "distrib",
+                                             "distrib-1m"))
     parser.add_argument("count", type=int)
     parser.add_argument("--profile", nargs="?", const="", default=None, metavar="FILTER")
     options = parser.parse_args()

@@ -31,6 +31,7 @@ fast as it can writes a few lines a minute, not a line per message.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import ssl
 import time
@@ -147,12 +148,14 @@ class BackendStatus:
 class ResponseSink:
     """Where the head and body stream of one request's streamed response arrive."""
 
-    __slots__ = ("arrived", "body", "head")
+    __slots__ = ("arrived", "body", "deadline", "head", "overdue")
 
-    def __init__(self) -> None:
+    def __init__(self, deadline: float) -> None:
         self.head: Any = None
         self.body: rpc.StreamReceiver | None = None
-        self.arrived = trio.Event()  # the head came, or the call's answer did
+        self.arrived = trio.Event()  # the head came, or the call's answer did, or the deadline passed
+        self.deadline = deadline  # trio time by which the head or the answer must have come
+        self.overdue = False  # set (with arrived) when the deadline passed first
 
 
 class Responses(rpc.Referenceable):
@@ -173,20 +176,52 @@ class Responses(rpc.Referenceable):
     backend sending them in a loop would fill the front's log.
     """
 
-    def __init__(self, on_violation: Callable[[str], None]) -> None:
+    def __init__(self, on_violation: Callable[[str], None], head_timeout: float = math.inf) -> None:
         self.on_violation = on_violation  # told once, before the connection closes
-        self.waiting: dict[int, ResponseSink] = {}  # by token; entries leave as their requests end
+        self.head_timeout = head_timeout  # see expire_overdue
+        # By token, in the order sent; entries leave as their requests end.
+        self.waiting: dict[int, ResponseSink] = {}
         self._next_token = 1
         # Cancels the task that holds the connection open (see Backend._own).
         self.connection_scope = trio.CancelScope()
         self.violation: str | None = None
 
-    def expect(self) -> tuple[int, ResponseSink]:
-        """A token for a new request, and where its response will arrive; `forget` it when done."""
+    def new_token(self) -> int:
+        """A token for a new request, to `expect` its response under once the request is sent."""
         token = self._next_token
         self._next_token = token + 1
-        sink = self.waiting[token] = ResponseSink()
-        return token, sink
+        return token
+
+    def expect(self, token: int) -> ResponseSink:
+        """Where the response of the request just sent under ``token`` will
+        arrive, due within ``head_timeout`` from now; `forget` it when done.
+        (Called right after the request was written: the response cannot have come yet.)"""
+        sink = self.waiting[token] = ResponseSink(trio.current_time() + self.head_timeout)
+        return sink
+
+    async def expire_overdue(self) -> None:
+        """Mark ``overdue`` (and wake) each request whose head or answer has not
+        come ``head_timeout`` after it was forwarded, at that moment.
+
+        One timer for the connection instead of a cancel scope and a deadline
+        per request. It stays exact: every request gets the same timeout and
+        requests are expected in the order they are sent, so ``waiting`` (in
+        that order) is sorted by deadline: the timer sleeps until the
+        first deadline not yet reached, or for a whole ``head_timeout`` when
+        nothing waits (a request forwarded meanwhile has a later deadline).
+        """
+        while True:
+            now = trio.current_time()
+            wake = now + self.head_timeout
+            for sink in self.waiting.values():
+                if sink.arrived.is_set():
+                    continue  # its head came: its body's waits have their own timeout
+                if sink.deadline > now:
+                    wake = sink.deadline
+                    break
+                sink.overdue = True
+                sink.arrived.set()
+            await trio.sleep_until(wake)
 
     def forget(self, token: int) -> None:
         del self.waiting[token]
@@ -222,11 +257,14 @@ class Backend:
         limits: rpc.Limits | None = None,
         connect_timeout: float = CONNECT_TIMEOUT,
         tls: ssl.SSLContext | None = None,
+        head_timeout: float = math.inf,
     ) -> None:
         if isinstance(endpoint, SSLClientEndpoint) and tls is None:
             raise ValueError(f"{endpoint} needs a TLS context")
         self.endpoint = endpoint
         self.tls = tls
+        self._name = str(endpoint)
+        self.head_timeout = head_timeout  # past it, a request without a response head is overdue (504)
         self.before_connect = before_connect
         self.check_peer = check_peer
         self.limits = limits
@@ -241,7 +279,7 @@ class Backend:
         self.status = BackendStatus(str(endpoint))
 
     def describe(self) -> str:
-        return str(self.endpoint)
+        return self._name
 
     def _connected(self) -> tuple[rpc.RemoteReference, Responses] | None:
         if self._root is None or self._responses is None or self._broker is None or self._broker.closed:
@@ -310,7 +348,7 @@ class Backend:
         else:
             stream = await open_tcp(endpoint)
         # Bodies are relayed from pipes, spliced on to the client's socket (no copy here).
-        responses = Responses(self._violated)
+        responses = Responses(self._violated, self.head_timeout)
         broker = rpc.Broker(stream, responses, limits=self.limits, splice_payloads=True,
                             logger=remote_log.adapter(self.describe(), rpc_log))
         try:
@@ -343,7 +381,10 @@ class Backend:
                     root = await broker.getRootObject()
                     self._broker, self._root, self._responses = broker, root, responses
                     ready.set()
-                    await broker.wait_closed()
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(responses.expire_overdue)
+                        await broker.wait_closed()
+                        nursery.cancel_scope.cancel()
             if responses.violation is None and self.status.state == "up":
                 # The backend went away (stopped, restarted, or gone idle): connected again on use.
                 # (After a fault, "down" stays, with the fault as the last error.)

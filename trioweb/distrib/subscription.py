@@ -137,7 +137,7 @@ class ResourceSubscription(Resource):
         else:
             endpoint = TCPClientEndpoint(host, int(port))
         self.backend = Backend(endpoint, before_connect=before_connect, check_peer=check_peer, limits=limits,
-                               connect_timeout=connect_timeout, tls=tls)
+                               connect_timeout=connect_timeout, tls=tls, head_timeout=backend_timeout)
         self.backend_timeout = backend_timeout
         self.admission = Admission(max_in_flight, queue_timeout, max_queued)  # see _admission
         self.backend.status.count_in_flight(lambda: self.admission.in_flight)
@@ -145,6 +145,8 @@ class ResourceSubscription(Resource):
         # Public prefixes that all reach this backend (b"/~alice/", b"/users/alice/"): a
         # cookie set through one of them is also set for the others.
         self.cookie_prefixes = cookie_prefixes
+        self._last_prepath: list[bytes] = []
+        self._last_cookie_path = b"/"  # the cookie path of _last_prepath (see _cookie_path)
 
     @property
     def status(self) -> BackendStatus:
@@ -228,30 +230,32 @@ class ResourceSubscription(Resource):
         ``responses`` first, under this request's token, the answer after the
         body). The token is forgotten however the request ends."""
         length = request.declared_body_size if body is not None else 0
-        token, sink = responses.expect()
+        token = responses.new_token()
         started = trio.current_time()
         try:
-            try:
-                call = await root.start_call("request", ForwardedRequest.of(request, length, token).to_wire(), body)
-            except Exception as exc:
-                if pump_scope is not None:
-                    pump_scope.cancel()
-                return await self._relay_answer(request, exc)
+            call = await root.start_call("request", ForwardedRequest.wire_of(request, length, token), body)
+        except Exception as exc:
+            if pump_scope is not None:
+                pump_scope.cancel()
+            return await self._relay_answer(request, exc)
+        # The head is awaited for at most backend_timeout: the connection's timer
+        # (Responses.expire_overdue) wakes the request if it is overdue.
+        sink = responses.expect(token)
 
-            def answered() -> None:
-                if pump_scope is not None:
-                    pump_scope.cancel()  # the backend has answered: it wants no more body
-                sink.arrived.set()
+        def answered() -> None:
+            if pump_scope is not None:
+                pump_scope.cancel()  # the backend has answered: it wants no more body
+            sink.arrived.set()
 
-            call.add_done_callback(answered)
+        call.add_done_callback(answered)
+        try:
             relayed = False
             try:
-                with trio.move_on_after(self.backend_timeout):
-                    await sink.arrived.wait()
+                await sink.arrived.wait()
                 slot.release()  # the head, the answer or the timeout came: no longer in flight
-                if sink.arrived.is_set():
+                if not sink.overdue:
                     self.backend.status.observe(trio.current_time() - started)
-                if not sink.arrived.is_set():
+                else:
                     self._log("504 for %s: %s sent no response within %g s", request.uri.decode("latin-1"),
                               self.backend.describe(), self.backend_timeout)
                     return self._error(request, 504, "Gateway Timeout")
@@ -312,7 +316,7 @@ class ResourceSubscription(Resource):
     def _apply_head(self, request: Request, message: Any) -> ForwardedResponse:
         response = ForwardedResponse.from_wire(message)
         code, reason = check_status(response.status, response.reason)
-        cookie_path = b"/" + b"".join(quote(seg, safe="").encode("ascii") + b"/" for seg in request.prepath)
+        cookie_path = self._cookie_path(request.prepath)
         # At the root of a host (a user's own host name), the backend is the whole
         # origin: the front sets no cookie there, so none of its names is reserved.
         headers = check_headers(response.headers, cookie_path, FRONT_COOKIES if request.prepath else frozenset())
@@ -330,6 +334,14 @@ class ResourceSubscription(Resource):
             request.setHeader(b"content-length", b"%d" % response.length)
         self.breaker.succeeded(request)
         return response
+
+    def _cookie_path(self, prepath: list[bytes]) -> bytes:
+        """The public prefix where this backend is mounted, as a cookie path;
+        the last one is kept (it is nearly always the same)."""
+        if prepath != self._last_prepath:
+            self._last_cookie_path = b"/" + b"".join(quote(seg, safe="").encode("ascii") + b"/" for seg in prepath)
+            self._last_prepath = list(prepath)
+        return self._last_cookie_path
 
     async def _relay_answer(self, request: Request, answer: Any) -> bytes | None:
         """Relay the call's answer (or its failure, as an exception)."""
