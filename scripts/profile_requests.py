@@ -1,13 +1,15 @@
 """A fixed number of keep-alive requests through a real trioweb server, in one
 process, for deterministic profiles (not a benchmark: see scripts/bench).
 
-    .venv/bin/python scripts/profile_requests.py hello|static|async N [--profile [FILTER]]
+    .venv/bin/python scripts/profile_requests.py hello|static|async|proxy N [--profile [FILTER]]
 
 The server (``serve`` on 127.0.0.1) and a raw-socket client run in one trio
 run: 200 warm-up requests, then N (a new connection every 500, below the
 server's requests-per-connection limit). ``static`` serves a 1 KiB file old
 enough to be kept in memory; ``async`` is the hello resource with an ``async
-def`` render (the deferred path that ASGI applications take).
+def`` render (the deferred path that ASGI applications take); ``proxy`` is a
+``ReverseProxyResource`` before a second server (the hello resource) in the
+same run, so a request's count is the proxy's and the upstream's together.
 
 ``--profile``: the top self-time functions of the N requests (cProfile, the
 client included), restricted to names matching the regular expression FILTER
@@ -32,6 +34,7 @@ import time
 
 import trio
 
+from trioweb.proxy import ReverseProxyResource
 from trioweb.resource import Resource
 from trioweb.server import Site, serve
 from trioweb.static import File
@@ -105,6 +108,10 @@ async def main(scenario: str, count: int, profile: bool, pattern: str | None) ->
         listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
         port = listeners[0].socket.getsockname()[1]
         async with trio.open_nursery() as nursery:
+            if scenario == "proxy":
+                upstream_listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+                await nursery.start(serve, Site(root), upstream_listeners)
+                root = ReverseProxyResource("127.0.0.1", upstream_listeners[0].socket.getsockname()[1], b"/")
             await nursery.start(serve, Site(root, logPath=f"{tmp}/access.log"), listeners)
             await client(port, request, 200)  # warm-up
             profiler = cProfile.Profile()
@@ -120,7 +127,7 @@ async def main(scenario: str, count: int, profile: bool, pattern: str | None) ->
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("scenario", choices=("hello", "static", "async"))
+    parser.add_argument("scenario", choices=("hello", "static", "async", "proxy"))
     parser.add_argument("count", type=int)
     parser.add_argument("--profile", nargs="?", const="", default=None, metavar="FILTER")
     options = parser.parse_args()
