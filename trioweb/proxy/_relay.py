@@ -97,9 +97,8 @@ def request_head(request: Request, target: bytes, fields: list[tuple[bytes, byte
             fields.append((b"Content-Length", b"%d" % size))
     elif request.method in (b"POST", b"PUT", b"PATCH"):
         fields.append((b"Content-Length", b"0"))
-    lines = [request.method + b" " + target + b" HTTP/1.1"]
-    lines.extend(name + b": " + value for name, value in fields)
-    return b"\r\n".join(lines) + b"\r\n\r\n", chunked
+    lines = [name + b": " + value for name, value in fields]
+    return b"%s %s HTTP/1.1\r\n%s\r\n\r\n" % (request.method, target, b"\r\n".join(lines)), chunked
 
 
 async def relay(request: Request, upstream: Upstream, target: bytes, fields: list[tuple[bytes, bytes]],
