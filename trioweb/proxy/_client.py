@@ -73,6 +73,9 @@ class _Events:
     __slots__ = ("body", "complete", "headers", "messages", "reason")
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self.reason = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.body: list[bytes] = []
@@ -171,8 +174,12 @@ class UpstreamConnection:
                 self._buffer += data
                 end = self._buffer.find(b"\r\n\r\n", max(0, len(self._buffer) - len(data) - 3))
             head, self._buffer = self._buffer[: end + 4], self._buffer[end + 4:]
-            events = self._events = _Events()
-            parser = self._parser = httptools.HttpResponseParser(events)
+            events, parser = self._events, self._parser
+            if parser is not None and events.complete:
+                events.reset()  # llhttp ended the last message itself: it is ready for the next
+            else:  # the first, or after a message llhttp could not end (an answer to HEAD)
+                events = self._events = _Events()
+                parser = self._parser = httptools.HttpResponseParser(events)
             try:
                 parser.feed_data(head)
             except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
