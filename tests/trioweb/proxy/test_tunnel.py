@@ -148,6 +148,17 @@ async def test_the_client_leaving_closes_the_upstream_and_leaks_nothing(start_si
     await wait_until(lambda: not front.server.connections and open_fds() <= baseline, timeout=10)
 
 
+async def test_a_tunnel_gets_one_access_log_line_when_it_ends(start_site, nursery, tmp_path):
+    port = await echo_upstream(nursery)
+    front = await start_site(proxy_for(port), logPath=str(tmp_path / "access.log"))
+    stream, _ = await open_tunnel(front.port, port)
+    await stream.send_all(b"ping")
+    assert await receive_exactly(stream, 4) == b"ping"
+    await stream.aclose()
+    await wait_until(lambda: b"CONNECT 127.0.0.1:%d HTTP/1.1\" 200" % port
+                     in (tmp_path / "access.log").read_bytes(), timeout=10)
+
+
 async def test_the_upstream_leaving_closes_the_client(start_site, nursery):
     async def says_bye(stream: trio.SocketStream) -> None:
         await stream.send_all(b"bye")
