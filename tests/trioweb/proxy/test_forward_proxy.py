@@ -47,7 +47,7 @@ async def test_an_empty_path_becomes_a_slash(start_site):
     (b"http://localhost:{port}/", 403),  # the allowlist names hosts as written
     (b"http://127.0.0.1:1/", 403),  # a port not on the list
     (b"http://10.0.0.1:{port}/", 403),
-    (b"https://127.0.0.1:{port}/", 400),  # https goes through tunnels, which this proxy does not make
+    (b"https://127.0.0.1:{port}/", 400),  # https goes through a tunnel (CONNECT), not as a URL
     (b"/relative", 400),  # not a proxy request
     (b"ftp://127.0.0.1:{port}/", 400),
     (b"http://127.0.0.1:abc/", 400),

@@ -247,7 +247,7 @@ async def test_interim_responses_are_skipped(start_site, nursery):
 
 
 async def test_head_requests_read_no_body_and_keep_the_length(start_site):
-    _, _, front, proxy = await echo_pair(start_site)
+    echo, _, front, proxy = await echo_pair(start_site)
     conn = await front.connect()
     await conn.send(b"HEAD /index HTTP/1.1\r\nHost: a\r\n\r\n")
     response = await conn.read_response(head_request=True)
@@ -256,6 +256,7 @@ async def test_head_requests_read_no_body_and_keep_the_length(start_site):
     assert seen(await conn.read_response())["method"] == "GET"
     await conn.aclose()
     assert proxy.upstream.idle_count == 1
+    assert len(echo.client_ports) == 2 and len(set(echo.client_ports)) == 1  # the GET reused the connection
 
 
 async def test_a_close_delimited_body_is_relayed_whole(start_site, nursery):
