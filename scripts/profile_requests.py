@@ -92,7 +92,7 @@ def print_profile(profile: cProfile.Profile, count: int, pattern: str | None) ->
     rows = [(key, entry) for key, entry in stats.items() if not pattern or re.search(pattern, key[0] + key[2])]
     rows.sort(key=lambda row: -row[1][2])
     print(f"{count} requests, {total * 1e6 / count:.0f} us of self-time per request under cProfile (client included)")
-    for (filename, line, function), (_, calls, self_time, _, _) in rows[:15]:
+    for (filename, line, function), (_, calls, self_time, _, _) in rows[:int(os.environ.get("PROFILE_ROWS", "15"))]:
         where = re.sub(r".*/(site-packages|scripts)/", "", filename)
         where = re.sub(r".*/(trioweb|rpc)/", r"\1/", where)
         print(f"  {self_time / total * 100:5.1f}%  {calls / count:4.1f}/req  {where}:{line}({function})")

@@ -693,52 +693,92 @@ class Request:
         self.finish()
 
     async def _run_deferred(self, result: Any) -> None:
-        """Drive a response that outlives ``render`` (see the theory of operation)."""
+        """Drive a response that outlives ``render`` (see the theory of operation).
+
+        The render runs in this task; the tasks of ``start_soon`` and the
+        disconnect watcher run in the channel's ``task_host`` (a nursery that
+        outlives the request: the server's), or, for a channel without one, in
+        a nursery of the request's own.
+        """
+        host: trio.Nursery | None = getattr(self.channel, "task_host", None)
+        if host is not None:
+            await self._drive(result, host)
+        else:
+            async with trio.open_nursery() as nursery:
+                await self._drive(result, nursery)
+
+    async def _drive(self, result: Any, host: trio.Nursery) -> None:
+        """`_run_deferred` with ``host`` for the request's tasks.
+
+        What a nursery per request would give is kept: the render and every
+        task of the request are cancelled together (each in its own cancel
+        scope) when one of them fails or the client goes away, and this
+        returns only once every task of the request has returned. The render
+        is not in a nursery of its own because the exit of one is a trip
+        through the scheduler that most deferred responses need no other.
+        """
         channel = self.channel
         self._deferred = True
         failure: list[BaseException] = []
-        running = 0  # tasks started with start_soon that have not returned
-        watching = False  # the disconnect watcher was started
+        running = 0  # tasks of the request (start_soon's and the watcher) that have not returned
+        unfinished = 0  # of those, the start_soon tasks: the response waits for them
+        scopes: list[trio.CancelScope] = [trio.CancelScope()]  # the render's, then its tasks'
+        stopped = False
 
-        async with trio.open_nursery() as nursery:
+        def stop() -> None:
+            """Cancel the render and the request's tasks (those to come too)."""
+            nonlocal stopped
+            stopped = True
+            for scope in scopes:
+                scope.cancel()
 
-            async def task(fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
-                nonlocal running
-                try:
-                    await fn(*args)
-                except ConnectionLost:
-                    pass
-                except Exception as exc:
-                    failure.append(exc)
-                    nursery.cancel_scope.cancel()
-                finally:
-                    running -= 1
-                    self._notify_change()
-                    if self._wakeup is not None:
-                        self._wakeup.set()
-
-            async def watch() -> None:
-                await channel.watch_for_disconnect()
-                self._notify_change()  # waiters in notifyFinish see the loss first
-                nursery.cancel_scope.cancel()
-
-            def start_watching() -> None:
-                nonlocal watching
-                watching = True
-                nursery.start_soon(watch)
-
-            def start(fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
-                nonlocal running
-                running += 1
-                nursery.start_soon(task, fn, *args)
-
-            self._start_task = start
-            for fn, args in self._tasks:
-                start(fn, *args)
-            self._tasks.clear()
-            watchers = delayed_starts(WATCH_AFTER)
-            watchers.add(self, start_watching)
+        async def hosted(fn: Callable[..., Awaitable[Any]], *args: Any, watcher: bool = False) -> None:
+            nonlocal running, unfinished
+            scope = trio.CancelScope()
+            scopes.append(scope)
+            if stopped:
+                scope.cancel()
             try:
+                with scope:
+                    await fn(*args)
+            except ConnectionLost:
+                pass
+            except Exception as exc:
+                failure.append(exc)
+                stop()
+            finally:
+                scopes.remove(scope)
+                running -= 1
+                if not watcher:
+                    unfinished -= 1
+                self._notify_change()
+                if self._wakeup is not None:
+                    self._wakeup.set()
+
+        async def watch() -> None:
+            await channel.watch_for_disconnect()
+            self._notify_change()  # waiters in notifyFinish see the loss first
+            stop()
+
+        def start_watching() -> None:
+            nonlocal running
+            running += 1
+            host.start_soon(partial(hosted, watch, watcher=True))
+
+        def start(fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+            nonlocal running, unfinished
+            running += 1
+            unfinished += 1
+            host.start_soon(hosted, fn, *args)
+
+        self._start_task = start
+        for fn, args in self._tasks:
+            start(fn, *args)
+        self._tasks.clear()
+        watchers = delayed_starts(WATCH_AFTER)
+        watchers.add(self, start_watching)
+        try:
+            with scopes[0]:
                 if type(result) is bytes and not self.finished:
                     self.write(result)
                     self.finish()
@@ -756,26 +796,31 @@ class Request:
                         self.write(value)
                         self.finish()
                 while not failure and not channel.lost:
+                    if self.finished and unfinished == 0:
+                        break  # what is left to send, the channel sends, as after a synchronous render
                     self._wakeup = trio.Event()
                     if channel.has_output() or (self._pending and not channel.response_started):
                         await self.drain()
                         continue
-                    if self.finished and running == 0:
-                        break
                     await self._wakeup.wait()
-            except ConnectionLost:
-                pass
-            finally:
-                watchers.discard(self)
-            if watching or running:  # (cancelling costs; most quick responses have nothing to stop)
-                nursery.cancel_scope.cancel()
-        self._start_task = None
+        except ConnectionLost:
+            pass
+        finally:
+            watchers.discard(self)
+            if running:
+                # (cancelling costs; most quick responses have nothing to stop)
+                stop()
+                with trio.CancelScope(shield=True):
+                    while running:
+                        self._wakeup = trio.Event()
+                        await self._wakeup.wait()
+            self._start_task = None
         if failure and not channel.lost:
             page = self._failure(failure[0])
             if page is not None:
                 self.write(page)
                 self.finish()
-        if not self.finished and not channel.lost and running == 0 and not failure:
+        if not self.finished and not channel.lost and unfinished == 0 and not failure:
             log.error("%r: the response was never finished", self)
 
     def __repr__(self) -> str:
