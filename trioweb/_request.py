@@ -92,6 +92,9 @@ SPOOL_SIZE = 1024 * 1024
 WATCH_AFTER = 0.05
 
 
+_PROTOCOLS = {b"1.1": b"HTTP/1.1", b"1.0": b"HTTP/1.0"}  # clientproto, made once
+
+
 class DeferredIdiomError(TypeError):
     """Twisted's Deferred API used where trioweb has an awaitable; the message
     says what to write instead (it is shown on the 500 page: it reveals
@@ -150,6 +153,8 @@ class Request:
     _start_task: Callable[..., None] | None = None
     _send_lock: trio.Lock | None = None
     _drains = 0
+    # Tasks start_soon was asked for before the request had a host for them (made on first use).
+    _tasks: list[tuple[Callable[..., Awaitable[Any]], tuple[Any, ...]]] | None = None
     _body_limit = 0  # set by process() once the resource is known, before anything reads the body
     _force_secure: bool | None = None  # set by setHost (a trusted proxy said how the client came)
     # What a resource adds to the access log's JSON line (the front: the user and the backend).
@@ -161,7 +166,7 @@ class Request:
         self.started_ns = time.monotonic_ns()  # the access log's duration
         self.method = head.method
         self.uri = head.target
-        self.clientproto = b"HTTP/" + head.version
+        self.clientproto = _PROTOCOLS.get(head.version) or b"HTTP/" + head.version
         self.requestHeaders = Headers.from_trusted_map(head.headers)
         self.responseHeaders = Headers()
         self.client: Address = channel.client
@@ -171,7 +176,6 @@ class Request:
         self.content: IO[bytes] = BytesIO()
         self.sitepath: list[bytes] = []
         self._pending: list[bytes] = []  # body written before the head is framed
-        self._tasks: list[tuple[Callable[..., Awaitable[Any]], tuple[Any, ...]]] = []
         target = head.target
         if target[:1] != b"/" and target != b"*":
             target = origin_form(target)
@@ -527,6 +531,8 @@ class Request:
         if self._start_task is not None:
             self._start_task(fn, *args)
         else:
+            if self._tasks is None:
+                self._tasks = []
             self._tasks.append((fn, args))
 
     async def drain(self) -> None:
@@ -772,9 +778,9 @@ class Request:
             host.start_soon(hosted, fn, *args)
 
         self._start_task = start
-        for fn, args in self._tasks:
+        for fn, args in self._tasks or ():
             start(fn, *args)
-        self._tasks.clear()
+        self._tasks = None
         watchers = delayed_starts(WATCH_AFTER)
         watchers.add(self, start_watching)
         try:
