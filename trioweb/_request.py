@@ -27,12 +27,17 @@ channel (the HTTP connection, or a personal server's ``RemoteChannel``):
   the Site's limit: 413, 408 or 400 otherwise), unless the resource streams
   it (``stream_request_body``);
 - a render that returns ``bytes`` is answered at once (no task is started);
-- ``NOT_DONE_YET`` or an ``async def`` render runs in the request's own
-  nursery (``_run_deferred``); the response is flushed as it is written. If
-  it is still running ``WATCH_AFTER`` (50 ms) after it began, a watcher
-  joins it that notices a client going away (cancelling the nursery). Most
-  deferred responses are done sooner, and spare the watcher's task, read and
-  cancellation, which would cost more than the rest of a quick response;
+- ``NOT_DONE_YET`` or an ``async def`` render is driven by ``_run_deferred``:
+  the render in the connection's task under a cancel scope, the tasks of
+  ``start_soon`` in the channel's ``task_host`` (the server's nursery; a
+  nursery of the request's own for a channel without one), each under its
+  own cancel scope; they are cancelled together when one fails or the client
+  goes away, and the request ends only once all have returned. The response
+  is flushed as it is written. If it is still running ``WATCH_AFTER`` (50 ms)
+  after it began, a watcher joins it that notices a client going away
+  (cancelling the render and the tasks). Most deferred responses are done
+  sooner, and spare the watcher's task, read and cancellation, which would
+  cost more than the rest of a quick response;
 - an exception before the response started gives a 500 page (details only
   with the Site's ``displayTracebacks``; bytes the resource wrote and that
   were still queued are dropped), a malformed form or query a 400; after the
@@ -149,7 +154,7 @@ class Request:
     _deferred = False  # the response outlives render: writes wake the flusher
     _wakeup: trio.Event | None = None
     _done: trio.Event | None = None  # created when someone waits for a change
-    # While the request nursery is open: how start_soon starts a task in it.
+    # While the response is driven by _run_deferred: how start_soon starts a task.
     _start_task: Callable[..., None] | None = None
     _send_lock: trio.Lock | None = None
     _drains = 0
@@ -521,12 +526,12 @@ class Request:
             self._done = None
 
     def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
-        """Run ``fn(*args)`` in this request's nursery.
+        """Run ``fn(*args)`` beside the render, as in a nursery of the request's own.
 
-        The nursery lives until the response is finished and every task started
-        in it has returned; it is cancelled when the client goes away. An
-        exception in a task ends the request (500 if nothing was sent yet,
-        otherwise the connection is aborted).
+        The request lives until the response is finished and every task started
+        this way has returned; they are cancelled when the client goes away. An
+        exception in a task cancels the render and the other tasks and ends the
+        request (500 if nothing was sent yet, otherwise the connection is aborted).
         """
         if self._start_task is not None:
             self._start_task(fn, *args)
