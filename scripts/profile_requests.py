@@ -43,7 +43,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-import trioweb._request
+from trioweb import _request
 from trioweb.asgi import ASGIResource
 from trioweb.cli._static_options import static_root
 from trioweb.distrib import ResourcePublisher, ResourceSubscription, serve_publisher
@@ -55,6 +55,10 @@ from trioweb.static import File
 from trioweb.wsgi import WSGIResource
 
 PER_CONNECTION = 500
+# Under valgrind a request takes tens of milliseconds of wall time, past
+# WATCH_AFTER: every deferred request would start its disconnect watcher, which
+# at full speed almost none does, and the count would depend on the load.
+_request.WATCH_AFTER = 3600.0
 
 
 class Hello(Resource):
@@ -181,11 +185,6 @@ async def main(scenario: str, count: int, profile: bool, pattern: str | None) ->
                 root.putChild(b"u", await start_personal_server(nursery, tmp))
                 path = b"/u/big" if scenario == "distrib-1m" else b"/u/hello"
             elif scenario == "proxy":
-                # Under valgrind a proxied request runs ~50 times slower, long
-                # enough for its disconnect watcher to start (50 ms), which it
-                # never does at full speed: that would make the count depend on
-                # the machine's load.
-                trioweb._request.WATCH_AFTER = 3600.0
                 upstream, path = scenario_root("hello", tmp)
                 upstream_listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
                 await nursery.start(serve, Site(upstream), upstream_listeners)

@@ -17,18 +17,24 @@ class DelayedStarts:
     """Calls ``start()`` ``delay`` seconds after ``add(key, start)`` unless ``discard(key)`` came first.
 
     The delay is the same for everyone, so the order of arrival is the order
-    in which they are due: the task sleeps until the oldest is, and parks
-    while there is none.
+    in which they are due: the task sleeps until the oldest is. With none
+    due it waits one more ``delay`` before it parks, and is woken by the next
+    ``add`` only once parked: a server answering many quick requests (each
+    added and discarded before its time) wakes it once a ``delay``, not once
+    a request. An entry that comes during that wait is due after it ends, so
+    it still starts on time.
     """
 
     def __init__(self, delay: float) -> None:
         self.delay = delay
         self._due: dict[object, tuple[float, Callable[[], None]]] = {}  # in order of arrival
         self._lot = trio.lowlevel.ParkingLot()
+        self._parked = False
 
     def add(self, key: object, start: Callable[[], None]) -> None:
         self._due[key] = (trio.current_time() + self.delay, start)
-        if len(self._due) == 1:
+        if self._parked:
+            self._parked = False
             self._lot.unpark_all()
 
     def discard(self, key: object) -> None:
@@ -37,8 +43,12 @@ class DelayedStarts:
     async def run(self) -> None:
         due = self._due
         while True:
-            while not due:
-                await self._lot.park()
+            if not due:
+                await trio.sleep(self.delay)
+                if not due:
+                    self._parked = True
+                    await self._lot.park()
+                continue
             key = next(iter(due))
             when, start = due[key]
             if when > trio.current_time():

@@ -27,12 +27,17 @@ channel (the HTTP connection, or a personal server's ``RemoteChannel``):
   the Site's limit: 413, 408 or 400 otherwise), unless the resource streams
   it (``stream_request_body``);
 - a render that returns ``bytes`` is answered at once (no task is started);
-- ``NOT_DONE_YET`` or an ``async def`` render runs in the request's own
-  nursery (``_run_deferred``); the response is flushed as it is written. If
-  it is still running ``WATCH_AFTER`` (50 ms) after it began, a watcher
-  joins it that notices a client going away (cancelling the nursery). Most
-  deferred responses are done sooner, and spare the watcher's task, read and
-  cancellation, which would cost more than the rest of a quick response;
+- ``NOT_DONE_YET`` or an ``async def`` render is driven by ``_run_deferred``:
+  the render in the connection's task under a cancel scope, the tasks of
+  ``start_soon`` in the channel's ``task_host`` (the server's nursery; a
+  nursery of the request's own for a channel without one), each under its
+  own cancel scope; they are cancelled together when one fails or the client
+  goes away, and the request ends only once all have returned. The response
+  is flushed as it is written. If it is still running ``WATCH_AFTER`` (50 ms)
+  after it began, a watcher joins it that notices a client going away
+  (cancelling the render and the tasks). Most deferred responses are done
+  sooner, and spare the watcher's task, read and cancellation, which would
+  cost more than the rest of a quick response;
 - an exception before the response started gives a 500 page (details only
   with the Site's ``displayTracebacks``; bytes the resource wrote and that
   were still queued are dropped), a malformed form or query a 400; after the
@@ -92,6 +97,9 @@ SPOOL_SIZE = 1024 * 1024
 WATCH_AFTER = 0.05
 
 
+_PROTOCOLS = {b"1.1": b"HTTP/1.1", b"1.0": b"HTTP/1.0"}  # clientproto, made once
+
+
 class DeferredIdiomError(TypeError):
     """Twisted's Deferred API used where trioweb has an awaitable; the message
     says what to write instead (it is shown on the 500 page: it reveals
@@ -146,10 +154,12 @@ class Request:
     _deferred = False  # the response outlives render: writes wake the flusher
     _wakeup: trio.Event | None = None
     _done: trio.Event | None = None  # created when someone waits for a change
-    # While the request nursery is open: how start_soon starts a task in it.
+    # While the response is driven by _run_deferred: how start_soon starts a task.
     _start_task: Callable[..., None] | None = None
     _send_lock: trio.Lock | None = None
     _drains = 0
+    # Tasks start_soon was asked for before the request had a host for them (made on first use).
+    _tasks: list[tuple[Callable[..., Awaitable[Any]], tuple[Any, ...]]] | None = None
     _body_limit = 0  # set by process() once the resource is known, before anything reads the body
     _force_secure: bool | None = None  # set by setHost (a trusted proxy said how the client came)
     # What a resource adds to the access log's JSON line (the front: the user and the backend).
@@ -161,7 +171,7 @@ class Request:
         self.started_ns = time.monotonic_ns()  # the access log's duration
         self.method = head.method
         self.uri = head.target
-        self.clientproto = b"HTTP/" + head.version
+        self.clientproto = _PROTOCOLS.get(head.version) or b"HTTP/" + head.version
         self.requestHeaders = Headers.from_trusted_map(head.headers)
         self.responseHeaders = Headers()
         self.client: Address = channel.client
@@ -171,7 +181,6 @@ class Request:
         self.content: IO[bytes] = BytesIO()
         self.sitepath: list[bytes] = []
         self._pending: list[bytes] = []  # body written before the head is framed
-        self._tasks: list[tuple[Callable[..., Awaitable[Any]], tuple[Any, ...]]] = []
         target = head.target
         if target[:1] != b"/" and target != b"*":
             target = origin_form(target)
@@ -517,16 +526,18 @@ class Request:
             self._done = None
 
     def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
-        """Run ``fn(*args)`` in this request's nursery.
+        """Run ``fn(*args)`` beside the render, as in a nursery of the request's own.
 
-        The nursery lives until the response is finished and every task started
-        in it has returned; it is cancelled when the client goes away. An
-        exception in a task ends the request (500 if nothing was sent yet,
-        otherwise the connection is aborted).
+        The request lives until the response is finished and every task started
+        this way has returned; they are cancelled when the client goes away. An
+        exception in a task cancels the render and the other tasks and ends the
+        request (500 if nothing was sent yet, otherwise the connection is aborted).
         """
         if self._start_task is not None:
             self._start_task(fn, *args)
         else:
+            if self._tasks is None:
+                self._tasks = []
             self._tasks.append((fn, args))
 
     async def drain(self) -> None:
@@ -693,52 +704,92 @@ class Request:
         self.finish()
 
     async def _run_deferred(self, result: Any) -> None:
-        """Drive a response that outlives ``render`` (see the theory of operation)."""
+        """Drive a response that outlives ``render`` (see the theory of operation).
+
+        The render runs in this task; the tasks of ``start_soon`` and the
+        disconnect watcher run in the channel's ``task_host`` (a nursery that
+        outlives the request: the server's), or, for a channel without one, in
+        a nursery of the request's own.
+        """
+        host: trio.Nursery | None = getattr(self.channel, "task_host", None)
+        if host is not None:
+            await self._drive(result, host)
+        else:
+            async with trio.open_nursery() as nursery:
+                await self._drive(result, nursery)
+
+    async def _drive(self, result: Any, host: trio.Nursery) -> None:
+        """`_run_deferred` with ``host`` for the request's tasks.
+
+        What a nursery per request would give is kept: the render and every
+        task of the request are cancelled together (each in its own cancel
+        scope) when one of them fails or the client goes away, and this
+        returns only once every task of the request has returned. The render
+        is not in a nursery of its own because the exit of one is a trip
+        through the scheduler that most deferred responses need no other.
+        """
         channel = self.channel
         self._deferred = True
         failure: list[BaseException] = []
-        running = 0  # tasks started with start_soon that have not returned
-        watching = False  # the disconnect watcher was started
+        running = 0  # tasks of the request (start_soon's and the watcher) that have not returned
+        unfinished = 0  # of those, the start_soon tasks: the response waits for them
+        scopes: list[trio.CancelScope] = [trio.CancelScope()]  # the render's, then its tasks'
+        stopped = False
 
-        async with trio.open_nursery() as nursery:
+        def stop() -> None:
+            """Cancel the render and the request's tasks (those to come too)."""
+            nonlocal stopped
+            stopped = True
+            for scope in scopes:
+                scope.cancel()
 
-            async def task(fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
-                nonlocal running
-                try:
-                    await fn(*args)
-                except ConnectionLost:
-                    pass
-                except Exception as exc:
-                    failure.append(exc)
-                    nursery.cancel_scope.cancel()
-                finally:
-                    running -= 1
-                    self._notify_change()
-                    if self._wakeup is not None:
-                        self._wakeup.set()
-
-            async def watch() -> None:
-                await channel.watch_for_disconnect()
-                self._notify_change()  # waiters in notifyFinish see the loss first
-                nursery.cancel_scope.cancel()
-
-            def start_watching() -> None:
-                nonlocal watching
-                watching = True
-                nursery.start_soon(watch)
-
-            def start(fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
-                nonlocal running
-                running += 1
-                nursery.start_soon(task, fn, *args)
-
-            self._start_task = start
-            for fn, args in self._tasks:
-                start(fn, *args)
-            self._tasks.clear()
-            watchers = delayed_starts(WATCH_AFTER)
-            watchers.add(self, start_watching)
+        async def hosted(fn: Callable[..., Awaitable[Any]], *args: Any, watcher: bool = False) -> None:
+            nonlocal running, unfinished
+            scope = trio.CancelScope()
+            scopes.append(scope)
+            if stopped:
+                scope.cancel()
             try:
+                with scope:
+                    await fn(*args)
+            except ConnectionLost:
+                pass
+            except Exception as exc:
+                failure.append(exc)
+                stop()
+            finally:
+                scopes.remove(scope)
+                running -= 1
+                if not watcher:
+                    unfinished -= 1
+                self._notify_change()
+                if self._wakeup is not None:
+                    self._wakeup.set()
+
+        async def watch() -> None:
+            await channel.watch_for_disconnect()
+            self._notify_change()  # waiters in notifyFinish see the loss first
+            stop()
+
+        def start_watching() -> None:
+            nonlocal running
+            running += 1
+            host.start_soon(partial(hosted, watch, watcher=True))
+
+        def start(fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+            nonlocal running, unfinished
+            running += 1
+            unfinished += 1
+            host.start_soon(hosted, fn, *args)
+
+        self._start_task = start
+        for fn, args in self._tasks or ():
+            start(fn, *args)
+        self._tasks = None
+        watchers = delayed_starts(WATCH_AFTER)
+        watchers.add(self, start_watching)
+        try:
+            with scopes[0]:
                 if type(result) is bytes and not self.finished:
                     self.write(result)
                     self.finish()
@@ -756,26 +807,31 @@ class Request:
                         self.write(value)
                         self.finish()
                 while not failure and not channel.lost:
+                    if self.finished and unfinished == 0:
+                        break  # what is left to send, the channel sends, as after a synchronous render
                     self._wakeup = trio.Event()
                     if channel.has_output() or (self._pending and not channel.response_started):
                         await self.drain()
                         continue
-                    if self.finished and running == 0:
-                        break
                     await self._wakeup.wait()
-            except ConnectionLost:
-                pass
-            finally:
-                watchers.discard(self)
-            if watching or running:  # (cancelling costs; most quick responses have nothing to stop)
-                nursery.cancel_scope.cancel()
-        self._start_task = None
+        except ConnectionLost:
+            pass
+        finally:
+            watchers.discard(self)
+            if running:
+                # (cancelling costs; most quick responses have nothing to stop)
+                stop()
+                with trio.CancelScope(shield=True):
+                    while running:
+                        self._wakeup = trio.Event()
+                        await self._wakeup.wait()
+            self._start_task = None
         if failure and not channel.lost:
             page = self._failure(failure[0])
             if page is not None:
                 self.write(page)
                 self.finish()
-        if not self.finished and not channel.lost and running == 0 and not failure:
+        if not self.finished and not channel.lost and unfinished == 0 and not failure:
             log.error("%r: the response was never finished", self)
 
     def __repr__(self) -> str:

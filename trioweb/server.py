@@ -114,7 +114,10 @@ class Site(SiteSessions):
 
     async def handle(self, channel: HTTPConnection, head: RequestHead) -> None:
         """Answer one request head arriving on ``channel`` (the HTTP engine's callback)."""
-        await self.process(self.requestFactory(self, channel, head))
+        # What process does, with one coroutine less (this runs for every request).
+        rest = self.start_processing(self.requestFactory(self, channel, head))
+        if rest is not None:
+            await rest
 
     async def process(self, request: Request) -> None:
         """Traverse, read the body, render and answer ``request`` (see ``Request.process``).

@@ -411,6 +411,44 @@ async def test_client_disconnect_fails_notify_finish_and_cancels_the_nursery(sta
     assert not second.eof
 
 
+async def test_a_failing_task_cancels_the_render_and_its_siblings_before_the_500(start_site):
+    """The render and the request's tasks share one fate, as in a nursery of the
+    request's own: a task that fails cancels the render and the others, and
+    the 500 goes out only once they have all returned."""
+    cancelled: list[str] = []
+
+    class FailsInATask(Resource):
+        isLeaf = True
+
+        async def render_GET(self, request):
+            async def sibling():
+                try:
+                    await trio.sleep_forever()
+                finally:
+                    cancelled.append("sibling")
+
+            async def fails():
+                await trio.sleep(0.01)
+                raise ValueError("task failed")
+
+            request.start_soon(sibling)
+            request.start_soon(fails)
+            try:
+                await trio.sleep_forever()
+            finally:
+                cancelled.append("render")
+
+    site = await start_site(FailsInATask())
+    conn = await site.connect()
+    with trio.fail_after(5):
+        await conn.send(get())
+        first = await conn.read_response()
+        assert first.status == 500 and sorted(cancelled) == ["render", "sibling"]
+        await conn.send(get())
+        assert (await conn.read_response()).status == 500  # the connection goes on
+    assert sorted(cancelled) == ["render", "render", "sibling", "sibling"]
+
+
 async def test_notify_finish_completes_normally(start_site):
     finished = trio.Event()
 

@@ -125,8 +125,13 @@ class HTTPConnection:
         host: Address,
         is_secure: bool = False,
         server_header: bytes = b"trioweb",
+        task_host: trio.Nursery | None = None,
     ) -> None:
         self.stream = stream
+        # Where a request's tasks run beside it (``Request.start_soon``, the
+        # disconnect watcher): a nursery that outlives the request, so that a
+        # deferred response needs none of its own (None: it opens one).
+        self.task_host = task_host
         self.transport = transport_for(stream)
         self.handler = handler
         self.limits = limits
@@ -182,8 +187,9 @@ class HTTPConnection:
             self.lost = True
 
     async def _serve(self) -> None:
+        just_sent = False  # a response went out just now, with no yield since
         while not self.lost:
-            head = await self._next_head()
+            head = await self._next_head(just_sent)
             if head is None:
                 break
             self._reset_exchange(head)
@@ -201,7 +207,9 @@ class HTTPConnection:
             if not self.keep_alive or self.draining:
                 await self.flush()
                 break
+            just_sent = False
             if not self._next_head_is_parsed() or self._buffered() > READ_SIZE:
+                just_sent = bool(self._out)
                 await self.flush()
             elif self._requests_served % 16 == 0:
                 # Pipelined requests need no I/O wait: let other tasks run now and then.
@@ -244,8 +252,12 @@ class HTTPConnection:
     def _buffered(self) -> int:
         return sum(len(piece) for piece in self._out)
 
-    async def _next_head(self) -> RequestHead | None:
-        """The next request head, or None when the connection should close."""
+    async def _next_head(self, just_sent: bool = False) -> RequestHead | None:
+        """The next request head, or None when the connection should close.
+
+        ``just_sent``: a response was sent with no yield since, so the client
+        has had no time to send its next request: a read would only fail.
+        """
         events = self.parser.events
         if not events:
             if self.draining or self.parser.closed:
@@ -253,7 +265,7 @@ class HTTPConnection:
             # Waiting for a first byte. The server sweeps idle connections (see
             # expire_if_idle): a per-request timer here would cost more than
             # the rest of the wait.
-            data = self.transport.try_receive(READ_SIZE)
+            data = None if just_sent else self.transport.try_receive(READ_SIZE)
             if data is None:
                 self.idle_since = trio.current_time()
                 data = await self._receive(math.inf, wait_first=True)

@@ -103,10 +103,13 @@ class Server:
         self._stopping = trio.Event()
         self._drained = trio.Event()  # set once stopping and the last connection has closed
         self._accept_scope = trio.CancelScope()
+        # Where the tasks of requests run (see ``HTTPConnection.task_host``): set by ``serve``.
+        self._task_host: trio.Nursery | None = None
         self._busy = error_response(503, server_header, b"", retry_after=RETRY_AFTER)
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as connections:
+            self._task_host = connections
             with self._accept_scope:
                 async with trio.open_nursery() as acceptors:
                     for listener in self.listeners:
@@ -240,6 +243,7 @@ class Server:
             host=host,
             is_secure=secure,
             server_header=self.server_header,
+            task_host=self._task_host,
         )
         self.connections.add(conn)
         if self._stopping.is_set():
