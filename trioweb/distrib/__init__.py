@@ -20,7 +20,7 @@ does not import.
 from trioweb.distrib._admission import MAX_IN_FLIGHT, QUEUED_PER_SLOT
 from trioweb.distrib._backend import BackendStatus, BackendUnavailable
 from trioweb.distrib.publisher import PublisherServer, RemoteChannel, ResourcePublisher, serve_publisher
-from trioweb.distrib.status import StatusPage
+from trioweb.distrib.status import StatusPage, WorkerStatus
 from trioweb.distrib.subscription import ResourceSubscription
 from trioweb.distrib.userdir import UserDirectory
 
@@ -35,5 +35,6 @@ __all__ = [
     "ResourceSubscription",
     "StatusPage",
     "UserDirectory",
+    "WorkerStatus",
     "serve_publisher",
 ]
