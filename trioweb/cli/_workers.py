@@ -82,11 +82,20 @@ MAX_DELAY = 30.0
 STABLE_AFTER = 10.0  # a worker that ran this long resets the delay
 KILL_AFTER_DRAIN = 10.0  # beyond the drain timeout, a stopping worker is killed
 
-# Linux's socket filter options, and a classic BPF program of one instruction,
-# "return 0": every packet is dropped (on a TCP listener, every SYN).
+# Linux's socket filter options, and a classic BPF program for a TCP listener
+# (it sees each segment from its TCP header): drop a segment whose flags have
+# SYN without ACK (a new connection: the client retries in a second, and then
+# finds the port closed); let the rest through (the last ACK of a handshake
+# already begun, so that it lands in the queue the workers empty).
 SO_ATTACH_FILTER = 26
 SO_DETACH_FILTER = 27
-BPF_RET_K = 0x06
+DROP_NEW_CONNECTIONS = (
+    (0x30, 0, 0, 13),          # ldb [13]: the flags
+    (0x54, 0, 0, 0x12),        # and #(SYN | ACK)
+    (0x15, 0, 1, 0x02),        # jeq #SYN: next, else skip one
+    (0x06, 0, 0, 0),           # ret #0: drop
+    (0x06, 0, 0, 0xFFFFFFFF),  # ret #-1: keep
+)
 _ENDPOINT_KINDS: dict[str, type[Any]] = {kind.__name__: kind for kind in
                                          (TCPEndpoint, UNIXEndpoint, SSLEndpoint, SystemdEndpoint)}
 
@@ -156,7 +165,7 @@ def worker_role() -> WorkerRole | None:
                                f"its: {exc}") from None
 
 
-def _filter_program(*instructions: tuple[int, int]) -> tuple[bytes, Any]:
+def _filter_program(instructions: tuple[tuple[int, int, int, int], ...]) -> tuple[bytes, Any]:
     """A ``struct sock_fprog`` for ``SO_ATTACH_FILTER`` and the array it points to (keep it alive)."""
 
     class SockFilter(ctypes.Structure):
@@ -166,14 +175,14 @@ def _filter_program(*instructions: tuple[int, int]) -> tuple[bytes, Any]:
     class SockFprog(ctypes.Structure):
         _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
-    program = (SockFilter * len(instructions))(*(SockFilter(code, 0, 0, k) for code, k in instructions))
+    program = (SockFilter * len(instructions))(*(SockFilter(*instruction) for instruction in instructions))
     return bytes(SockFprog(len(instructions), ctypes.addressof(program))), program
 
 
 def _stop_admitting(endpoint: Endpoint, sock: trio.socket.SocketType) -> None:
     """Keep new connections out of ``sock``'s accept queue; what is queued stays."""
     if sock.family in (socket.AF_INET, socket.AF_INET6):
-        fprog, program = _filter_program((BPF_RET_K, 0))
+        fprog, program = _filter_program(DROP_NEW_CONNECTIONS)
         try:
             sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
         except OSError as exc:

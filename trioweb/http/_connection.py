@@ -314,9 +314,11 @@ class HTTPConnection:
             pass
 
     def close_if_idle(self) -> None:
-        """For a graceful stop: close now if waiting between requests."""
+        """For a graceful stop: close now if waiting between requests. A new
+        connection waits for its first request (within the header timeout):
+        its client connected to send one, and closing it would drop it."""
         self.draining = True
-        if self.idle_since is not None:
+        if self.idle_since is not None and self._requests_served:
             self._scope.cancel()
 
     def close_now_if_idle(self) -> None:

@@ -102,9 +102,8 @@ async def accept_backlog(listener: trio.abc.Listener[Any], dispatch: Callable[[t
                 stream = await listener.accept()
             except (OSError, trio.ClosedResourceError):
                 return
-        if waited.cancelled_caught:
-            return
-        dispatch(stream)
+        if not waited.cancelled_caught:  # else another process took it: look again
+            dispatch(stream)
 
 
 def _stream_addresses(stream: trio.abc.Stream) -> tuple[Address, Address, bool]:
@@ -168,7 +167,7 @@ class Server:
                     await listener.aclose()
             for conn in list(self.connections):
                 conn.close_if_idle()
-            if not self.connections:
+            if not self.admission.open:  # counted from accept: the backlog just taken too
                 self._drained.set()
             with trio.move_on_after(self.limits.drain_timeout):
                 await self._drained.wait()
@@ -280,6 +279,8 @@ class Server:
             await self._serve_admitted(stream, client, host, secure)
         finally:
             self.admission.leave(key)
+            if self._stopping.is_set() and not self.admission.open:
+                self._drained.set()
 
     async def _serve_admitted(self, stream: trio.abc.Stream, client: Address, host: Address, secure: bool) -> None:
         if isinstance(stream, trio.SSLStream):
@@ -308,5 +309,3 @@ class Server:
         finally:
             self.connections.discard(conn)
             self._requests_of_closed += conn._requests_served
-            if self._stopping.is_set() and not self.connections:
-                self._drained.set()
