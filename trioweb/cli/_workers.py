@@ -29,8 +29,9 @@ that drops SYNs on TCP listeners: clients retry and then find the port
 closed; the path removed on UNIX ones), and tells the workers to stop. Each
 worker accepts and answers what is already queued, drains, and exits; the
 supervisor waits (a worker still there ``--drain-timeout`` + 10 s later is
-killed), removes the filter (a socket systemd passed goes back clean), and
-exits 0. If the supervisor itself dies, each worker sees its lifeline close
+killed), and exits 0 (a socket systemd passed loses its filter first: it
+outlives us).
+If the supervisor itself dies, each worker sees its lifeline close
 and stops gracefully.
 
 A worker knows itself only: its index, pid, connections and requests
@@ -350,9 +351,12 @@ async def supervise(count: int, endpoints: list[Endpoint], *, certificates: dict
                         nursery.start_soon(supervisor.keep_running, index)
                     await _run(supervisor, signals, nursery, endpoints)
             finally:
-                for group in groups:
-                    for sock in group:
-                        _admit_again(sock)
+                # A socket systemd passed outlives us: it goes back clean (what is queued
+                # then waits for the next start). Ours close with the filter on.
+                for endpoint, group in zip(endpoints, groups, strict=True):
+                    if isinstance(endpoint, SystemdEndpoint):
+                        for sock in group:
+                            _admit_again(sock)
             if supervisor.failure is not None:
                 log.error("%s: stopping", supervisor.failure)
                 return 2 if supervisor.failure.returncode == 2 else 1
