@@ -159,7 +159,7 @@ def test_sigterm_under_load_with_two_workers_answers_every_request_sent(tmp_path
         assert pidfile.read_text().strip() == str(server.pid)  # the supervisor's
         clients = _OneRequestClients(port)
         wait_until_sync(lambda: clients.counts["answered"] > 100, timeout=30)
-        time.sleep(1)  # under load for a while (a stop in the first 0.1 s after the start is an open question)
+        time.sleep(1)  # under load for a while
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(30) == 0
         time.sleep(0.5)  # clients now find the port closed
