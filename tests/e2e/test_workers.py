@@ -148,7 +148,6 @@ class _OneRequestClients:
         return self.counts
 
 
-@pytest.mark.slow  # open: 1-2 connections of thousands are reset in about a third of the runs (the note)
 def test_sigterm_under_load_with_two_workers_answers_every_request_sent(tmp_path):
     port = free_port()
     env, _content = _site(tmp_path)

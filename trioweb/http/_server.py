@@ -147,7 +147,8 @@ class Server:
         self._refusal_log = RateLimitedLog(log, burst=1, period=60.0)
         self._refusals_in_flight = 0
         self._stopping = trio.Event()
-        self._drained = trio.Event()  # set once stopping and the last connection has closed
+        self._drained = trio.Event()  # set once the listeners are closed and the last connection too
+        self._listeners_closed = False  # at a stop, after the backlog was taken
         self._accept_scope = trio.CancelScope()
         self._busy = error_response(503, server_header, b"", retry_after=RETRY_AFTER)
 
@@ -165,6 +166,7 @@ class Server:
                 with trio.CancelScope(shield=True):
                     await accept_backlog(listener, self._dispatcher(listener, connections))
                     await listener.aclose()
+            self._listeners_closed = True
             for conn in list(self.connections):
                 conn.close_if_idle()
             if not self.admission.open:  # counted from accept: the backlog just taken too
@@ -279,7 +281,7 @@ class Server:
             await self._serve_admitted(stream, client, host, secure)
         finally:
             self.admission.leave(key)
-            if self._stopping.is_set() and not self.admission.open:
+            if self._listeners_closed and not self.admission.open:
                 self._drained.set()
 
     async def _serve_admitted(self, stream: trio.abc.Stream, client: Address, host: Address, secure: bool) -> None:
