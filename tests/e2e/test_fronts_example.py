@@ -35,7 +35,7 @@ def test_nginx_balances_two_fronts_and_each_sees_the_real_client(tmp_path):
     (site / "index.html").write_text("one site, two fronts\n")
     logs = [tmp_path / "front1.log", tmp_path / "front2.log"]
     with trioweb("--path", str(site), "--listen", f"tcp:{ports[8081]}:interface=127.0.0.1:proxy=1",
-                 "--logfile", str(logs[0]), "--access-log-format", "json", port=ports[8081]), \
+                 "--logfile", str(logs[0]), "--access-log-format", "json", port=ports[8081]) as first, \
             trioweb("--path", str(site), "--workers", "2",
                     "--listen", f"tcp:{ports[8082]}:interface=127.0.0.1:proxy=1",
                     "--logfile", str(logs[1]), "--access-log-format", "json", port=ports[8082]) as second, \
@@ -43,7 +43,7 @@ def test_nginx_balances_two_fronts_and_each_sees_the_real_client(tmp_path):
         for _ in range(10):
             done = curl("--interface", "127.0.0.2", f"http://127.0.0.1:{ports[8080]}/")
             assert done.stdout == b"one site, two fronts\n", done
-        assert second.stop() == 0
+        assert first.stop() == 0 and second.stop() == 0  # each flushes its access log
     records = [[json.loads(line) for line in Path(log).read_text().splitlines()] for log in logs]
     assert all(len(served) >= 3 for served in records), [len(served) for served in records]  # both fronts serve
     # The front's peer is nginx (127.0.0.1); the PROXY header names the client.

@@ -53,6 +53,10 @@ REFUSAL_LINGER = 1.0
 MAX_REFUSALS_IN_FLIGHT = 256
 # At a stop, how long to wait for a queued connection another process may have taken first.
 BACKLOG_WAIT = 0.05
+# At a stop, at most this many queued connections are taken from one listener
+# (its usual backlog): clients that keep connecting cannot hold the stop off.
+MAX_BACKLOG_TAKEN = 1024
+MAX_BACKLOG_SECONDS = 1.0
 
 
 async def accept_forever(listener: trio.abc.Listener[Any], dispatch: Callable[[trio.abc.Stream], None]) -> None:
@@ -95,15 +99,19 @@ def _has_backlog(listener: trio.abc.Listener[Any]) -> bool:
 
 
 async def accept_backlog(listener: trio.abc.Listener[Any], dispatch: Callable[[trio.abc.Stream], None]) -> None:
-    """Accept, and hand to ``dispatch``, the connections queued on ``listener`` now."""
-    while _has_backlog(listener):
-        with trio.move_on_after(BACKLOG_WAIT) as waited:
-            try:
-                stream = await listener.accept()
-            except (OSError, trio.ClosedResourceError):
+    """Accept, and hand to ``dispatch``, the connections queued on ``listener`` now
+    (at most ``MAX_BACKLOG_TAKEN``, for at most ``MAX_BACKLOG_SECONDS``)."""
+    with trio.move_on_after(MAX_BACKLOG_SECONDS):
+        for _ in range(MAX_BACKLOG_TAKEN):
+            if not _has_backlog(listener):
                 return
-        if not waited.cancelled_caught:  # else another process took it: look again
-            dispatch(stream)
+            with trio.move_on_after(BACKLOG_WAIT) as waited:
+                try:
+                    stream = await listener.accept()
+                except (OSError, trio.ClosedResourceError):
+                    return
+            if not waited.cancelled_caught:  # else another process took it: look again
+                dispatch(stream)
 
 
 def _stream_addresses(stream: trio.abc.Stream) -> tuple[Address, Address, bool]:
