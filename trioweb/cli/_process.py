@@ -211,6 +211,7 @@ async def run_site(
             drop_privileges(uid, gid)
             site = reloader.site
             server = Server(site, listeners)
+            server.take_backlog_at_stop = adopted is not None  # the supervisor keeps new connections out
             on_server(server)
             reloader.switch = lambda new: server.replace_site(new, handler_for(new))
             reloader.switch(site)

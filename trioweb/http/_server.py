@@ -16,10 +16,11 @@ On a ``ProxyProtocolListener`` each connection's PROXY header is read first
 applies, not the per-address one. ``replace_handler`` is how a reload reaches open
 connections.
 
-At a stop, what the kernel has already queued on a listener (connections
-whose handshake is done) is accepted and served before the listener
-closes, instead of being reset: a ``--workers`` supervisor keeps new
-connections out first (``trioweb.cli._workers``), so this empties the queue.
+With ``take_backlog_at_stop``, what the kernel has already queued on a
+listener (connections whose handshake is done) is accepted and served at a
+stop before the listener closes, instead of being reset: for a
+``--workers`` worker, whose supervisor keeps new connections out first
+(``trioweb.cli._workers``), so that this empties the queue.
 ``accepted`` and ``requests_served()`` count, for a status page.
 """
 
@@ -148,6 +149,9 @@ class Server:
         self.limits = limits
         self.server_header = server_header
         self.connections: set[HTTPConnection] = set()
+        # Whether a stop takes the accept queue first: only when something else keeps
+        # new connections out of it meanwhile (a --workers supervisor), else it never empties.
+        self.take_backlog_at_stop = False
         self.accepted = 0  # connections admitted since the start
         self._requests_of_closed = 0  # requests served on connections closed since
         self.admission = Admission(limits.max_connections, limits.max_connections_per_address)
@@ -172,7 +176,8 @@ class Server:
                     acceptors.cancel_scope.cancel()
             for listener in self.listeners:
                 with trio.CancelScope(shield=True):
-                    await accept_backlog(listener, self._dispatcher(listener, connections))
+                    if self.take_backlog_at_stop:
+                        await accept_backlog(listener, self._dispatcher(listener, connections))
                     await listener.aclose()
             self._listeners_closed = True
             for conn in list(self.connections):
