@@ -76,6 +76,7 @@ __all__ = [
     "TCPEndpoint",
     "UNIXClientEndpoint",
     "UNIXEndpoint",
+    "adopt_listeners",
     "certificate_store",
     "inherited_endpoints",
     "open_listeners",
@@ -527,6 +528,34 @@ def _systemd_listener(endpoint: SystemdEndpoint, taken: set[int]) -> trio.Socket
     return trio.SocketListener(trio.socket.from_stdlib_socket(sock))
 
 
+def _serving(endpoint: Endpoint, plain: trio.SocketListener,
+             certificates: dict[SSLEndpoint, CertificateStore] | None) -> trio.abc.Listener[Any]:
+    """``plain`` as ``endpoint`` serves it: behind a PROXY header, under TLS."""
+    wrapped: trio.abc.Listener[Any] = ProxyProtocolListener(plain) if endpoint.proxy else plain
+    if isinstance(endpoint, SSLEndpoint):
+        store = (certificates or {}).get(endpoint) or certificate_store(endpoint)
+        return trio.SSLListener(wrapped, store.listener_context, https_compatible=True)
+    return wrapped
+
+
+def adopt_listeners(endpoints: list[Endpoint], fds: list[list[int]], *,
+                    certificates: dict[SSLEndpoint, CertificateStore] | None = None) -> list[trio.abc.Listener[Any]]:
+    """Listeners on sockets another process opened for ``endpoints`` and passed
+    us (``fds[i]`` are endpoint ``i``'s, a ``--workers`` supervisor's): wrapped
+    as ``open_listeners`` wraps them, but closing them neither removes a UNIX
+    socket nor releases its lock, which stay the opener's."""
+    if len(fds) != len(endpoints):
+        raise EndpointError(f"{len(fds)} groups of sockets were passed for {len(endpoints)} endpoints")
+    listeners: list[trio.abc.Listener[Any]] = []
+    for endpoint, group in zip(endpoints, fds, strict=True):
+        for fd in group:
+            sock = stdlib_socket.socket(fileno=fd)
+            os.set_inheritable(fd, False)
+            listeners.append(_serving(endpoint, trio.SocketListener(trio.socket.from_stdlib_socket(sock)),
+                                      certificates))
+    return listeners
+
+
 @asynccontextmanager
 async def open_listeners(
     endpoints: list[Endpoint], *, certificates: dict[SSLEndpoint, CertificateStore] | None = None
@@ -542,23 +571,21 @@ async def open_listeners(
     systemd_taken: set[int] = set()
     try:
         for endpoint in endpoints:
-            opened: list[trio.abc.Listener[Any]] = []
+            opened: list[trio.SocketListener] = []
             if isinstance(endpoint, UNIXEndpoint):
                 unix_listener, lock = await _unix_listener(endpoint)
                 opened.append(unix_listener)
                 unix_paths.append((endpoint.path, lock))
             elif isinstance(endpoint, SystemdEndpoint):
                 opened.append(_systemd_listener(endpoint, systemd_taken))
-            elif isinstance(endpoint, SSLEndpoint):
-                store = (certificates or {}).get(endpoint) or certificate_store(endpoint)
-                for plain in await _tcp_listeners(endpoint):
-                    wrapped: trio.abc.Listener[Any] = ProxyProtocolListener(plain) if endpoint.proxy else plain
-                    opened.append(trio.SSLListener(wrapped, store.listener_context, https_compatible=True))
-                listeners.extend(opened)
-                continue
             else:
                 opened.extend(await _tcp_listeners(endpoint))
-            listeners.extend(ProxyProtocolListener(one) if endpoint.proxy else one for one in opened)
+            for plain in opened:
+                try:
+                    listeners.append(_serving(endpoint, plain, certificates))
+                except BaseException:
+                    await plain.aclose()
+                    raise
         yield listeners
     finally:
         for listener in listeners:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import importlib
 import logging
+import math
 import os
+import sys
 from typing import Any
 
 import click
@@ -43,6 +45,7 @@ from trioweb.cli._static_options import static_options, static_root
 from trioweb.cli._twistd_options import apply_twistd_options, twistd_options
 from trioweb.cli._units import command_path, install_units
 from trioweb.cli._welcome import WelcomePage
+from trioweb.cli._workers import ServingProcess, check_workers, supervise, worker_role, workers_option
 from trioweb.config import Config, load
 from trioweb.endpoints import EndpointError, SSLEndpoint, certificate_store, inherited_endpoints, parse_endpoint
 from trioweb.resource import Resource
@@ -134,6 +137,7 @@ def _build_site(options: dict[str, Any], personal: Any, limits: Any, headers: li
 @click.option("--pidfile", metavar="FILE", help="Write the process id here while running.")
 @click.option("--uid", metavar="USER", help="Run as this user after the listeners are open.")
 @click.option("--gid", metavar="GROUP", help="Run as this group after the listeners are open.")
+@workers_option
 @static_options
 @app_options
 @distrib_options
@@ -153,6 +157,12 @@ def main(**options: Any) -> None:
     SIGHUP reloads (the tree, certificates, log files), SIGUSR1 reopens the
     log files. Every option may also come from the environment as
     TRIOWEB_<OPTION> (TRIOWEB_LISTEN="tcp:80 tcp:81" for repeated ones)."""
+    started_in = os.getcwd()  # where workers start (and apply --rundir again)
+    role = worker_role()  # a --workers supervisor started us
+    workers = 1 if role else options.pop("workers")
+    options.pop("workers", None)
+    if role:
+        options["pidfile"] = None  # the supervisor's
     deprecated_listen = apply_twistd_options(options)  # first: --umask and --rundir apply to what follows
     put_cwd_on_path()  # after --rundir: the directory the server runs in
     config = config_from(options)
@@ -163,12 +173,14 @@ def main(**options: Any) -> None:
     personal = personal_settings(options)
     front = HostingOptions(options, personal=personal is not None)
     remote = RemoteOptions(options, personal=personal is not None)
+    check_workers(workers, personal is not None)
     if front.install_units:
         tree = os.path.abspath(options["path"]) if options["path"] else None
         click.echo(install_units(command_path(), tree, front.idle_exit))
         return
     log_path = options["logfile"] or (personal.log_path if personal else "-")
-    error_logs = configure_logging(options, log_path if personal and log_path != "-" else None)  # errors too
+    error_logs = configure_logging(options, log_path if personal and log_path != "-" else None,  # errors too
+                                   tag=f"worker {role.index}: " if role else "")
     default_listen = [parse_endpoint(f"unix:{PERSONAL_SOCKET}:mode=666" if personal else "tcp:8080")]
     inherited = inherited_endpoints(unset_environment=True)  # systemd's sockets are ours, not our children's
     try:
@@ -176,9 +188,26 @@ def main(**options: Any) -> None:
         endpoints = [parse_endpoint(e) for e in listen] or inherited or default_listen
     except EndpointError as exc:
         raise click.UsageError(str(exc)) from None
+    if role:
+        endpoints = role.endpoints  # the supervisor's (it may have had systemd's sockets)
     remote.check_listeners(endpoints)
     try:
         certificates = {e: certificate_store(e) for e in endpoints if isinstance(e, SSLEndpoint)}
+    except EndpointError as exc:
+        raise click.ClickException(str(exc)) from None
+    uid = uid_of(options["uid"]) if options["uid"] else (config.uid if config else None)
+    gid = gid_of(options["gid"]) if options["gid"] else (config.gid if config else None)
+    if workers > 1:
+        try:
+            status = trio.run(lambda: supervise(
+                workers, endpoints, certificates=certificates, pidfile=options["pidfile"], uid=uid, gid=gid,
+                cwd=started_in, grace=options["health_grace"], drain_timeout=limits.drain_timeout))
+        except EndpointError as exc:
+            raise click.ClickException(str(exc)) from None
+        raise SystemExit(status)
+    if role and log_path == "-":
+        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # whole lines, shared with others
+    try:
         if config and config.site:
             access_log = config.site.access_log  # the file's Site has settled its log
         else:
@@ -198,8 +227,6 @@ def main(**options: Any) -> None:
 
     reloader = Reloader(build_site, access_log=access_log, error_logs=error_logs,
                         certificates=list(certificates.values()))
-    uid = uid_of(options["uid"]) if options["uid"] else (config.uid if config else None)
-    gid = gid_of(options["gid"]) if options["gid"] else (config.gid if config else None)
     if personal and (uid is not None or gid is not None):
         raise click.UsageError("--personal runs as the user who starts it: --uid/--gid (and a config file's uid/gid) "
                                "do not apply.")
@@ -209,10 +236,15 @@ def main(**options: Any) -> None:
             trio.run(with_lifespan(app, lambda: run_personal(reloader, endpoints, personal, certificates=certificates,
                                                              pidfile=options["pidfile"], idle_exit=front.idle_exit)))
         else:
-            handler_for = front.with_status_page(with_health_check(options, lambda: reloader.draining))
-            trio.run(with_lifespan(app, lambda: run_site(reloader, endpoints, handler_for=handler_for,
-                                                         certificates=certificates, pidfile=options["pidfile"],
-                                                         uid=uid, gid=gid, grace=options["health_grace"])))
+            process = ServingProcess(role.index, role.count) if role else ServingProcess()
+            handler_for = front.with_status_page(with_health_check(options, lambda: reloader.draining), process.status)
+            # A worker's grace ends when its supervisor says (a second stop signal), after it held new
+            # connections back.
+            grace = math.inf if role and options["health_grace"] > 0 else options["health_grace"]
+            trio.run(with_lifespan(app, lambda: run_site(
+                reloader, endpoints, handler_for=handler_for, certificates=certificates, pidfile=options["pidfile"],
+                uid=uid, gid=gid, grace=grace, adopted=role.fds if role else None, on_server=process.serving,
+                companion=role.keep_lifeline if role else None)))
     except EndpointError as exc:
         raise click.ClickException(str(exc)) from None
     finally:

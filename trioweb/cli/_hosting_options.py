@@ -34,7 +34,7 @@ from typing import Any
 
 import click
 
-from trioweb.distrib import BackendStatus, StatusPage, UserDirectory
+from trioweb.distrib import BackendStatus, StatusPage, UserDirectory, WorkerStatus
 from trioweb.http import Handler, HTTPConnection, RequestHead
 from trioweb.resource import Resource
 from trioweb.server import Site, TrustedProxies
@@ -131,13 +131,15 @@ class HostingOptions:
     def backends(self) -> dict[str, BackendStatus]:
         return self.directory.backends() if self.directory is not None else {}
 
-    def with_status_page(self, handler_for: Callable[[Site], Handler]) -> Callable[[Site], Handler]:
+    def with_status_page(self, handler_for: Callable[[Site], Handler],
+                         workers: Callable[[], list[WorkerStatus]] = lambda: []) -> Callable[[Site], Handler]:
         """How a Site is put in service: as ``handler_for`` does, or, with
-        ``--status-path``, with that path answered by the status page first."""
+        ``--status-path``, with that path answered by the status page first
+        (with the serving process's row from ``workers``)."""
         if not self.status_path:
             return handler_for
         target = self.status_path.encode("utf-8")
-        page = StatusPage(self.backends, self.status_allow)
+        page = StatusPage(self.backends, self.status_allow, workers)
 
         def with_status(site: Site) -> Handler:
             status = Site(page, limits=site.limits, headers=site.extra_headers, server_header=site.server_header,

@@ -82,10 +82,11 @@ def _journal_is_stderr() -> bool:
     return (info.st_dev, info.st_ino) == (device, inode)
 
 
-def configure_logging(options: dict[str, Any], personal_log: str | None) -> list[ReopenableFileHandler]:
-    """Set up the server log; the file handlers SIGHUP and SIGUSR1 reopen."""
+def configure_logging(options: dict[str, Any], personal_log: str | None, tag: str = "") -> list[ReopenableFileHandler]:
+    """Set up the server log, each message after ``tag`` (``worker 1: ``);
+    the file handlers SIGHUP and SIGUSR1 reopen."""
     level = getattr(logging, options["log_level"].upper())
-    stamped = logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s")
+    stamped = logging.Formatter(f"%(asctime)s %(name)s %(levelname)s {tag}%(message)s")
     root = logging.getLogger()
     root.setLevel(level)
     files: list[ReopenableFileHandler] = []
@@ -98,7 +99,7 @@ def configure_logging(options: dict[str, Any], personal_log: str | None) -> list
     if not options["error_log"]:
         console = logging.StreamHandler(sys.stderr)
         journal = _journal_is_stderr()
-        console.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s") if journal else stamped)
+        console.setFormatter(logging.Formatter(f"%(name)s %(levelname)s {tag}%(message)s") if journal else stamped)
         root.addHandler(console)
     return files
 

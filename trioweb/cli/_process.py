@@ -27,8 +27,8 @@ import logging
 import os
 import pwd
 import resource
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
 import click
@@ -39,7 +39,7 @@ from trioweb.cli import _systemd
 from trioweb.cli._distrib_options import PersonalSettings, SetupError
 from trioweb.cli._reload import HANDLED_SIGNALS, Reloader, handle_signals
 from trioweb.distrib import PublisherServer, ResourcePublisher
-from trioweb.endpoints import Endpoint, SSLEndpoint, SystemdEndpoint, UNIXEndpoint, open_listeners
+from trioweb.endpoints import Endpoint, SSLEndpoint, SystemdEndpoint, UNIXEndpoint, adopt_listeners, open_listeners
 from trioweb.http import Handler
 from trioweb.server import Server, Site
 from trioweb.tls import CertificateStore
@@ -112,7 +112,7 @@ def log_opened(path: str, opener: Callable[[str], T]) -> T:
 
 
 @contextmanager
-def _pidfile(path: str | None, uid: int | None = None, gid: int | None = None) -> Iterator[None]:
+def hold_pidfile(path: str | None, uid: int | None = None, gid: int | None = None) -> Iterator[None]:
     """Hold ``path`` (see the module docstring) while running; SetupError if it cannot be."""
     if not path:
         yield
@@ -150,7 +150,7 @@ def _pidfile(path: str | None, uid: int | None = None, gid: int | None = None) -
 
 async def _serve_until_signal(
     signals: Any, serve: Callable[..., Awaitable[None]], stop: Callable[[], None], what: str, reloader: Reloader,
-    grace: float = 0,
+    grace: float = 0, companion: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Run ``serve`` (started with task_status) until it returns, acting on
     what ``signals`` (a receiver of ``HANDLED_SIGNALS``, opened before the
@@ -158,7 +158,8 @@ async def _serve_until_signal(
     SIGTERM or SIGQUIT (nginx's graceful stop) calls ``stop``, which must
     make ``serve`` return (even if called before ``serve`` has started);
     SIGHUP reloads, SIGUSR1 reopens the logs. The access log is flushed every
-    second and at the end."""
+    second and at the end. ``companion`` (a worker's lifeline) runs beside
+    once serving has started."""
     try:
         async with trio.open_nursery() as nursery:
 
@@ -175,6 +176,8 @@ async def _serve_until_signal(
             await nursery.start(run)
             nursery.start_soon(flush_every_second)
             nursery.start_soon(_systemd.watchdog)
+            if companion is not None:
+                nursery.start_soon(companion)
             log.info("trioweb %s %s", __version__, what)
             _systemd.notify("READY=1", f"STATUS={what}", f"MAINPID={os.getpid()}")
     finally:
@@ -191,21 +194,47 @@ async def run_site(
     uid: int | None = None,
     gid: int | None = None,
     grace: float = 0,
+    adopted: list[list[int]] | None = None,
+    on_server: Callable[[Server], None] = lambda server: None,
+    companion: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Serve the reloader's Site on ``endpoints`` until SIGINT/SIGTERM, then stop gracefully.
 
     ``handler_for(site)`` is how a Site is put in service (the health check
     wraps it); a reload puts the new Site in service the same way. A stop
-    signal waits ``grace`` seconds before it stops (see ``handle_signals``)."""
-    with trio.open_signal_receiver(*HANDLED_SIGNALS) as signals, _pidfile(pidfile, uid, gid):
-        async with open_listeners(endpoints, certificates=certificates) as listeners:
+    signal waits ``grace`` seconds before it stops (see ``handle_signals``).
+    A ``--workers`` worker serves the sockets its supervisor opened
+    (``adopted``: their descriptors, by endpoint) and runs ``companion``;
+    ``on_server`` is given the Server (for the status page)."""
+    with trio.open_signal_receiver(*HANDLED_SIGNALS) as signals, hold_pidfile(pidfile, uid, gid):
+        async with _listening(endpoints, certificates, adopted) as listeners:
             drop_privileges(uid, gid)
             site = reloader.site
             server = Server(site, listeners)
+            server.take_backlog_at_stop = adopted is not None  # the supervisor keeps new connections out
+            on_server(server)
             reloader.switch = lambda new: server.replace_site(new, handler_for(new))
             reloader.switch(site)
             await _serve_until_signal(signals, server.serve, server.stop,
-                                      "serving on " + ", ".join(map(_describe, endpoints)), reloader, grace)
+                                      "serving on " + ", ".join(map(describe, endpoints)), reloader, grace,
+                                      companion)
+
+
+@asynccontextmanager
+async def _listening(endpoints: list[Endpoint], certificates: dict[SSLEndpoint, CertificateStore] | None,
+                     adopted: list[list[int]] | None) -> AsyncIterator[list[trio.abc.Listener[Any]]]:
+    """The listeners ``run_site`` serves: opened here, or adopted from a supervisor (closed, never removed)."""
+    if adopted is None:
+        async with open_listeners(endpoints, certificates=certificates) as listeners:
+            yield listeners
+        return
+    listeners = adopt_listeners(endpoints, adopted, certificates=certificates)
+    try:
+        yield listeners
+    finally:
+        for listener in listeners:
+            with trio.CancelScope(shield=True):
+                await listener.aclose()
 
 
 async def run_personal(
@@ -220,7 +249,7 @@ async def run_personal(
     """Publish the reloader's Site to front servers on ``endpoints`` until SIGINT/SIGTERM
     (or ``idle_exit`` seconds without a request), then drain. ``ssl:`` listeners
     serve ``certificates`` (which a reload reloads)."""
-    with trio.open_signal_receiver(*HANDLED_SIGNALS) as signals, _pidfile(pidfile):
+    with trio.open_signal_receiver(*HANDLED_SIGNALS) as signals, hold_pidfile(pidfile):
         async with open_listeners(endpoints, certificates=certificates) as listeners:
             publisher = ResourcePublisher(reloader.site)
 
@@ -233,11 +262,11 @@ async def run_personal(
                                      idle_timeout=settings.peer_idle_timeout,
                                      drain_timeout=reloader.site.limits.drain_timeout, idle_exit=idle_exit)
             await _serve_until_signal(signals, server.serve, server.stop,
-                                      "publishing to front servers on " + ", ".join(map(_describe, endpoints)),
+                                      "publishing to front servers on " + ", ".join(map(describe, endpoints)),
                                       reloader)
 
 
-def _describe(endpoint: Endpoint) -> str:
+def describe(endpoint: Endpoint) -> str:
     if isinstance(endpoint, UNIXEndpoint):
         return f"unix:{endpoint.path}"
     if isinstance(endpoint, SystemdEndpoint):

@@ -24,7 +24,7 @@ from trioweb.distrib._admission import MAX_IN_FLIGHT, QUEUED_PER_SLOT
 from trioweb.distrib._backend import BackendStatus, BackendUnavailable
 from trioweb.distrib._remote import RemoteUsers, UsersMapError, parse_users_map
 from trioweb.distrib.publisher import PublisherServer, RemoteChannel, ResourcePublisher, serve_publisher
-from trioweb.distrib.status import StatusPage
+from trioweb.distrib.status import StatusPage, WorkerStatus
 from trioweb.distrib.subscription import ResourceSubscription
 from trioweb.distrib.userdir import UserDirectory
 
@@ -41,6 +41,7 @@ __all__ = [
     "StatusPage",
     "UserDirectory",
     "UsersMapError",
+    "WorkerStatus",
     "parse_users_map",
     "serve_publisher",
 ]

@@ -10,6 +10,13 @@ and the state of its circuit breaker.
 ``?format=prometheus`` gives the same figures in Prometheus's text
 exposition format (version 0.0.4), written here: no dependency.
 
+With ``workers`` (a callable giving ``WorkerStatus`` rows) it also shows
+the serving process: its index among the ``--workers`` processes, its pid,
+its open connections, the connections it accepted and the requests it read.
+One request is answered by one process, so the row is that process's, and
+the backends' rows are its view too (each worker keeps its own connections
+to the personal servers).
+
 Only clients ``allowed`` names (a ``TrustedProxies`` or its spec: addresses,
 CIDR networks, ``unix``; loopback and UNIX-socket peers by default) see it;
 to anyone else it is the ordinary 404, as if there were none. The client
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from html import escape
 from typing import TYPE_CHECKING
 
@@ -32,10 +40,24 @@ from trioweb.server import TrustedProxies
 if TYPE_CHECKING:
     from trioweb._request import Request
 
-__all__ = ["StatusPage"]
+__all__ = ["StatusPage", "WorkerStatus"]
 
 LOOPBACK = "127.0.0.1,::1,unix"
 PROMETHEUS_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    """One serving process: its index of ``count``, pid, start (Unix time),
+    open connections, connections accepted and requests read since."""
+
+    index: int
+    count: int
+    pid: int
+    started_at: float
+    connections: int
+    accepted: int
+    requests: int
 
 
 class StatusPage(Resource):
@@ -44,9 +66,11 @@ class StatusPage(Resource):
     isLeaf = True
 
     def __init__(self, backends: Callable[[], dict[str, BackendStatus]],
-                 allowed: TrustedProxies | str = LOOPBACK) -> None:
+                 allowed: TrustedProxies | str = LOOPBACK,
+                 workers: Callable[[], list[WorkerStatus]] = lambda: []) -> None:
         super().__init__()
         self.backends = backends
+        self.workers = workers
         self.allowed = TrustedProxies(allowed) if isinstance(allowed, str) else allowed
 
     def render_GET(self, request: Request) -> bytes:
@@ -56,9 +80,9 @@ class StatusPage(Resource):
         statuses = sorted(self.backends().items())
         if request.args.get(b"format") == [b"prometheus"]:
             request.setHeader(b"content-type", PROMETHEUS_TYPE)
-            return prometheus_text(statuses).encode("utf-8")
+            return (prometheus_text(statuses) + workers_prometheus(self.workers())).encode("utf-8")
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
-        return html_page(statuses).encode("utf-8")
+        return html_page(statuses, self.workers()).encode("utf-8")
 
     render_HEAD = render_GET
 
@@ -71,7 +95,33 @@ def _milliseconds(seconds: float | None) -> str:
     return "" if seconds is None else f"{seconds * 1000:.1f} ms"
 
 
-def html_page(statuses: list[tuple[str, BackendStatus]]) -> str:
+def workers_html(workers: list[WorkerStatus]) -> str:
+    if not workers:
+        return ""
+    rows = "".join(
+        f"<tr><td>{w.index} of {w.count}</td><td>{w.pid}</td><td>{_when(w.started_at)}</td>"
+        f"<td>{w.connections}</td><td>{w.accepted}</td><td>{w.requests}</td></tr>" for w in workers)
+    return ("<h2>Worker</h2><p>The process that answered this request.</p><table><tr><th>worker</th><th>pid</th>"
+            "<th>started</th><th>open connections</th><th>connections accepted</th><th>requests</th></tr>"
+            f"{rows}</table>")
+
+
+def workers_prometheus(workers: list[WorkerStatus]) -> str:
+    lines: list[str] = []
+    for name, kind, help_text, value in (
+        ("trioweb_worker_connections", "gauge", "Connections the answering worker has open.", "connections"),
+        ("trioweb_worker_connections_total", "counter", "Connections the answering worker accepted.", "accepted"),
+        ("trioweb_worker_requests_total", "counter", "Requests the answering worker read.", "requests"),
+        ("trioweb_worker_start_time_seconds", "gauge", "When the answering worker started (Unix time).",
+         "started_at"),
+    ):
+        lines.append(f"# HELP {name} {help_text}")
+        lines.append(f"# TYPE {name} {kind}")
+        lines.extend(f'{name}{{worker="{w.index}",pid="{w.pid}"}} {getattr(w, value)}' for w in workers)
+    return "".join(line + "\n" for line in lines)
+
+
+def html_page(statuses: list[tuple[str, BackendStatus]], workers: list[WorkerStatus] | None = None) -> str:
     rows = "".join(
         f'<tr class="{escape(status.state)}"><td>{escape(name)}</td><td>{escape(status.state)}</td>'
         f"<td>{escape(status.circuit)}</td>"
@@ -88,7 +138,7 @@ def html_page(statuses: list[tuple[str, BackendStatus]]) -> str:
         f"<p>{_when(time.time())}</p><table><tr><th>backend</th><th>state</th><th>circuit</th><th>last error</th>"
         "<th>when</th><th>in flight</th><th>requests</th><th>502</th><th>503</th><th>504</th><th>p50</th>"
         "<th>p99</th></tr>"
-        f"{rows}</table></body></html>\n"
+        f"{rows}</table>{workers_html(workers or [])}</body></html>\n"
     )
 
 

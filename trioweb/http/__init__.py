@@ -22,7 +22,7 @@ from trioweb.http._limits import KiB, Limits, MiB
 from trioweb.http._parser import END_OF_MESSAGE, ParseError, RequestHead, RequestParser
 from trioweb.http._proxy_protocol import ProxyProtocolError, ProxyProtocolListener
 from trioweb.http._ratelimit import RateLimitedLog
-from trioweb.http._server import Server, accept_forever
+from trioweb.http._server import Server, accept_forever, socket_listener_of
 from trioweb.http._status import *  # noqa: F403  (Twisted's status names, listed in its __all__)
 from trioweb.http._syntax import (
     HOP_BY_HOP,
@@ -73,6 +73,7 @@ __all__ = [
     "parse_http_date",
     "read_body",
     "read_pipe",
+    "socket_listener_of",
     "status_has_no_body",
     "status_phrase",
     "transport_for",

@@ -47,6 +47,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import select
 import socket
 from collections.abc import Awaitable, Callable
 
@@ -76,6 +77,10 @@ SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK"
 MAX_DISCARD = 256 * 1024
 # How long a connection closed after an error keeps draining the client's input.
 LINGER_SECONDS = 2.0
+# At a graceful stop, how long a connection that has sent no request yet may
+# take to send its first: its client connected to send one (and may be
+# between its connect and its send); one that sends nothing is closed then.
+FIRST_REQUEST_GRACE = 1.0
 # How much pipelined input the disconnect watcher may buffer before it stops
 # reading (the client is then throttled by TCP until we catch up).
 MAX_READ_AHEAD = 256 * 1024
@@ -110,6 +115,20 @@ def time_left(deadline: float) -> float:
 
 
 Handler = Callable[["HTTPConnection", RequestHead], Awaitable[None]]
+
+
+def _input_waiting(stream: trio.abc.Stream) -> bool:
+    """Whether bytes from the client wait unread in ``stream``'s socket (without waiting)."""
+    transport = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+    sock = getattr(transport, "socket", None)
+    if sock is None:
+        return False
+    try:
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):
+        return False
 
 
 class HTTPConnection:
@@ -192,6 +211,8 @@ class HTTPConnection:
             head = await self._next_head(just_sent)
             if head is None:
                 break
+            if self.draining:
+                self._scope.deadline = math.inf  # the first request came within FIRST_REQUEST_GRACE
             self._reset_exchange(head)
             self._requests_served += 1
             if self._requests_served >= self.limits.max_requests_per_connection:
@@ -330,10 +351,18 @@ class HTTPConnection:
             pass
 
     def close_if_idle(self) -> None:
-        """For a graceful stop: close now if waiting between requests."""
+        """For a graceful stop: close now if waiting between requests, unless
+        the next request has already arrived (closing on it would reset the
+        connection and drop it): that one is answered, then the connection
+        closes. A connection still waiting for its first request gets
+        ``FIRST_REQUEST_GRACE``."""
         self.draining = True
-        if self.idle_since is not None:
+        if self.idle_since is None or _input_waiting(self.stream):
+            return
+        if self._requests_served:
             self._scope.cancel()
+        else:
+            self._scope.deadline = trio.current_time() + FIRST_REQUEST_GRACE  # lifted when the head comes
 
     def close_now_if_idle(self) -> None:
         """Close the connection if it is waiting for a request (to make room for another)."""

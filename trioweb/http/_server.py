@@ -15,12 +15,20 @@ On a ``ProxyProtocolListener`` each connection's PROXY header is read first
 (``_proxy_protocol``); there the peer is the proxy, so only the total cap
 applies, not the per-address one. ``replace_handler`` is how a reload reaches open
 connections.
+
+With ``take_backlog_at_stop``, what the kernel has already queued on a
+listener (connections whose handshake is done) is accepted and served at a
+stop before the listener closes, instead of being reset: for a
+``--workers`` worker, whose supervisor keeps new connections out first
+(``trioweb.cli._workers``), so that this empties the queue.
+``accepted`` and ``requests_served()`` count, for a status page.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import select
 from collections.abc import Callable
 from typing import Any
 
@@ -44,6 +52,12 @@ REFUSAL_LINGER = 1.0
 # Refusals being sent at once at most; beyond, a connection is closed at once
 # (a flood must not hold more descriptors than the slots it was refused).
 MAX_REFUSALS_IN_FLIGHT = 256
+# At a stop, how long to wait for a queued connection another process may have taken first.
+BACKLOG_WAIT = 0.05
+# At a stop, at most this many queued connections are taken from one listener
+# (its usual backlog): clients that keep connecting cannot hold the stop off.
+MAX_BACKLOG_TAKEN = 1024
+MAX_BACKLOG_SECONDS = 1.0
 
 
 async def accept_forever(listener: trio.abc.Listener[Any], dispatch: Callable[[trio.abc.Stream], None]) -> None:
@@ -60,6 +74,45 @@ async def accept_forever(listener: trio.abc.Listener[Any], dispatch: Callable[[t
             await trio.sleep(0.1)
             continue
         dispatch(stream)
+
+
+def socket_listener_of(listener: trio.abc.Listener[Any]) -> trio.SocketListener | None:
+    """The socket listener under ``listener``'s TLS and PROXY-protocol wrappers, if any."""
+    while not isinstance(listener, trio.SocketListener):
+        inner = getattr(listener, "transport_listener", None) or getattr(listener, "listener", None)
+        if inner is None:
+            return None
+        listener = inner
+    return listener
+
+
+def _has_backlog(listener: trio.abc.Listener[Any]) -> bool:
+    """Whether a connection waits in ``listener``'s accept queue (without waiting)."""
+    plain = socket_listener_of(listener)
+    if plain is None:
+        return False
+    try:
+        poller = select.poll()
+        poller.register(plain.socket.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):  # closed
+        return False
+
+
+async def accept_backlog(listener: trio.abc.Listener[Any], dispatch: Callable[[trio.abc.Stream], None]) -> None:
+    """Accept, and hand to ``dispatch``, the connections queued on ``listener`` now
+    (at most ``MAX_BACKLOG_TAKEN``, for at most ``MAX_BACKLOG_SECONDS``)."""
+    with trio.move_on_after(MAX_BACKLOG_SECONDS):
+        for _ in range(MAX_BACKLOG_TAKEN):
+            if not _has_backlog(listener):
+                return
+            with trio.move_on_after(BACKLOG_WAIT) as waited:
+                try:
+                    stream = await listener.accept()
+                except (OSError, trio.ClosedResourceError):
+                    return
+            if not waited.cancelled_caught:  # else another process took it: look again
+                dispatch(stream)
 
 
 def _stream_addresses(stream: trio.abc.Stream) -> tuple[Address, Address, bool]:
@@ -96,12 +149,18 @@ class Server:
         self.limits = limits
         self.server_header = server_header
         self.connections: set[HTTPConnection] = set()
+        # Whether a stop takes the accept queue first: only when something else keeps
+        # new connections out of it meanwhile (a --workers supervisor), else it never empties.
+        self.take_backlog_at_stop = False
+        self.accepted = 0  # connections admitted since the start
+        self._requests_of_closed = 0  # requests served on connections closed since
         self.admission = Admission(limits.max_connections, limits.max_connections_per_address)
         # Refusals logged at most once a minute per (reason, address): an attacker cannot flood the log.
         self._refusal_log = RateLimitedLog(log, burst=1, period=60.0)
         self._refusals_in_flight = 0
         self._stopping = trio.Event()
-        self._drained = trio.Event()  # set once stopping and the last connection has closed
+        self._drained = trio.Event()  # set once the listeners are closed and the last connection too
+        self._listeners_closed = False  # at a stop, after the backlog was taken
         self._accept_scope = trio.CancelScope()
         # Where the tasks of requests run (see ``HTTPConnection.task_host``): set by ``serve``.
         self._task_host: trio.Nursery | None = None
@@ -120,10 +179,13 @@ class Server:
                     acceptors.cancel_scope.cancel()
             for listener in self.listeners:
                 with trio.CancelScope(shield=True):
+                    if self.take_backlog_at_stop:
+                        await accept_backlog(listener, self._dispatcher(listener, connections))
                     await listener.aclose()
+            self._listeners_closed = True
             for conn in list(self.connections):
                 conn.close_if_idle()
-            if not self.connections:
+            if not self.admission.open:  # counted from accept: the backlog just taken too
                 self._drained.set()
             with trio.move_on_after(self.limits.drain_timeout):
                 await self._drained.wait()
@@ -146,11 +208,19 @@ class Server:
         for conn in self.connections:
             conn.handler = handler
 
+    def requests_served(self) -> int:
+        """Requests read since the start, on open connections and closed ones."""
+        return self._requests_of_closed + sum(conn._requests_served for conn in self.connections)
+
     def stop(self) -> None:
         """Begin a graceful stop: no new connections, finish what is in flight."""
         self._stopping.set()
 
     async def _accept_loop(self, listener: trio.abc.Listener[Any], nursery: trio.Nursery) -> None:
+        await accept_forever(listener, self._dispatcher(listener, nursery))
+
+    def _dispatcher(self, listener: trio.abc.Listener[Any], nursery: trio.Nursery) -> Callable[[trio.abc.Stream], None]:
+        """What ``listener``'s accepted connections go to: admission, then a task in ``nursery``."""
         proxied = is_proxied(listener)
         admission = self.admission
 
@@ -167,9 +237,10 @@ class Server:
                 self._refuse(stream, nursery, "total", client)
             else:
                 admission.enter(key)  # counted from accept, before any TLS handshake
+                self.accepted += 1
                 nursery.start_soon(self._serve_connection, stream, client, host, secure, key, proxied)
 
-        await accept_forever(listener, dispatch)
+        return dispatch
 
     def _close_longest_idle(self) -> bool:
         """Close the connection that has waited longest for a request, if any
@@ -226,6 +297,8 @@ class Server:
             await self._serve_admitted(stream, client, host, secure)
         finally:
             self.admission.leave(key)
+            if self._listeners_closed and not self.admission.open:
+                self._drained.set()
 
     async def _serve_admitted(self, stream: trio.abc.Stream, client: Address, host: Address, secure: bool) -> None:
         if isinstance(stream, trio.SSLStream):
@@ -254,5 +327,4 @@ class Server:
             log.exception("connection from %s failed", client)
         finally:
             self.connections.discard(conn)
-            if self._stopping.is_set() and not self.connections:
-                self._drained.set()
+            self._requests_of_closed += conn._requests_served
