@@ -319,8 +319,8 @@ class Server:
             task_host=self._task_host,
         )
         self.connections.add(conn)
-        if self._stopping.is_set():
-            conn.draining = True
+        if self._stopping.is_set():  # accepted from the backlog, or just before the stop
+            conn.stop_after_first_request()
         try:
             await conn.run()
         except Exception:
