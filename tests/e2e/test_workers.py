@@ -148,7 +148,6 @@ class _OneRequestClients:
         return self.counts
 
 
-@pytest.mark.slow  # open: on a quiet machine 1-2 of ~4,000 connections are reset in most runs (the note)
 def test_sigterm_under_load_with_two_workers_answers_every_request_sent(tmp_path):
     port = free_port()
     env, _content = _site(tmp_path)
