@@ -8,7 +8,9 @@ SIGQUIT. The receiver comes first: a stop signal sent the moment a client
 can connect is held until serving starts, then stops the server cleanly,
 instead of meeting the default action (a KeyboardInterrupt, a core dump).
 On a stop signal the listeners close at once and requests in flight get the
-drain timeout to finish. A personal server drains the same way: calls in
+drain timeout to finish; on its own TCP sockets a lone server first holds
+new connections out (the socket filter a ``--workers`` supervisor uses) and
+answers what is queued, which closing would reset. A personal server drains the same way: calls in
 flight finish, each front connection is closed as soon as it has none.
 SIGHUP reloads and SIGUSR1 reopens the logs (``_reload``).
 
