@@ -148,7 +148,6 @@ class _OneRequestClients:
         return self.counts
 
 
-@pytest.mark.slow  # open: on a quiet machine 1-2 of ~4,000 connections are reset in most runs (the note)
 def test_sigterm_under_load_with_two_workers_answers_every_request_sent(tmp_path):
     port = free_port()
     env, _content = _site(tmp_path)
@@ -169,6 +168,24 @@ def test_sigterm_under_load_with_two_workers_answers_every_request_sent(tmp_path
     assert not pidfile.exists()
     assert not any(os.path.exists(f"/proc/{pid}") for pid in workers)
     assert len(re.findall(r"worker \d: got SIGTERM: stopping", server.output())) == 2  # each worker drained
+
+
+def test_sigterm_under_load_with_one_process_answers_every_request_sent(tmp_path):
+    """The lone server holds new connections out too (the same socket filter) and
+    answers what is queued before its listener closes."""
+    port = free_port()
+    env, _content = _site(tmp_path)
+    with trioweb("--class", "workroot.Root", "--logfile", os.devnull,
+                 "--listen", f"tcp:{port}:interface=127.0.0.1", port=port, env=env) as server:
+        clients = _OneRequestClients(port)
+        wait_until_sync(lambda: clients.counts["answered"] > 100, timeout=30)
+        time.sleep(1)
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(30) == 0
+        time.sleep(0.5)
+        counts = clients.stop()
+        assert counts["failed"] == 0, (counts, clients.failures[:5])
+        assert counts["answered"] > 100 and counts["refused"] > 0, counts
 
 
 def test_a_killed_worker_is_started_again_and_serving_goes_on(tmp_path):

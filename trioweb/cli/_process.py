@@ -8,7 +8,9 @@ SIGQUIT. The receiver comes first: a stop signal sent the moment a client
 can connect is held until serving starts, then stops the server cleanly,
 instead of meeting the default action (a KeyboardInterrupt, a core dump).
 On a stop signal the listeners close at once and requests in flight get the
-drain timeout to finish. A personal server drains the same way: calls in
+drain timeout to finish; on its own TCP sockets a lone server first holds
+new connections out (the socket filter a ``--workers`` supervisor uses) and
+answers what is queued, which closing would reset. A personal server drains the same way: calls in
 flight finish, each front connection is closed as soon as it has none.
 SIGHUP reloads and SIGUSR1 reopens the logs (``_reload``).
 
@@ -21,12 +23,14 @@ exit (or, where the directory does not let that user remove it, emptied).
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import grp
 import logging
 import os
 import pwd
 import resource
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
@@ -40,7 +44,7 @@ from trioweb.cli._distrib_options import PersonalSettings, SetupError
 from trioweb.cli._reload import HANDLED_SIGNALS, Reloader, handle_signals
 from trioweb.distrib import PublisherServer, ResourcePublisher
 from trioweb.endpoints import Endpoint, SSLEndpoint, SystemdEndpoint, UNIXEndpoint, adopt_listeners, open_listeners
-from trioweb.http import Handler
+from trioweb.http import Handler, socket_listener_of
 from trioweb.server import Server, Site
 from trioweb.tls import CertificateStore
 
@@ -78,6 +82,20 @@ def drop_privileges(uid: int | None, gid: int | None) -> None:
         os.setuid(uid)
 
 
+# Linux's socket filter options, and a classic BPF program for a TCP listener
+# (it sees each segment from its TCP header): drop a segment whose flags have
+# SYN without ACK (a new connection: the client retries in a second, and then
+# finds the port closed); let the rest through (the last ACK of a handshake
+# already begun, so that it lands in the queue the workers empty).
+SO_ATTACH_FILTER = 26
+SO_DETACH_FILTER = 27
+DROP_NEW_CONNECTIONS = (
+    (0x30, 0, 0, 13),          # ldb [13]: the flags
+    (0x54, 0, 0, 0x12),        # and #(SYN | ACK)
+    (0x15, 0, 1, 0x02),        # jeq #SYN: next, else skip one
+    (0x06, 0, 0, 0),           # ret #0: drop
+    (0x06, 0, 0, 0xFFFFFFFF),  # ret #-1: keep
+)
 # File descriptors a connection may hold at once: its socket, and a file being
 # sent or the pipe of a body relayed from a personal server (two ends).
 FDS_PER_CONNECTION = 3
@@ -184,6 +202,41 @@ async def _serve_until_signal(
         reloader.flush()
 
 
+def _filter_program(instructions: tuple[tuple[int, int, int, int], ...]) -> tuple[bytes, Any]:
+    """A ``struct sock_fprog`` for ``SO_ATTACH_FILTER`` and the array it points to (keep it alive)."""
+
+    class SockFilter(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
+                    ("k", ctypes.c_uint32)]
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    program = (SockFilter * len(instructions))(*(SockFilter(*instruction) for instruction in instructions))
+    return bytes(SockFprog(len(instructions), ctypes.addressof(program))), program
+
+
+def hold_new_connections(sock: trio.socket.SocketType) -> None:
+    """Keep new connections out of a TCP listening ``sock``'s accept queue
+    (what is queued stays, to be taken at the stop); other kinds: nothing."""
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        fprog, program = _filter_program(DROP_NEW_CONNECTIONS)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+        except OSError as exc:
+            log.warning("cannot hold new connections back on %s: %s", sock.getsockname(), exc)
+        del program
+
+
+def admit_again(sock: trio.socket.SocketType) -> None:
+    """Undo ``hold_new_connections`` (a socket systemd passed outlives us)."""
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_DETACH_FILTER, 0)
+        except OSError:
+            pass
+
+
 async def run_site(
     reloader: Reloader,
     endpoints: list[Endpoint],
@@ -215,9 +268,31 @@ async def run_site(
             on_server(server)
             reloader.switch = lambda new: server.replace_site(new, handler_for(new))
             reloader.switch(site)
-            await _serve_until_signal(signals, server.serve, server.stop,
+            stop = server.stop if adopted is not None else _holding_new_connections(server, endpoints, listeners)
+            await _serve_until_signal(signals, server.serve, stop,
                                       "serving on " + ", ".join(map(describe, endpoints)), reloader, grace,
                                       companion)
+
+
+def _holding_new_connections(server: Server, endpoints: list[Endpoint],
+                             listeners: list[trio.abc.Listener[Any]]) -> Callable[[], None]:
+    """A lone server's stop: when it listens on its own TCP sockets only, new
+    connections are held out of the queues and what is queued is answered
+    before the listeners close, instead of being reset (a --workers
+    supervisor does the holding for its workers). Not on a UNIX socket (new
+    connections would keep its queue full) nor on one systemd passed (it
+    outlives us, and would keep the filter)."""
+
+    def stop() -> None:
+        sockets = [plain.socket for plain in map(socket_listener_of, listeners) if plain is not None]
+        if not any(isinstance(endpoint, SystemdEndpoint) for endpoint in endpoints) and \
+                all(sock.family in (socket.AF_INET, socket.AF_INET6) for sock in sockets):
+            for sock in sockets:
+                hold_new_connections(sock)
+            server.take_backlog_at_stop = True
+        server.stop()
+
+    return stop
 
 
 @asynccontextmanager

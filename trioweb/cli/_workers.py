@@ -41,7 +41,6 @@ answers the request.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
@@ -58,7 +57,7 @@ import trio
 
 from trioweb._version import __version__
 from trioweb.cli import _systemd
-from trioweb.cli._process import describe, hold_pidfile
+from trioweb.cli._process import admit_again, describe, hold_new_connections, hold_pidfile
 from trioweb.cli._reload import HANDLED_SIGNALS, STOP_SIGNALS, ReopenableFileHandler
 from trioweb.cli._units import command_path
 from trioweb.distrib import WorkerStatus
@@ -83,20 +82,6 @@ MAX_DELAY = 30.0
 STABLE_AFTER = 10.0  # a worker that ran this long resets the delay
 KILL_AFTER_DRAIN = 10.0  # beyond the drain timeout, a stopping worker is killed
 
-# Linux's socket filter options, and a classic BPF program for a TCP listener
-# (it sees each segment from its TCP header): drop a segment whose flags have
-# SYN without ACK (a new connection: the client retries in a second, and then
-# finds the port closed); let the rest through (the last ACK of a handshake
-# already begun, so that it lands in the queue the workers empty).
-SO_ATTACH_FILTER = 26
-SO_DETACH_FILTER = 27
-DROP_NEW_CONNECTIONS = (
-    (0x30, 0, 0, 13),          # ldb [13]: the flags
-    (0x54, 0, 0, 0x12),        # and #(SYN | ACK)
-    (0x15, 0, 1, 0x02),        # jeq #SYN: next, else skip one
-    (0x06, 0, 0, 0),           # ret #0: drop
-    (0x06, 0, 0, 0xFFFFFFFF),  # ret #-1: keep
-)
 _ENDPOINT_KINDS: dict[str, type[Any]] = {kind.__name__: kind for kind in
                                          (TCPEndpoint, UNIXEndpoint, SSLEndpoint, SystemdEndpoint)}
 
@@ -164,44 +149,6 @@ def worker_role() -> WorkerRole | None:
     except (ValueError, KeyError, TypeError) as exc:
         raise click.UsageError(f"{WORKER_ENVIRONMENT} is set by a --workers supervisor, and this one is not "
                                f"its: {exc}") from None
-
-
-def _filter_program(instructions: tuple[tuple[int, int, int, int], ...]) -> tuple[bytes, Any]:
-    """A ``struct sock_fprog`` for ``SO_ATTACH_FILTER`` and the array it points to (keep it alive)."""
-
-    class SockFilter(ctypes.Structure):
-        _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
-                    ("k", ctypes.c_uint32)]
-
-    class SockFprog(ctypes.Structure):
-        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-
-    program = (SockFilter * len(instructions))(*(SockFilter(*instruction) for instruction in instructions))
-    return bytes(SockFprog(len(instructions), ctypes.addressof(program))), program
-
-
-def _stop_admitting(endpoint: Endpoint, sock: trio.socket.SocketType) -> None:
-    """Keep new connections out of ``sock``'s accept queue; what is queued stays."""
-    if sock.family in (socket.AF_INET, socket.AF_INET6):
-        fprog, program = _filter_program(DROP_NEW_CONNECTIONS)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
-        except OSError as exc:
-            log.warning("cannot hold new connections back on %s: %s", sock.getsockname(), exc)
-        del program
-    elif isinstance(endpoint, UNIXEndpoint):
-        try:
-            os.unlink(endpoint.path)
-        except OSError:
-            pass
-
-
-def _admit_again(sock: trio.socket.SocketType) -> None:
-    if sock.family in (socket.AF_INET, socket.AF_INET6):
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, SO_DETACH_FILTER, 0)
-        except OSError:
-            pass
 
 
 def _exit_status(returncode: int) -> str:
@@ -330,7 +277,12 @@ class Supervisor:
         self.stopping = True
         for endpoint, group in zip(self.endpoints, self.groups, strict=True):
             for sock in group:
-                _stop_admitting(endpoint, sock)
+                hold_new_connections(sock)
+            if isinstance(endpoint, UNIXEndpoint):
+                try:
+                    os.unlink(endpoint.path)
+                except OSError:
+                    pass
         self.signal_all(signal.SIGTERM)
 
 
@@ -356,7 +308,7 @@ async def supervise(count: int, endpoints: list[Endpoint], *, certificates: dict
                 for endpoint, group in zip(endpoints, groups, strict=True):
                     if isinstance(endpoint, SystemdEndpoint):
                         for sock in group:
-                            _admit_again(sock)
+                            admit_again(sock)
             if supervisor.failure is not None:
                 log.error("%s: stopping", supervisor.failure)
                 return 2 if supervisor.failure.returncode == 2 else 1

@@ -281,8 +281,8 @@ class HTTPConnection:
         """
         events = self.parser.events
         if not events:
-            if self.draining or self.parser.closed:
-                return None
+            if (self.draining and self._requests_served) or self.parser.closed:
+                return None  # a first request is awaited while draining (see close_if_idle)
             # Waiting for a first byte. The server sweeps idle connections (see
             # expire_if_idle): a per-request timer here would cost more than
             # the rest of the wait.
@@ -363,6 +363,14 @@ class HTTPConnection:
             self._scope.cancel()
         else:
             self._scope.deadline = trio.current_time() + FIRST_REQUEST_GRACE  # lifted when the head comes
+
+    def stop_after_first_request(self) -> None:
+        """For a connection accepted while the server stops (what was queued
+        already): answer its first request if it comes within
+        ``FIRST_REQUEST_GRACE``, then close. Closing it at once would reset
+        it, its request unread."""
+        self.draining = True
+        self._scope.deadline = trio.current_time() + FIRST_REQUEST_GRACE  # lifted when the head comes
 
     def close_now_if_idle(self) -> None:
         """Close the connection if it is waiting for a request (to make room for another)."""

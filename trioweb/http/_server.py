@@ -20,7 +20,10 @@ With ``take_backlog_at_stop``, what the kernel has already queued on a
 listener (connections whose handshake is done) is accepted and served at a
 stop before the listener closes, instead of being reset: for a
 ``--workers`` worker, whose supervisor keeps new connections out first
-(``trioweb.cli._workers``), so that this empties the queue.
+(``trioweb.cli._workers``), or for a lone server that filters its own
+TCP listeners (``trioweb.cli._process``), so that this empties the queue.
+A connection whose task starts after the stop gets its first request
+answered (``HTTPConnection.stop_after_first_request``).
 ``accepted`` and ``requests_served()`` count, for a status page.
 """
 
@@ -150,7 +153,7 @@ class Server:
         self.server_header = server_header
         self.connections: set[HTTPConnection] = set()
         # Whether a stop takes the accept queue first: only when something else keeps
-        # new connections out of it meanwhile (a --workers supervisor), else it never empties.
+        # new connections out of it meanwhile (a socket filter), else it never empties.
         self.take_backlog_at_stop = False
         self.accepted = 0  # connections admitted since the start
         self._requests_of_closed = 0  # requests served on connections closed since
@@ -319,8 +322,8 @@ class Server:
             task_host=self._task_host,
         )
         self.connections.add(conn)
-        if self._stopping.is_set():
-            conn.draining = True
+        if self._stopping.is_set():  # accepted from the backlog, or just before the stop
+            conn.stop_after_first_request()
         try:
             await conn.run()
         except Exception:
