@@ -16,25 +16,11 @@ import trustme
 
 from tests.support.polling import wait_until_sync
 from tests.support.procs import curl, free_port, trioweb
+from tests.support.reloadable import write_root_module
 
 pytestmark = pytest.mark.skipif(subprocess.run(["which", "wrk"], capture_output=True).returncode != 0,
                                 reason="wrk is not installed (Debian package wrk, listed in .ci/run)")
 
-# A root the test can change between reloads: it reads a file when it is built.
-ROOT_MODULE = '''
-from trioweb.resource import Resource
-
-class Root(Resource):
-    isLeaf = True
-
-    def __init__(self):
-        super().__init__()
-        with open({path!r}, "rb") as f:
-            self.text = f.read()
-
-    def render_GET(self, request):
-        return self.text
-'''
 
 
 def _served_certificate(port: int) -> bytes:
@@ -68,7 +54,7 @@ def test_sighup_under_load_drops_nothing_and_switches_tree_log_and_certificate(t
     _write_cert(first, key, cert)
     content = tmp_path / "content.txt"
     content.write_text("first tree\n")
-    (tmp_path / "reloadroot.py").write_text(ROOT_MODULE.format(path=str(content)))
+    write_root_module(tmp_path / "reloadroot.py", content)
     log = tmp_path / "access.log"
     with trioweb("--class", "reloadroot.Root", "--logfile", str(log),
                  "--listen", f"tcp:{port}:interface=127.0.0.1",
@@ -189,7 +175,7 @@ def test_a_reload_whose_tree_cannot_be_built_keeps_the_old_tree(tmp_path):
     port = free_port()
     content = tmp_path / "content.txt"
     content.write_text("old tree\n")
-    (tmp_path / "reloadroot.py").write_text(ROOT_MODULE.format(path=str(content)))
+    write_root_module(tmp_path / "reloadroot.py", content)
     with trioweb("--class", "reloadroot.Root", port=port, env={"PYTHONPATH": str(tmp_path)}) as server:
         content.unlink()  # building the root now fails
         server.process.send_signal(signal.SIGHUP)

@@ -16,26 +16,11 @@ import pytest
 
 from tests.support.polling import wait_until_sync
 from tests.support.procs import curl, free_port, trioweb, trioweb_command
+from tests.support.reloadable import write_root_module
 
 needs_wrk = pytest.mark.skipif(subprocess.run(["which", "wrk"], capture_output=True).returncode != 0,
                                reason="wrk is not installed (Debian package wrk, listed in .ci/run)")
 
-ROOT_MODULE = '''
-import os
-from trioweb.resource import Resource
-
-class Root(Resource):
-    isLeaf = True
-
-    def __init__(self):
-        super().__init__()
-        with open({path!r}, "rb") as f:
-            self.text = f.read()
-
-    def render_GET(self, request):
-        request.setHeader(b"x-pid", str(os.getpid()).encode())
-        return self.text
-'''
 
 
 def _children(pid: int) -> set[int]:
@@ -56,7 +41,7 @@ def _served_by(port: int) -> int:
 def _site(tmp_path, text: str = "first tree\n") -> tuple[dict, object]:
     content = tmp_path / "content.txt"
     content.write_text(text)
-    (tmp_path / "workroot.py").write_text(ROOT_MODULE.format(path=str(content)))
+    write_root_module(tmp_path / "workroot.py", content)
     return {"PYTHONPATH": str(tmp_path)}, content
 
 
