@@ -16,7 +16,7 @@ import pytest
 
 from tests.support.polling import wait_until_sync
 from tests.support.procs import curl, free_port, trioweb, trioweb_command
-from tests.support.reloadable import write_root_module
+from tests.support.reloadable import reload_three_times_under_load, write_root_module
 
 needs_wrk = pytest.mark.skipif(subprocess.run(["which", "wrk"], capture_output=True).returncode != 0,
                                reason="wrk is not installed (Debian package wrk, listed in .ci/run)")
@@ -26,11 +26,6 @@ needs_wrk = pytest.mark.skipif(subprocess.run(["which", "wrk"], capture_output=T
 def _children(pid: int) -> set[int]:
     found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
     return {int(child) for child in found}
-
-
-def _wrk(url: str, seconds: int) -> subprocess.Popen:
-    return subprocess.Popen(["wrk", "-t1", "-c8", f"-d{seconds}s", url], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
 
 
 def _served_by(port: int) -> int:
@@ -60,17 +55,9 @@ def test_sighup_under_load_with_two_workers_fails_nothing_and_both_reload(tmp_pa
     with trioweb("--workers", "2", "--class", "workroot.Root", "--logfile", str(log),
                  "--listen", f"tcp:{port}:interface=127.0.0.1", port=port, env=env) as server:
         workers = _started(server)
-        load = _wrk(f"http://127.0.0.1:{port}/", 4)
-        time.sleep(1)
-        content.write_text("second tree\n")
-        for _ in range(3):
-            server.process.send_signal(signal.SIGHUP)
-            time.sleep(0.5)
-        report, _ = load.communicate(timeout=30)
-        assert load.returncode == 0, report
-        assert "Socket errors" not in report and "Non-2xx" not in report, report
-        requests = int(re.search(r"(\d+) requests in", report).group(1))
-        assert requests > 100, report
+        requests = reload_three_times_under_load(server.process, f"http://127.0.0.1:{port}/",
+                                                 lambda: content.write_text("second tree\n"))
+        assert requests > 100
         assert _children(server.pid) == workers  # reloaded in place, none restarted
         answers = {curl(f"http://127.0.0.1:{port}/").stdout for _ in range(20)}
         assert answers == {b"second tree\n"}
