@@ -11,6 +11,7 @@ import socket
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -177,6 +178,21 @@ def test_a_killed_worker_is_started_again_and_serving_goes_on(tmp_path):
         served = {_served_by(port) for _ in range(40)}
         assert served <= workers | replacement
         assert server.stop() == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
+def test_workers_drop_privileges_after_the_supervisor_binds():
+    port = free_port()
+    with trioweb("--workers", "2", "--uid", "nobody", "--gid", "nogroup", port=port) as server:
+        workers = _started(server)
+        for pid in workers:
+            status = Path(f"/proc/{pid}/status").read_text()
+            ids = {line.split(":")[0]: line.split()[1:] for line in status.splitlines() if line[:4] in ("Uid:", "Gid:")}
+            assert ids == {"Uid": ["65534"] * 4, "Gid": ["65534"] * 4}, (pid, ids)
+        for _ in range(4):  # whichever worker answers
+            assert b"is running" in curl("-s", f"http://127.0.0.1:{port}/").stdout
+        assert server.stop() == 0
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in workers)
 
 
 def test_the_status_page_shows_the_worker_that_answers(tmp_path):
