@@ -47,7 +47,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import select
 import socket
 from collections.abc import Awaitable, Callable
 
@@ -58,7 +57,7 @@ from trioweb.http._channel import read_pipe
 from trioweb.http._limits import Limits
 from trioweb.http._parser import END_OF_MESSAGE, ParseError, RequestHead, RequestParser
 from trioweb.http._syntax import status_has_no_body
-from trioweb.http._transport import Transport, transport_for
+from trioweb.http._transport import Transport, readable_now, transport_for
 from trioweb.http._writer import (
     CONTINUE_100,
     LAST_CHUNK,
@@ -121,14 +120,7 @@ def _input_waiting(stream: trio.abc.Stream) -> bool:
     """Whether bytes from the client wait unread in ``stream``'s socket (without waiting)."""
     transport = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
     sock = getattr(transport, "socket", None)
-    if sock is None:
-        return False
-    try:
-        poller = select.poll()
-        poller.register(sock.fileno(), select.POLLIN)
-        return bool(poller.poll(0))
-    except (OSError, ValueError):
-        return False
+    return sock is not None and readable_now(sock.fileno())
 
 
 class HTTPConnection:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import logging
 import math
-import select
 from collections.abc import Callable
 from typing import Any
 
@@ -43,7 +42,7 @@ from trioweb.http._connection import MAX_DISCARD, Handler, HTTPConnection, drain
 from trioweb.http._limits import Limits
 from trioweb.http._proxy_protocol import ProxyProtocolError, is_proxied, proxied_addresses
 from trioweb.http._ratelimit import RateLimitedLog
-from trioweb.http._transport import transport_for
+from trioweb.http._transport import readable_now, transport_for
 from trioweb.http._writer import error_response
 
 log = logging.getLogger("trioweb.http")
@@ -92,14 +91,7 @@ def socket_listener_of(listener: trio.abc.Listener[Any]) -> trio.SocketListener 
 def _has_backlog(listener: trio.abc.Listener[Any]) -> bool:
     """Whether a connection waits in ``listener``'s accept queue (without waiting)."""
     plain = socket_listener_of(listener)
-    if plain is None:
-        return False
-    try:
-        poller = select.poll()
-        poller.register(plain.socket.fileno(), select.POLLIN)
-        return bool(poller.poll(0))
-    except (OSError, ValueError):  # closed
-        return False
+    return plain is not None and readable_now(plain.socket.fileno())
 
 
 async def accept_backlog(listener: trio.abc.Listener[Any], dispatch: Callable[[trio.abc.Stream], None]) -> None:

@@ -26,9 +26,21 @@ from __future__ import annotations
 import errno
 import math
 import os
+import select
 from collections.abc import Sequence
 
 import trio
+
+
+def readable_now(fd: int) -> bool:
+    """Whether socket ``fd`` has input waiting (bytes, or a queued connection on
+    a listening socket), without waiting; False once it is closed (-1)."""
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):  # closed
+        return False
 
 
 def _stream_error(exc: OSError) -> trio.BrokenResourceError | trio.ClosedResourceError:
