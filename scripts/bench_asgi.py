@@ -4,8 +4,9 @@
     scripts/bench asgi [--duration SECONDS] [--connections N]
 
 hypercorn and uvicorn come from .bench-venv-apps (made by scripts/bench),
-never from the project's dependencies. uvicorn runs on uvloop (its default
-when installed with the "standard" extra) with the httptools parser.
+never from the project's dependencies. uvicorn runs with the httptools
+parser twice: on asyncio (the Python ceiling the issues compare with) and
+on uvloop (a C event loop, for information).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-from benchlib import APPS_BIN, app_bench_arguments, compare, free_port, trioweb_serving
+from benchlib import APPS_BIN, UVICORN_LOOPS, app_bench_arguments, compare, free_port, trioweb_serving, uvicorn_command
 
 HELLO = textwrap.dedent("""
     async def app(scope, receive, send):
@@ -33,14 +34,13 @@ def main() -> None:
     options = app_bench_arguments()
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "hello_asgi.py").write_text(HELLO)
-        ports = [free_port() for _ in range(3)]
+        ports = [free_port() for _ in range(4)]
         servers = [
             trioweb_serving("--asgi", "hello_asgi:app", ports[0], tmp),
             ("hypercorn-trio", [str(APPS_BIN / "hypercorn"), "-k", "trio", "-w", "1", "-b", f"127.0.0.1:{ports[1]}",
                                 "--access-logfile", f"{tmp}/hypercorn.log", "hello_asgi:app"], ports[1]),
-            ("uvicorn-httptools", [str(APPS_BIN / "uvicorn"), "--http", "httptools", "--workers", "1",
-                                   "--host", "127.0.0.1", "--port", str(ports[2]), "--log-level", "warning",
-                                   "hello_asgi:app"], ports[2]),
+            *((name, uvicorn_command(loop, port, "hello_asgi:app"), port)
+              for (name, loop), port in zip(UVICORN_LOOPS, ports[2:], strict=True)),
         ]
         compare("ASGI hello", servers, reference="trioweb", duration=options.duration,
                 connections=options.connections, cwd=tmp)

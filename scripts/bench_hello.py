@@ -1,6 +1,7 @@
 """Dynamic "hello" resource: trioweb vs Twisted Web, one core each, same run,
-with uvicorn (httptools, one worker, the ASGI hello of bench_asgi) as the
-Python ceiling: the fastest Python server on the same kind of parser.
+with uvicorn (httptools, one worker, the ASGI hello of bench_asgi) on
+asyncio as the Python ceiling (the fastest Python server on the same kind
+of parser), and on uvloop (a C event loop) for information.
 
     scripts/bench hello [--duration SECONDS] [--connections N]
 
@@ -16,7 +17,7 @@ import textwrap
 from pathlib import Path
 
 from bench_asgi import HELLO as ASGI_HELLO
-from benchlib import APPS_BIN, TRIOWEB_PYTHON, TWISTED_PYTHON, Server, free_port, table, wrk
+from benchlib import TRIOWEB_PYTHON, TWISTED_PYTHON, UVICORN_LOOPS, Server, free_port, table, uvicorn_command, wrk
 
 TRIOWEB_APP = textwrap.dedent("""
     import sys, trio
@@ -75,13 +76,12 @@ def main() -> None:
             with Server([python, str(script), str(port), str(Path(tmp) / f"{script.stem}.log")], port) as server:
                 measure(name, port, server)
         Path(tmp, "hello_asgi.py").write_text(ASGI_HELLO)
-        port = free_port()
-        uvicorn = [str(APPS_BIN / "uvicorn"), "--http", "httptools", "--workers", "1", "--host", "127.0.0.1",
-                   "--port", str(port), "--log-level", "warning", "hello_asgi:app"]
-        with Server(uvicorn, port, cwd=tmp) as server:
-            measure("uvicorn-httptools", port, server)
+        for name, loop in UVICORN_LOOPS:
+            port = free_port()
+            with Server(uvicorn_command(loop, port, "hello_asgi:app"), port, cwd=tmp) as server:
+                measure(name, port, server)
     ours = results["trioweb"]
-    for name, label in (("Twisted Web", "Twisted"), ("uvicorn-httptools", "uvicorn")):
+    for name, label in (("Twisted Web", "Twisted"), *((name, name) for name, _ in UVICORN_LOOPS)):
         theirs = results[name]
         rows.append((f"trioweb/{label}", f"{ours.requests_per_second / theirs.requests_per_second:.2f}x", "", "",
                      f"{theirs.cpu_us_per_request / ours.cpu_us_per_request:.2f}x less", "", ""))

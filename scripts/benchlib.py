@@ -24,6 +24,16 @@ TRIOWEB_PYTHON = str(ROOT / ".venv" / "bin" / "python")
 TWISTED_PYTHON = str(ROOT / ".bench-venv-twisted" / "bin" / "python")
 # Other servers compared with (gunicorn, hypercorn, uvicorn): their own venv, made by scripts/bench.
 APPS_BIN = ROOT / ".bench-venv-apps" / "bin"
+# uvicorn on asyncio is the issues' "Python ceiling" (the event loop in
+# Python, the parser in C); on uvloop (its default when installed with the
+# "standard" extra) the event loop is C too, shown for information.
+UVICORN_LOOPS = (("uvicorn-asyncio", "asyncio"), ("uvicorn-uvloop", "uvloop"))
+
+
+def uvicorn_command(loop: str, port: int, app: str) -> list[str]:
+    """uvicorn with the httptools parser, one worker, on ``loop``."""
+    return [str(APPS_BIN / "uvicorn"), "--http", "httptools", "--loop", loop, "--workers", "1",
+            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", app]
 
 
 def pinned(command: list[str], cpu: int) -> list[str]:
