@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import shutil
 import socket
 import subprocess
@@ -173,6 +174,29 @@ class WrkResult:
     errors: int
     requests: int
     cpu_us_per_request: float = float("nan")
+    other_load: float = float("nan")  # cores used by processes that are not the benchmark's during the run
+
+
+# A run during which processes other than the benchmark's (its servers, wrk)
+# used more than this many cores is flagged by ``table``.
+BUSY_OTHER_LOAD = 0.25
+# The other processes' load during each wrk run since the last table, in run order.
+_other_loads: list[float] = []
+
+
+def _benchmark_cpu_seconds() -> float:
+    """CPU time of this benchmark and every process it started: the live ones
+    (servers, upstreams, personal servers) and the ones it waited for (wrk)."""
+    finished = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return sum(_cpu_seconds(pid) for pid in _process_tree(os.getpid())) + finished.ru_utime + finished.ru_stime
+
+
+def busy_cpu_seconds() -> float:
+    """CPU time all processors spent busy since boot (user, nice, system, irq,
+    softirq, steal), from /proc/stat."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def _ms(text: str) -> float:
@@ -197,6 +221,9 @@ def wrk(url: str, duration: float, connections: int = 50, server: Server | None 
     throughput moves with whatever else runs, CPU time much less.
     """
     cpu_before = server.cpu_seconds() if server else 0.0
+    busy_before = busy_cpu_seconds()
+    ours_before = _benchmark_cpu_seconds()
+    started = time.monotonic()
     output = subprocess.run(
         pinned(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency",
                 *(f"-H{header}" for header in headers), *(["-s", lua[0]] if lua else []), url,
@@ -212,14 +239,27 @@ def wrk(url: str, duration: float, connections: int = 50, server: Server | None 
     result = WrkResult(rps, p50, p99, errors + (int(non2xx.group(1)) if non2xx else 0), count)
     if server and count:
         result.cpu_us_per_request = (server.cpu_seconds() - cpu_before) / count * 1e6
+    ours = _benchmark_cpu_seconds() - ours_before
+    result.other_load = max(0.0, busy_cpu_seconds() - busy_before - ours) / (time.monotonic() - started)
+    _other_loads.append(result.other_load)
     return result
 
 
 def table(title: str, rows: list[tuple[str, ...]], header: tuple[str, ...]) -> None:
+    """Print ``rows`` under ``title``, then the load other processes put on
+    the machine during each wrk run since the last table, with a warning
+    when it was busy enough to move the figures."""
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     print(f"\n{title}")
     for row in [header, *rows]:
         print("  " + "  ".join(str(cell).rjust(width) for cell, width in zip(row, widths, strict=True)))
+    if _other_loads:
+        print("  load from other processes during each wrk run (warm-ups included), in cores: "
+              + ", ".join(f"{load:.2f}" for load in _other_loads))
+        if max(_other_loads) > BUSY_OTHER_LOAD:
+            print(f"  WARNING: the machine was busy (over {BUSY_OTHER_LOAD} cores used by other processes"
+                  " during a run): these figures are less reliable; run again when it is quiet")
+        _other_loads.clear()
     sys.stdout.flush()
 
 
