@@ -445,7 +445,7 @@ class Request:
             return
         channel = self.channel
         if not channel.response_started:
-            self._start_response(content_length=sum(len(p) for p in self._pending))
+            self._start_response(content_length=sum(map(len, self._pending)))
         elif self._encoding is not None:
             tail = self._encoding.finish()
             self.sentLength += len(tail)
@@ -486,12 +486,16 @@ class Request:
             and (content_length != 0 or self.method == b"HEAD")
         ):
             pairs.append((b"content-type", self.defaultContentType))
-        pairs.extend((b"set-cookie", c) for c in self.cookies)
+        if self.cookies:
+            pairs.extend((b"set-cookie", c) for c in self.cookies)
         phrase = self.code_message or status_phrase(self.code)
-        self.channel.start_response(self.code, phrase, pairs, content_length)
-        for piece in self._pending:
-            self.channel.write(piece)
-        self._pending.clear()
+        channel = self.channel
+        channel.start_response(self.code, phrase, pairs, content_length)
+        pending = self._pending
+        if pending:
+            for piece in pending:
+                channel.write(piece)
+            pending.clear()
 
     def set_response_encoding(self, encoding: ResponseEncoding) -> None:
         """Send the response through ``encoding`` (what an ``EncodingResourceWrapper`` does)."""

@@ -100,7 +100,7 @@ class Headers:
     @classmethod
     def from_trusted_map(cls, raw: dict[bytes, list[bytes]]) -> Headers:
         """Wrap a map (lower-case names) a parser already validated; no copy, no check."""
-        headers = cls()
+        headers = object.__new__(cls)  # (no __init__: its empty map would be replaced at once)
         headers._raw = raw
         return headers
 
@@ -142,6 +142,8 @@ class Headers:
         """Remove the framing and connection headers a resource may have set
         (they are the connection's to decide); return Content-Length's values."""
         raw = self._raw
+        if not raw:
+            return None
         for name in _CONNECTION_HEADERS:
             if name in raw:
                 del raw[name]
