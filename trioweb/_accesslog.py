@@ -110,21 +110,29 @@ class AccessLog:
         """The current second in the text formats' form (and the JSON one), made once a second."""
         now = time.time()
         if int(now) != self._second:
-            self._second = int(now)
-            self._stamp = _timestamp(now)
-            self._iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+            self._new_second(now)
         return self._stamp
+
+    def _new_second(self, now: float) -> None:
+        self._second = int(now)
+        self._stamp = _timestamp(now)
+        self._iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
 
     def _text(self, request: Request) -> str:
         """A line of a text format: one function for the three, with as few
-        calls as can be (it runs for every response)."""
-        client = _client_ip(request)
+        calls as can be (it runs for every response: _client_ip and
+        _stamp_now are written out here)."""
+        client = request.getClientAddress()
+        client_ip = client.host if isinstance(client, (IPv4Address, IPv6Address)) else "-"
         if self._quoted:
-            client = f'"{client}"'
+            client_ip = f'"{client_ip}"'
+        now = time.time()
+        if int(now) != self._second:
+            self._new_second(now)
         # The request line is escaped as one piece: spaces are printable, so
         # this is the same as escaping its three parts, with one scan.
         first_line = escape_for_log(b"%s %s %s" % (request.method, request.uri, request.clientproto))
-        line = f'{client} - - {self._stamp_now()} "{first_line}" {request.code} {request.sentLength or "-"}'
+        line = f'{client_ip} - - {self._stamp} "{first_line}" {request.code} {request.sentLength or "-"}'
         if self._agents:
             headers = request.requestHeaders
             referrer = headers.last_value(b"referer")

@@ -164,6 +164,7 @@ class Request:
     _force_secure: bool | None = None  # set by setHost (a trusted proxy said how the client came)
     # What a resource adds to the access log's JSON line (the front: the user and the backend).
     log_fields: dict[str, Any] | None = None
+    _content: IO[bytes] | None = None  # see content
 
     def __init__(self, site: Site, channel: Channel, head: RequestHead) -> None:
         self.site = site
@@ -178,7 +179,6 @@ class Request:
         self.host: Address = channel.host
         self._host_header = head.host
         self.cookies: list[bytes] = []
-        self.content: IO[bytes] = BytesIO()
         self.sitepath: list[bytes] = []
         self._pending: list[bytes] = []  # body written before the head is framed
         target = head.target
@@ -191,6 +191,19 @@ class Request:
         self.postpath: list[bytes] = [unquote_to_bytes(s) for s in segments] if b"%" in path else segments
 
     # -- what the client sent ---------------------------------------------------
+
+    @property
+    def content(self) -> IO[bytes]:
+        """The request body (read whole before render; empty without a body)."""
+        content = self._content
+        if content is None:
+            # Made on first use: most requests have no body, and most renders never look.
+            content = self._content = BytesIO()
+        return content
+
+    @content.setter
+    def content(self, value: IO[bytes]) -> None:
+        self._content = value
 
     @property
     def args(self) -> dict[bytes, list[bytes]]:
@@ -624,7 +637,9 @@ class Request:
         try:
             resource = self.site.getResourceFor(self)
             self._body_limit = resource.max_request_body or self.site.limits.max_body_size
-            if self.has_body and not resource.stream_request_body and takes_method(resource, self.method):
+            head = self.channel.head
+            if (head is not None and (head.chunked or head.content_length) and not resource.stream_request_body
+                    and takes_method(resource, self.method)):  # (has_body, without two property calls)
                 return self._read_body_and_render(resource)
             result = self._render(resource)
         except (ConnectionLost, trio.BrokenResourceError):

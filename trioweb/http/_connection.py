@@ -226,7 +226,11 @@ class HTTPConnection:
                 # The handler gave up mid-response (or never answered): the
                 # client must not mistake what it got for a whole response.
                 break
-            if not await self._finish_request_body():
+            if self._body_done:
+                # (what _finish_request_body does then, without a coroutine)
+                if events and events[0] is END_OF_MESSAGE:
+                    events.popleft()
+            elif not await self._finish_request_body():
                 self.keep_alive = False
                 self._linger = True
             if not self.keep_alive or self.draining:

@@ -153,7 +153,8 @@ class RequestParser:
             # protocol, so it is answered as an ordinary request, and says so
             # (Connection: close): the bytes after it are not HTTP.
             self.past_upgrade = bytearray(data[upgrade.args[0]:])
-            self._flush_body()
+            if self._body_pieces:
+                self._flush_body()
             for event in reversed(self.events):
                 if isinstance(event, RequestHead):
                     event.keep_alive = False
@@ -171,7 +172,8 @@ class RequestParser:
         except httptools.HttpParserError as exc:
             if self._error is None:
                 self._error = ParseError(400, str(exc))
-        self._flush_body()
+        if self._body_pieces:
+            self._flush_body()
         if self._error is not None:
             self.events.append(self._error)
             self.closed = True
@@ -278,7 +280,8 @@ class RequestParser:
         self.maybe_in_trailers = False
 
     def on_message_complete(self) -> None:
-        self._flush_body()
+        if self._body_pieces:
+            self._flush_body()
         self._messages_completed_in_feed += 1
         self._in_chunk_framing = False
         self.maybe_in_trailers = False
@@ -286,10 +289,10 @@ class RequestParser:
         self.events.append(END_OF_MESSAGE)
 
     def _flush_body(self) -> None:
+        """Queue the body pieces of this read as one event (there must be some)."""
         pieces = self._body_pieces
-        if pieces:
-            self.events.append(pieces[0] if len(pieces) == 1 else b"".join(pieces))
-            pieces.clear()
+        self.events.append(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+        pieces.clear()
 
     def _abort(self, status: int, reason: str) -> None:
         self._error = ParseError(status, reason)
