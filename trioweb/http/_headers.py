@@ -151,7 +151,13 @@ class Headers:
 
     def pair_list(self) -> list[tuple[bytes, bytes]]:
         """Every ``(name, value)`` pair, one per value."""
-        return [(name, value) for name, values in self._raw.items() for value in values]
+        pairs = []
+        for name, values in self._raw.items():  # (a loop: a comprehension is a call more)
+            if len(values) == 1:
+                pairs.append((name, values[0]))
+            else:
+                pairs += [(name, value) for value in values]
+        return pairs
 
     def setRawHeaders(self, name: str | bytes, values: Iterable[str | bytes]) -> None:
         self._raw[checked_name(name)] = [checked_value(v) for v in values]

@@ -113,7 +113,14 @@ class RequestParser:
         self._error: ParseError | None = None
         self._in_head = False
         self._head_bytes_seen = 0  # over-estimate of the head received so far
-        self._reset_head()
+        # The head being parsed (reset by on_message_begin). The target is the
+        # one piece llhttp gives for most requests: kept as is, and joined in a
+        # bytearray only when it comes in several.
+        self._target: bytes | bytearray = b""
+        self._headers: dict[bytes, list[bytes]] = {}
+        self._header_count = 0
+        self._header_bytes = 0
+        self._headers_done = False
         self._messages_completed_in_feed = 0
         self._body_pieces: list[bytes] = []  # body bytes of the current read, joined into one event
         self._in_chunk_framing = False  # between chunks of a chunked body, or in its trailers
@@ -124,15 +131,6 @@ class RequestParser:
         self.maybe_in_trailers = False
         self.closed = False  # no more input is accepted (after an error or an upgrade)
         self.past_upgrade: bytearray | None = None  # the bytes after an Upgrade or CONNECT head
-
-    def _reset_head(self) -> None:
-        # The target is the one piece llhttp gives for most requests: kept as
-        # is, and joined in a bytearray only when it comes in several.
-        self._target: bytes | bytearray = b""
-        self._headers: dict[bytes, list[bytes]] = {}
-        self._header_count = 0
-        self._header_bytes = 0
-        self._headers_done = False
 
     # -- input -----------------------------------------------------------
 
@@ -214,7 +212,11 @@ class RequestParser:
     def on_message_begin(self) -> None:
         self._in_head = True
         self._head_bytes_seen = 0
-        self._reset_head()
+        self._target = b""
+        self._headers = {}
+        self._header_count = 0
+        self._header_bytes = 0
+        self._headers_done = False
 
     def on_url(self, piece: bytes) -> None:
         target = self._target
