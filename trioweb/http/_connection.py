@@ -433,7 +433,10 @@ class HTTPConnection:
             raise BodyTooLarge
         if head.expect_continue and not self._continue_sent:
             self._continue_sent = True
-            await self._send(CONTINUE_100)
+            # Queued, not sent past the queue: the responses to requests
+            # pipelined before this one may wait there, and go first.
+            self._out.append(CONTINUE_100)
+            await self.flush()
         events = self.parser.events
         while True:
             if events:
