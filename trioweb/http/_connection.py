@@ -357,7 +357,8 @@ class HTTPConnection:
         self.keep_alive = False
         self._linger = True
         try:
-            await self._send(error_response(status, self.server_header, _date_header.value()))
+            self._out.append(error_response(status, self.server_header, _date_header.value()))
+            await self.flush()
         except (ConnectionLost, trio.TooSlowError):
             pass
 
@@ -590,17 +591,30 @@ class HTTPConnection:
         out = self._out
         if not out:
             return
+        data: bytes | list[bytes]
         if len(out) == 1:
             data = out[0]
+            out.clear()
         elif len(out) <= MAX_GATHERED and sum(map(len, out)) > JOIN_UP_TO:
             # Large: gathered by the kernel rather than copied into one piece here.
+            data = out
             self._out = []
-            await self._send(out)
-            return
         else:
             data = b"".join(out)
-        out.clear()
-        await self._send(data)
+            out.clear()
+        if self.lost:
+            raise ConnectionLost("client went away")
+        try:
+            if isinstance(data, list):
+                await self.transport.send_pieces(data, self.limits.send_timeout)
+            else:
+                await self.transport.send_all(data, self.limits.send_timeout)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self.lost = True
+            raise ConnectionLost("client went away") from exc
+        except trio.TooSlowError as exc:
+            self.lost = True
+            raise ConnectionLost("client stopped reading (send timeout)") from exc
 
     async def send_file(self, fd: int, offset: int, count: int) -> None:
         """Send ``count`` bytes of the open file ``fd`` from ``offset`` as body.
@@ -700,22 +714,6 @@ class HTTPConnection:
             count -= len(piece)
             self._out.append(chunk(piece) if self._chunked else piece)
             await self.flush()
-
-    async def _send(self, data: bytes | list[bytes]) -> None:
-        """Send bytes, or a list of pieces (gathered, see ``flush``)."""
-        if self.lost:
-            raise ConnectionLost("client went away")
-        try:
-            if isinstance(data, list):
-                await self.transport.send_pieces(data, self.limits.send_timeout)
-            else:
-                await self.transport.send_all(data, self.limits.send_timeout)
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            self.lost = True
-            raise ConnectionLost("client went away") from exc
-        except trio.TooSlowError as exc:
-            self.lost = True
-            raise ConnectionLost("client stopped reading (send timeout)") from exc
 
     async def watch_for_disconnect(self) -> None:
         """Return when the client closes or resets the connection.
