@@ -46,16 +46,32 @@ _MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 FORMATS = ("combined", "common", "twisted", "json")
 
 
+# The escaped text of values seen before: methods, protocols, paths and user
+# agents recur, and a look-up costs a fraction of a scan (bounded: values
+# up to _MAX_REMEMBERED_LENGTH bytes, _MAX_REMEMBERED of them, then forgotten at once).
+_escaped: dict[bytes, str] = {}
+_MAX_REMEMBERED = 1024
+_MAX_REMEMBERED_LENGTH = 256
+
+
 def escape_for_log(value: bytes) -> str:
     """Printable ASCII as is; ``"`` and ``\\`` backslashed; everything else ``\\xNN``."""
+    text = _escaped.get(value)
+    if text is not None:
+        return text
     if not _UNSAFE.search(value):
-        return value.decode("ascii")
+        text = value.decode("ascii")
+    else:
+        def replace(match: re.Match[bytes]) -> bytes:
+            char = match.group()
+            return b"\\" + char if char in (b'"', b"\\") else b"\\x%02x" % char[0]
 
-    def replace(match: re.Match[bytes]) -> bytes:
-        char = match.group()
-        return b"\\" + char if char in (b'"', b"\\") else b"\\x%02x" % char[0]
-
-    return _UNSAFE.sub(replace, value).decode("ascii")
+        text = _UNSAFE.sub(replace, value).decode("ascii")
+    if len(value) <= _MAX_REMEMBERED_LENGTH:
+        if len(_escaped) >= _MAX_REMEMBERED:
+            _escaped.clear()
+        _escaped[value] = text
+    return text
 
 
 def _timestamp(now: float) -> str:
@@ -110,27 +126,38 @@ class AccessLog:
         """The current second in the text formats' form (and the JSON one), made once a second."""
         now = time.time()
         if int(now) != self._second:
-            self._second = int(now)
-            self._stamp = _timestamp(now)
-            self._iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+            self._new_second(now)
         return self._stamp
+
+    def _new_second(self, now: float) -> None:
+        self._second = int(now)
+        self._stamp = _timestamp(now)
+        self._iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
 
     def _text(self, request: Request) -> str:
         """A line of a text format: one function for the three, with as few
-        calls as can be (it runs for every response)."""
-        client = _client_ip(request)
+        calls as can be (it runs for every response: _client_ip and
+        _stamp_now are written out here)."""
+        client = request.getClientAddress()
+        client_ip = client.host if isinstance(client, (IPv4Address, IPv6Address)) else "-"
         if self._quoted:
-            client = f'"{client}"'
-        # The request line is escaped as one piece: spaces are printable, so
-        # this is the same as escaping its three parts, with one scan.
-        first_line = escape_for_log(b"%s %s %s" % (request.method, request.uri, request.clientproto))
-        line = f'{client} - - {self._stamp_now()} "{first_line}" {request.code} {request.sentLength or "-"}'
+            client_ip = f'"{client_ip}"'
+        now = time.time()
+        if int(now) != self._second:
+            self._new_second(now)
+        # The parts of the request line are escaped one by one: each is most
+        # often a value seen before (see escape_for_log), the line seldom.
+        escaped = _escaped.get
+        method, uri, protocol = request.method, request.uri, request.clientproto
+        line = (f'{client_ip} - - {self._stamp} "{escaped(method) or escape_for_log(method)} '
+                f'{escaped(uri) or escape_for_log(uri)} {escaped(protocol) or escape_for_log(protocol)}" '
+                f'{request.code} {request.sentLength or "-"}')
         if self._agents:
             headers = request.requestHeaders
             referrer = headers.last_value(b"referer")
             agent = headers.last_value(b"user-agent")
             line = (f'{line} "{escape_for_log(referrer) if referrer else "-"}" '
-                    f'"{escape_for_log(agent) if agent else "-"}"')
+                    f'"{(escaped(agent) or escape_for_log(agent)) if agent else "-"}"')
         return f"{line} {_duration_us(request)}\n" if self._with_duration else line + "\n"
 
     def _json(self, request: Request) -> str:

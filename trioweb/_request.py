@@ -164,6 +164,7 @@ class Request:
     _force_secure: bool | None = None  # set by setHost (a trusted proxy said how the client came)
     # What a resource adds to the access log's JSON line (the front: the user and the backend).
     log_fields: dict[str, Any] | None = None
+    _content: IO[bytes] | None = None  # see content
 
     def __init__(self, site: Site, channel: Channel, head: RequestHead) -> None:
         self.site = site
@@ -178,7 +179,6 @@ class Request:
         self.host: Address = channel.host
         self._host_header = head.host
         self.cookies: list[bytes] = []
-        self.content: IO[bytes] = BytesIO()
         self.sitepath: list[bytes] = []
         self._pending: list[bytes] = []  # body written before the head is framed
         target = head.target
@@ -191,6 +191,19 @@ class Request:
         self.postpath: list[bytes] = [unquote_to_bytes(s) for s in segments] if b"%" in path else segments
 
     # -- what the client sent ---------------------------------------------------
+
+    @property
+    def content(self) -> IO[bytes]:
+        """The request body (read whole before render; empty without a body)."""
+        content = self._content
+        if content is None:
+            # Made on first use: most requests have no body, and most renders never look.
+            content = self._content = BytesIO()
+        return content
+
+    @content.setter
+    def content(self, value: IO[bytes]) -> None:
+        self._content = value
 
     @property
     def args(self) -> dict[bytes, list[bytes]]:
@@ -445,7 +458,7 @@ class Request:
             return
         channel = self.channel
         if not channel.response_started:
-            self._start_response(content_length=sum(len(p) for p in self._pending))
+            self._start_response(content_length=sum(map(len, self._pending)))
         elif self._encoding is not None:
             tail = self._encoding.finish()
             self.sentLength += len(tail)
@@ -486,12 +499,16 @@ class Request:
             and (content_length != 0 or self.method == b"HEAD")
         ):
             pairs.append((b"content-type", self.defaultContentType))
-        pairs.extend((b"set-cookie", c) for c in self.cookies)
+        if self.cookies:
+            pairs.extend((b"set-cookie", c) for c in self.cookies)
         phrase = self.code_message or status_phrase(self.code)
-        self.channel.start_response(self.code, phrase, pairs, content_length)
-        for piece in self._pending:
-            self.channel.write(piece)
-        self._pending.clear()
+        channel = self.channel
+        channel.start_response(self.code, phrase, pairs, content_length)
+        pending = self._pending
+        if pending:
+            for piece in pending:
+                channel.write(piece)
+            pending.clear()
 
     def set_response_encoding(self, encoding: ResponseEncoding) -> None:
         """Send the response through ``encoding`` (what an ``EncodingResourceWrapper`` does)."""

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from trioweb._accesslog import AccessLog
+from trioweb._accesslog import AccessLog, _escaped
 from trioweb.address import IPv4Address, IPv6Address, UNIXAddress
 from trioweb.http._headers import Headers
 
@@ -53,6 +53,19 @@ def test_what_the_client_chose_cannot_forge_a_line_or_a_field():
                               '/\\x1b[31m\\xc3\\xa9\\\\ HTTP/1.1')
     assert match.group(4) == "-"  # nothing sent
     assert match.group(5) == 'a\\"b\\x0d\\x0ac' and match.group(6) == "\\x00\\x7f\\xff"
+
+
+def test_remembered_escapes_give_the_same_lines_and_stay_bounded():
+    log = AccessLog(io.StringIO(), owned=False, format="twisted")
+    evil = LoggedRequest(uri=b'/"\n\xff', headers={b"user-agent": [b'a"\x00']})
+    plain = LoggedRequest(uri=b"/same", headers={b"user-agent": [b"curl/8"]})
+    for request in (evil, plain):
+        first = log.line(request)
+        assert log.line(request) == first  # the second time, from what was remembered
+    assert '"GET /\\"\\x0a\\xff HTTP/1.1"' in log.line(evil) and log.line(evil).endswith('"a\\"\\x00"\n')
+    for n in range(3000):  # many distinct paths: the memory is bounded
+        log.line(LoggedRequest(uri=b"/%d" % n))
+    assert len(_escaped) <= 1024
 
 
 def test_a_unix_socket_client_has_no_address():

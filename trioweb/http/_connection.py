@@ -64,6 +64,7 @@ from trioweb.http._writer import (
     DateHeader,
     chunk,
     error_response,
+    length_text,
     serialize_head,
 )
 
@@ -162,23 +163,32 @@ class HTTPConnection:
         self._unyielded_reads = 0
         self.taken_over = False  # see take_over_stream
         self._watching: trio.CancelScope | None = None  # the disconnect watcher's reads
+        self._reset_body_state()
         self._reset_exchange(None)
 
     def _reset_exchange(self, head: RequestHead | None) -> None:
         self.head = head
-        self._body_done = head is None or not head.has_body
-        self._body_complete: trio.Event | None = None  # set when a body being read ends
-        self._body_received = 0
-        self._body_wait_left: float | None = None  # seconds the body may still keep us waiting
-        self._body_rate_counted = 0  # body bytes already credited to _body_wait_left
-        self._trailers_deadline: float | None = None  # the header timeout, from the trailers' start
-        self._continue_sent = False
+        if head is not None and (head.chunked or head.content_length):
+            self._body_done = False
+            self._reset_body_state()
+        else:
+            # The body's state is read only while _body_done is False: a
+            # request without a body spares resetting it.
+            self._body_done = True
         self.response_started = False
         self.response_done = False
         self._chunked = False
         self._send_body = True
         self._remaining: int | None = None
         self.keep_alive = head is not None and head.keep_alive
+
+    def _reset_body_state(self) -> None:
+        self._body_complete: trio.Event | None = None  # set when a body being read ends
+        self._body_received = 0
+        self._body_wait_left: float | None = None  # seconds the body may still keep us waiting
+        self._body_rate_counted = 0  # body bytes already credited to _body_wait_left
+        self._trailers_deadline: float | None = None  # the header timeout, from the trailers' start
+        self._continue_sent = False
 
     # -- the loop ----------------------------------------------------------
 
@@ -199,6 +209,8 @@ class HTTPConnection:
 
     async def _serve(self) -> None:
         just_sent = False  # a response went out just now, with no yield since
+        max_requests = self.limits.max_requests_per_connection
+        events = self.parser.events
         while not self.lost:
             head = await self._next_head(just_sent)
             if head is None:
@@ -207,21 +219,25 @@ class HTTPConnection:
                 self._scope.deadline = math.inf  # the first request came within FIRST_REQUEST_GRACE
             self._reset_exchange(head)
             self._requests_served += 1
-            if self._requests_served >= self.limits.max_requests_per_connection:
+            if self._requests_served >= max_requests:
                 self.keep_alive = False
             await self.handler(self, head)
             if not self.response_done:
                 # The handler gave up mid-response (or never answered): the
                 # client must not mistake what it got for a whole response.
                 break
-            if not await self._finish_request_body():
+            if self._body_done:
+                # (what _finish_request_body does then, without a coroutine)
+                if events and events[0] is END_OF_MESSAGE:
+                    events.popleft()
+            elif not await self._finish_request_body():
                 self.keep_alive = False
                 self._linger = True
             if not self.keep_alive or self.draining:
                 await self.flush()
                 break
             just_sent = False
-            if not self._next_head_is_parsed() or self._buffered() > READ_SIZE:
+            if not events or type(events[0]) is not RequestHead or self._buffered() > READ_SIZE:
                 just_sent = bool(self._out)
                 await self.flush()
             elif self._requests_served % 16 == 0:
@@ -257,10 +273,6 @@ class HTTPConnection:
                 return
             self._out.clear()
         await drain_input(self.transport, LINGER_SECONDS, MAX_DISCARD * 4)
-
-    def _next_head_is_parsed(self) -> bool:
-        events = self.parser.events
-        return bool(events) and isinstance(events[0], RequestHead)
 
     def _buffered(self) -> int:
         return sum(len(piece) for piece in self._out)
@@ -304,12 +316,12 @@ class HTTPConnection:
                     await self._send_error(408)
                     return None
         event = events.popleft()
+        if type(event) is RequestHead:
+            return event
         if isinstance(event, ParseError):
             log.info("bad request from %s: %s", self.client, event.reason)
             await self._send_error(event.status)
             return None
-        if isinstance(event, RequestHead):
-            return event
         raise AssertionError(f"unexpected parser event {event!r}")  # the parser's own bug
 
     async def _receive(self, timeout: float, *, wait_first: bool = False) -> bytes:
@@ -345,7 +357,8 @@ class HTTPConnection:
         self.keep_alive = False
         self._linger = True
         try:
-            await self._send(error_response(status, self.server_header, _date_header.value()))
+            self._out.append(error_response(status, self.server_header, _date_header.value()))
+            await self.flush()
         except (ConnectionLost, trio.TooSlowError):
             pass
 
@@ -421,7 +434,10 @@ class HTTPConnection:
             raise BodyTooLarge
         if head.expect_continue and not self._continue_sent:
             self._continue_sent = True
-            await self._send(CONTINUE_100)
+            # Queued, not sent past the queue: the responses to requests
+            # pipelined before this one may wait there, and go first.
+            self._out.append(CONTINUE_100)
+            await self.flush()
         events = self.parser.events
         while True:
             if events:
@@ -520,7 +536,7 @@ class HTTPConnection:
         if no_body:
             self._remaining = 0
         elif content_length is not None:
-            pairs.append((b"Content-Length", b"%d" % content_length))
+            pairs.append((b"Content-Length", length_text(content_length)))
             self._remaining = content_length
         elif head.method == b"HEAD":
             self._remaining = 0
@@ -575,17 +591,30 @@ class HTTPConnection:
         out = self._out
         if not out:
             return
+        data: bytes | list[bytes]
         if len(out) == 1:
             data = out[0]
+            out.clear()
         elif len(out) <= MAX_GATHERED and sum(map(len, out)) > JOIN_UP_TO:
             # Large: gathered by the kernel rather than copied into one piece here.
+            data = out
             self._out = []
-            await self._send(out)
-            return
         else:
             data = b"".join(out)
-        out.clear()
-        await self._send(data)
+            out.clear()
+        if self.lost:
+            raise ConnectionLost("client went away")
+        try:
+            if isinstance(data, list):
+                await self.transport.send_pieces(data, self.limits.send_timeout)
+            else:
+                await self.transport.send_all(data, self.limits.send_timeout)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self.lost = True
+            raise ConnectionLost("client went away") from exc
+        except trio.TooSlowError as exc:
+            self.lost = True
+            raise ConnectionLost("client stopped reading (send timeout)") from exc
 
     async def send_file(self, fd: int, offset: int, count: int) -> None:
         """Send ``count`` bytes of the open file ``fd`` from ``offset`` as body.
@@ -685,22 +714,6 @@ class HTTPConnection:
             count -= len(piece)
             self._out.append(chunk(piece) if self._chunked else piece)
             await self.flush()
-
-    async def _send(self, data: bytes | list[bytes]) -> None:
-        """Send bytes, or a list of pieces (gathered, see ``flush``)."""
-        if self.lost:
-            raise ConnectionLost("client went away")
-        try:
-            if isinstance(data, list):
-                await self.transport.send_pieces(data, self.limits.send_timeout)
-            else:
-                await self.transport.send_all(data, self.limits.send_timeout)
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            self.lost = True
-            raise ConnectionLost("client went away") from exc
-        except trio.TooSlowError as exc:
-            self.lost = True
-            raise ConnectionLost("client stopped reading (send timeout)") from exc
 
     async def watch_for_disconnect(self) -> None:
         """Return when the client closes or resets the connection.

@@ -100,7 +100,7 @@ class Headers:
     @classmethod
     def from_trusted_map(cls, raw: dict[bytes, list[bytes]]) -> Headers:
         """Wrap a map (lower-case names) a parser already validated; no copy, no check."""
-        headers = cls()
+        headers = object.__new__(cls)  # (no __init__: its empty map would be replaced at once)
         headers._raw = raw
         return headers
 
@@ -142,6 +142,8 @@ class Headers:
         """Remove the framing and connection headers a resource may have set
         (they are the connection's to decide); return Content-Length's values."""
         raw = self._raw
+        if not raw:
+            return None
         for name in _CONNECTION_HEADERS:
             if name in raw:
                 del raw[name]
@@ -149,7 +151,13 @@ class Headers:
 
     def pair_list(self) -> list[tuple[bytes, bytes]]:
         """Every ``(name, value)`` pair, one per value."""
-        return [(name, value) for name, values in self._raw.items() for value in values]
+        pairs = []
+        for name, values in self._raw.items():  # (a loop: a comprehension is a call more)
+            if len(values) == 1:
+                pairs.append((name, values[0]))
+            else:
+                pairs += [(name, value) for value in values]
+        return pairs
 
     def setRawHeaders(self, name: str | bytes, values: Iterable[str | bytes]) -> None:
         self._raw[checked_name(name)] = [checked_value(v) for v in values]

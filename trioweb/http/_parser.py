@@ -103,12 +103,24 @@ class RequestParser:
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
+        # The limits every head is checked against, read once (they are frozen).
+        self._max_target = limits.max_request_line
+        self._max_header_bytes = limits.max_header_bytes
+        self._max_header_count = limits.max_header_count
+        self._last_good_host: bytes | None = None  # the Host a head on this connection had, checked
         self.events: deque[object] = deque()
         self._parser = httptools.HttpRequestParser(self)
         self._error: ParseError | None = None
         self._in_head = False
         self._head_bytes_seen = 0  # over-estimate of the head received so far
-        self._reset_head()
+        # The head being parsed (reset by on_message_begin). The target is the
+        # one piece llhttp gives for most requests: kept as is, and joined in a
+        # bytearray only when it comes in several.
+        self._target: bytes | bytearray = b""
+        self._headers: dict[bytes, list[bytes]] = {}
+        self._header_count = 0
+        self._header_bytes = 0
+        self._headers_done = False
         self._messages_completed_in_feed = 0
         self._body_pieces: list[bytes] = []  # body bytes of the current read, joined into one event
         self._in_chunk_framing = False  # between chunks of a chunked body, or in its trailers
@@ -119,13 +131,6 @@ class RequestParser:
         self.maybe_in_trailers = False
         self.closed = False  # no more input is accepted (after an error or an upgrade)
         self.past_upgrade: bytearray | None = None  # the bytes after an Upgrade or CONNECT head
-
-    def _reset_head(self) -> None:
-        self._target = bytearray()
-        self._headers: dict[bytes, list[bytes]] = {}
-        self._header_count = 0
-        self._header_bytes = 0
-        self._headers_done = False
 
     # -- input -----------------------------------------------------------
 
@@ -146,7 +151,8 @@ class RequestParser:
             # protocol, so it is answered as an ordinary request, and says so
             # (Connection: close): the bytes after it are not HTTP.
             self.past_upgrade = bytearray(data[upgrade.args[0]:])
-            self._flush_body()
+            if self._body_pieces:
+                self._flush_body()
             for event in reversed(self.events):
                 if isinstance(event, RequestHead):
                     event.keep_alive = False
@@ -164,7 +170,8 @@ class RequestParser:
         except httptools.HttpParserError as exc:
             if self._error is None:
                 self._error = ParseError(400, str(exc))
-        self._flush_body()
+        if self._body_pieces:
+            self._flush_body()
         if self._error is not None:
             self.events.append(self._error)
             self.closed = True
@@ -205,19 +212,29 @@ class RequestParser:
     def on_message_begin(self) -> None:
         self._in_head = True
         self._head_bytes_seen = 0
-        self._reset_head()
+        self._target = b""
+        self._headers = {}
+        self._header_count = 0
+        self._header_bytes = 0
+        self._headers_done = False
 
     def on_url(self, piece: bytes) -> None:
-        self._target += piece
-        if len(self._target) > self.limits.max_request_line:
+        target = self._target
+        if not target:
+            target = self._target = piece
+        elif type(target) is bytes:
+            target = self._target = bytearray(target) + piece
+        else:
+            target += piece
+        if len(target) > self._max_target:
             self._abort(414, "request target too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_bytes += len(name) + len(value) + 4
-        if self._header_bytes > self.limits.max_header_bytes:
+        if self._header_bytes > self._max_header_bytes:
             self._abort(431, "header block too large")
         self._header_count += 1
-        if self._header_count > self.limits.max_header_count:
+        if self._header_count > self._max_header_count:
             self._abort(431, "too many header fields")
         if self._headers_done:
             return  # a trailer field: counted, and its syntax checked by llhttp; we use none
@@ -241,8 +258,9 @@ class RequestParser:
             self._abort(400, "HTTP/0.9 requests are not supported")
         else:
             self._abort(505, f"HTTP version {version} not supported")
-        head = self._check_head(parser.get_method(), bytes(self._target), version_bytes)
-        head.keep_alive = parser.should_keep_alive()
+        target = self._target
+        head = self._check_head(parser.get_method(), target if type(target) is bytes else bytes(target),
+                                version_bytes, parser.should_keep_alive())
         self.events.append(head)
         self._in_chunk_framing = head.chunked
         self._framing_bytes_seen = 0
@@ -264,7 +282,8 @@ class RequestParser:
         self.maybe_in_trailers = False
 
     def on_message_complete(self) -> None:
-        self._flush_body()
+        if self._body_pieces:
+            self._flush_body()
         self._messages_completed_in_feed += 1
         self._in_chunk_framing = False
         self.maybe_in_trailers = False
@@ -272,10 +291,10 @@ class RequestParser:
         self.events.append(END_OF_MESSAGE)
 
     def _flush_body(self) -> None:
+        """Queue the body pieces of this read as one event (there must be some)."""
         pieces = self._body_pieces
-        if pieces:
-            self.events.append(pieces[0] if len(pieces) == 1 else b"".join(pieces))
-            pieces.clear()
+        self.events.append(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+        pieces.clear()
 
     def _abort(self, status: int, reason: str) -> None:
         self._error = ParseError(status, reason)
@@ -283,51 +302,51 @@ class RequestParser:
 
     # -- the checks llhttp leaves to us ------------------------------------
 
-    def _check_head(self, method: bytes, target: bytes, version: bytes) -> RequestHead:
+    def _check_head(self, method: bytes, target: bytes, version: bytes, keep_alive: bool) -> RequestHead:
         headers = self._headers
-        hosts = headers.get(b"host", ())
-        transfer_codings = [c for value in headers.get(b"transfer-encoding", ()) for c in value.split(b",")]
-        content_length: int | None = None
-        if b"content-length" in headers:
-            content_length = int(headers[b"content-length"][0])  # llhttp allowed digits only, once
+        lengths = headers.get(b"content-length")
+        # llhttp allowed digits only, and one Content-Length.
+        content_length = int(lengths[0]) if lengths is not None else None
         expect_continue = False
-        for expectation in headers.get(b"expect", ()):
-            if expectation.strip().lower() == b"100-continue":
-                expect_continue = version == b"1.1"
-            else:
-                self._abort(417, "unsupported expectation")
+        expectations = headers.get(b"expect")
+        if expectations is not None:
+            for expectation in expectations:
+                if expectation.strip().lower() == b"100-continue":
+                    expect_continue = version == b"1.1"
+                else:
+                    self._abort(417, "unsupported expectation")
         chunked = False
-        if transfer_codings:
+        encodings = headers.get(b"transfer-encoding")
+        if encodings is not None:
             if version == b"1.0":
                 self._abort(400, "Transfer-Encoding in an HTTP/1.0 request")
-            codings = [c.strip().lower() for c in transfer_codings]
+            codings = [c.strip().lower() for value in encodings for c in value.split(b",")]
             if codings == [b"chunked"]:
                 chunked = True
             elif all(codings) and codings[-1] == b"chunked" and all(is_token(c) for c in codings):
                 self._abort(501, "transfer codings other than chunked are not supported")
             else:
                 self._abort(400, "invalid Transfer-Encoding")
-        if len(hosts) > 1:
-            self._abort(400, "more than one Host header")
-        host = hosts[0].strip() if hosts else None
-        if host is not None and not _HOST.match(host):
-            self._abort(400, "invalid Host header")
+        hosts = headers.get(b"host")
+        host = None
+        if hosts is not None:
+            if len(hosts) > 1:
+                self._abort(400, "more than one Host header")
+            host = hosts[0].strip()
+            # The clients of a connection name the same host request after
+            # request: checked once, then compared.
+            if host != self._last_good_host:
+                if not _HOST.match(host):
+                    self._abort(400, "invalid Host header")
+                self._last_good_host = host
         if version == b"1.1" and not host:
             self._abort(400, "HTTP/1.1 request without a Host")  # even in absolute form
-        absolute = _ABSOLUTE_FORM.match(target)
-        if absolute:
-            authority = absolute.group(1)
-            if not authority or not _HOST.match(authority) or b"@" in authority:
-                self._abort(400, "invalid authority in request target")
-            host = authority
-        return RequestHead(
-            method=method,
-            target=target,
-            version=version,
-            headers=self._headers,
-            keep_alive=True,
-            content_length=None if chunked else content_length,
-            chunked=chunked,
-            expect_continue=expect_continue,
-            host=host,
-        )
+        if target[:1] != b"/":  # an origin-form target (the usual) cannot be absolute-form
+            absolute = _ABSOLUTE_FORM.match(target)
+            if absolute:
+                authority = absolute.group(1)
+                if not authority or not _HOST.match(authority) or b"@" in authority:
+                    self._abort(400, "invalid authority in request target")
+                host = authority
+        return RequestHead(method, target, version, headers, keep_alive,
+                           None if chunked else content_length, chunked, expect_continue, host)

@@ -30,19 +30,24 @@ class DateHeader:
     def value(self) -> bytes:
         now = int(time.time())
         if now != self._second:
-            self._second = now
-            self._value = formatdate(now, usegmt=True).encode("ascii")
-            self._lines.clear()
+            self._new_second(now)
         return self._value
+
+    def _new_second(self, now: int) -> None:
+        self._second = now
+        self._value = formatdate(now, usegmt=True).encode("ascii")
+        self._lines.clear()
 
     def lines(self, server: bytes) -> bytes:
         """``Server`` and ``Date`` header lines, ready to put after a status line
         (no ``Server`` line when ``server`` is empty: ``--server-header none``)."""
-        value = self.value()
+        now = int(time.time())
+        if now != self._second:
+            self._new_second(now)
         lines = self._lines.get(server)
         if lines is None:
             lines = self._lines[server] = (b"Server: " + server + b"\r\n" if server else b"") + \
-                b"Date: " + value + b"\r\n"
+                b"Date: " + self._value + b"\r\n"
         return lines
 
     def lines_without(self, replaced: set[bytes], server: bytes) -> bytes:
@@ -64,16 +69,42 @@ def canonical_name(name: bytes) -> bytes:
     return canonical
 
 
+_status_lines: dict[tuple[bytes, int, bytes], bytes] = {}
+
+
+def _status_line(key: tuple[bytes, int, bytes]) -> bytes:
+    """``HTTP/1.1 200 OK\\r\\n`` for ``(version, code, phrase)`` (cached: a server
+    sends a few status lines over and over)."""
+    line = b"HTTP/%s %d %s\r\n" % key
+    if len(_status_lines) < 256:
+        _status_lines[key] = line
+    return line
+
+
 def serialize_head(
     version: bytes, code: int, phrase: bytes, pairs: list[tuple[bytes, bytes]], prefix: bytes = b""
 ) -> bytes:
     """Status line, ``prefix`` (ready-made header lines), the pairs, the empty line."""
-    parts = [b"HTTP/%s %d %s\r\n" % (version, code, phrase), prefix]
+    key = (version, code, phrase)
+    parts = [_status_lines.get(key) or _status_line(key), prefix]
     names = _canonical_names
     for name, value in pairs:
         parts += (names.get(name) or canonical_name(name), b": ", value, b"\r\n")
     parts.append(b"\r\n")
     return b"".join(parts)
+
+
+_length_texts: dict[int, bytes] = {}
+
+
+def length_text(length: int) -> bytes:
+    """``b"1024"`` for 1024: a Content-Length value (cached: the same sizes recur)."""
+    text = _length_texts.get(length)
+    if text is None:
+        text = b"%d" % length
+        if len(_length_texts) < 1024:
+            _length_texts[length] = text
+    return text
 
 
 def chunk(data: bytes) -> bytes:

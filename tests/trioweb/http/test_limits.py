@@ -113,6 +113,15 @@ async def test_100_continue_is_sent_when_the_body_is_wanted(start_site):
     assert response.status == 200 and response.body == b"5"
 
 
+async def test_100_continue_comes_after_the_responses_pipelined_before_it(start_site):
+    site = await start_site(tree())
+    conn = await site.connect()
+    await conn.send(b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n"
+                    b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello")
+    statuses = [(await conn.read_response()).status for _ in range(3)]
+    assert statuses == [200, 100, 200]
+
+
 async def test_chunked_body_over_limit_is_413(start_site):
     site = await start_site(tree())
     conn = await site.connect()
