@@ -105,7 +105,9 @@ class ASGIResource(Resource):
         if upgrade is not None and upgrade.lower() == b"websocket":
             return render_error(request, 404, "No Such Resource", "WebSocket is not served here.")
         request.defaultContentType = None
-        return _Exchange(self, request).serve()
+        # A quick application is answered before render returns, as a
+        # synchronous render is, without the scope and watcher of a deferred one.
+        return request.run_until_it_waits(_Exchange(self, request).serve())
 
     async def run_with_lifespan(self, serve: Callable[[], Awaitable[None]]) -> None:
         """Start the application (``lifespan.startup``), ``await serve()``, and
@@ -204,26 +206,27 @@ class _Exchange:
         self.response_started = False  # http.response.start received
         self.answered = False  # the request was answered without the application (a bad body)
 
-    async def serve(self) -> bytes | None:
+    async def serve(self) -> bytes:
+        """Call the application; b"" once the request is answered (or its connection aborted)."""
         request = self.request
         try:
             await self.app(self.scope, self.receive, self.send)
         except Exception as exc:
             if request.finished or self.answered or _client_gone(exc):
-                return None
+                return b""
             if request.startedWriting:
                 log.error("ASGI application %r failed after its response started; connection aborted",
                           self.app, exc_info=exc)
                 request.loseConnection()
-                return None
+                return b""
             raise  # the Site's 500 page
         if request.finished or self.answered:
-            return None
+            return b""
         if request.startedWriting:
             log.error("ASGI application %r returned before its response was complete; connection aborted",
                       self.app)
             request.loseConnection()
-            return None
+            return b""
         raise RuntimeError("the ASGI application returned without sending a complete response")
 
     async def receive(self) -> Message:
