@@ -101,7 +101,7 @@ class ASGIResource(Resource):
         raise RuntimeError("an ASGIResource is a leaf: it cannot have children")
 
     def render(self, request: Request) -> Any:
-        upgrade = request.getHeader(b"upgrade")
+        upgrade = request.requestHeaders.last_value(b"upgrade")
         if upgrade is not None and upgrade.lower() == b"websocket":
             return render_error(request, 404, "No Such Resource", "WebSocket is not served here.")
         request.defaultContentType = None
@@ -327,15 +327,19 @@ def _client_gone(exc: BaseException) -> bool:
     return isinstance(exc, ClientDisconnected | ConnectionLost)
 
 
+_HTTP_VERSIONS = {b"HTTP/1.1": "1.1", b"HTTP/1.0": "1.0"}
+
+
 def _scope(request: Request, state: dict[str, Any]) -> dict[str, Any]:
     """The ``http`` scope of ``request`` (ASGI 3.0, HTTP spec 2.4)."""
     raw_path = request.path
     client = request.getClientAddress()
     host = request.getHost()
+    protocol = request.clientproto
     return {
         "type": "http",
         "asgi": _ASGI,
-        "http_version": request.clientproto[5:].decode("ascii"),
+        "http_version": _HTTP_VERSIONS.get(protocol) or protocol[5:].decode("ascii"),
         "method": request.method.decode("ascii"),
         "scheme": "https" if request.isSecure() else "http",
         "path": unquote_to_bytes(raw_path).decode("utf-8", "replace") if b"%" in raw_path else raw_path.decode(
@@ -343,7 +347,7 @@ def _scope(request: Request, state: dict[str, Any]) -> dict[str, Any]:
         "raw_path": raw_path,
         "query_string": request.uri.partition(b"?")[2],
         "root_path": ("/" + b"/".join(request.prepath).decode("utf-8", "replace")) if request.prepath else "",
-        "headers": [(name, value) for name, values in request.requestHeaders.getAllRawHeaders() for value in values],
+        "headers": request.requestHeaders.pair_list(),
         "client": None if isinstance(client, UNIXAddress) else (client.host, client.port),
         "server": (host.name, None) if isinstance(host, UNIXAddress) else (host.host, host.port),
         "state": dict(state),

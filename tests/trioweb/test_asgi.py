@@ -193,7 +193,7 @@ async def test_an_application_that_waits_in_scopes_of_its_own_is_answered_on_a_k
         with trio.move_on_after(30):
             await trio.sleep(0.01)
         with trio.fail_after(30):
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
             await send({"type": "http.response.start", "status": 200})
         await send({"type": "http.response.body", "body": scope["path"].encode()})
 
