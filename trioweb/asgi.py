@@ -197,14 +197,16 @@ class _Lifespan:
 class _Exchange:
     """One request's call of the application: its ``receive`` and ``send``."""
 
+    # Where every exchange starts, kept on the class (an instance stores what changes).
+    pieces: AsyncIterator[bytes] | None = None
+    body_done = False  # the last http.request message was given
+    response_started = False  # http.response.start received
+    answered = False  # the request was answered without the application (a bad body)
+
     def __init__(self, resource: ASGIResource, request: Request) -> None:
         self.request = request
         self.app = resource.app
         self.scope = _scope(request, resource.state)
-        self.pieces: AsyncIterator[bytes] | None = None
-        self.body_done = False  # the last http.request message was given
-        self.response_started = False  # http.response.start received
-        self.answered = False  # the request was answered without the application (a bad body)
 
     async def serve(self) -> bytes:
         """Call the application; b"" once the request is answered (or its connection aborted)."""
