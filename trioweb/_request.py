@@ -37,7 +37,11 @@ channel (the HTTP connection, or a personal server's ``RemoteChannel``):
   after it began, a watcher joins it that notices a client going away
   (cancelling the render and the tasks). Most deferred responses are done
   sooner, and spare the watcher's task, read and cancellation, which would
-  cost more than the rest of a quick response;
+  cost more than the rest of a quick response. A render that never calls
+  ``start_soon`` (an ASGI application) may run to its first wait inside
+  ``render`` (``run_until_it_waits``): if it does not wait it costs no more
+  than a synchronous render, and if it does the rest runs without a cancel
+  scope of its own (a client going away cancels the connection's task);
 - an exception before the response started gives a 500 page (details only
   with the Site's ``displayTracebacks``; bytes the resource wrote and that
   were still queued are dropped), a malformed form or query a 400; after the

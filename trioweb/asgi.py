@@ -29,6 +29,11 @@ behind the front of a community host) and ``path`` the whole path, as the
 ASGI spec asks. ``scope["state"]`` is a shallow copy of what the lifespan
 startup put in its state.
 
+The application is called inside ``render`` and runs there up to its first
+wait (``Request.run_until_it_waits``): one that answers without waiting (a
+quick endpoint) is answered as a synchronous render, with no cancel scope,
+task or timer; one that waits goes on as a deferred response.
+
 Errors: an exception before anything was sent gives the Site's 500 page;
 after that (or an application that returns before its response is complete)
 the error is logged and the connection aborted, never passed off as a
