@@ -37,7 +37,11 @@ channel (the HTTP connection, or a personal server's ``RemoteChannel``):
   after it began, a watcher joins it that notices a client going away
   (cancelling the render and the tasks). Most deferred responses are done
   sooner, and spare the watcher's task, read and cancellation, which would
-  cost more than the rest of a quick response;
+  cost more than the rest of a quick response. A render that never calls
+  ``start_soon`` (an ASGI application) may run to its first wait inside
+  ``render`` (``run_until_it_waits``): if it does not wait it costs no more
+  than a synchronous render, and if it does the rest runs without a cancel
+  scope of its own (a client going away cancels the connection's task);
 - an exception before the response started gives a 500 page (details only
   with the Site's ``displayTracebacks``; bytes the resource wrote and that
   were still queued are dropped), a malformed form or query a 400; after the
@@ -48,10 +52,11 @@ channel (the HTTP connection, or a personal server's ``RemoteChannel``):
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Iterable
 from functools import partial
 from io import BytesIO
 from typing import IO, TYPE_CHECKING, Any
@@ -156,6 +161,8 @@ class Request:
     _done: trio.Event | None = None  # created when someone waits for a change
     # While the response is driven by _run_deferred: how start_soon starts a task.
     _start_task: Callable[..., None] | None = None
+    # Set by run_until_it_waits: how a render already begun is cancelled (the connection's task).
+    _cancel_render: Callable[[], None] | None = None
     _send_lock: trio.Lock | None = None
     _drains = 0
     # Tasks start_soon was asked for before the request had a host for them (made on first use).
@@ -720,6 +727,31 @@ class Request:
         self.write(render_error(self, code, brief, detail))
         self.finish()
 
+    def run_until_it_waits(self, render: Coroutine[Any, Any, Any]) -> Any:
+        """Run an ``async def`` render up to its first wait, here, for
+        ``render()`` to return what this returns; only for a render that never
+        calls ``start_soon`` (an ASGI application's, see ``trioweb.asgi``).
+
+        A render that ends without waiting is answered as a synchronous one:
+        its value is returned, and no cancel scope, watcher or task is made
+        for it. One that waits goes on as any deferred render (a coroutine
+        is returned), but in no cancel scope of its own: one cannot be put
+        around a coroutine that has started (it may be waiting inside a
+        scope of its own), so a client that goes away cancels the
+        connection's task instead (``cancel_task``: the connection is lost
+        anyway). A channel that cannot do that (a personal server's), or
+        has no ``task_host`` for the watcher, gets ``render`` back untouched.
+        """
+        channel = self.channel
+        if getattr(channel, "task_host", None) is None or not hasattr(channel, "cancel_task"):
+            return render
+        try:
+            waiting_on = render.send(None)
+        except StopIteration as ended:
+            return ended.value
+        self._cancel_render = channel.cancel_task
+        return _resumed(render, waiting_on)
+
     async def _run_deferred(self, result: Any) -> None:
         """Drive a response that outlives ``render`` (see the theory of operation).
 
@@ -750,8 +782,13 @@ class Request:
         failure: list[BaseException] = []
         running = 0  # tasks of the request (start_soon's and the watcher) that have not returned
         unfinished = 0  # of those, the start_soon tasks: the response waits for them
-        scopes: list[trio.CancelScope] = [trio.CancelScope()]  # the render's, then its tasks'
+        # The render's scope, then its tasks'; a render that began before
+        # this (run_until_it_waits) has none: its connection's task is cancelled instead.
+        cancel_render = self._cancel_render
+        render_scope = trio.CancelScope() if cancel_render is None else None
+        scopes: list[trio.CancelScope] = [] if render_scope is None else [render_scope]
         stopped = False
+        rendering = True
 
         def stop() -> None:
             """Cancel the render and the request's tasks (those to come too)."""
@@ -759,6 +796,8 @@ class Request:
             stopped = True
             for scope in scopes:
                 scope.cancel()
+            if cancel_render is not None and rendering:
+                cancel_render()
 
         async def hosted(fn: Callable[..., Awaitable[Any]], *args: Any, watcher: bool = False) -> None:
             nonlocal running, unfinished
@@ -806,7 +845,7 @@ class Request:
         watchers = delayed_starts(WATCH_AFTER)
         watchers.add(self, start_watching)
         try:
-            with scopes[0]:
+            with render_scope or _NO_SCOPE:
                 if type(result) is bytes and not self.finished:
                     self.write(result)
                     self.finish()
@@ -834,6 +873,7 @@ class Request:
         except ConnectionLost:
             pass
         finally:
+            rendering = False
             watchers.discard(self)
             if running:
                 # (cancelling costs; most quick responses have nothing to stop)
@@ -853,6 +893,40 @@ class Request:
 
     def __repr__(self) -> str:
         return f"<Request {self.method.decode('ascii', 'replace')} {self.uri!r} {self.clientproto.decode()}>"
+
+
+_NO_SCOPE = contextlib.nullcontext()
+
+
+async def _resumed(render: Coroutine[Any, Any, Any], waiting_on: Any) -> Any:
+    """The rest of ``render``, which has run up to its first wait (``waiting_on``, what it yielded)."""
+    return await _Resume(render, waiting_on)
+
+
+class _Resume:
+    """Awaits a coroutine from where it waits: ``yield from`` one that has already yielded once."""
+
+    __slots__ = ("_coroutine", "_waiting_on")
+
+    def __init__(self, coroutine: Coroutine[Any, Any, Any], waiting_on: Any) -> None:
+        self._coroutine = coroutine
+        self._waiting_on = waiting_on
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coroutine, waiting_on = self._coroutine, self._waiting_on
+        while True:
+            try:
+                sent = yield waiting_on
+            except BaseException as exc:  # thrown in (trio sends its outcomes): pass it on
+                try:
+                    waiting_on = coroutine.throw(exc)
+                except StopIteration as ended:
+                    return ended.value
+            else:
+                try:
+                    waiting_on = coroutine.send(sent)
+                except StopIteration as ended:
+                    return ended.value
 
 
 def takes_method(resource: Resource, method: bytes) -> bool:

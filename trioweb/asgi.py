@@ -29,6 +29,11 @@ behind the front of a community host) and ``path`` the whole path, as the
 ASGI spec asks. ``scope["state"]`` is a shallow copy of what the lifespan
 startup put in its state.
 
+The application is called inside ``render`` and runs there up to its first
+wait (``Request.run_until_it_waits``): one that answers without waiting (a
+quick endpoint) is answered as a synchronous render, with no cancel scope,
+task or timer; one that waits goes on as a deferred response.
+
 Errors: an exception before anything was sent gives the Site's 500 page;
 after that (or an application that returns before its response is complete)
 the error is logged and the connection aborted, never passed off as a
@@ -101,11 +106,13 @@ class ASGIResource(Resource):
         raise RuntimeError("an ASGIResource is a leaf: it cannot have children")
 
     def render(self, request: Request) -> Any:
-        upgrade = request.getHeader(b"upgrade")
+        upgrade = request.requestHeaders.last_value(b"upgrade")
         if upgrade is not None and upgrade.lower() == b"websocket":
             return render_error(request, 404, "No Such Resource", "WebSocket is not served here.")
         request.defaultContentType = None
-        return _Exchange(self, request).serve()
+        # A quick application is answered before render returns, as a
+        # synchronous render is, without the scope and watcher of a deferred one.
+        return request.run_until_it_waits(_Exchange(self, request).serve())
 
     async def run_with_lifespan(self, serve: Callable[[], Awaitable[None]]) -> None:
         """Start the application (``lifespan.startup``), ``await serve()``, and
@@ -195,35 +202,38 @@ class _Lifespan:
 class _Exchange:
     """One request's call of the application: its ``receive`` and ``send``."""
 
+    # Where every exchange starts, kept on the class (an instance stores what changes).
+    pieces: AsyncIterator[bytes] | None = None
+    body_done = False  # the last http.request message was given
+    response_started = False  # http.response.start received
+    answered = False  # the request was answered without the application (a bad body)
+
     def __init__(self, resource: ASGIResource, request: Request) -> None:
         self.request = request
         self.app = resource.app
         self.scope = _scope(request, resource.state)
-        self.pieces: AsyncIterator[bytes] | None = None
-        self.body_done = False  # the last http.request message was given
-        self.response_started = False  # http.response.start received
-        self.answered = False  # the request was answered without the application (a bad body)
 
-    async def serve(self) -> bytes | None:
+    async def serve(self) -> bytes:
+        """Call the application; b"" once the request is answered (or its connection aborted)."""
         request = self.request
         try:
             await self.app(self.scope, self.receive, self.send)
         except Exception as exc:
             if request.finished or self.answered or _client_gone(exc):
-                return None
+                return b""
             if request.startedWriting:
                 log.error("ASGI application %r failed after its response started; connection aborted",
                           self.app, exc_info=exc)
                 request.loseConnection()
-                return None
+                return b""
             raise  # the Site's 500 page
         if request.finished or self.answered:
-            return None
+            return b""
         if request.startedWriting:
             log.error("ASGI application %r returned before its response was complete; connection aborted",
                       self.app)
             request.loseConnection()
-            return None
+            return b""
         raise RuntimeError("the ASGI application returned without sending a complete response")
 
     async def receive(self) -> Message:
@@ -324,15 +334,19 @@ def _client_gone(exc: BaseException) -> bool:
     return isinstance(exc, ClientDisconnected | ConnectionLost)
 
 
+_HTTP_VERSIONS = {b"HTTP/1.1": "1.1", b"HTTP/1.0": "1.0"}
+
+
 def _scope(request: Request, state: dict[str, Any]) -> dict[str, Any]:
     """The ``http`` scope of ``request`` (ASGI 3.0, HTTP spec 2.4)."""
     raw_path = request.path
     client = request.getClientAddress()
     host = request.getHost()
+    protocol = request.clientproto
     return {
         "type": "http",
         "asgi": _ASGI,
-        "http_version": request.clientproto[5:].decode("ascii"),
+        "http_version": _HTTP_VERSIONS.get(protocol) or protocol[5:].decode("ascii"),
         "method": request.method.decode("ascii"),
         "scheme": "https" if request.isSecure() else "http",
         "path": unquote_to_bytes(raw_path).decode("utf-8", "replace") if b"%" in raw_path else raw_path.decode(
@@ -340,7 +354,7 @@ def _scope(request: Request, state: dict[str, Any]) -> dict[str, Any]:
         "raw_path": raw_path,
         "query_string": request.uri.partition(b"?")[2],
         "root_path": ("/" + b"/".join(request.prepath).decode("utf-8", "replace")) if request.prepath else "",
-        "headers": [(name, value) for name, values in request.requestHeaders.getAllRawHeaders() for value in values],
+        "headers": request.requestHeaders.pair_list(),
         "client": None if isinstance(client, UNIXAddress) else (client.host, client.port),
         "server": (host.name, None) if isinstance(host, UNIXAddress) else (host.host, host.port),
         "state": dict(state),

@@ -186,6 +186,51 @@ async def test_a_client_that_leaves_cancels_a_waiting_application(start_site):
         await cancelled.wait()
 
 
+async def test_an_application_that_waits_in_scopes_of_its_own_is_answered_on_a_kept_connection(start_site):
+    # Its first wait is inside its own cancel scopes: the rest of it runs in
+    # none of the server's (see Request.run_until_it_waits), and the connection goes on.
+    async def waits(scope, receive, send):
+        with trio.move_on_after(30):
+            await trio.sleep(0.01)
+        with trio.fail_after(30):
+            await trio.lowlevel.checkpoint()
+            await send({"type": "http.response.start", "status": 200})
+        await send({"type": "http.response.body", "body": scope["path"].encode()})
+
+    site = await start_site(ASGIResource(waits))
+    conn = await site.connect()
+    for path in (b"/one", b"/two"):
+        await conn.send(get(path))
+        response = await conn.read_response()
+        assert response.status == 200 and response.body == path
+    await conn.aclose()
+
+
+async def test_a_client_that_leaves_cancels_an_application_waiting_in_its_own_scope(start_site):
+    cancelled = trio.Event()
+
+    async def waits(scope, receive, send):
+        if scope["path"] == "/quick":
+            await send({"type": "http.response.start", "status": 200})
+            await send({"type": "http.response.body", "body": b"quick"})
+            return
+        try:
+            with trio.move_on_after(30):
+                await trio.sleep(30)
+        except trio.Cancelled:
+            cancelled.set()
+            raise
+
+    site = await start_site(ASGIResource(waits))
+    conn = await site.connect()
+    await conn.send(get(b"/slow"))
+    await trio.sleep(0.2)
+    await conn.aclose()
+    with trio.fail_after(5):
+        await cancelled.wait()
+    assert (await site.request(get(b"/quick"))).body == b"quick"
+
+
 @pytest.mark.parametrize("app", [
     lambda scope, receive, send: _raise(RuntimeError("before")),
     lambda scope, receive, send: send({"type": "http.response.body", "body": b"no start"}),

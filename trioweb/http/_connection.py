@@ -20,6 +20,7 @@ primitives:
 - ``watch_for_disconnect()`` is run by handlers whose response outlives the
   first call into the resource: it keeps reading (pipelined bytes go to the
   parser) so that a client going away is noticed while nothing is written;
+  ``cancel_task()`` then stops a handler that has no cancel scope of its own;
 - ``take_over_stream()`` ends HTTP on the connection after a 2xx answer to
   CONNECT: the handler gets the raw byte stream (a tunnel), see its docstring.
 
@@ -746,6 +747,13 @@ class HTTPConnection:
         finally:
             self._watching = None
         await trio.sleep_forever()
+
+    def cancel_task(self) -> None:
+        """Cancel the task serving the connection wherever it waits, and end
+        the connection: how a response whose render has no cancel scope of its
+        own is stopped when its client goes away (``Request.run_until_it_waits``)."""
+        self.lost = True
+        self._scope.cancel()
 
     # -- raw-stream takeover (CONNECT tunnels) --------------------------------
 
