@@ -98,7 +98,7 @@ class WSGIResource(Resource):
         super().__init__()
         self.application = application
         self.limiter = limiter if limiter is not None else trio.CapacityLimiter(DEFAULT_THREADS)
-        self.workers = _Workers()
+        self.workers = _Workers(self.limiter)
 
     def putChild(self, path: bytes, child: Resource) -> None:
         raise RuntimeError("a WSGIResource is a leaf: it cannot have children")
@@ -114,12 +114,36 @@ WORKER_IDLE_SECONDS = 60.0  # a worker thread with no call for this long ends
 STALL_SECONDS = 0.005
 
 
+class _Job:
+    """A call of ``_Workers.run``: its task, the loop to hand the result back to,
+    and what to call. It is also the borrower of the limiter's token the call
+    holds from its admission until its result is delivered."""
+
+    __slots__ = ("function", "task", "token")
+
+    def __init__(self, task: trio.lowlevel.Task, token: trio.lowlevel.TrioToken, function: Callable[[], Any]) -> None:
+        self.task = task
+        self.token = token
+        self.function = function
+
+
 class _Workers:
     """The threads a WSGIResource runs its application in.
 
+    A call needs one of the limiter's tokens. It takes one at once if one is
+    free (and no call waits before it); otherwise it waits in ``_waiting``
+    and is admitted by the loop when a token comes back: the result of an
+    admitted call is delivered by the loop, which releases its token there
+    and admits the calls that wait, so a call that waited for a token
+    suspends its task once, as one that did not (a wait in the limiter
+    itself would cost one more suspension and scheduler pass per request,
+    which is most requests when there are more connections than threads).
+    If the limiter is shared and none of this pool's calls holds a token,
+    the dispatcher waits in the limiter for the first waiting call.
+
     Threads are woken per batch of calls, not per call: with the GIL, each
     wakeup of a thread costs the loop thread a few context switches, which
-    cost more than a small application. Calls wait in ``_pending``; a
+    cost more than a small application. Admitted calls wait in ``_pending``; a
     dispatcher task of the event loop, asked by the first call of a
     scheduler pass, runs after the pass and wakes one thread if none is
     free (awake and outside the application); that thread takes the calls
@@ -133,44 +157,101 @@ class _Workers:
     them.
     """
 
-    def __init__(self, idle_seconds: float = WORKER_IDLE_SECONDS) -> None:
+    def __init__(self, limiter: trio.CapacityLimiter, idle_seconds: float = WORKER_IDLE_SECONDS) -> None:
+        self._limiter = limiter
         self._idle_seconds = idle_seconds
+        # Calls without a token yet, first come first admitted; and the number
+        # of calls holding one (admitted, result not delivered). The loop's only.
+        self._waiting: collections.deque[_Job] = collections.deque()
+        self._admitted = 0
         # Everything below changes under _lock, except that the loop appends to _pending.
         self._lock = threading.Lock()
-        self._pending: collections.deque[tuple[trio.lowlevel.Task, trio.lowlevel.TrioToken, Callable[[], Any]]] = (
-            collections.deque())
+        self._pending: collections.deque[_Job] = collections.deque()
         self._idle: list[threading.Lock] = []  # the wakeups of sleeping threads (released to wake one)
         self._threads = 0
         self._free = 0  # awake threads outside the application
-        self._results: list[tuple[trio.lowlevel.Task, outcome.Outcome[Any]]] = []
+        self._results: list[tuple[_Job, outcome.Outcome[Any]]] = []
         # The dispatcher of the current trio run (a new run starts its own).
         self._token: trio.lowlevel.TrioToken | None = None
         self._dispatcher = trio.lowlevel.ParkingLot()
 
     async def run(self, function: Callable[[], Any]) -> Any:
-        """``function()`` in a worker thread; its result or exception.
+        """``function()`` in a worker thread, with one of the limiter's tokens;
+        its result or exception.
 
-        Not cancellable: like ``trio.to_thread.run_sync``, it waits for the
-        thread (the application ends soon after its client is gone).
+        Cancellable only while the call waits for a token: like
+        ``trio.to_thread.run_sync``, it then waits for the thread (the
+        application ends soon after its client is gone).
         """
         token = trio.lowlevel.current_trio_token()
         if token is not self._token:
             self._token = token
             self._dispatcher = trio.lowlevel.ParkingLot()
             trio.lowlevel.spawn_system_task(self._dispatch, self._dispatcher, name="trioweb-wsgi-dispatcher")
-        self._pending.append((trio.lowlevel.current_task(), token, function))
-        if self._dispatcher:
-            self._dispatcher.unpark()
-        return await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)
+        job = _Job(trio.lowlevel.current_task(), token, function)
+        if self._waiting:
+            self._waiting.append(job)  # after those that wait already
+        else:
+            try:
+                self._limiter.acquire_on_behalf_of_nowait(job)
+            except trio.WouldBlock:
+                self._waiting.append(job)
+                if not self._admitted and self._dispatcher:
+                    self._dispatcher.unpark()  # no result of ours will bring a token back: wait in the limiter
+            else:
+                self._admitted += 1
+                self._pending.append(job)
+                if self._dispatcher:
+                    self._dispatcher.unpark()
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            if job in self._waiting:  # not admitted yet: it can go
+                self._waiting.remove(job)
+                return trio.lowlevel.Abort.SUCCEEDED
+            return trio.lowlevel.Abort.FAILED
+
+        return await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def _admit_waiting(self) -> None:
+        """Admit the calls that wait, while tokens are free (in the loop)."""
+        waiting = self._waiting
+        acquire = self._limiter.acquire_on_behalf_of_nowait
+        admitted = 0
+        while waiting:
+            try:
+                acquire(waiting[0])
+            except trio.WouldBlock:
+                break
+            self._pending.append(waiting.popleft())
+            admitted += 1
+        if admitted:
+            self._admitted += admitted
+            if self._dispatcher:
+                self._dispatcher.unpark()
+        elif waiting and not self._admitted and self._dispatcher:
+            self._dispatcher.unpark()  # to wait in the limiter for the first of them
 
     async def _dispatch(self, dispatcher: trio.lowlevel.ParkingLot) -> None:
-        """Wake threads for the calls that wait: one after each scheduler pass
-        that queued calls (the task is unparked by the first of them), one per
-        waiting call after ``STALL_SECONDS`` without a free thread."""
+        """Wake threads for the admitted calls that wait: one after each
+        scheduler pass that queued calls (the task is unparked by the first of
+        them), one per waiting call after ``STALL_SECONDS`` without a free
+        thread. Wait in the limiter for the first call without a token when
+        none of this pool's calls holds one (the limiter is shared)."""
         while True:
             with self._lock:
                 if self._pending and not self._free:
                     self._wake(1)
+            if self._waiting and not self._admitted:
+                first = self._waiting[0]
+                await self._limiter.acquire_on_behalf_of(first)
+                if self._waiting and self._waiting[0] is first:
+                    self._waiting.popleft()
+                    self._admitted += 1
+                    self._pending.append(first)
+                    self._admit_waiting()
+                else:  # it was cancelled meanwhile
+                    self._limiter.release_on_behalf_of(first)
+                continue
             if not self._pending:
                 await dispatcher.park()
                 continue
@@ -199,10 +280,16 @@ class _Workers:
                                  daemon=True).start()
 
     def _deliver(self) -> None:
+        """Hand the results to their tasks, and their tokens to the calls that wait (in the loop)."""
         with self._lock:
             results, self._results = self._results, []
-        for task, result in results:
-            trio.lowlevel.reschedule(task, result)
+        release = self._limiter.release_on_behalf_of
+        for job, result in results:
+            release(job)
+            trio.lowlevel.reschedule(job.task, result)
+        self._admitted -= len(results)
+        if self._waiting:
+            self._admit_waiting()
 
     def _serve(self, wakeup: threading.Lock) -> None:
         lock = self._lock
@@ -210,10 +297,10 @@ class _Workers:
         while True:
             with lock:
                 self._free -= 1
-                call = pending.popleft() if pending else None
-                if call is None:
+                job = pending.popleft() if pending else None
+                if job is None:
                     self._idle.append(wakeup)
-            if call is None:
+            if job is None:
                 if not wakeup.acquire(timeout=self._idle_seconds):
                     with lock:
                         if wakeup in self._idle:
@@ -222,18 +309,18 @@ class _Workers:
                             return
                     wakeup.acquire()  # woken as the wait timed out
                 continue
-            self._run_one(*call)
-            del call  # no reference to the request while asleep
+            self._run_one(job)
+            del job  # no reference to the request while asleep
 
-    def _run_one(self, task: trio.lowlevel.Task, token: trio.lowlevel.TrioToken, function: Callable[[], Any]) -> None:
-        result = outcome.capture(function)
+    def _run_one(self, job: _Job) -> None:
+        result = outcome.capture(job.function)
         with self._lock:
             self._free += 1
-            self._results.append((task, result))
+            self._results.append((job, result))
             if len(self._results) > 1:
                 return  # the loop is already called to take them
         try:
-            token.run_sync_soon(self._deliver)
+            job.token.run_sync_soon(self._deliver)
         except trio.RunFinishedError:  # the server is gone: nobody waits for the result
             with self._lock:
                 self._results.clear()
@@ -285,7 +372,6 @@ class _Call:
     def __init__(self, resource: WSGIResource, request: Request) -> None:
         self.request = request
         self.application = resource.application
-        self.limiter = resource.limiter
         self.workers = resource.workers
         self.token = trio.lowlevel.current_trio_token()
         self.status: tuple[int, bytes | None] | None = None  # the phrase is None when it is the usual one
@@ -300,7 +386,7 @@ class _Call:
     async def serve(self) -> bytes | None:
         request = self.request
         try:
-            whole = await self.run_with_a_token()
+            whole = await self.workers.run(self.run_application)
             if whole is not None:
                 self.commit()
                 for data in whole:
@@ -324,16 +410,6 @@ class _Call:
             raise  # the Site's 500 page
         return None
 
-    async def run_with_a_token(self) -> Iterable[bytes] | None:
-        limiter = self.limiter
-        try:
-            limiter.acquire_nowait()  # no trip through the scheduler when a thread is free
-        except trio.WouldBlock:
-            await limiter.acquire()
-        try:
-            return await self.workers.run(self.run_application)
-        finally:
-            limiter.release()
 
     def commit(self) -> None:
         """Put the status and headers the application gave on the request."""

@@ -415,6 +415,93 @@ async def test_threads_are_bounded_by_the_limiter(start_site):
     assert results == [b"done"] * 5 and most == 2
 
 
+async def test_calls_beyond_the_limiter_wait_in_order_and_all_run(start_site):
+    """More calls than tokens: those without one wait and are admitted, in
+    order, as results hand tokens back; none holds a token afterwards."""
+    order = []
+
+    def numbered(environ, start_response):
+        order.append(environ["PATH_INFO"])
+        time.sleep(0.01)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [environ["PATH_INFO"].encode()]
+
+    limiter = trio.CapacityLimiter(1)
+    site = await start_site(WSGIResource(numbered, limiter=limiter))
+    results = []
+
+    async def one(number: int) -> None:
+        results.append((await site.request(get(b"/%d" % number))).body)
+
+    async with trio.open_nursery() as nursery:
+        for number in range(6):
+            nursery.start_soon(one, number)
+            await trio.sleep(0.002)  # the requests arrive in this order
+    assert sorted(results) == [b"/%d" % number for number in range(6)]
+    assert order == [f"/{number}" for number in range(6)] and limiter.borrowed_tokens == 0
+
+
+async def test_a_shared_limiter_held_elsewhere_delays_calls_until_a_token_comes_back(start_site):
+    """With every token of a shared limiter held by someone else, no result of
+    this resource will bring one back: its calls wait in the limiter itself,
+    and run once a token is released."""
+
+    def hello(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"hello"]
+
+    limiter = trio.CapacityLimiter(1)
+    holder = object()
+    limiter.acquire_on_behalf_of_nowait(holder)
+    site = await start_site(WSGIResource(hello, limiter=limiter))
+    results = []
+
+    async def one() -> None:
+        results.append((await site.request(get(b"/"))).body)
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(3):
+            nursery.start_soon(one)
+        await trio.sleep(0.3)
+        assert results == [] and limiter.statistics().tasks_waiting == 1
+        limiter.release_on_behalf_of(holder)
+    assert results == [b"hello"] * 3 and limiter.borrowed_tokens == 0
+
+
+async def test_a_call_waiting_for_a_token_is_dropped_when_its_client_goes_away(start_site):
+    """A request whose client left while its call waited for a token never
+    runs the application, and its place is not kept: the next call runs."""
+    paths = []
+    release = threading.Event()
+
+    def app(environ, start_response):
+        paths.append(environ["PATH_INFO"])
+        if environ["PATH_INFO"] == "/first":
+            release.wait(5)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"done"]
+
+    limiter = trio.CapacityLimiter(1)
+    site = await start_site(WSGIResource(app, limiter=limiter))
+    first = []
+
+    async def fetch_first() -> None:
+        first.append((await site.request(get(b"/first"))).body)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(fetch_first)
+        await wait_until(lambda: paths == ["/first"], timeout=5)
+        gone = await site.connect()
+        await gone.send(get(b"/gone"))
+        await trio.sleep(0.2)
+        await gone.aclose()
+        await trio.sleep(0.3)  # the server sees the client go (its watcher starts after 50 ms)
+        await trio.to_thread.run_sync(release.set)
+    assert first == [b"done"]
+    assert (await site.request(get(b"/after"))).body == b"done"
+    assert paths == ["/first", "/after"] and limiter.borrowed_tokens == 0
+
+
 async def test_the_event_loop_is_free_while_the_application_blocks(start_site):
     def blocks(environ, start_response):
         time.sleep(1.0)
@@ -483,7 +570,7 @@ async def test_idle_worker_threads_end_and_new_calls_start_new_ones():
         return [b"hello"]
 
     resource = WSGIResource(hello)
-    resource.workers = wsgi._Workers(idle_seconds=0.2)
+    resource.workers = wsgi._Workers(resource.limiter, idle_seconds=0.2)
 
     async def fetch_hello(results: list) -> None:
         results.append((await fetch(resource, b"/")).body)
