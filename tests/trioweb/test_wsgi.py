@@ -416,8 +416,8 @@ async def test_threads_are_bounded_by_the_limiter(start_site):
 
 
 async def test_calls_beyond_the_limiter_wait_in_order_and_all_run(start_site):
-    """More calls than tokens: those without one wait and are admitted, in
-    order, as results hand tokens back; none holds a token afterwards."""
+    """More calls than tokens (threads awake at once): the others wait and
+    run in the order they came; once the threads sleep, none holds a token."""
     order = []
 
     def numbered(environ, start_response):
@@ -442,9 +442,9 @@ async def test_calls_beyond_the_limiter_wait_in_order_and_all_run(start_site):
 
 
 async def test_a_shared_limiter_held_elsewhere_delays_calls_until_a_token_comes_back(start_site):
-    """With every token of a shared limiter held by someone else, no result of
-    this resource will bring one back: its calls wait in the limiter itself,
-    and run once a token is released."""
+    """With every token of a shared limiter held by someone else and no thread
+    of this resource awake, its calls wait (one waiter in the limiter, for a
+    thread's token) and run once a token is released."""
 
     def hello(environ, start_response):
         start_response("200 OK", [("Content-Type", "text/plain")])
@@ -468,8 +468,8 @@ async def test_a_shared_limiter_held_elsewhere_delays_calls_until_a_token_comes_
     assert results == [b"hello"] * 3 and limiter.borrowed_tokens == 0
 
 
-async def test_a_call_waiting_for_a_token_is_dropped_when_its_client_goes_away(start_site):
-    """A request whose client left while its call waited for a token never
+async def test_a_call_waiting_for_a_thread_is_dropped_when_its_client_goes_away(start_site):
+    """A request whose client left while its call waited for a thread never
     runs the application, and its place is not kept: the next call runs."""
     paths = []
     release = threading.Event()
