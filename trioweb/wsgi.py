@@ -172,14 +172,14 @@ class _Workers:
         self._token: trio.lowlevel.TrioToken | None = None
         self._dispatcher = trio.lowlevel.ParkingLot()
 
-    async def run(self, function: Callable[[], Any]) -> Any:
+    async def run(self, function: Callable[[], Any], token: trio.lowlevel.TrioToken) -> Any:
         """``function()`` in a worker thread; its result or exception.
+        ``token`` is the caller's (``trio.lowlevel.current_trio_token()``).
 
         Cancellable only while the call waits for a thread: like
         ``trio.to_thread.run_sync``, it then waits for the thread (the
         application ends soon after its client is gone).
         """
-        token = trio.lowlevel.current_trio_token()
         if token is not self._token:
             self._token = token
             self._dispatcher = trio.lowlevel.ParkingLot()
@@ -408,7 +408,7 @@ class _Call:
     async def serve(self) -> bytes | None:
         request = self.request
         try:
-            whole = await self.workers.run(self.run_application)
+            whole = await self.workers.run(self.run_application, self.token)
             if whole is not None:
                 self.commit()
                 for data in whole:
@@ -721,30 +721,53 @@ _ERRORS = _ErrorLog()
 # Header names never passed to the application: the body's (they have their own
 # keys), and Proxy (httpoxy: HTTP_PROXY is read as a proxy setting by some libraries).
 _NOT_PASSED = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_LENGTH", b"proxy": ""}
-_HEADER_KEYS: dict[bytes, str] = {}  # b"user-agent" → "HTTP_USER_AGENT", remembered
+# Remembered (at most _REMEMBERED_NAMES of each), as requests repeat the same few:
+_HEADER_KEYS: dict[bytes, str] = {}  # b"user-agent" → "HTTP_USER_AGENT"
+_NATIVE: dict[bytes, str] = {}  # methods and protocols as native strings: b"GET" → "GET"
+_SERVER_NAMES: dict[bytes, str] = {}  # Host header → SERVER_NAME: b"example.com:8080" → "example.com"
+_REMEMBERED_NAMES = 256
+# The keys that are the same for every request, copied into each environ.
+_CONSTANT = {
+    "wsgi.version": (1, 0),
+    "wsgi.input_terminated": True,
+    "wsgi.errors": _ERRORS,
+    "wsgi.multithread": True,
+    "wsgi.multiprocess": False,
+    "wsgi.run_once": False,
+    "wsgi.file_wrapper": FileWrapper,
+}
+
+
+def _native(raw: bytes) -> str:
+    """``raw`` decoded as latin-1 (a method or protocol), remembered."""
+    text = _NATIVE.get(raw)
+    if text is None:
+        text = raw.decode("latin-1")
+        if len(_NATIVE) < _REMEMBERED_NAMES:
+            _NATIVE[raw] = text
+    return text
 
 
 def _environ(request: Request, body: _Input | _NoBody) -> dict[str, Any]:
     """The WSGI environ of ``request`` (PEP 3333)."""
+    environ = _CONSTANT.copy()
     scheme = "https" if request.isSecure() else "http"
-    environ: dict[str, Any] = {
-        "REQUEST_METHOD": request.method.decode("latin-1"),
-        "SCRIPT_NAME": "/" + b"/".join(request.prepath).decode("latin-1") if request.prepath else "",
-        "PATH_INFO": "/" + b"/".join(request.postpath).decode("latin-1") if request.postpath else "",
-        "QUERY_STRING": request.uri.partition(b"?")[2].decode("latin-1"),
-        "SERVER_NAME": request.getRequestHostname().decode("latin-1"),
-        "SERVER_PORT": _server_port(request, scheme),
-        "SERVER_PROTOCOL": request.clientproto.decode("latin-1"),
-        "wsgi.version": (1, 0),
-        "wsgi.url_scheme": scheme,
-        "wsgi.input": body,
-        "wsgi.input_terminated": True,
-        "wsgi.errors": _ERRORS,
-        "wsgi.multithread": True,
-        "wsgi.multiprocess": False,
-        "wsgi.run_once": False,
-        "wsgi.file_wrapper": FileWrapper,
-    }
+    environ["wsgi.url_scheme"] = scheme
+    environ["wsgi.input"] = body
+    environ["REQUEST_METHOD"] = _native(request.method)
+    environ["SCRIPT_NAME"] = "/" + b"/".join(request.prepath).decode("latin-1") if request.prepath else ""
+    environ["PATH_INFO"] = "/" + b"/".join(request.postpath).decode("latin-1") if request.postpath else ""
+    uri = request.uri
+    environ["QUERY_STRING"] = uri.partition(b"?")[2].decode("latin-1") if b"?" in uri else ""
+    host_header = request.host_header
+    server_name = _SERVER_NAMES.get(host_header) if host_header else None
+    if server_name is None:
+        server_name = request.getRequestHostname().decode("latin-1")
+        if host_header and len(_SERVER_NAMES) < _REMEMBERED_NAMES:
+            _SERVER_NAMES[host_header] = server_name
+    environ["SERVER_NAME"] = server_name
+    environ["SERVER_PORT"] = _server_port(request, scheme)
+    environ["SERVER_PROTOCOL"] = _native(request.clientproto)
     client = request.getClientAddress()
     if not isinstance(client, UNIXAddress):
         environ["REMOTE_ADDR"] = client.host
@@ -758,11 +781,13 @@ def _environ(request: Request, body: _Input | _NoBody) -> dict[str, Any]:
             key = _NOT_PASSED.get(name)
             if key is None:
                 key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
-            if len(_HEADER_KEYS) < 256:
+            if len(_HEADER_KEYS) < _REMEMBERED_NAMES:
                 _HEADER_KEYS[name] = key
         if key:
-            separator = b"; " if name == b"cookie" else b","
-            environ[key] = separator.join(values).decode("latin-1")
+            if len(values) == 1:
+                environ[key] = values[0].decode("latin-1")
+            else:
+                environ[key] = (b"; " if name == b"cookie" else b",").join(values).decode("latin-1")
     return environ
 
 
