@@ -182,6 +182,7 @@ class _Workers:
         """
         if token is not self._token:
             self._token = token
+            self._release_stale_tokens()
             self._dispatcher = trio.lowlevel.ParkingLot()
             trio.lowlevel.spawn_system_task(self._dispatch, self._dispatcher, name="trioweb-wsgi-dispatcher")
         job = _Job(trio.lowlevel.current_task(), token, function)
@@ -197,6 +198,18 @@ class _Workers:
             return trio.lowlevel.Abort.SUCCEEDED
 
         return await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def _release_stale_tokens(self) -> None:
+        """At the start of a new trio run: the tokens that threads gone to sleep
+        still hold because the previous run ended before its loop released them."""
+        with self._lock:
+            asleep, self._asleep_with_token = self._asleep_with_token, set()
+            self._results.clear()
+            self._delivery_asked = False
+        borrowers = self._limiter.statistics().borrowers
+        for wakeup in asleep:
+            if wakeup in borrowers:
+                self._limiter.release_on_behalf_of(wakeup)
 
     async def _dispatch(self, dispatcher: trio.lowlevel.ParkingLot) -> None:
         """Wake threads for the calls that wait: one after each scheduler pass
@@ -301,7 +314,7 @@ class _Workers:
         except trio.RunFinishedError:  # the server is gone: nobody waits for the results
             with self._lock:
                 self._results.clear()
-                self._asleep_with_token.clear()
+                self._delivery_asked = False  # tokens left held are released by the next run, if any
 
     def _serve(self, wakeup: threading.Lock) -> None:
         """A thread: run the calls that wait, then sleep until woken again (with a token)."""

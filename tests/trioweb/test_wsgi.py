@@ -502,6 +502,38 @@ async def test_a_call_waiting_for_a_thread_is_dropped_when_its_client_goes_away(
     assert paths == ["/first", "/after"] and limiter.borrowed_tokens == 0
 
 
+def test_a_resource_serves_again_in_a_new_trio_run_with_all_its_tokens():
+    """A resource outlives a trio run (a test, an embedding program): the next
+    run gets a dispatcher of its own and the limiter's every token."""
+
+    def hello(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"hello"]
+
+    limiter = trio.CapacityLimiter(2)
+    resource = WSGIResource(hello, limiter=limiter)
+
+    async def fetch_some() -> list[bytes]:
+        bodies: list[bytes] = []
+
+        async def one() -> None:
+            bodies.append((await fetch(resource, b"/")).body)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(5):
+                nursery.start_soon(one)
+        return bodies
+
+    for _ in range(3):
+        assert trio.run(fetch_some) == [b"hello"] * 5
+    # A thread that went to sleep as a run ended, its token not released by that run's loop:
+    stale = threading.Lock()
+    limiter.acquire_on_behalf_of_nowait(stale)
+    resource.workers._asleep_with_token.add(stale)
+    assert trio.run(fetch_some) == [b"hello"] * 5
+    assert stale not in limiter.statistics().borrowers
+
+
 async def test_the_event_loop_is_free_while_the_application_blocks(start_site):
     def blocks(environ, start_response):
         time.sleep(1.0)
