@@ -594,7 +594,7 @@ async def test_wsgi_input_never_reads_past_the_body(start_site):
 
 async def test_idle_worker_threads_end_and_new_calls_start_new_ones():
     """A resource replaced by a reload leaves no thread behind: idle workers end."""
-    from trioweb import wsgi
+    from trioweb.wsgi import _workers
 
     def hello(environ, start_response):
         time.sleep(0.05)  # long enough for the calls to overlap, so that several threads start
@@ -602,7 +602,7 @@ async def test_idle_worker_threads_end_and_new_calls_start_new_ones():
         return [b"hello"]
 
     resource = WSGIResource(hello)
-    resource.workers = wsgi._Workers(resource.limiter, idle_seconds=0.2)
+    resource.workers = _workers.Workers(resource.limiter, idle_seconds=0.2)
 
     async def fetch_hello(results: list) -> None:
         results.append((await fetch(resource, b"/")).body)
@@ -621,9 +621,9 @@ async def test_calls_never_wait_for_the_stall_check(monkeypatch):
     first call of a resource included: single, sequential and concurrent
     requests to a quick application never need the stall check (which
     wakes threads for calls left waiting behind blocked ones)."""
-    from trioweb import wsgi
+    from trioweb.wsgi import _workers
 
-    monkeypatch.setattr(wsgi, "STALL_SECONDS", 1.0)
+    monkeypatch.setattr(_workers, "STALL_SECONDS", 1.0)
     stalled = []
 
     def hello(environ, start_response):
