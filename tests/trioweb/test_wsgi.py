@@ -534,6 +534,37 @@ def test_a_resource_serves_again_in_a_new_trio_run_with_all_its_tokens():
     assert stale not in limiter.statistics().borrowers
 
 
+def test_a_run_that_ends_while_a_call_waits_for_a_shared_limiter_leaves_the_threads_usable():
+    """The dispatcher waits in a shared limiter with a sleeping thread set
+    aside for the token; if the run ends meanwhile, the thread goes back among
+    the sleeping ones (it may end when idle, and is woken by the next run)."""
+
+    def hello(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"hello"]
+
+    limiter = trio.CapacityLimiter(1)
+    resource = WSGIResource(hello, limiter=limiter)
+
+    async def fetch_hello() -> bytes:
+        return (await fetch(resource, b"/")).body
+
+    holder = object()
+
+    async def a_call_that_waits() -> None:
+        limiter.acquire_on_behalf_of_nowait(holder)
+        with trio.move_on_after(0.3):
+            await fetch_hello()
+
+    assert trio.run(fetch_hello) == b"hello"  # a thread, asleep now
+    trio.run(a_call_that_waits)
+    workers = resource.workers
+    assert workers._threads == len(workers._idle) == 1
+    limiter.release_on_behalf_of(holder)
+    assert trio.run(fetch_hello) == b"hello"
+    assert workers._threads == 1
+
+
 async def test_the_event_loop_is_free_while_the_application_blocks(start_site):
     def blocks(environ, start_response):
         time.sleep(1.0)

@@ -149,7 +149,13 @@ class Workers:
         if wakeup is None:
             wakeup = threading.Lock()
             wakeup.acquire()
-        await self._limiter.acquire_on_behalf_of(wakeup)
+        try:
+            await self._limiter.acquire_on_behalf_of(wakeup)
+        except BaseException:  # the run ends: the sleeping thread may end when idle again
+            if not new:
+                with self._lock:
+                    self._idle.append(wakeup)
+            raise
         with self._lock:
             self._free += 1
             if new:
