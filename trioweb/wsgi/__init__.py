@@ -5,12 +5,12 @@ Theory of operation
 Each request runs the application in a worker thread, at most
 ``limiter.total_tokens`` at once (``DEFAULT_THREADS`` unless a
 ``trio.CapacityLimiter`` is given). The threads are the resource's own
-(``Workers``, in ``_workers``): a thread is woken per batch of calls (after the scheduler
-pass that queued them), holding a token of the limiter while awake, takes
-them one after the other and hands results back with ``run_sync_soon``, so
-that results reach the loop in batches and the loop and the threads do not
-trade the GIL, nor ask the limiter, for every request, as
-``trio.to_thread`` or a thread woken per call would. Whatever
+(``Workers``, in ``_workers``): a thread is woken per batch of calls (after
+the scheduler pass that queued them), holding a token of the limiter while
+awake, takes them one after the other and hands results back with
+``run_sync_soon``, so that results reach the loop in batches and the loop
+and the threads do not trade the GIL, nor ask the limiter, for every
+request, as ``trio.to_thread`` or a thread woken per call would. Whatever
 the application asks of the server, the thread asks of the event loop with
 ``trio.from_thread.run``; once the client is gone, those calls fail with
 ``ClientDisconnected`` and the application stops there:
@@ -61,14 +61,13 @@ from trioweb.http import (
     status_phrase,
 )
 from trioweb.resource import Resource, render_error
-from trioweb.wsgi._workers import STALL_SECONDS as STALL_SECONDS
-from trioweb.wsgi._workers import WORKER_IDLE_SECONDS as WORKER_IDLE_SECONDS
-from trioweb.wsgi._workers import Workers
+from trioweb.wsgi._workers import STALL_SECONDS, WORKER_IDLE_SECONDS, Workers
 
 if TYPE_CHECKING:
     from trioweb.server import Request
 
-__all__ = ["DEFAULT_THREADS", "FileWrapper", "WSGIResource"]
+# STALL_SECONDS and WORKER_IDLE_SECONDS: the pool's timings (see docs/wsgi.md).
+__all__ = ["DEFAULT_THREADS", "STALL_SECONDS", "WORKER_IDLE_SECONDS", "FileWrapper", "WSGIResource"]
 
 log = logging.getLogger("trioweb.wsgi")
 
