@@ -415,6 +415,156 @@ async def test_threads_are_bounded_by_the_limiter(start_site):
     assert results == [b"done"] * 5 and most == 2
 
 
+async def test_calls_beyond_the_limiter_wait_in_order_and_all_run(start_site):
+    """More calls than tokens (threads awake at once): the others wait and
+    run in the order they came; once the threads sleep, none holds a token."""
+    order = []
+
+    def numbered(environ, start_response):
+        order.append(environ["PATH_INFO"])
+        time.sleep(0.01)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [environ["PATH_INFO"].encode()]
+
+    limiter = trio.CapacityLimiter(1)
+    site = await start_site(WSGIResource(numbered, limiter=limiter))
+    results = []
+
+    async def one(number: int) -> None:
+        results.append((await site.request(get(b"/%d" % number))).body)
+
+    async with trio.open_nursery() as nursery:
+        for number in range(6):
+            nursery.start_soon(one, number)
+            await trio.sleep(0.002)  # the requests arrive in this order
+    assert sorted(results) == [b"/%d" % number for number in range(6)]
+    assert order == [f"/{number}" for number in range(6)] and limiter.borrowed_tokens == 0
+
+
+async def test_a_shared_limiter_held_elsewhere_delays_calls_until_a_token_comes_back(start_site):
+    """With every token of a shared limiter held by someone else and no thread
+    of this resource awake, its calls wait (one waiter in the limiter, for a
+    thread's token) and run once a token is released."""
+
+    def hello(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"hello"]
+
+    limiter = trio.CapacityLimiter(1)
+    holder = object()
+    limiter.acquire_on_behalf_of_nowait(holder)
+    site = await start_site(WSGIResource(hello, limiter=limiter))
+    results = []
+
+    async def one() -> None:
+        results.append((await site.request(get(b"/"))).body)
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(3):
+            nursery.start_soon(one)
+        await trio.sleep(0.3)
+        assert results == [] and limiter.statistics().tasks_waiting == 1
+        limiter.release_on_behalf_of(holder)
+    assert results == [b"hello"] * 3 and limiter.borrowed_tokens == 0
+
+
+async def test_a_call_waiting_for_a_thread_is_dropped_when_its_client_goes_away(start_site):
+    """A request whose client left while its call waited for a thread never
+    runs the application, and its place is not kept: the next call runs."""
+    paths = []
+    release = threading.Event()
+
+    def app(environ, start_response):
+        paths.append(environ["PATH_INFO"])
+        if environ["PATH_INFO"] == "/first":
+            release.wait(5)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"done"]
+
+    limiter = trio.CapacityLimiter(1)
+    site = await start_site(WSGIResource(app, limiter=limiter))
+    first = []
+
+    async def fetch_first() -> None:
+        first.append((await site.request(get(b"/first"))).body)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(fetch_first)
+        await wait_until(lambda: paths == ["/first"], timeout=5)
+        gone = await site.connect()
+        await gone.send(get(b"/gone"))
+        await trio.sleep(0.2)
+        await gone.aclose()
+        await trio.sleep(0.3)  # the server sees the client go (its watcher starts after 50 ms)
+        await trio.to_thread.run_sync(release.set)
+    assert first == [b"done"]
+    assert (await site.request(get(b"/after"))).body == b"done"
+    assert paths == ["/first", "/after"] and limiter.borrowed_tokens == 0
+
+
+def test_a_resource_serves_again_in_a_new_trio_run_with_all_its_tokens():
+    """A resource outlives a trio run (a test, an embedding program): the next
+    run gets a dispatcher of its own and the limiter's every token."""
+
+    def hello(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"hello"]
+
+    limiter = trio.CapacityLimiter(2)
+    resource = WSGIResource(hello, limiter=limiter)
+
+    async def fetch_some() -> list[bytes]:
+        bodies: list[bytes] = []
+
+        async def one() -> None:
+            bodies.append((await fetch(resource, b"/")).body)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(5):
+                nursery.start_soon(one)
+        return bodies
+
+    for _ in range(3):
+        assert trio.run(fetch_some) == [b"hello"] * 5
+    # A thread that went to sleep as a run ended, its token not released by that run's loop:
+    stale = threading.Lock()
+    limiter.acquire_on_behalf_of_nowait(stale)
+    resource.workers._asleep_with_token.add(stale)
+    assert trio.run(fetch_some) == [b"hello"] * 5
+    assert stale not in limiter.statistics().borrowers
+
+
+def test_a_run_that_ends_while_a_call_waits_for_a_shared_limiter_leaves_the_threads_usable():
+    """The dispatcher waits in a shared limiter with a sleeping thread set
+    aside for the token; if the run ends meanwhile, the thread goes back among
+    the sleeping ones (it may end when idle, and is woken by the next run)."""
+
+    def hello(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"hello"]
+
+    limiter = trio.CapacityLimiter(1)
+    resource = WSGIResource(hello, limiter=limiter)
+
+    async def fetch_hello() -> bytes:
+        return (await fetch(resource, b"/")).body
+
+    holder = object()
+
+    async def a_call_that_waits() -> None:
+        limiter.acquire_on_behalf_of_nowait(holder)
+        with trio.move_on_after(0.3):
+            await fetch_hello()
+
+    assert trio.run(fetch_hello) == b"hello"  # a thread, asleep now
+    trio.run(a_call_that_waits)
+    workers = resource.workers
+    assert workers._threads == len(workers._idle) == 1
+    limiter.release_on_behalf_of(holder)
+    assert trio.run(fetch_hello) == b"hello"
+    assert workers._threads == 1
+
+
 async def test_the_event_loop_is_free_while_the_application_blocks(start_site):
     def blocks(environ, start_response):
         time.sleep(1.0)
@@ -475,7 +625,7 @@ async def test_wsgi_input_never_reads_past_the_body(start_site):
 
 async def test_idle_worker_threads_end_and_new_calls_start_new_ones():
     """A resource replaced by a reload leaves no thread behind: idle workers end."""
-    from trioweb import wsgi
+    from trioweb.wsgi import _workers
 
     def hello(environ, start_response):
         time.sleep(0.05)  # long enough for the calls to overlap, so that several threads start
@@ -483,7 +633,7 @@ async def test_idle_worker_threads_end_and_new_calls_start_new_ones():
         return [b"hello"]
 
     resource = WSGIResource(hello)
-    resource.workers = wsgi._Workers(idle_seconds=0.2)
+    resource.workers = _workers.Workers(resource.limiter, idle_seconds=0.2)
 
     async def fetch_hello(results: list) -> None:
         results.append((await fetch(resource, b"/")).body)
@@ -502,9 +652,9 @@ async def test_calls_never_wait_for_the_stall_check(monkeypatch):
     first call of a resource included: single, sequential and concurrent
     requests to a quick application never need the stall check (which
     wakes threads for calls left waiting behind blocked ones)."""
-    from trioweb import wsgi
+    from trioweb.wsgi import _workers
 
-    monkeypatch.setattr(wsgi, "STALL_SECONDS", 1.0)
+    monkeypatch.setattr(_workers, "STALL_SECONDS", 1.0)
     stalled = []
 
     def hello(environ, start_response):

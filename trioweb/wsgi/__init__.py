@@ -5,11 +5,12 @@ Theory of operation
 Each request runs the application in a worker thread, at most
 ``limiter.total_tokens`` at once (``DEFAULT_THREADS`` unless a
 ``trio.CapacityLimiter`` is given). The threads are the resource's own
-(``_Workers``): a thread is woken per batch of calls (after the scheduler
-pass that queued them), takes them one after the other and hands results
-back with ``run_sync_soon``, so that results reach the loop in batches and
-the loop and the threads do not trade the GIL for every request, as
-``trio.to_thread`` or a thread woken per call would. Whatever
+(``Workers``, in ``_workers``): a thread is woken per batch of calls (after
+the scheduler pass that queued them), holding a token of the limiter while
+awake, takes them one after the other and hands results back with
+``run_sync_soon``, so that results reach the loop in batches and the loop
+and the threads do not trade the GIL, nor ask the limiter, for every
+request, as ``trio.to_thread`` or a thread woken per call would. Whatever
 the application asks of the server, the thread asks of the event loop with
 ``trio.from_thread.run``; once the client is gone, those calls fail with
 ``ClientDisconnected`` and the application stops there:
@@ -38,7 +39,6 @@ never passed off as complete.
 
 from __future__ import annotations
 
-import collections
 import logging
 import os
 import stat
@@ -47,7 +47,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
 
-import outcome
 import trio
 
 from trioweb.address import UNIXAddress
@@ -62,11 +61,13 @@ from trioweb.http import (
     status_phrase,
 )
 from trioweb.resource import Resource, render_error
+from trioweb.wsgi._workers import STALL_SECONDS, WORKER_IDLE_SECONDS, Workers
 
 if TYPE_CHECKING:
     from trioweb.server import Request
 
-__all__ = ["DEFAULT_THREADS", "FileWrapper", "WSGIResource"]
+# STALL_SECONDS and WORKER_IDLE_SECONDS: the pool's timings (see docs/wsgi.md).
+__all__ = ["DEFAULT_THREADS", "STALL_SECONDS", "WORKER_IDLE_SECONDS", "FileWrapper", "WSGIResource"]
 
 log = logging.getLogger("trioweb.wsgi")
 
@@ -98,7 +99,7 @@ class WSGIResource(Resource):
         super().__init__()
         self.application = application
         self.limiter = limiter if limiter is not None else trio.CapacityLimiter(DEFAULT_THREADS)
-        self.workers = _Workers()
+        self.workers = Workers(self.limiter)
 
     def putChild(self, path: bytes, child: Resource) -> None:
         raise RuntimeError("a WSGIResource is a leaf: it cannot have children")
@@ -106,137 +107,6 @@ class WSGIResource(Resource):
     def render(self, request: Request) -> Awaitable[bytes | None]:
         request.defaultContentType = None  # the application says its content type, or none is sent
         return _Call(self, request).serve()
-
-
-WORKER_IDLE_SECONDS = 60.0  # a worker thread with no call for this long ends
-# How long calls may wait while every awake worker thread is inside the
-# application (blocked on I/O, say) before each of them gets a thread of its own.
-STALL_SECONDS = 0.005
-
-
-class _Workers:
-    """The threads a WSGIResource runs its application in.
-
-    Threads are woken per batch of calls, not per call: with the GIL, each
-    wakeup of a thread costs the loop thread a few context switches, which
-    cost more than a small application. Calls wait in ``_pending``; a
-    dispatcher task of the event loop, asked by the first call of a
-    scheduler pass, runs after the pass and wakes one thread if none is
-    free (awake and outside the application); that thread takes the calls
-    one after the other. If calls still wait ``STALL_SECONDS`` later while
-    every awake thread is inside the application, each waiting call gets a
-    thread. Threads are started as needed (never more than calls run at
-    once, which the limiter bounds) and end after ``idle_seconds`` without
-    a call (so that a resource a reload replaced leaves no thread behind).
-    Results go back to the loop in batches too: one ``run_sync_soon`` (one
-    wakeup of the loop) carries all those that finish before the loop takes
-    them.
-    """
-
-    def __init__(self, idle_seconds: float = WORKER_IDLE_SECONDS) -> None:
-        self._idle_seconds = idle_seconds
-        # Everything below changes under _lock, except that the loop appends to _pending.
-        self._lock = threading.Lock()
-        self._pending: collections.deque[tuple[trio.lowlevel.Task, trio.lowlevel.TrioToken, Callable[[], Any]]] = (
-            collections.deque())
-        self._idle: list[threading.Lock] = []  # the wakeups of sleeping threads (released to wake one)
-        self._threads = 0
-        self._free = 0  # awake threads outside the application
-        self._results: list[tuple[trio.lowlevel.Task, outcome.Outcome[Any]]] = []
-        # The dispatcher of the current trio run (a new run starts its own).
-        self._token: trio.lowlevel.TrioToken | None = None
-        self._dispatcher = trio.lowlevel.ParkingLot()
-
-    async def run(self, function: Callable[[], Any]) -> Any:
-        """``function()`` in a worker thread; its result or exception.
-
-        Not cancellable: like ``trio.to_thread.run_sync``, it waits for the
-        thread (the application ends soon after its client is gone).
-        """
-        token = trio.lowlevel.current_trio_token()
-        if token is not self._token:
-            self._token = token
-            self._dispatcher = trio.lowlevel.ParkingLot()
-            trio.lowlevel.spawn_system_task(self._dispatch, self._dispatcher, name="trioweb-wsgi-dispatcher")
-        self._pending.append((trio.lowlevel.current_task(), token, function))
-        if self._dispatcher:
-            self._dispatcher.unpark()
-        return await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)
-
-    async def _dispatch(self, dispatcher: trio.lowlevel.ParkingLot) -> None:
-        """Wake threads for the calls that wait: one after each scheduler pass
-        that queued calls (the task is unparked by the first of them), one per
-        waiting call after ``STALL_SECONDS`` without a free thread."""
-        while True:
-            with self._lock:
-                if self._pending and not self._free:
-                    self._wake(1)
-            if not self._pending:
-                await dispatcher.park()
-                continue
-            with trio.move_on_after(STALL_SECONDS) as waited:
-                await dispatcher.park()
-            if waited.cancelled_caught:
-                self._wake_stalled()
-
-    def _wake_stalled(self) -> None:
-        """A thread for each waiting call, if every awake thread is inside the application."""
-        with self._lock:
-            if not self._free:
-                self._wake(len(self._pending))
-
-    def _wake(self, count: int) -> None:
-        """Wake ``count`` sleeping threads, starting new ones if too few sleep (under ``_lock``)."""
-        self._free += count
-        for _ in range(count):
-            if self._idle:
-                self._idle.pop().release()
-            else:
-                self._threads += 1
-                wakeup = threading.Lock()
-                wakeup.acquire()
-                threading.Thread(target=self._serve, args=(wakeup,), name=f"trioweb-wsgi-{self._threads}",
-                                 daemon=True).start()
-
-    def _deliver(self) -> None:
-        with self._lock:
-            results, self._results = self._results, []
-        for task, result in results:
-            trio.lowlevel.reschedule(task, result)
-
-    def _serve(self, wakeup: threading.Lock) -> None:
-        lock = self._lock
-        pending = self._pending
-        while True:
-            with lock:
-                self._free -= 1
-                call = pending.popleft() if pending else None
-                if call is None:
-                    self._idle.append(wakeup)
-            if call is None:
-                if not wakeup.acquire(timeout=self._idle_seconds):
-                    with lock:
-                        if wakeup in self._idle:
-                            self._idle.remove(wakeup)
-                            self._threads -= 1
-                            return
-                    wakeup.acquire()  # woken as the wait timed out
-                continue
-            self._run_one(*call)
-            del call  # no reference to the request while asleep
-
-    def _run_one(self, task: trio.lowlevel.Task, token: trio.lowlevel.TrioToken, function: Callable[[], Any]) -> None:
-        result = outcome.capture(function)
-        with self._lock:
-            self._free += 1
-            self._results.append((task, result))
-            if len(self._results) > 1:
-                return  # the loop is already called to take them
-        try:
-            token.run_sync_soon(self._deliver)
-        except trio.RunFinishedError:  # the server is gone: nobody waits for the result
-            with self._lock:
-                self._results.clear()
 
 
 class FileWrapper:
@@ -285,7 +155,6 @@ class _Call:
     def __init__(self, resource: WSGIResource, request: Request) -> None:
         self.request = request
         self.application = resource.application
-        self.limiter = resource.limiter
         self.workers = resource.workers
         self.token = trio.lowlevel.current_trio_token()
         self.status: tuple[int, bytes | None] | None = None  # the phrase is None when it is the usual one
@@ -300,7 +169,7 @@ class _Call:
     async def serve(self) -> bytes | None:
         request = self.request
         try:
-            whole = await self.run_with_a_token()
+            whole = await self.workers.run(self.run_application, self.token)
             if whole is not None:
                 self.commit()
                 for data in whole:
@@ -324,16 +193,6 @@ class _Call:
             raise  # the Site's 500 page
         return None
 
-    async def run_with_a_token(self) -> Iterable[bytes] | None:
-        limiter = self.limiter
-        try:
-            limiter.acquire_nowait()  # no trip through the scheduler when a thread is free
-        except trio.WouldBlock:
-            await limiter.acquire()
-        try:
-            return await self.workers.run(self.run_application)
-        finally:
-            limiter.release()
 
     def commit(self) -> None:
         """Put the status and headers the application gave on the request."""
@@ -623,30 +482,53 @@ _ERRORS = _ErrorLog()
 # Header names never passed to the application: the body's (they have their own
 # keys), and Proxy (httpoxy: HTTP_PROXY is read as a proxy setting by some libraries).
 _NOT_PASSED = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_LENGTH", b"proxy": ""}
-_HEADER_KEYS: dict[bytes, str] = {}  # b"user-agent" → "HTTP_USER_AGENT", remembered
+# Remembered (at most _REMEMBERED_NAMES of each), as requests repeat the same few:
+_HEADER_KEYS: dict[bytes, str] = {}  # b"user-agent" → "HTTP_USER_AGENT"
+_NATIVE: dict[bytes, str] = {}  # methods and protocols as native strings: b"GET" → "GET"
+_SERVER_NAMES: dict[bytes, str] = {}  # Host header → SERVER_NAME: b"example.com:8080" → "example.com"
+_REMEMBERED_NAMES = 256
+# The keys that are the same for every request, copied into each environ.
+_CONSTANT = {
+    "wsgi.version": (1, 0),
+    "wsgi.input_terminated": True,
+    "wsgi.errors": _ERRORS,
+    "wsgi.multithread": True,
+    "wsgi.multiprocess": False,
+    "wsgi.run_once": False,
+    "wsgi.file_wrapper": FileWrapper,
+}
+
+
+def _native(raw: bytes) -> str:
+    """``raw`` decoded as latin-1 (a method or protocol), remembered."""
+    text = _NATIVE.get(raw)
+    if text is None:
+        text = raw.decode("latin-1")
+        if len(_NATIVE) < _REMEMBERED_NAMES:
+            _NATIVE[raw] = text
+    return text
 
 
 def _environ(request: Request, body: _Input | _NoBody) -> dict[str, Any]:
     """The WSGI environ of ``request`` (PEP 3333)."""
+    environ = _CONSTANT.copy()
     scheme = "https" if request.isSecure() else "http"
-    environ: dict[str, Any] = {
-        "REQUEST_METHOD": request.method.decode("latin-1"),
-        "SCRIPT_NAME": "/" + b"/".join(request.prepath).decode("latin-1") if request.prepath else "",
-        "PATH_INFO": "/" + b"/".join(request.postpath).decode("latin-1") if request.postpath else "",
-        "QUERY_STRING": request.uri.partition(b"?")[2].decode("latin-1"),
-        "SERVER_NAME": request.getRequestHostname().decode("latin-1"),
-        "SERVER_PORT": _server_port(request, scheme),
-        "SERVER_PROTOCOL": request.clientproto.decode("latin-1"),
-        "wsgi.version": (1, 0),
-        "wsgi.url_scheme": scheme,
-        "wsgi.input": body,
-        "wsgi.input_terminated": True,
-        "wsgi.errors": _ERRORS,
-        "wsgi.multithread": True,
-        "wsgi.multiprocess": False,
-        "wsgi.run_once": False,
-        "wsgi.file_wrapper": FileWrapper,
-    }
+    environ["wsgi.url_scheme"] = scheme
+    environ["wsgi.input"] = body
+    environ["REQUEST_METHOD"] = _native(request.method)
+    environ["SCRIPT_NAME"] = "/" + b"/".join(request.prepath).decode("latin-1") if request.prepath else ""
+    environ["PATH_INFO"] = "/" + b"/".join(request.postpath).decode("latin-1") if request.postpath else ""
+    uri = request.uri
+    environ["QUERY_STRING"] = uri.partition(b"?")[2].decode("latin-1") if b"?" in uri else ""
+    host_header = request.host_header
+    server_name = _SERVER_NAMES.get(host_header) if host_header else None
+    if server_name is None:
+        server_name = request.getRequestHostname().decode("latin-1")
+        if host_header and len(_SERVER_NAMES) < _REMEMBERED_NAMES:
+            _SERVER_NAMES[host_header] = server_name
+    environ["SERVER_NAME"] = server_name
+    environ["SERVER_PORT"] = _server_port(request, scheme)
+    environ["SERVER_PROTOCOL"] = _native(request.clientproto)
     client = request.getClientAddress()
     if not isinstance(client, UNIXAddress):
         environ["REMOTE_ADDR"] = client.host
@@ -660,11 +542,13 @@ def _environ(request: Request, body: _Input | _NoBody) -> dict[str, Any]:
             key = _NOT_PASSED.get(name)
             if key is None:
                 key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
-            if len(_HEADER_KEYS) < 256:
+            if len(_HEADER_KEYS) < _REMEMBERED_NAMES:
                 _HEADER_KEYS[name] = key
         if key:
-            separator = b"; " if name == b"cookie" else b","
-            environ[key] = separator.join(values).decode("latin-1")
+            if len(values) == 1:
+                environ[key] = values[0].decode("latin-1")
+            else:
+                environ[key] = (b"; " if name == b"cookie" else b",").join(values).decode("latin-1")
     return environ
 
 
