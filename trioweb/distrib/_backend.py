@@ -281,7 +281,8 @@ class Backend:
     def describe(self) -> str:
         return self._name
 
-    def _connected(self) -> tuple[rpc.RemoteReference, Responses] | None:
+    def connected(self) -> tuple[rpc.RemoteReference, Responses] | None:
+        """What `connection` returns if the connection is open, else None (no await)."""
         if self._root is None or self._responses is None or self._broker is None or self._broker.closed:
             return None
         return self._root, self._responses
@@ -289,11 +290,11 @@ class Backend:
     async def connection(self) -> tuple[rpc.RemoteReference, Responses]:
         """The publisher's reference and our root on the same connection, connecting
         if needed; BackendUnavailable if that fails."""
-        connected = self._connected()
+        connected = self.connected()
         if connected is not None:
             return connected
         async with self._lock:
-            connected = self._connected()
+            connected = self.connected()
             if connected is not None:
                 return connected
             if trio.current_time() < self._down_until and not await self._socket_replaced():
@@ -363,7 +364,7 @@ class Backend:
         await ready.wait()
         if failure:
             raise failure[0]
-        connected = self._connected()
+        connected = self.connected()
         if connected is None:  # closed already: the peer hung up, or broke the protocol
             raise rpc.ConnectionLost(f"closed during the connect: {broker.close_reason}")
         self._failures = 0

@@ -40,8 +40,7 @@ Response map (the answer, or the head of a streamed response)::
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import rpc
 from trioweb.address import Address, IPv4Address, IPv6Address, UNIXAddress
@@ -93,12 +92,25 @@ def encode_address(address: Address) -> list[Any]:
     return ["UNIX", address.name]
 
 
+# Decoded addresses, by (kind, host, port): they are immutable, and making one
+# (a frozen dataclass) costs more than finding it; a personal server sees the
+# same few (its front's, and each client connection's for its requests).
+_decoded_addresses: dict[tuple[str, str, int], Address] = {}
+MAX_DECODED_ADDRESSES = 1024
+
+
 def decode_address(value: Any) -> Address:
     if isinstance(value, list) and len(value) == 3 and isinstance(value[1], str) and type(value[2]) is int:
-        if value[0] == "INET":
-            return IPv4Address("TCP", value[1], value[2])
-        if value[0] == "INET6":
-            return IPv6Address("TCP", value[1], value[2])
+        kind, host, port = value
+        if kind == "INET" or kind == "INET6":  # checked before the look-up: the key's types are exact
+            key = (kind, host, port)
+            address = _decoded_addresses.get(key)
+            if address is None:
+                if len(_decoded_addresses) >= MAX_DECODED_ADDRESSES:
+                    _decoded_addresses.clear()
+                address = IPv4Address("TCP", host, port) if kind == "INET" else IPv6Address("TCP", host, port)
+                _decoded_addresses[key] = address
+            return address
     if isinstance(value, list) and len(value) == 2 and value[0] == "UNIX" and isinstance(value[1], (str, type(None))):
         return UNIXAddress(value[1])
     raise MessageError(f"malformed address {value!r}")
@@ -129,8 +141,10 @@ def _length(value: Any) -> int | None:
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class ForwardedRequest:
+# The two messages are named tuples: immutable, as frozen dataclasses would be,
+# and made several times faster (a frozen dataclass sets each field through
+# object.__setattr__); one of each is made per request on each side.
+class ForwardedRequest(NamedTuple):
     """A request as the front forwards it (the request map of the module docstring)."""
 
     method: bytes
@@ -220,8 +234,7 @@ class ForwardedRequest:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class ForwardedResponse:
+class ForwardedResponse(NamedTuple):
     """A personal server's response head (the response map of the module
     docstring), with the body of a complete response: ``body`` if small,
     else ``stream``. ``status``, ``reason`` and the headers' names and values

@@ -172,6 +172,9 @@ class ResourceSubscription(Resource):
         remote_log.warning(self.backend.describe(), message, *args)
 
     async def _forward(self, request: Request) -> bytes | None:
+        # One coroutine for the breaker, the admission and the connection (a
+        # frame less for every resumption of a request's task); a request
+        # with a body goes on in _forward_with_body.
         self.backend.status.requests += 1
         wait = self.breaker.admit(request)
         if wait is not None:
@@ -180,47 +183,50 @@ class ResourceSubscription(Resource):
             request.setHeader(b"retry-after", b"%d" % max(1, math.ceil(wait)))
             return self._error(request, 502, "Bad Gateway", backend_fault=False)
         try:
-            return await self._admitted(request)
+            slot = self.admission.try_enter()
+            if slot is None:
+                try:
+                    slot = await self.admission.enter()
+                except Overloaded as exc:
+                    self._log("503 for %s: %s: %s", request.uri.decode("latin-1"), self.backend.describe(), exc)
+                    request.setHeader(b"retry-after", RETRY_AFTER)
+                    return self._error(request, 503, "Service Unavailable",
+                                       "The personal server behind this address is busy. Try again in a moment.")
+            try:
+                connected = self.backend.connected()  # the usual case: open already, nothing to await
+                if connected is None:
+                    try:
+                        connected = await self.backend.connection()
+                    except BackendUnavailable as exc:
+                        code, brief = (504, "Gateway Timeout") if exc.timed_out else (502, "Bad Gateway")
+                        self._log("%d for %s: %s", code, request.uri.decode("latin-1"), exc)
+                        return self._error(request, code, brief, backend_fault=False)  # the Backend's delay applies
+                root, responses = connected
+                if not request.has_body:
+                    return await self._exchange(request, root, responses, None, None, slot)
+                return await self._forward_with_body(request, root, responses, slot)
+            finally:
+                slot.release()  # unless the head came: a failure, or the client left
         finally:
             self.breaker.ended(request)
 
-    async def _admitted(self, request: Request) -> bytes | None:
-        slot = self.admission.try_enter()
-        if slot is None:
-            try:
-                slot = await self.admission.enter()
-            except Overloaded as exc:
-                self._log("503 for %s: %s: %s", request.uri.decode("latin-1"), self.backend.describe(), exc)
-                request.setHeader(b"retry-after", RETRY_AFTER)
-                return self._error(request, 503, "Service Unavailable",
-                                   "The personal server behind this address is busy. Try again in a moment.")
-        try:
-            try:
-                root, responses = await self.backend.connection()
-            except BackendUnavailable as exc:
-                code, brief = (504, "Gateway Timeout") if exc.timed_out else (502, "Bad Gateway")
-                self._log("%d for %s: %s", code, request.uri.decode("latin-1"), exc)
-                return self._error(request, code, brief, backend_fault=False)  # the Backend's own delay applies
-            if not request.has_body:
-                return await self._exchange(request, root, responses, None, None, slot)
-            # The body is pumped from this request's own nursery (not by the rpc
-            # connection), so that no read of the client's socket outlives the
-            # call: the connection reads what is left after us.
-            body = rpc.StreamSender()
-            pump_scope = trio.CancelScope()
-            exchange_scope = trio.CancelScope()  # cancelled if the client's body fails
-            client_failure: list[Exception] = []
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._pump_body, request, body, pump_scope, exchange_scope, client_failure)
-                with exchange_scope:
-                    # Captured, so that it leaves the nursery as it is, not in an exception group.
-                    relayed = await outcome.acapture(self._exchange, request, root, responses, body, pump_scope,
-                                                     slot)
-            if client_failure:
-                return self._client_failed(request, client_failure[0])
-            return relayed.unwrap()
-        finally:
-            slot.release()  # unless the head came: a failure, or the client left
+    async def _forward_with_body(self, request: Request, root: rpc.RemoteReference, responses: Responses,
+                                 slot: Slot) -> bytes | None:
+        # The body is pumped from this request's own nursery (not by the rpc
+        # connection), so that no read of the client's socket outlives the
+        # call: the connection reads what is left after us.
+        body = rpc.StreamSender()
+        pump_scope = trio.CancelScope()
+        exchange_scope = trio.CancelScope()  # cancelled if the client's body fails
+        client_failure: list[Exception] = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._pump_body, request, body, pump_scope, exchange_scope, client_failure)
+            with exchange_scope:
+                # Captured, so that it leaves the nursery as it is, not in an exception group.
+                relayed = await outcome.acapture(self._exchange, request, root, responses, body, pump_scope, slot)
+        if client_failure:
+            return self._client_failed(request, client_failure[0])
+        return relayed.unwrap()
 
     async def _exchange(self, request: Request, root: rpc.RemoteReference, responses: Responses,
                         body: rpc.StreamSender | None, pump_scope: trio.CancelScope | None,
