@@ -124,11 +124,22 @@ class UpstreamConnection:
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise UpstreamClosed(f"the upstream closed the connection ({exc})", not self._buffer) from None
 
-    async def _receive(self, timeout: float) -> bytes:
+    async def _receive(self, timeout: float, *, just_sent: bool = False) -> bytes:
+        """The next bytes from the upstream (``b""`` at its end).
+
+        ``just_sent``: the request went out with no yield since, so the
+        upstream has had no time to answer and a read now would only fail.
+        We yield once first: while the other connections are served, the
+        answer usually comes, and the read then succeeds. Waiting for
+        readiness at once instead re-arms the socket in epoll (a system call)
+        and takes trio's I/O-wait path, for every request.
+        """
         transport = self.transport
         try:
             if self._socket is None:
                 return await transport.receive(READ_SIZE, timeout)
+            if just_sent:
+                await trio.lowlevel.cancel_shielded_checkpoint()
             data = transport.try_receive(READ_SIZE)
             while data is None:
                 await self._wait_readable(timeout)
@@ -166,8 +177,7 @@ class UpstreamConnection:
             while end < 0:
                 if len(self._buffer) > MAX_HEAD_BYTES:
                     raise BadUpstreamResponse("response head too large")
-                # Tried before waiting: under load, the answer is often there already.
-                data = await self._receive(timeout)
+                data = await self._receive(timeout, just_sent=not self._buffer)
                 if not data:
                     raise UpstreamClosed("the upstream closed the connection before a response",
                                          not self._buffer)
