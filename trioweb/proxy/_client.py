@@ -30,10 +30,14 @@ come, which is what decides if a request may be retried), and
 a wait for the upstream (to take bytes, or to send some) lasts longer than
 the timeout given. The I/O is trioweb.http's ``Transport``, as for the
 client side: a ready socket costs one system call and no cancel scope.
-Waiting for the upstream's answer on a plain socket costs no cancel scope
-either (an exchange almost always waits once): the wait is registered with
-the run's ``DelayedStarts`` for the timeout, which wakes it with
-``notify_closing`` if it is still waiting then (``_wait_readable``).
+The first read after a request is sent comes after one yield
+(``_receive``'s ``just_sent``): under load the answer is there by then, and
+the read needs no wait (a read at once would fail, and the wait that follows
+costs an ``epoll_ctl`` and trio's I/O-wait path). Waiting for the
+upstream's answer on a plain socket, when it must, costs no cancel scope
+either: the wait is registered with the run's ``DelayedStarts`` for the
+timeout, which wakes it with ``notify_closing`` if it is still waiting then
+(``_wait_readable``).
 """
 
 from __future__ import annotations
