@@ -30,10 +30,14 @@ come, which is what decides if a request may be retried), and
 a wait for the upstream (to take bytes, or to send some) lasts longer than
 the timeout given. The I/O is trioweb.http's ``Transport``, as for the
 client side: a ready socket costs one system call and no cancel scope.
-Waiting for the upstream's answer on a plain socket costs no cancel scope
-either (an exchange almost always waits once): the wait is registered with
-the run's ``DelayedStarts`` for the timeout, which wakes it with
-``notify_closing`` if it is still waiting then (``_wait_readable``).
+The first read after a request is sent comes after one yield
+(``_receive``'s ``just_sent``): under load the answer is there by then, and
+the read needs no wait (a read at once would fail, and the wait that follows
+costs an ``epoll_ctl`` and trio's I/O-wait path). Waiting for the
+upstream's answer on a plain socket, when it must, costs no cancel scope
+either: the wait is registered with the run's ``DelayedStarts`` for the
+timeout, which wakes it with ``notify_closing`` if it is still waiting then
+(``_wait_readable``).
 """
 
 from __future__ import annotations
@@ -124,11 +128,22 @@ class UpstreamConnection:
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise UpstreamClosed(f"the upstream closed the connection ({exc})", not self._buffer) from None
 
-    async def _receive(self, timeout: float) -> bytes:
+    async def _receive(self, timeout: float, *, just_sent: bool = False) -> bytes:
+        """The next bytes from the upstream (``b""`` at its end).
+
+        ``just_sent``: the request went out with no yield since, so the
+        upstream has had no time to answer and a read now would only fail.
+        We yield once first: while the other connections are served, the
+        answer usually comes, and the read then succeeds. Waiting for
+        readiness at once instead re-arms the socket in epoll (a system call)
+        and takes trio's I/O-wait path, for every request.
+        """
         transport = self.transport
         try:
             if self._socket is None:
                 return await transport.receive(READ_SIZE, timeout)
+            if just_sent:
+                await trio.lowlevel.cancel_shielded_checkpoint()
             data = transport.try_receive(READ_SIZE)
             while data is None:
                 await self._wait_readable(timeout)
@@ -166,8 +181,7 @@ class UpstreamConnection:
             while end < 0:
                 if len(self._buffer) > MAX_HEAD_BYTES:
                     raise BadUpstreamResponse("response head too large")
-                # Tried before waiting: under load, the answer is often there already.
-                data = await self._receive(timeout)
+                data = await self._receive(timeout, just_sent=not self._buffer)
                 if not data:
                     raise UpstreamClosed("the upstream closed the connection before a response",
                                          not self._buffer)
