@@ -178,8 +178,13 @@ async def test_a_client_that_leaves_cancels_a_waiting_application(start_site):
             raise
 
     site = await start_site(ASGIResource(waits))
+    await leave_mid_request(site, b"/", cancelled)
+
+
+async def leave_mid_request(site, path: bytes, cancelled: trio.Event) -> None:
+    """Send a request for ``path``, leave while it is served, and see the application cancelled."""
     conn = await site.connect()
-    await conn.send(get(b"/"))
+    await conn.send(get(path))
     await trio.sleep(0.2)
     await conn.aclose()
     with trio.fail_after(5):
@@ -222,12 +227,7 @@ async def test_a_client_that_leaves_cancels_an_application_waiting_in_its_own_sc
             raise
 
     site = await start_site(ASGIResource(waits))
-    conn = await site.connect()
-    await conn.send(get(b"/slow"))
-    await trio.sleep(0.2)
-    await conn.aclose()
-    with trio.fail_after(5):
-        await cancelled.wait()
+    await leave_mid_request(site, b"/slow", cancelled)
     assert (await site.request(get(b"/quick"))).body == b"quick"
 
 
