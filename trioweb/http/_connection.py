@@ -228,7 +228,7 @@ class HTTPConnection:
                 # client must not mistake what it got for a whole response.
                 break
             if self._body_done:
-                # (what _finish_request_body does then, without a coroutine)
+                # (no coroutine for the common case: nothing of the body is left)
                 if events and events[0] is END_OF_MESSAGE:
                     events.popleft()
             elif not await self._finish_request_body():
@@ -282,12 +282,8 @@ class HTTPConnection:
         """The next request head, or None when the connection should close.
 
         ``just_sent``: a response was sent with no yield since, so the client
-        has had no time to send its next request: a read now would only fail.
-        We yield once first: while the other connections are served, the
-        client usually answers, and the read then succeeds. Going straight
-        to a readiness wait instead re-arms the socket in epoll (a system
-        call) and takes trio's I/O-wait path, for every request: 9 µs of a
-        hello's 53 under ``scripts/bench hello`` (docs/design-notes.md).
+        has had no time to send its next request: we yield once before the
+        read (see "Reading the answer to something just sent" in _transport).
         """
         events = self.parser.events
         if not events:
@@ -492,12 +488,8 @@ class HTTPConnection:
         return got
 
     async def _finish_request_body(self) -> bool:
-        """Skip what the handler left of the body; False if we would rather close."""
-        if self._body_done:
-            events = self.parser.events
-            if events and events[0] is END_OF_MESSAGE:
-                events.popleft()
-            return True
+        """Skip what the handler left of the body (some is left: ``_serve`` handles
+        a finished one itself); False if we would rather close."""
         head = self.head
         assert head is not None
         if head.expect_continue and not self._continue_sent:

@@ -31,10 +31,8 @@ a wait for the upstream (to take bytes, or to send some) lasts longer than
 the timeout given. The I/O is trioweb.http's ``Transport``, as for the
 client side: a ready socket costs one system call and no cancel scope.
 The first read after a request is sent comes after one yield
-(``_receive``'s ``just_sent``): under load the answer is there by then, and
-the read needs no wait (a read at once would fail, and the wait that follows
-costs an ``epoll_ctl`` and trio's I/O-wait path). Waiting for the
-upstream's answer on a plain socket, when it must, costs no cancel scope
+(``_receive``'s ``just_sent``, as the transport's docstring explains).
+Waiting for the upstream's answer on a plain socket, when it must, costs no cancel scope
 either: the wait is registered with the run's ``DelayedStarts`` for the
 timeout, which wakes it with ``notify_closing`` if it is still waiting then
 (``_wait_readable``).
@@ -132,11 +130,9 @@ class UpstreamConnection:
         """The next bytes from the upstream (``b""`` at its end).
 
         ``just_sent``: the request went out with no yield since, so the
-        upstream has had no time to answer and a read now would only fail.
-        We yield once first: while the other connections are served, the
-        answer usually comes, and the read then succeeds. Waiting for
-        readiness at once instead re-arms the socket in epoll (a system call)
-        and takes trio's I/O-wait path, for every request.
+        upstream has had no time to answer: we yield once before the read
+        (see "Reading the answer to something just sent" in trioweb.http's
+        ``_transport``).
         """
         transport = self.transport
         try:
