@@ -5,8 +5,12 @@ of parser), and on uvloop (a C event loop) for information.
 
     scripts/bench hello [--duration SECONDS] [--connections N]
 
-uvicorn comes from .bench-venv-apps (made by scripts/bench); it writes no
-access log lines at ``--log-level warning``, where trioweb and Twisted do.
+Each ratio compares servers doing the same work: trioweb and Twisted write
+an access log line per request to a file; uvicorn is run both without one
+(``--log-level warning``) and with its own (its default, ``info``: a line
+per request to its stdout, /dev/null here), and trioweb both with and
+without, so that each uvicorn column has a like-for-like trioweb row.
+uvicorn comes from .bench-venv-apps (made by scripts/bench).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ TRIOWEB_APP = textwrap.dedent("""
 
     async def main():
         listeners = await trio.open_tcp_listeners(int(sys.argv[1]), host="127.0.0.1")
-        await serve(Site(Hello(), logPath=sys.argv[2]), listeners)
+        await serve(Site(Hello(), logPath=sys.argv[2] if len(sys.argv) > 2 else None), listeners)
 
     trio.run(main)
 """)
@@ -68,22 +72,28 @@ def main() -> None:
                      f"{server.peak_rss_mib():.1f}", str(result.errors)))
 
     with tempfile.TemporaryDirectory() as tmp:
-        servers = (("trioweb", TRIOWEB_PYTHON, TRIOWEB_APP), ("Twisted Web", TWISTED_PYTHON, TWISTED_APP))
-        for name, python, app in servers:
-            script = Path(tmp) / f"{name.split()[0].lower()}_hello.py"
+        servers = (("trioweb", TRIOWEB_PYTHON, TRIOWEB_APP, True), ("trioweb, no log", TRIOWEB_PYTHON, TRIOWEB_APP, False),
+                   ("Twisted Web", TWISTED_PYTHON, TWISTED_APP, True))
+        for name, python, app, logged in servers:
+            script = Path(tmp) / f"{name.split()[0].strip(',').lower()}_hello.py"
             script.write_text(app)
+            log = [str(Path(tmp) / f"{script.stem}.log")] if logged else []
             port = free_port()
-            with Server([python, str(script), str(port), str(Path(tmp) / f"{script.stem}.log")], port) as server:
+            with Server([python, str(script), str(port), *log], port) as server:
                 measure(name, port, server)
         Path(tmp, "hello_asgi.py").write_text(ASGI_HELLO)
-        for name, loop in UVICORN_LOOPS:
+        uvicorns = [(name, loop, False) for name, loop in UVICORN_LOOPS]
+        uvicorns.insert(1, (f"{UVICORN_LOOPS[0][0]}, log", UVICORN_LOOPS[0][1], True))
+        for name, loop, logged in uvicorns:
             port = free_port()
-            with Server(uvicorn_command(loop, port, "hello_asgi:app"), port, cwd=tmp) as server:
+            with Server(uvicorn_command(loop, port, "hello_asgi:app", access_log=logged), port, cwd=tmp) as server:
                 measure(name, port, server)
-    ours = results["trioweb"]
-    for name, label in (("Twisted Web", "Twisted"), *((name, name) for name, _ in UVICORN_LOOPS)):
-        theirs = results[name]
-        rows.append((f"trioweb/{label}", f"{ours.requests_per_second / theirs.requests_per_second:.2f}x", "", "",
+    # Each pair does the same work: both log, or neither does.
+    pairs = [("trioweb", "Twisted Web", "Twisted"), ("trioweb", f"{UVICORN_LOOPS[0][0]}, log", f"{UVICORN_LOOPS[0][0]}, log"),
+             *(("trioweb, no log", name, name) for name, _ in UVICORN_LOOPS)]
+    for ours_name, theirs_name, label in pairs:
+        ours, theirs = results[ours_name], results[theirs_name]
+        rows.append((f"{ours_name}/{label}", f"{ours.requests_per_second / theirs.requests_per_second:.2f}x", "", "",
                      f"{theirs.cpu_us_per_request / ours.cpu_us_per_request:.2f}x less", "", ""))
     table(f"dynamic hello, wrk -t1 -c{options.connections} -d{options.duration:g}s, one core per side, "
           f"load average {Path('/proc/loadavg').read_text().split()[0]} at the end",

@@ -31,10 +31,12 @@ APPS_BIN = ROOT / ".bench-venv-apps" / "bin"
 UVICORN_LOOPS = (("uvicorn-asyncio", "asyncio"), ("uvicorn-uvloop", "uvloop"))
 
 
-def uvicorn_command(loop: str, port: int, app: str) -> list[str]:
-    """uvicorn with the httptools parser, one worker, on ``loop``."""
+def uvicorn_command(loop: str, port: int, app: str, access_log: bool = False) -> list[str]:
+    """uvicorn with the httptools parser, one worker, on ``loop``; with
+    ``access_log``, at its default log level, which writes a line per request
+    to its stdout (the bench's ``Server`` sends it to /dev/null)."""
     return [str(APPS_BIN / "uvicorn"), "--http", "httptools", "--loop", loop, "--workers", "1",
-            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", app]
+            "--host", "127.0.0.1", "--port", str(port), "--log-level", "info" if access_log else "warning", app]
 
 
 def pinned(command: list[str], cpu: int) -> list[str]:
