@@ -71,8 +71,10 @@ def main() -> None:
                      f"{result.p99_ms:.2f}", f"{result.cpu_us_per_request:.1f}",
                      f"{server.peak_rss_mib():.1f}", str(result.errors)))
 
+    logged_uvicorn = f"{UVICORN_LOOPS[0][0]}, log"
     with tempfile.TemporaryDirectory() as tmp:
-        servers = (("trioweb", TRIOWEB_PYTHON, TRIOWEB_APP, True), ("trioweb, no log", TRIOWEB_PYTHON, TRIOWEB_APP, False),
+        servers = (("trioweb", TRIOWEB_PYTHON, TRIOWEB_APP, True),
+                   ("trioweb, no log", TRIOWEB_PYTHON, TRIOWEB_APP, False),
                    ("Twisted Web", TWISTED_PYTHON, TWISTED_APP, True))
         for name, python, app, logged in servers:
             script = Path(tmp) / f"{name.split()[0].strip(',').lower()}_hello.py"
@@ -83,13 +85,13 @@ def main() -> None:
                 measure(name, port, server)
         Path(tmp, "hello_asgi.py").write_text(ASGI_HELLO)
         uvicorns = [(name, loop, False) for name, loop in UVICORN_LOOPS]
-        uvicorns.insert(1, (f"{UVICORN_LOOPS[0][0]}, log", UVICORN_LOOPS[0][1], True))
+        uvicorns.insert(1, (logged_uvicorn, UVICORN_LOOPS[0][1], True))
         for name, loop, logged in uvicorns:
             port = free_port()
             with Server(uvicorn_command(loop, port, "hello_asgi:app", access_log=logged), port, cwd=tmp) as server:
                 measure(name, port, server)
     # Each pair does the same work: both log, or neither does.
-    pairs = [("trioweb", "Twisted Web", "Twisted"), ("trioweb", f"{UVICORN_LOOPS[0][0]}, log", f"{UVICORN_LOOPS[0][0]}, log"),
+    pairs = [("trioweb", "Twisted Web", "Twisted"), ("trioweb", logged_uvicorn, logged_uvicorn),
              *(("trioweb, no log", name, name) for name, _ in UVICORN_LOOPS)]
     for ours_name, theirs_name, label in pairs:
         ours, theirs = results[ours_name], results[theirs_name]
