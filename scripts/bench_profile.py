@@ -61,6 +61,11 @@ def print_table(title: str, raw: str, top: int) -> None:
     print(f"\n{title}: {total} samples; self time, top {top}")
     for leaf, count in leaves.most_common(top):
         print(f"  {100 * count / max(total, 1):5.1f}%  {leaf}")
+    files: Counter[str] = Counter()
+    for leaf, count in leaves.items():
+        files[leaf.rpartition("[")[2].rstrip("]")] += count
+    print("  by file:", ", ".join(f"{where} {100 * count / max(total, 1):.1f}%"
+                                  for where, count in files.most_common(12)))
 
 
 def profile(servers: dict[str, Server], url: str, duration: float, work: Path, top: int) -> None:

@@ -112,12 +112,11 @@ class Site(SiteSessions):
             return _WHOLE_SERVER
         return getChildForRequest(self.resource, request)
 
-    async def handle(self, channel: HTTPConnection, head: RequestHead) -> None:
-        """Answer one request head arriving on ``channel`` (the HTTP engine's callback)."""
-        # What process does, with one coroutine less (this runs for every request).
-        rest = self.start_processing(self.requestFactory(self, channel, head))
-        if rest is not None:
-            await rest
+    def handle(self, channel: HTTPConnection, head: RequestHead) -> Coroutine[Any, Any, None] | None:
+        """Answer one request head arriving on ``channel`` (the HTTP engine's
+        handler): None when the response is complete, else a coroutine to
+        await for the rest (no coroutine at all for a synchronous render)."""
+        return self.start_processing(self.requestFactory(self, channel, head))
 
     async def process(self, request: Request) -> None:
         """Traverse, read the body, render and answer ``request`` (see ``Request.process``).

@@ -29,7 +29,7 @@ other.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import click
@@ -147,11 +147,10 @@ class HostingOptions:
             status.access_log = site.access_log
             ordinary = handler_for(site)
 
-            async def handle(connection: HTTPConnection, head: RequestHead) -> None:
+            def handle(connection: HTTPConnection, head: RequestHead) -> Awaitable[None] | None:
                 if head.target.partition(b"?")[0] == target:
-                    await status.handle(connection, head)
-                else:
-                    await ordinary(connection, head)
+                    return status.handle(connection, head)
+                return ordinary(connection, head)
 
             return handle
 

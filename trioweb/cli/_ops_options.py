@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import click
@@ -150,11 +150,10 @@ def with_health_check(options: dict[str, Any], draining: Callable[[], bool]) -> 
             checks.access_log = site.access_log
         ordinary = site.handle
 
-        async def handle(connection: HTTPConnection, head: RequestHead) -> None:
+        def handle(connection: HTTPConnection, head: RequestHead) -> Awaitable[None] | None:
             if head.target == target or head.target.partition(b"?")[0] == target:
-                await checks.handle(connection, head)
-            else:
-                await ordinary(connection, head)
+                return checks.handle(connection, head)
+            return ordinary(connection, head)
 
         return handle
 

@@ -8,8 +8,10 @@ hand it to the ``handler``, flush the response, and go on while the
 connection may persist. Requests on one connection are handled strictly one
 after the other, so pipelined requests are answered in order.
 
-The handler (``Site.handle`` in ``trioweb.server``) talks back through a few
-primitives:
+The handler (``Site.handle`` in ``trioweb.server``) is called with each
+head; it returns None when it answered without waiting (no coroutine is made
+for that common case) or an awaitable for the rest. It talks back through a
+few primitives:
 
 - ``receive_body_chunk()`` reads the body, sending ``100 Continue`` first if
   the client waits for it, and enforcing the body size and idle timeout;
@@ -115,7 +117,9 @@ def time_left(deadline: float) -> float:
     return max(deadline - trio.current_time(), 0.0)
 
 
-Handler = Callable[["HTTPConnection", RequestHead], Awaitable[None]]
+# A handler answers a request head: it returns None when it is done (the
+# response was framed without a wait), or an awaitable for the rest.
+Handler = Callable[["HTTPConnection", RequestHead], Awaitable[None] | None]
 
 
 def _input_waiting(stream: trio.abc.Stream) -> bool:
@@ -222,7 +226,9 @@ class HTTPConnection:
             self._requests_served += 1
             if self._requests_served >= max_requests:
                 self.keep_alive = False
-            await self.handler(self, head)
+            rest = self.handler(self, head)
+            if rest is not None:
+                await rest
             if not self.response_done:
                 # The handler gave up mid-response (or never answered): the
                 # client must not mistake what it got for a whole response.
