@@ -246,7 +246,8 @@ class HTTPConnection:
             just_sent = False
             if not events or type(events[0]) is not RequestHead or self._buffered() > READ_SIZE:
                 just_sent = bool(self._out)
-                await self.flush()
+                if not self._send_without_waiting():
+                    await self.flush()
             elif self._requests_served % 16 == 0:
                 # Pipelined requests need no I/O wait: let other tasks run now and then.
                 await trio.lowlevel.checkpoint()
@@ -584,6 +585,32 @@ class HTTPConnection:
 
     def has_output(self) -> bool:
         return bool(self._out)
+
+    def _send_without_waiting(self) -> bool:
+        """Send a small response the way ``flush`` would, without a coroutine:
+        True if all of it went (the usual case); otherwise what is left stays
+        queued for ``flush``. ConnectionLost if the client is gone."""
+        out = self._out
+        if not out or self.lost:
+            return not out
+        if len(out) == 1:
+            data = out[0]
+        elif len(out) > MAX_GATHERED or sum(map(len, out)) > JOIN_UP_TO:
+            return False  # flush gathers large pieces instead of joining them
+        else:
+            data = b"".join(out)
+        if len(data) > JOIN_UP_TO:
+            return False  # flush sends it without copying what is left after a partial write
+        try:
+            sent = self.transport.try_send(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self.lost = True
+            raise ConnectionLost("client went away") from exc
+        out.clear()
+        if sent < len(data):
+            out.append(data[sent:])
+            return False
+        return True
 
     async def flush(self) -> None:
         """Send everything queued; ConnectionLost if the client is gone or stalled."""

@@ -1,7 +1,8 @@
 """The narrow I/O interface under ``HTTPConnection``.
 
 ``try_receive(max_bytes)`` (None when nothing is there yet),
-``receive(max_bytes, timeout)``, ``send_all(data, timeout)``,
+``receive(max_bytes, timeout)``, ``try_send(data)`` (how much went without
+waiting), ``send_all(data, timeout)``,
 ``send_pieces(pieces, timeout)`` and ``wait_writable(timeout)`` are all the
 connection needs. Timeouts bound each
 wait, and cost nothing when there is no need to wait. There are two kinds:
@@ -92,6 +93,15 @@ class SocketTransport:
             data = self.try_receive(max_bytes)
         return data
 
+    def try_send(self, data: bytes) -> int:
+        """How many bytes of ``data`` the socket took without waiting (0 if none)."""
+        try:
+            return os.write(self.fd, data)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            raise _stream_error(exc) from exc
+
     async def send_all(self, data: bytes, timeout: float) -> None:
         """Send everything; ``timeout`` bounds each wait for the client to read."""
         view = memoryview(data)
@@ -152,6 +162,9 @@ class StreamTransport:
             with trio.fail_after(timeout):
                 data = await self.stream.receive_some(max_bytes)
         return data if type(data) is bytes else bytes(data)  # a stream may give a bytearray
+
+    def try_send(self, data: bytes) -> int:
+        return 0  # a stream has no "without waiting"; callers then use send_all()
 
     async def send_all(self, data: bytes, timeout: float) -> None:
         with trio.fail_after(timeout):

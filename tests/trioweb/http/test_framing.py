@@ -213,6 +213,31 @@ async def test_pipelined_responses_come_in_request_order(start_site):
     assert root.order == bodies
 
 
+class Sized(Resource):
+    """``/N``: a body of N bytes, each the last digit of N (so a body out of place shows)."""
+
+    isLeaf = True
+
+    def render_GET(self, request):
+        size = int(request.path[1:])
+        return str(size % 10).encode() * size
+
+
+async def test_responses_to_a_client_that_reads_late_arrive_whole(start_site):
+    # Requests sent one by one while the client reads nothing: the responses fill
+    # the socket, one is partly written at once and its rest waits for the client.
+    site = await start_site(Sized())
+    conn = await site.connect(timeout=10)
+    sizes = [60_000 + n for n in range(300)]
+    for size in sizes:
+        await conn.send(get(b"/%d" % size))
+        await trio.sleep(0.002)
+    for size in sizes:
+        response = await conn.read_response()
+        assert response.status == 200
+        assert response.body == str(size % 10).encode() * size
+
+
 async def test_chunked_then_empty_posts_then_late_get(site):
     # CVE-2024-41671: three responses, in order, none misattributed.
     conn = await site.connect()
