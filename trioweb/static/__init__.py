@@ -33,7 +33,9 @@ How a request is answered:
 - A small file served whole leaves a copy in memory (``trioweb.static._filecache``):
   later requests for it cost one ``stat``, which must show the same file
   unchanged, instead of an open, a read and a close. The copy carries its
-  ``ETag`` and ``Last-Modified`` text, made once from that identity.
+  ``ETag`` and ``Last-Modified`` text, made once from that identity. A plain
+  GET of it (no condition, no ``Range``, no content coding) is answered with
+  those and the copy's bytes directly; any other request takes the full path.
 
 What traversal keeps: a ``File`` remembers the child ``File`` it made for a
 plain segment, and the next request for that segment reuses it instead of
