@@ -33,7 +33,9 @@ How a request is answered:
 - A small file served whole leaves a copy in memory (``trioweb.static._filecache``):
   later requests for it cost one ``stat``, which must show the same file
   unchanged, instead of an open, a read and a close. The copy carries its
-  ``ETag`` and ``Last-Modified`` text, made once from that identity.
+  ``ETag`` and ``Last-Modified`` text, made once from that identity. A plain
+  GET of it (no condition, no ``Range``, no content coding) is answered with
+  those and the copy's bytes directly; any other request takes the full path.
 
 What traversal keeps: a ``File`` remembers the child ``File`` it made for a
 plain segment, and the next request for that segment reuses it instead of
@@ -71,7 +73,7 @@ from typing import TYPE_CHECKING, Any
 
 from trioweb._fs import RECHECK_ROOT, NotServable, Registry, ServedRoot, read_exactly, segment_name, send_pieces
 from trioweb._request import CACHED
-from trioweb.http import http_date
+from trioweb.http import checked_value, http_date
 from trioweb.resource import ForbiddenResource, NoResource, Resource
 from trioweb.static._asis import ASISProcessor
 from trioweb.static._filecache import etag, keep_copy, kept_copy
@@ -304,6 +306,19 @@ class File(Resource):
         if not variants:
             kept = kept_copy(self._served, self._relative, self.follow_symlinks)
             if kept is not None:
+                received = request.requestHeaders
+                if (encoding is None and request.method == b"GET" and kept.size <= SMALL_BODY
+                        and received.last_value(b"range") is None
+                        and received.last_value(b"if-none-match") is None
+                        and received.last_value(b"if-modified-since") is None):
+                    # The common case, answered without _prepare: the whole copy, and the
+                    # headers _prepare would set when there is nothing to compare or select.
+                    headers = request.responseHeaders
+                    headers.set_checked(b"accept-ranges", b"bytes")
+                    headers.set_checked(b"last-modified", kept.last_modified)
+                    headers.set_checked(b"etag", kept.etag)
+                    headers.set_checked(b"content-type", checked_value(ctype))
+                    return kept.content
                 body = self._prepare(request, kept.size, kept.mtime, kept.etag, kept.last_modified, ctype, encoding)
                 if body is None or request.method == b"HEAD":
                     return b""

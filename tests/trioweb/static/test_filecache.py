@@ -169,6 +169,24 @@ async def test_served_copy_keeps_headers_ranges_and_conditionals(tmp_path: Path,
     assert (head.status, head.body, head.header(b"content-length")) == (200, b"", b"20")
 
 
+async def test_plain_get_of_a_copy_answers_as_the_disk_did(tmp_path: Path, serve_file) -> None:
+    # A plain GET of a kept copy takes a shorter path than conditional, ranged
+    # and HEAD requests: its answer must be the one the file on disk gave.
+    root = tmp_path / "root"
+    root.mkdir()
+    await trio.to_thread.run_sync(_settled_files, root, {"a.css": b"p { color: red }", "b.txt.gz": b"packed"})
+    site = await serve_file(root)
+    for name in ("a.css", "b.txt.gz"):
+        from_disk = await site.get(f"/{name}")
+        assert _is_kept(root, name)
+        from_copy = await site.get(f"/{name}")
+        assert (from_copy.status, from_copy.body) == (from_disk.status, from_disk.body)
+        assert sorted(pair for pair in from_copy.headers if pair[0].lower() != b"date") == sorted(
+            pair for pair in from_disk.headers if pair[0].lower() != b"date")
+    copy = await site.get("/b.txt.gz")
+    assert (copy.header(b"content-type"), copy.header(b"content-encoding")) == (b"text/plain", b"gzip")
+
+
 async def test_precompressed_variant_that_appears_is_served_over_the_copy(tmp_path: Path, serve_file) -> None:
     root = tmp_path / "root"
     root.mkdir()
