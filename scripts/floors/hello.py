@@ -11,6 +11,7 @@ import sys
 
 import httptools
 import trio
+from _listen import serve_forever
 
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, world!"
 
@@ -43,14 +44,7 @@ async def serve_connection(sock: trio.socket.SocketType) -> None:
 
 
 async def main(port: int) -> None:
-    listener = trio.socket.socket()
-    listener.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
-    await listener.bind(("127.0.0.1", port))
-    listener.listen(128)
-    async with trio.open_nursery() as nursery:
-        while True:
-            sock, _ = await listener.accept()
-            nursery.start_soon(serve_connection, sock)
+    await serve_forever(port, serve_connection)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import sys
 
 import httptools
 import trio
+from _listen import serve_forever
 
 HOP_BY_HOP = (b"connection", b"content-length", b"transfer-encoding", b"keep-alive")
 
@@ -91,14 +92,7 @@ async def serve_connection(sock: trio.socket.SocketType, upstream: Upstream) -> 
 
 async def main(port: int, upstream_host: str, upstream_port: int) -> None:
     upstream = Upstream((upstream_host, upstream_port))
-    listener = trio.socket.socket()
-    listener.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
-    await listener.bind(("127.0.0.1", port))
-    listener.listen(128)
-    async with trio.open_nursery() as nursery:
-        while True:
-            sock, _ = await listener.accept()
-            nursery.start_soon(serve_connection, sock, upstream)
+    await serve_forever(port, serve_connection, upstream)
 
 
 if __name__ == "__main__":

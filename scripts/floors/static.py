@@ -20,6 +20,7 @@ from email.utils import formatdate
 
 import httptools
 import trio
+from _listen import serve_forever
 
 
 class Requests:
@@ -109,15 +110,8 @@ async def serve_connection(sock: trio.socket.SocketType, files: Files, clock: Cl
 async def main(port: int, root: str, log_path: str) -> None:
     files = Files(root)
     clock = Clock()
-    listener = trio.socket.socket()
-    listener.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
-    await listener.bind(("127.0.0.1", port))
-    listener.listen(128)
     with open(log_path, "a", buffering=65536) as log:
-        async with trio.open_nursery() as nursery:
-            while True:
-                sock, _ = await listener.accept()
-                nursery.start_soon(serve_connection, sock, files, clock, log)
+        await serve_forever(port, serve_connection, files, clock, log)
 
 
 if __name__ == "__main__":

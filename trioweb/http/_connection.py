@@ -586,48 +586,50 @@ class HTTPConnection:
     def has_output(self) -> bool:
         return bool(self._out)
 
+    def _take_output(self) -> bytes | list[bytes]:
+        """What is queued, in the form it is sent in, and the queue emptied:
+        one piece, several joined, or (large) the list of them for a
+        gathered write, so that the kernel rather than a join copies them."""
+        out = self._out
+        if len(out) == 1:
+            data = out[0]
+            out.clear()
+            return data
+        if len(out) <= MAX_GATHERED and sum(map(len, out)) > JOIN_UP_TO:
+            self._out = []
+            return out
+        data = b"".join(out)
+        out.clear()
+        return data
+
     def _send_without_waiting(self) -> bool:
         """Send a small response the way ``flush`` would, without a coroutine:
         True if all of it went (the usual case); otherwise what is left stays
         queued for ``flush``. ConnectionLost if the client is gone."""
-        out = self._out
-        if not out or self.lost:
-            return not out
-        if len(out) == 1:
-            data = out[0]
-        elif len(out) > MAX_GATHERED or sum(map(len, out)) > JOIN_UP_TO:
-            return False  # flush gathers large pieces instead of joining them
-        else:
-            data = b"".join(out)
+        if not self._out or self.lost:
+            return not self._out
+        data = self._take_output()
+        if isinstance(data, list):
+            self._out = data  # large: flush gathers the pieces
+            return False
         if len(data) > JOIN_UP_TO:
-            return False  # flush sends it without copying what is left after a partial write
+            self._out = [data]  # large: flush sends it without copying what a partial write leaves
+            return False
         try:
             sent = self.transport.try_send(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self.lost = True
             raise ConnectionLost("client went away") from exc
-        out.clear()
         if sent < len(data):
-            out.append(data[sent:])
+            self._out.append(data[sent:])
             return False
         return True
 
     async def flush(self) -> None:
         """Send everything queued; ConnectionLost if the client is gone or stalled."""
-        out = self._out
-        if not out:
+        if not self._out:
             return
-        data: bytes | list[bytes]
-        if len(out) == 1:
-            data = out[0]
-            out.clear()
-        elif len(out) <= MAX_GATHERED and sum(map(len, out)) > JOIN_UP_TO:
-            # Large: gathered by the kernel rather than copied into one piece here.
-            data = out
-            self._out = []
-        else:
-            data = b"".join(out)
-            out.clear()
+        data = self._take_output()
         if self.lost:
             raise ConnectionLost("client went away")
         try:

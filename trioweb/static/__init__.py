@@ -307,7 +307,7 @@ class File(Resource):
             kept = kept_copy(self._served, self._relative, self.follow_symlinks)
             if kept is not None:
                 received = request.requestHeaders
-                if (encoding is None and request.method == b"GET" and kept.size <= SMALL_BODY
+                if (encoding is None and request.method == b"GET"
                         and received.last_value(b"range") is None
                         and received.last_value(b"if-none-match") is None
                         and received.last_value(b"if-modified-since") is None):
