@@ -1,5 +1,7 @@
 """The floors' listener: a TCP socket on 127.0.0.1 and a task per connection,
-with nothing else (trio sockets, no streams)."""
+with nothing else (trio sockets, no streams). The per-connection read loop
+stays written out in each floor: it runs for every request, and is what a
+floor measures, so no layer is put between it and the socket."""
 
 from __future__ import annotations
 
