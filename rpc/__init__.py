@@ -5,7 +5,8 @@ reference and are called through `RemoteReference.callRemote`; `Copyable`
 objects go by value under a registered name; exceptions come back as
 `RemoteError`. Added: cancellation, byte streams with credit-based flow
 control (`StreamSender` / `StreamReceiver`), hard limits on every size and
-count, and peer credentials for UNIX sockets. The wire protocol is specified
+count, peer credentials for UNIX sockets, and open files passed over them
+(`FileDescriptor`). The wire protocol is specified
 in docs/protocol.md. This package knows nothing of HTTP.
 """
 
@@ -24,6 +25,7 @@ from ._errors import (
     StreamError,
     TooManyCalls,
 )
+from ._fds import FileDescriptor
 from ._pending import PendingCall
 from ._references import Referenceable, RemoteReference
 from ._sockets import (
@@ -44,6 +46,7 @@ __all__ = [
     "ConnectionLost",
     "Copyable",
     "DeadReference",
+    "FileDescriptor",
     "HandshakeError",
     "LimitExceeded",
     "Limits",

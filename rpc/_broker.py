@@ -128,6 +128,7 @@ class Broker:
         self._transport = Transport(stream, self.limits.max_send_queue + self.limits.max_frame,
                                     self._queue_overflowed)
         self._protocol = Protocol(self.limits, root=root, connection=self)
+        self._protocol.carries_fds = self._transport.carries_fds
         self._protocol.on_output = self._schedule_flush
         self._send_tracebacks = send_tracebacks
         self._handshake_timeout = handshake_timeout
@@ -211,6 +212,8 @@ class Broker:
             with trio.CancelScope(shield=True):
                 await self._transport.send_last_words(self._goodbye)
                 await trio.aclose_forcefully(self._transport.stream)
+                self._transport.release()
+                self._protocol.discard_fds()
                 self._finished.set()
 
     def _fail(self, error: ConnectionLost, *, goodbye: bool, peer_reason: str | None = None) -> None:
@@ -324,7 +327,14 @@ class Broker:
         # A lone exchange is written at once (its latency is what counts);
         # while other calls are in flight, writes are coalesced (see
         # rpc._transport): the peer is busy anyway, and reads them in one go.
-        self._transport.write(*buffers, at_once=len(self._waiting) + self._active_calls <= 1)
+        at_once = len(self._waiting) + self._active_calls <= 1
+        if self._protocol.outgoing_fds:  # the message just encoded passes open files
+            fds, self._protocol.outgoing_fds = self._protocol.outgoing_fds, []
+            (message,) = buffers
+            assert type(message) is bytes
+            self._transport.write_with_fds(message, fds, at_once=at_once)
+        else:
+            self._transport.write(*buffers, at_once=at_once)
         if self._content_due:  # the message just written carried streams given whole
             self._send_content()
 
@@ -366,7 +376,8 @@ class Broker:
     async def _reader(self) -> None:
         try:
             await self._transport.read_loop(self._process, self._protocol.direct_read_size,
-                                            self._protocol.splice_fd, self._process_spliced)
+                                            self._protocol.splice_fd, self._process_spliced,
+                                            self._protocol.receive_fds, self._protocol.accepted_fds)
             if self._protocol.buffered:
                 raise ConnectionLost(f"the peer closed the connection in the middle of a frame "
                                      f"({self._protocol.buffered} bytes received)")

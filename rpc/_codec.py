@@ -20,6 +20,7 @@ message that could not be encoded).
 
 from __future__ import annotations
 
+import collections
 import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,7 @@ import msgpack
 from . import _wire as wire
 from ._copyable import copy_name, make_copy
 from ._errors import LimitExceeded, ProtocolError
+from ._fds import FileDescriptor, close_all
 from ._references import ExportEntry, ImportEntry, Referenceable, RemoteReference
 from ._streams import IncomingStreamState, OutgoingStreamState, StreamReceiver, StreamSender
 
@@ -71,6 +73,14 @@ class ValueCodec:
         self._new_streams: list[tuple[StreamSender, int]] = []
         self._copy_depth = 0
         self._may_hold_timestamp = False
+        # Open files: whether this connection can carry them (a UNIX socket: set
+        # by the broker before the hello), those of the message being encoded,
+        # those of the last message encoded (for the broker to write with it),
+        # and those received that no decoded message has claimed yet.
+        self.carries_fds = False
+        self._new_fds: list[FileDescriptor] = []
+        self.outgoing_fds: list[int] = []
+        self._received_fds: collections.deque[int] = collections.deque()
         # Queued for `data_to_send`: (object id, count) pairs to release, streams to stop.
         self._decrefs: list[int] = []
         self._stops: list[int] = []
@@ -104,6 +114,7 @@ class ValueCodec:
         for _sender, stream_id in self._new_streams:
             del self._out_streams[stream_id]
         self._new_streams.clear()
+        self._new_fds.clear()  # still owned by their FileDescriptor objects
 
     def _encode_extra(self, obj: Any) -> msgpack.ExtType:
         """msgpack's ``default`` hook: references, streams and copies."""
@@ -116,6 +127,9 @@ class ValueCodec:
             return msgpack.ExtType(wire.EXT_YOURS, wire.ID_FORMAT.pack(obj._object_id))
         if isinstance(obj, StreamSender):
             return msgpack.ExtType(wire.EXT_STREAM, wire.ID_FORMAT.pack(self._bind_stream(obj)))
+        if cls is FileDescriptor:
+            self._add_fd(obj)
+            return msgpack.ExtType(wire.EXT_FD, b"")
         name = copy_name(cls)
         if name is None:
             raise TypeError(
@@ -159,6 +173,39 @@ class ValueCodec:
         self._new_streams.append((sender, stream_id))
         return stream_id
 
+    def _add_fd(self, fd: FileDescriptor) -> None:
+        max_fds = self._peer_hello().max_fds
+        if not self.carries_fds:
+            raise TypeError("file descriptors cross only connections over UNIX sockets")
+        if len(self._new_fds) >= max_fds:
+            raise LimitExceeded(f"the peer accepts at most {max_fds} file descriptors per message")
+        fd.fileno()  # ValueError if it was closed or given away
+        if any(pending is fd for pending in self._new_fds):
+            raise ValueError("a FileDescriptor can be sent only once")
+        self._new_fds.append(fd)
+
+    def _commit_fds(self) -> None:
+        """The message is encoded: its descriptors are the connection's now, to write with it."""
+        assert not self.outgoing_fds  # the broker takes them with each message it writes
+        self.outgoing_fds = [fd.detach() for fd in self._new_fds]
+        self._new_fds.clear()
+
+    def receive_fds(self, fds: list[int], truncated: bool) -> None:
+        """Descriptors came with a read (ours now); ``truncated``: the kernel dropped
+        some that did not fit. Held until the messages that carry them are decoded."""
+        self._received_fds.extend(fds)
+        if truncated or len(self._received_fds) > self.limits.max_fds:
+            self.discard_fds()
+            raise ProtocolError(f"the peer passed more file descriptors than the {self.limits.max_fds} "
+                                "this side accepts")
+
+    def discard_fds(self) -> None:
+        """Close the descriptors received and not claimed, and those of a message not written."""
+        close_all(list(self._received_fds))
+        self._received_fds.clear()
+        close_all(self.outgoing_fds)
+        self.outgoing_fds = []
+
     def _peer_hello(self) -> wire.PeerHello:
         """The peer's hello, while encoding: values are encoded only after the handshake."""
         peer = self.peer
@@ -174,9 +221,15 @@ class ValueCodec:
         return entry is not None and entry() is reference
 
     def _decode_extra(self, code: int, data: bytes) -> Any:
-        """msgpack's ``ext_hook``: our four ext types, nothing else."""
+        """msgpack's ``ext_hook``: our five ext types, nothing else."""
         if code == wire.EXT_COPY:
             return self._decode_copy(data)
+        if code == wire.EXT_FD:
+            if data:
+                raise ProtocolError(f"ext type {code} payload is {len(data)} bytes, not 0")
+            if not self._received_fds:
+                raise ProtocolError("a file descriptor value, but no descriptor came with the message")
+            return FileDescriptor(self._received_fds.popleft())
         if code not in (wire.EXT_REMOTE, wire.EXT_YOURS, wire.EXT_STREAM):
             raise ProtocolError(f"unknown ext type {code}")
         if len(data) != wire.ID_FORMAT.size:

@@ -134,9 +134,14 @@ class Protocol(ValueCodec):
 
     # ----------------------------------------------------------------- output
 
+    @property
+    def accepted_fds(self) -> int:
+        """Descriptors this side accepts per message (0 unless a UNIX socket carries them)."""
+        return self.limits.max_fds if self.carries_fds else 0
+
     def hello(self) -> bytes:
         """The first frame to send."""
-        return wire.frame(msgpack.packb(self.limits.hello(0 in self._exports)))
+        return wire.frame(msgpack.packb(self.limits.hello(0 in self._exports, self.accepted_fds)))
 
     @property
     def buffered(self) -> int:
@@ -300,6 +305,8 @@ class Protocol(ValueCodec):
             new_streams, self._new_streams = self._new_streams, []
             for sender, stream_id in new_streams:
                 sender._attach(self._connection, stream_id)
+        if self._new_fds:
+            self._commit_fds()
         return wire.LENGTH_PREFIX.pack(len(payload)) + payload
 
     # ------------------------------------------------------------------ input
@@ -552,4 +559,5 @@ class Protocol(ValueCodec):
         self._decrefs.clear()
         self._stops.clear()
         self._control.clear()
+        self.discard_fds()
         return references, senders, receivers

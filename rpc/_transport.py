@@ -13,6 +13,13 @@ Plain socket streams are read and written through their file descriptor:
 a non-blocking ``os.write`` needs no trip through the scheduler. Other
 streams (TLS, in-memory) go through ``send_all`` and ``receive_some``.
 
+Open files (`rpc.FileDescriptor`) go as SCM_RIGHTS ancillary data of the
+``sendmsg`` that starts the message carrying them: the queue remembers that
+message's first buffer, a write never runs past it without them, and the
+write that starts with it passes them. The receiving side reads with
+``recvmsg`` (only when it accepts descriptors) and hands them on before the
+bytes of the same read, so they are there when their message is decoded.
+
 Memory: the queue is bounded by the caller: producers of bulk data wait in
 `wait_for_room` while more than ``SEND_HIGH_WATER`` bytes are queued; writes
 that cannot wait (answers, control messages: the reader must never block, or
@@ -25,9 +32,12 @@ from __future__ import annotations
 
 import collections
 import os
+import socket
 from collections.abc import Callable
 
 import trio
+
+from ._fds import ancillary_space, close_all, received_fds, rights
 
 # An ordinary read is small enough to take little of a large payload that
 # follows a frame header: the rest is read on its own (or spliced, see
@@ -60,6 +70,10 @@ class Transport:
                  on_overflow: Callable[[int], None]) -> None:
         self.stream = stream
         self.fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else None
+        # For sendmsg and recvmsg with descriptors: the socket, on a descriptor of its own.
+        self._unix_socket = (socket.socket(fileno=os.dup(stream.socket.fileno()))
+                             if isinstance(stream, trio.SocketStream) and stream.socket.family == socket.AF_UNIX
+                             else None)
         self.corked = False  # while set, writes are queued for one `uncork`
         self.closed = False
         self._max_queue = max_queue
@@ -69,6 +83,13 @@ class Transport:
         self._unwritten = 0  # bytes taken from the queue by a send_all under way (not a socket)
         self._writer_lot = trio.lowlevel.ParkingLot()
         self._room_lot = trio.lowlevel.ParkingLot()
+        # Messages carrying descriptors, in order: (the message's first buffer, as queued; its fds).
+        self._fd_messages: collections.deque[tuple[Buffer, list[int]]] = collections.deque()
+
+    @property
+    def carries_fds(self) -> bool:
+        """Whether descriptors can be passed on this stream (a UNIX socket)."""
+        return self._unix_socket is not None
 
     @property
     def queue_size(self) -> int:
@@ -109,6 +130,21 @@ class Transport:
         if not self.corked:
             self._writer_lot.unpark_all()
 
+    def write_with_fds(self, message: bytes, fds: list[int], *, at_once: bool = True) -> None:
+        """Like `write`, for one whole message passing ``fds`` (which the
+        transport owns from now on: they are closed once sent, or with it)."""
+        if self.closed:
+            close_all(fds)
+            return
+        assert self._unix_socket is not None  # the protocol encodes descriptors only then
+        self._queue.append(message)
+        self._queued += len(message)
+        self._fd_messages.append((message, fds))
+        if at_once and not self.corked and self._queue[0] is message:
+            self._write_queued_now()
+        elif not self.corked:
+            self._writer_lot.unpark_all()
+
     def uncork(self) -> None:
         """Send what was queued while corked, in one write if possible."""
         self.corked = False
@@ -119,11 +155,37 @@ class Transport:
         """Write as much of the queue as the socket takes without waiting; the writer does the rest."""
         if self.fd is not None:
             try:
-                self._consume(os.writev(self.fd, self._take_buffers()))
+                self._consume(self._send_queued())
             except OSError:
                 pass  # the writer meets it again and reports it
         if self._queue:
             self._writer_lot.unpark_all()
+
+    def _send_queued(self) -> int:
+        """One write of the head of the queue to the socket; how many bytes it took.
+
+        The write stops before the next message carrying descriptors, or
+        starts with it and passes them (the kernel sends them with its first
+        byte, even if it takes only part of the write).
+        """
+        buffers = self._take_buffers()
+        if not self._fd_messages:
+            return os.writev(self.fd, buffers)  # type: ignore[arg-type]  # only called with a descriptor
+        first, fds = self._fd_messages[0]
+        passing = buffers[0] is first
+        # The next message with descriptors of its own starts the next write.
+        following = self._fd_messages[1][0] if passing and len(self._fd_messages) > 1 else first
+        for index in range(1 if passing else 0, len(buffers)):
+            if buffers[index] is following:
+                del buffers[index:]
+                break
+        if not passing:
+            return os.writev(self.fd, buffers)  # type: ignore[arg-type]
+        assert self._unix_socket is not None
+        sent = self._unix_socket.sendmsg(buffers, rights(fds))
+        self._fd_messages.popleft()
+        close_all(fds)  # the peer has its own now
+        return sent
 
     def _take_buffers(self) -> list[Buffer]:
         queue = self._queue
@@ -157,7 +219,7 @@ class Transport:
             if self.fd is not None:
                 # What is not written yet stays at the head of the queue.
                 try:
-                    self._consume(os.writev(self.fd, self._take_buffers()))
+                    self._consume(self._send_queued())
                 except BlockingIOError:
                     await trio.lowlevel.wait_writable(self.fd)
             else:
@@ -173,7 +235,9 @@ class Transport:
     async def read_loop(self, process: Callable[[Buffer], None],
                         direct_read_size: Callable[[], int],
                         splice_fd: Callable[[], int | None],
-                        process_spliced: Callable[[int], None]) -> None:
+                        process_spliced: Callable[[int], None],
+                        process_fds: Callable[[list[int], bool], None] | None = None,
+                        max_fds: int = 0) -> None:
         """Hand every chunk read to ``process``; return at end of stream.
 
         On a socket, reads go into one buffer, reused: ``process`` gets a view
@@ -182,7 +246,11 @@ class Transport:
         they are read on their own instead, as bytes ``process`` may keep,
         or, if ``splice_fd()`` names a pipe, spliced into it (no copy through
         user space; ``process_spliced`` is told how many bytes). The pipe is
-        never waited for: what it does not take is read as bytes.
+        never waited for: what it does not take is read as bytes. With
+        ``process_fds`` (a UNIX socket accepting up to ``max_fds`` descriptors
+        a message), ordinary reads are ``recvmsg``: the descriptors that come
+        go to ``process_fds`` (with whether the kernel dropped some that did
+        not fit) before the bytes of the same read go to ``process``.
         """
         if self.fd is None:
             while received := await self.stream.receive_some(READ_SIZE):
@@ -193,6 +261,8 @@ class Transport:
         buffer = bytearray(READ_SIZE)
         view = memoryview(buffer)
         wait_readable = trio.lowlevel.wait_readable
+        receiving_fds = self._unix_socket if process_fds is not None and max_fds else None
+        room = ancillary_space(max_fds)
         more = False  # the last read got all it asked for: the peer may have more queued
         while not self.closed:
             if more:
@@ -217,6 +287,13 @@ class Transport:
                             return
                     data: Buffer = os.read(fd, wanted)
                     size = len(data)
+                elif receiving_fds is not None:
+                    wanted = READ_SIZE
+                    size, ancillary, flags, _ = receiving_fds.recvmsg_into([buffer], room, socket.MSG_CMSG_CLOEXEC)
+                    if ancillary or flags & socket.MSG_CTRUNC:
+                        assert process_fds is not None
+                        process_fds(received_fds(ancillary), bool(flags & socket.MSG_CTRUNC))
+                    data = view[:size]
                 else:
                     wanted = READ_SIZE
                     size = os.readv(fd, [buffer])
@@ -235,10 +312,25 @@ class Transport:
         self._writer_lot.unpark_all()
         self._room_lot.unpark_all()
 
+    def release(self) -> None:
+        """Once the stream is closed: close the descriptors never written, and our socket's own."""
+        while self._fd_messages:
+            close_all(self._fd_messages.popleft()[1])
+        if self._unix_socket is not None:
+            self._unix_socket.close()
+
     async def send_last_words(self, last: bytes) -> None:
         """Best effort, bounded in time: flush the queue and then ``last``."""
         if self._unwritten:
             return  # the writer was cut off in the middle of a send_all: the stream is unusable
+        if self._fd_messages:
+            # Whatever follows a message whose descriptors cannot go is dropped
+            # whole: a message without the descriptors it names is a protocol error.
+            first = self._fd_messages[0][0]
+            while self._queue and self._queue[-1] is not first:
+                self._queue.pop()
+            if self._queue:
+                self._queue.pop()
         data = b"".join(self._queue) + last
         self._queue.clear()
         self._queued = 0

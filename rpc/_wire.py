@@ -45,6 +45,7 @@ EXT_REMOTE = 1  # an object of the sender's, passed by reference
 EXT_YOURS = 2  # an object of the receiver's, passed back to it
 EXT_COPY = 3  # a registered copyable: [name, state]
 EXT_STREAM = 4  # a byte stream produced by the sender
+EXT_FD = 5  # an open file descriptor, passed beside the message (empty payload)
 
 ID_FORMAT = struct.Struct(">Q")  # payload of EXT_REMOTE, EXT_YOURS, EXT_STREAM
 LENGTH_PREFIX = struct.Struct(">I")
@@ -52,6 +53,7 @@ MAX_ID = 2**64 - 1
 MAX_FRAME_CEILING = 2**32 - 1  # what a 4-byte length prefix can express
 MIN_FRAME = 4096  # so that a hello and small control messages always fit
 MIN_ARRAY_LEN = 2048  # every side accepts arrays this long (a DECREF batch fits)
+MAX_FDS = 253  # descriptors one message may carry (the kernel's SCM_MAX_FD)
 MAX_HELLO = 4096  # the first frame each way is a hello, at most this long
 DATA_OVERHEAD = 32  # bytes around a STREAM_DATA payload in its frame, upper bound
 # A STREAM_DATA payload from this size on is written as its own buffer (no copy).
@@ -79,6 +81,9 @@ class Limits:
     max_map_len: int = 8192
     max_copy_depth: int = 16  # copies nested in copies
     max_send_queue: int = 64 * 1024 * 1024  # bytes queued for a peer that does not read
+    # Open file descriptors accepted per message, and held received but not yet
+    # claimed by a message (UNIX sockets only; 0: none, the default).
+    max_fds: int = 0
 
     def __post_init__(self) -> None:
         if not MIN_FRAME <= self.max_frame <= MAX_FRAME_CEILING:
@@ -91,9 +96,12 @@ class Limits:
             raise ValueError(f"max_array_len must be at least {MIN_ARRAY_LEN}")
         if self.max_queued_calls < 0:
             raise ValueError("max_queued_calls must not be negative")
+        if not 0 <= self.max_fds <= MAX_FDS:
+            raise ValueError(f"max_fds must be in [0, {MAX_FDS}]")
 
-    def hello(self, has_root: bool) -> list:
-        """The hello message this side sends."""
+    def hello(self, has_root: bool, max_fds: int = 0) -> list:
+        """The hello message this side sends (``max_fds``: 0 where the
+        connection cannot carry descriptors)."""
         return [
             PROTOCOL_NAME,
             PROTOCOL_VERSION,
@@ -103,6 +111,7 @@ class Limits:
                 "max_streams": self.max_streams,
                 "stream_window": self.stream_window,
                 "root": has_root,
+                "max_fds": max_fds,
             },
         ]
 
@@ -116,6 +125,7 @@ class PeerHello:
     max_streams: int
     stream_window: int
     has_root: bool
+    max_fds: int = 0  # descriptors it accepts per message (absent from older hellos: 0)
 
 
 def parse_hello(message: object) -> PeerHello:
@@ -146,7 +156,10 @@ def parse_hello(message: object) -> PeerHello:
     has_root = options.get("root")
     if type(has_root) is not bool:
         raise HandshakeError(f"hello option 'root' is {has_root!r}, not a bool")
-    return PeerHello(has_root=has_root, **values)
+    max_fds = options.get("max_fds", 0)
+    if type(max_fds) is not int or not 0 <= max_fds <= MAX_FDS:
+        raise HandshakeError(f"hello option 'max_fds' is {max_fds!r}, not an int in [0, {MAX_FDS}]")
+    return PeerHello(has_root=has_root, max_fds=max_fds, **values)
 
 
 def frame(payload: bytes) -> bytes:
