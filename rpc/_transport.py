@@ -70,10 +70,10 @@ class Transport:
                  on_overflow: Callable[[int], None]) -> None:
         self.stream = stream
         self.fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else None
-        # For sendmsg and recvmsg with descriptors: the socket, on a descriptor of its own.
-        self._unix_socket = (socket.socket(fileno=os.dup(stream.socket.fileno()))
-                             if isinstance(stream, trio.SocketStream) and stream.socket.family == socket.AF_UNIX
-                             else None)
+        self.carries_fds = isinstance(stream, trio.SocketStream) and stream.socket.family == socket.AF_UNIX
+        # For sendmsg and recvmsg with descriptors, made when first needed: the
+        # socket, on a descriptor of its own.
+        self._unix_socket: socket.socket | None = None
         self.corked = False  # while set, writes are queued for one `uncork`
         self.closed = False
         self._max_queue = max_queue
@@ -86,10 +86,11 @@ class Transport:
         # Messages carrying descriptors, in order: (the message's first buffer, as queued; its fds).
         self._fd_messages: collections.deque[tuple[Buffer, list[int]]] = collections.deque()
 
-    @property
-    def carries_fds(self) -> bool:
-        """Whether descriptors can be passed on this stream (a UNIX socket)."""
-        return self._unix_socket is not None
+    def _socket_for_fds(self) -> socket.socket:
+        assert self.carries_fds and self.fd is not None  # the protocol passes descriptors only then
+        if self._unix_socket is None:
+            self._unix_socket = socket.socket(fileno=os.dup(self.fd))
+        return self._unix_socket
 
     @property
     def queue_size(self) -> int:
@@ -136,7 +137,6 @@ class Transport:
         if self.closed:
             close_all(fds)
             return
-        assert self._unix_socket is not None  # the protocol encodes descriptors only then
         self._queue.append(message)
         self._queued += len(message)
         self._fd_messages.append((message, fds))
@@ -181,8 +181,7 @@ class Transport:
                 break
         if not passing:
             return os.writev(self.fd, buffers)  # type: ignore[arg-type]
-        assert self._unix_socket is not None
-        sent = self._unix_socket.sendmsg(buffers, rights(fds))
+        sent = self._socket_for_fds().sendmsg(buffers, rights(fds))
         self._fd_messages.popleft()
         close_all(fds)  # the peer has its own now
         return sent
@@ -261,7 +260,7 @@ class Transport:
         buffer = bytearray(READ_SIZE)
         view = memoryview(buffer)
         wait_readable = trio.lowlevel.wait_readable
-        receiving_fds = self._unix_socket if process_fds is not None and max_fds else None
+        receiving_fds = self._socket_for_fds() if process_fds is not None and max_fds else None
         room = ancillary_space(max_fds)
         more = False  # the last read got all it asked for: the peer may have more queued
         while not self.closed:
