@@ -267,7 +267,8 @@ class Backend:
         self.head_timeout = head_timeout  # past it, a request without a response head is overdue (504)
         self.before_connect = before_connect
         self.check_peer = check_peer
-        self.limits = limits
+        # One open file per answer: a file body passed by the personal server (see _passed_file).
+        self.limits = limits if limits is not None else rpc.Limits(max_fds=1)
         self.connect_timeout = connect_timeout  # past it, a backend accepting but not answering is 504
         self._broker: rpc.Broker | None = None
         self._root: rpc.RemoteReference | None = None  # the publisher, on _broker

@@ -35,6 +35,10 @@ Response map (the answer, or the head of a streamed response)::
     body: bytes                 in the answer of a complete response, if small
     stream: a stream            in the answer of a complete response, if not
                                 (the body on it, sent right behind the answer)
+    file: [file, offset, count] in the answer of a complete response whose body
+                                is ``count`` bytes of an open file from
+                                ``offset``: the file itself (an
+                                ``rpc.FileDescriptor``; see ``_passed_file``)
 """
 
 from __future__ import annotations
@@ -246,6 +250,7 @@ class ForwardedResponse(NamedTuple):
     length: int | None
     body: bytes | None = None
     stream: Any = None  # a StreamSender where it is made, a StreamReceiver where it arrives
+    file: tuple[rpc.FileDescriptor, int, int] | None = None  # (the open file, offset, count)
 
     def to_wire(self) -> dict[str, Any]:
         # The pairs go as they are: msgpack writes tuples as arrays.
@@ -255,6 +260,8 @@ class ForwardedResponse(NamedTuple):
             message["body"] = self.body
         if self.stream is not None:
             message["stream"] = self.stream
+        if self.file is not None:
+            message["file"] = self.file
         return message
 
     @classmethod
@@ -273,4 +280,13 @@ class ForwardedResponse(NamedTuple):
         stream = message.get("stream")
         if stream is not None and (body is not None or not isinstance(stream, rpc.StreamReceiver)):
             raise MessageError("the body stream must be a stream, and the only body")
-        return cls(status, reason, _pairs(message.get("headers")), _length(message.get("length")), body, stream)
+        file = message.get("file")
+        if file is not None:
+            if body is not None or stream is not None:
+                raise MessageError("a passed file must be the only body")
+            if not (type(file) is list and len(file) == 3 and type(file[0]) is rpc.FileDescriptor
+                    and type(file[1]) is int and type(file[2]) is int):
+                raise MessageError("a passed file must be [file, offset, count]")
+            file = (file[0], file[1], file[2])
+        return cls(status, reason, _pairs(message.get("headers")), _length(message.get("length")), body, stream,
+                   file)

@@ -14,6 +14,9 @@ How a response goes back:
   round trip per write): the body itself if small, else a ``StreamSender``
   given the whole body, which follows the answer at once as far as the
   front's window allows;
+- a body that is one range of a file (``File`` sends it with ``sendfile``),
+  if the front accepts open files: the file itself, passed open with the
+  answer, for the front to send (``_passed_file``);
 - otherwise: at the first flush, a one-way ``response`` message to the
   front's root on that connection carries the request's token, the head and
   a ``StreamSender``; the body follows on that stream with the consumer's
@@ -52,6 +55,7 @@ import trio
 
 import rpc
 from trioweb.distrib._messages import ForwardedRequest, ForwardedResponse, enlarge_socket_buffers
+from trioweb.distrib._passed_file import PASS_FROM, unsendable
 from trioweb.http import (
     BodyTooLarge,
     ConnectionLost,
@@ -106,6 +110,7 @@ class RemoteChannel:
         self._out_size = 0
         self._sender: rpc.StreamSender | None = None
         self._sender_closed = False
+        self._file: tuple[rpc.FileDescriptor, int, int] | None = None  # the body, passed open
 
     # -- request body ---------------------------------------------------------
 
@@ -191,6 +196,9 @@ class RemoteChannel:
             raise ConnectionLost(f"cannot reach the front: {exc}") from exc
 
     async def send_file(self, fd: int, offset: int, count: int) -> None:
+        if self._may_pass_file(fd, offset, count):
+            self._file = (rpc.FileDescriptor(os.dup(fd)), offset, count)
+            return
         while count > 0 and not self.lost:
             piece = await trio.to_thread.run_sync(os.pread, fd, min(count, READ_SIZE * 4), offset)
             if not piece:
@@ -199,6 +207,16 @@ class RemoteChannel:
             count -= len(piece)
             self.write(piece)
             await self.flush()
+
+    def _may_pass_file(self, fd: int, offset: int, count: int) -> bool:
+        """Whether the body is this range of the file, and the front takes it open."""
+        status = self._status
+        if (status is None or status.length != count or count < PASS_FROM or not self._send_body
+                or self._out or self._sender is not None or self._file is not None):
+            return False
+        broker = self._front.broker
+        peer = broker.peer_limits if broker is not None else None
+        return peer is not None and peer.max_fds > 0 and unsendable(fd, offset, count) is None
 
     async def send_pipe(self, fd: int, count: int, on_sent: Callable[[int], None]) -> None:
         for piece in read_pipe(fd, count, on_sent, READ_SIZE * 4):
@@ -217,7 +235,11 @@ class RemoteChannel:
             return None
         body = b"".join(self._out)
         answer = self._status.to_wire()  # the head; the body goes with it
-        if len(body) <= INLINE_BODY:
+        if self._file is not None:
+            if body:  # the file was announced as the whole body (its Content-Length)
+                raise ValueError("response body longer than its Content-Length")
+            answer["file"] = self._file
+        elif len(body) <= INLINE_BODY:
             answer["body"] = body
         else:
             answer["stream"] = rpc.StreamSender(body)

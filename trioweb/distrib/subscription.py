@@ -88,6 +88,7 @@ from trioweb.distrib._backend import (
 )
 from trioweb.distrib._breaker import FIRST_DELAY, THRESHOLD, CircuitBreaker
 from trioweb.distrib._messages import ForwardedRequest, ForwardedResponse, MessageError
+from trioweb.distrib._passed_file import unsendable
 from trioweb.distrib._response_checks import BadBackendResponse, check_headers, check_status, cookie_copies
 from trioweb.endpoints import ClientEndpoint, TCPClientEndpoint, UNIXClientEndpoint, parse_client_endpoint
 from trioweb.http import BodyTimeout, BodyTooLarge, ConnectionLost, ParseError
@@ -362,17 +363,35 @@ class ResourceSubscription(Resource):
             return self._error(request, 502, "Bad Gateway")
         try:
             response = self._apply_head(request, answer)
-            body, stream = response.body, response.stream
-            if body is None and stream is None:
+            body, stream, file = response.body, response.stream, response.file
+            if body is None and stream is None and file is None:
                 raise MessageError("a complete response without a body")
             length = response.length
             if body is not None and length is not None and request.method != b"HEAD" and len(body) != length:
                 raise MessageError(f"a body of {len(body)} bytes announced as {length}")
+            if file is not None:
+                _check_passed_file(file, length)
         except (MessageError, BadBackendResponse) as exc:
+            if isinstance(answer, dict):
+                _close_passed_file(answer)
             return await self._refuse(request, exc)
         if stream is not None:
             return await self._relay_body(request, stream)
+        if file is not None:
+            return await self._relay_file(request, *file)
         return body
+
+    async def _relay_file(self, request: Request, file: rpc.FileDescriptor, offset: int, count: int) -> None:
+        """Send the body from the file the personal server passed (checked already)."""
+        with file:
+            if request.method != b"HEAD":
+                try:
+                    await request.sendfile(file.fileno(), offset, count)
+                except ValueError as exc:  # the file shrank meanwhile: too late for a status
+                    self._log("%s: the file passed for %s shrank: %s", self.backend.describe(),
+                              request.uri.decode("latin-1"), exc)
+                    raise ConnectionError(f"{self.backend.describe()} passed a file that shrank") from exc
+        request.finish()
 
     async def _refuse(self, request: Request, exc: Exception) -> bytes:
         self.backend.status.error(f"bad response: {exc}", down=True)
@@ -427,6 +446,25 @@ class ResourceSubscription(Resource):
             raise ConnectionError(f"{self.backend.describe()} failed mid-response") from exc
         request.finish()
         return None
+
+
+def _check_passed_file(file: tuple[rpc.FileDescriptor, int, int], length: int | None) -> None:
+    """``MessageError`` unless the front may send this file range as the body (see ``_passed_file``)."""
+    descriptor, offset, count = file
+    if length != count:
+        raise MessageError(f"a passed file of {count} bytes announced as {length}")
+    reason = unsendable(descriptor.fileno(), offset, count)
+    if reason is not None:
+        raise MessageError(f"a passed file refused: {reason}")
+
+
+def _close_passed_file(answer: dict[Any, Any]) -> None:
+    """Close a file a refused answer passed now, not when the answer is collected."""
+    file = answer.get("file")
+    parts = file.values() if isinstance(file, dict) else file if isinstance(file, list) else [file]
+    for part in parts:
+        if type(part) is rpc.FileDescriptor:
+            part.close()
 
 
 def _clear_response(request: Request) -> None:
