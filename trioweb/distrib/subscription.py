@@ -378,7 +378,8 @@ class ResourceSubscription(Resource):
         if stream is not None:
             return await self._relay_body(request, stream)
         if file is not None:
-            return await self._relay_file(request, *file)
+            await self._relay_file(request, *file)
+            return None
         return body
 
     async def _relay_file(self, request: Request, file: rpc.FileDescriptor, offset: int, count: int) -> None:
