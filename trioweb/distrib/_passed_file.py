@@ -7,13 +7,9 @@ the answer, and the front sends the range with ``os.sendfile`` as it sends
 its own static files. The front reads only what the personal server opened,
 with the rights of that open; it never gets a path.
 
-A complete body held in memory, too large to go in the answer itself, goes
-the same way: in a memory file (``memfd_create``) sealed against any change
-(``sealed_memory_file``), one copy instead of a stream of pieces and credits.
-
 The front does not trust the file, and checks it before a byte of the
 response goes out (``unsendable``): a regular file, the range inside it, and
-a sealed memory file or a filesystem on local storage. The last matters because the front sends on
+a filesystem on local storage. The last matters because the front sends on
 its event loop, as for its own files: a read from a file on a FUSE or
 network filesystem that a user controls could stall, and with it every
 user's requests. Files elsewhere are streamed by the personal server, as
@@ -29,7 +25,6 @@ this module knows.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import stat
 import time
@@ -40,8 +35,6 @@ LOCAL_FILESYSTEMS = frozenset({
     "ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "jfs", "reiserfs", "bcachefs", "zfs", "tmpfs", "ramfs",
     "overlay",
 })
-# A memory file with these seals can never change again: what the front checks is what it sends.
-SEALED = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
 MOUNTINFO = "/proc/self/mountinfo"
 REREAD_INTERVAL = 1.0  # seconds between readings of the mount table caused by unknown devices
 # Smallest body worth passing as a file: below it the bytes cost less than a
@@ -97,31 +90,7 @@ def unsendable(fd: int, offset: int, count: int) -> str | None:
         return "the file is not a regular file"
     if offset < 0 or count < 0 or offset + count > status.st_size:
         return f"bytes {offset} to {offset + count} are not in a file of {status.st_size} bytes"
-    if sealed(fd):
-        return None  # memory, and it cannot change
     kind = filesystem_types.of(status.st_dev)
     if kind not in LOCAL_FILESYSTEMS:
         return f"the file is on a filesystem the front does not read from ({kind or 'unknown'})"
     return None
-
-
-def sealed(fd: int) -> bool:
-    """Whether ``fd`` is a memory file sealed against any change."""
-    try:
-        return fcntl.fcntl(fd, fcntl.F_GET_SEALS) & SEALED == SEALED
-    except OSError:  # not a memory file
-        return False
-
-
-def sealed_memory_file(content: bytes) -> int:
-    """A new memory file holding ``content``, sealed; the descriptor is the caller's."""
-    fd = os.memfd_create("trioweb-body", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-    try:
-        view = memoryview(content)
-        while view:
-            view = view[os.write(fd, view):]
-        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, SEALED)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd

@@ -14,10 +14,9 @@ How a response goes back:
   round trip per write): the body itself if small, else a ``StreamSender``
   given the whole body, which follows the answer at once as far as the
   front's window allows;
-- if the front accepts open files, a body that is one range of a file
-  (``File`` sends it with ``sendfile``) goes as the file itself, passed open
-  with the answer for the front to send, and a complete body too large for
-  the answer as a sealed memory file (``_passed_file``);
+- a body that is one range of a file (``File`` sends it with ``sendfile``),
+  if the front accepts open files: the file itself, passed open with the
+  answer, for the front to send (``_passed_file``);
 - otherwise: at the first flush, a one-way ``response`` message to the
   front's root on that connection carries the request's token, the head and
   a ``StreamSender``; the body follows on that stream with the consumer's
@@ -56,7 +55,7 @@ import trio
 
 import rpc
 from trioweb.distrib._messages import ForwardedRequest, ForwardedResponse, enlarge_socket_buffers
-from trioweb.distrib._passed_file import PASS_FROM, sealed_memory_file, unsendable
+from trioweb.distrib._passed_file import PASS_FROM, unsendable
 from trioweb.http import (
     BodyTooLarge,
     ConnectionLost,
@@ -215,12 +214,9 @@ class RemoteChannel:
         if (status is None or status.length != count or count < PASS_FROM or not self._send_body
                 or self._out or self._sender is not None or self._file is not None):
             return False
-        return self._front_takes_files() and unsendable(fd, offset, count) is None
-
-    def _front_takes_files(self) -> bool:
         broker = self._front.broker
         peer = broker.peer_limits if broker is not None else None
-        return peer is not None and peer.max_fds > 0
+        return peer is not None and peer.max_fds > 0 and unsendable(fd, offset, count) is None
 
     async def send_pipe(self, fd: int, count: int, on_sent: Callable[[int], None]) -> None:
         for piece in read_pipe(fd, count, on_sent, READ_SIZE * 4):
@@ -243,8 +239,6 @@ class RemoteChannel:
             if body:  # the file was announced as the whole body (its Content-Length)
                 raise ValueError("response body longer than its Content-Length")
             answer["file"] = self._file
-        elif len(body) > INLINE_BODY and self._status.length == len(body) and self._front_takes_files():
-            answer["file"] = (rpc.FileDescriptor(sealed_memory_file(body)), 0, len(body))
         elif len(body) <= INLINE_BODY:
             answer["body"] = body
         else:

@@ -140,17 +140,11 @@ async def test_the_front_splices_large_bodies_intact(front, monkeypatch, mib, ch
     assert len(os.listdir("/proc/self/fd")) <= fds  # the pipe went back to the pool
 
 
-async def test_large_complete_response_comes_in_a_passed_memory_file(front):
+async def test_large_complete_response_comes_on_a_stream_in_the_answer(front):
     response = await front.request(get(b"/~alice/whole"))
     assert response.status == 200
     assert response.header(b"content-length") == b"%d" % len(Whole.body)
     assert response.body == Whole.body
-
-
-async def test_large_complete_response_comes_on_a_stream_to_a_front_taking_no_files(start_site, nursery, tmp_path):
-    site, _ = await front_to_personal(start_site, nursery, tmp_path, limits=rpc.Limits())
-    response = await site.request(get(b"/~alice/whole"))
-    assert response.status == 200 and response.body == Whole.body  # the front announced max_fds 0
 
 
 def request_message(uri: bytes, **changes):

@@ -20,7 +20,7 @@ from tests.support.polling import wait_until
 from tests.support.rawhttp import get
 from tests.trioweb.distrib.personal import front_to_personal, hostile_front, pattern, unix_listener
 from trioweb.distrib import ResourcePublisher, ResourceSubscription, _passed_file, serve_publisher
-from trioweb.distrib._passed_file import FilesystemTypes, parse_mountinfo, sealed_memory_file, unsendable
+from trioweb.distrib._passed_file import FilesystemTypes, parse_mountinfo, unsendable
 from trioweb.resource import Resource
 from trioweb.server import Site
 from trioweb.static import File
@@ -211,18 +211,3 @@ def test_a_regular_file_check_is_not_fooled_by_a_directory(tmp_path) -> None:
         assert unsendable(fd, 0, 0) == "the file is not a regular file"
     finally:
         os.close(fd)
-
-
-def test_a_sealed_memory_file_is_sendable_and_an_unsealed_one_is_not() -> None:
-    fd = sealed_memory_file(b"z" * 5000)
-    loose = os.memfd_create("loose")
-    try:
-        assert os.pread(fd, 10000, 0) == b"z" * 5000
-        assert unsendable(fd, 0, 5000) is None
-        with pytest.raises(OSError):
-            os.write(fd, b"more")  # sealed: it cannot change under the front
-        os.write(loose, b"z" * 5000)
-        assert "filesystem the front does not read from" in unsendable(loose, 0, 5000)
-    finally:
-        os.close(fd)
-        os.close(loose)
