@@ -114,7 +114,7 @@ def main() -> None:
             personal.write_text(TRIOWEB_PERSONAL)
             front.write_text(TRIOWEB_FRONT)
             back = stack.enter_context(
-                Server([TRIOWEB_PYTHON, str(personal), "publish", str(sock), str(work / "p.log")], None))
+                Server([TRIOWEB_PYTHON, str(personal), "publish", str(sock), str(work / "p.log"), str(work)], None))
             wait_for_socket(sock)
             servers = {"front": stack.enter_context(
                 Server([TRIOWEB_PYTHON, str(front), str(port), str(sock), str(work / "f.log")], port)),
