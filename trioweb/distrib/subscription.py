@@ -156,7 +156,10 @@ class ResourceSubscription(Resource):
 
     def render(self, request: Request) -> Any:
         request.log_fields = {**(request.log_fields or {}), "backend": self.backend.describe()}  # the JSON log's
-        return self._forward(request)
+        # The call goes out before render returns (up to the wait for its
+        # answer); the rest runs without a cancel scope of its own. Forwarding
+        # never uses start_soon (the body pump has its own nursery).
+        return request.run_until_it_waits(self._forward(request))
 
     def _error(self, request: Request, code: int, brief: str,
                detail: str = "The personal server behind this address is not answering properly.",
