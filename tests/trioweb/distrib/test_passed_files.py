@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import os
 import stat
+import zlib
 
 import pytest
 import trio
@@ -21,8 +22,8 @@ from tests.support.rawhttp import get
 from tests.trioweb.distrib.personal import front_to_personal, hostile_front, pattern, unix_listener
 from trioweb.distrib import ResourcePublisher, ResourceSubscription, _passed_file, serve_publisher
 from trioweb.distrib._passed_file import FilesystemTypes, parse_mountinfo, unsendable
-from trioweb.resource import Resource
-from trioweb.server import Site
+from trioweb.resource import EncodingResourceWrapper, Resource
+from trioweb.server import GzipEncoderFactory, Site
 from trioweb.static import File
 
 SIZE = 3 * 1024 * 1024 + 123
@@ -50,6 +51,7 @@ def files(tmp_path):
     directory = tmp_path / "files"
     directory.mkdir()
     (directory / "big.bin").write_bytes(pattern(SIZE))
+    (directory / "big.txt").write_bytes(pattern(SIZE))  # a type worth compressing
     (directory / "huge.bin").write_bytes(pattern(32 * 1024 * 1024))
     return directory
 
@@ -211,3 +213,12 @@ def test_a_regular_file_check_is_not_fooled_by_a_directory(tmp_path) -> None:
         assert unsendable(fd, 0, 0) == "the file is not a regular file"
     finally:
         os.close(fd)
+
+
+async def test_the_front_compresses_a_passed_file_through_its_encoder(start_site, nursery, tmp_path, files):
+    site, _ = await personal_files(start_site, nursery, tmp_path, files)
+    site.site.resource = EncodingResourceWrapper(site.site.resource, [GzipEncoderFactory(brotli=False)],
+                                                 wrap_children=True)
+    response = await site.request(get(b"/~alice/files/big.txt", extra=b"Accept-Encoding: gzip\r\n"), timeout=30)
+    assert response.status == 200 and response.header(b"content-encoding") == b"gzip"
+    assert zlib.decompress(response.body, 31) == pattern(SIZE)
