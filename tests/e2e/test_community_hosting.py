@@ -284,6 +284,44 @@ def test_big_bodies_stream_through_the_front_in_bounded_memory(hosting):
     assert growth < 30 * 1024, f"front peak memory grew by {growth} KiB"
 
 
+def open_files(pid: int) -> set[str]:
+    """What the process's descriptors point to (those closed meanwhile left out)."""
+    paths = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            paths.add(os.readlink(fd))
+        except FileNotFoundError:
+            pass
+    return paths
+
+
+def test_a_file_only_alice_can_read_is_sent_by_the_front_from_the_descriptor_she_passed(hosting):
+    """Her personal server passes the open file; the front, running as www-data,
+    sends it without ever being able to open it by its path (mode 0600)."""
+    alice, account = hosting.names["alice"], hosting.account("alice")
+    path = hosting.home("alice") / "site" / "private.bin"
+    content = os.urandom(1 << 20) * 24
+    path.write_bytes(content)
+    os.chown(path, account.pw_uid, account.pw_gid)
+    path.chmod(0o600)
+    with socket.create_connection(("127.0.0.1", hosting.port), timeout=20) as client:
+        client.sendall(f"GET /~{alice}/private.bin HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        received = b""
+        while b"\r\n\r\n" not in received:
+            received += client.recv(65536)
+        head, _, body = received.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and b"Content-Length: %d" % len(content) in head
+        # The client reads no further: the front is sending from its copy of the descriptor.
+        deadline = time.monotonic() + 10
+        while str(path) not in open_files(hosting.front.pid):
+            assert time.monotonic() < deadline, "the front never held the file open"
+            time.sleep(0.05)
+        while len(body) < len(content) and (chunk := client.recv(1 << 20)):
+            body += chunk
+    assert body == content
+    path.unlink()
+
+
 def test_a_hundred_requests_to_one_user_leave_another_users_pages_fast(hosting):
     alice = hosting.names["alice"]
     done = []
