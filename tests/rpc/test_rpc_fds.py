@@ -182,13 +182,23 @@ async def server(nursery: trio.Nursery, tmp_path: Path) -> str:
     return path
 
 
-async def passing(path: str, data: bytes, fds: list[int]) -> RawPeer:
+async def passing(path: str, data: bytes, files: list[str]) -> RawPeer:
+    """A raw peer that sends ``data`` with descriptors of ``files`` (its own, closed once sent)."""
     peer = await RawPeer.connect(path)
     await trio.sleep(0.01)  # the hello read on its own: the server can say goodbye
-    sock = socket.socket(fileno=os.dup(peer.stream.socket.fileno()))
-    with sock:
-        sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())])
+    fds = [os.open(name, os.O_RDONLY) for name in files]
+    try:
+        with socket.socket(fileno=os.dup(peer.stream.socket.fileno())) as sock:
+            sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())])
+    finally:
+        for fd in fds:
+            os.close(fd)
     return peer
+
+
+def length_call(payload: bytes = b"") -> bytes:
+    """Call 1: ``length`` of one FD value (with ``payload``, which a well-formed one lacks)."""
+    return frame_of([wire.CALL, 1, 0, "length", [msgpack.ExtType(wire.EXT_FD, payload)], {}])
 
 
 async def assert_closed_with(peer: RawPeer, reason: str, caplog: pytest.LogCaptureFixture) -> None:
@@ -199,27 +209,16 @@ async def assert_closed_with(peer: RawPeer, reason: str, caplog: pytest.LogCaptu
 
 async def test_unclaimed_files_beyond_the_limit_close_the_connection(
         server: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    paths = files(tmp_path, 3)
     before = open_fds()
-    mine = [os.open(path, os.O_RDONLY) for path in paths]
-    try:
-        peer = await passing(server, frame_of([wire.CANCEL, 1]), mine)
-        await assert_closed_with(peer, "more file descriptors than the 2", caplog)
-    finally:
-        for fd in mine:
-            os.close(fd)
+    peer = await passing(server, frame_of([wire.CANCEL, 1]), files(tmp_path, 3))
+    await assert_closed_with(peer, "more file descriptors than the 2", caplog)
     await wait_until(lambda: open_fds() == before)
 
 
 async def test_files_no_message_claims_are_closed_with_the_connection(
         server: str, tmp_path: Path) -> None:
-    (path,) = files(tmp_path, 1)
     before = open_fds()
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        peer = await passing(server, frame_of([wire.CANCEL, 1]), [fd])
-    finally:
-        os.close(fd)
+    peer = await passing(server, frame_of([wire.CANCEL, 1]), files(tmp_path, 1))
     await trio.sleep(0.05)
     assert open_fds() > before  # the server holds the one it received, and the connection
     await peer.aclose()
@@ -227,21 +226,14 @@ async def test_files_no_message_claims_are_closed_with_the_connection(
 
 
 async def test_a_file_value_without_a_file(server: str, caplog: pytest.LogCaptureFixture) -> None:
-    call = [wire.CALL, 1, 0, "length", [msgpack.ExtType(wire.EXT_FD, b"")], {}]
     peer = await RawPeer.connect(server)
-    await peer.send(frame_of(call))
+    await peer.send(length_call())
     await assert_closed_with(peer, "no descriptor came with the message", caplog)
 
 
 async def test_a_file_value_with_a_payload(server: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    (path,) = files(tmp_path, 1)
     before = open_fds()
-    call = [wire.CALL, 1, 0, "length", [msgpack.ExtType(wire.EXT_FD, b"x")], {}]
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        peer = await passing(server, frame_of(call), [fd])
-    finally:
-        os.close(fd)
+    peer = await passing(server, length_call(b"x"), files(tmp_path, 1))
     await assert_closed_with(peer, "payload is 1 bytes, not 0", caplog)
     await wait_until(lambda: open_fds() == before)
 
@@ -249,12 +241,7 @@ async def test_a_file_value_with_a_payload(server: str, tmp_path: Path, caplog: 
 async def test_a_file_passed_by_a_raw_peer_is_used_and_closed(server: str, tmp_path: Path) -> None:
     (path,) = files(tmp_path, 1)
     before = open_fds()
-    call = [wire.CALL, 1, 0, "length", [msgpack.ExtType(wire.EXT_FD, b"")], {}]
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        peer = await passing(server, frame_of(call), [fd])
-    finally:
-        os.close(fd)
+    peer = await passing(server, length_call(), [path])
     with trio.fail_after(5):
         while not any(isinstance(m, list) and m[:2] == [wire.ANSWER, 1] for m in peer.frames):
             data = await peer.stream.receive_some(65536)
