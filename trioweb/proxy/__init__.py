@@ -124,7 +124,11 @@ class ReverseProxyResource(Resource):
             target += b"?" + query
         host = (request.host_header or self.host_header) if self.preserve_host else self.host_header
         fields = upstream_headers(request, host, self.forwarded)
-        return relay(request, self.upstream, target, fields, self.timeouts, self.forwarded.via)
+        # The request goes upstream before render returns (up to its first
+        # wait); the rest runs without a cancel scope of its own. The relay
+        # never uses start_soon (the body's sender has a nursery of its own).
+        return request.run_until_it_waits(relay(request, self.upstream, target, fields, self.timeouts,
+                                                self.forwarded.via))
 
 
 def _with_via(forwarded: ForwardedHeaders, via: bytes) -> ForwardedHeaders:
