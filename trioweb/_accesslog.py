@@ -74,6 +74,21 @@ def escape_for_log(value: bytes) -> str:
     return text
 
 
+# The escaped request lines (``GET /path HTTP/1.1``) seen before, by method,
+# target and protocol: a request line recurs whole, and one look-up costs
+# less than one per part (bounded as _escaped, by the target's length).
+_request_lines: dict[tuple[bytes, bytes, bytes], str] = {}
+
+
+def _request_line(method: bytes, uri: bytes, protocol: bytes) -> str:
+    line = f"{escape_for_log(method)} {escape_for_log(uri)} {escape_for_log(protocol)}"
+    if len(uri) <= _MAX_REMEMBERED_LENGTH:
+        if len(_request_lines) >= _MAX_REMEMBERED:
+            _request_lines.clear()
+        _request_lines[method, uri, protocol] = line
+    return line
+
+
 def _timestamp(now: float) -> str:
     t = time.gmtime(now)
     return f"[{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000]"
@@ -145,20 +160,19 @@ class AccessLog:
         now = time.time()
         if int(now) != self._second:
             self._new_second(now)
-        # The parts of the request line are escaped one by one: each is most
-        # often a value seen before (see escape_for_log), the line seldom.
-        escaped = _escaped.get
         method, uri, protocol = request.method, request.uri, request.clientproto
-        line = (f'{client_ip} - - {self._stamp} "{escaped(method) or escape_for_log(method)} '
-                f'{escaped(uri) or escape_for_log(uri)} {escaped(protocol) or escape_for_log(protocol)}" '
-                f'{request.code} {request.sentLength or "-"}')
+        request_line = _request_lines.get((method, uri, protocol)) or _request_line(method, uri, protocol)
         if self._agents:
             headers = request.requestHeaders
             referrer = headers.last_value(b"referer")
             agent = headers.last_value(b"user-agent")
-            line = (f'{line} "{escape_for_log(referrer) if referrer else "-"}" '
-                    f'"{(escaped(agent) or escape_for_log(agent)) if agent else "-"}"')
-        return f"{line} {_duration_us(request)}\n" if self._with_duration else line + "\n"
+            agents = (f' "{escape_for_log(referrer) if referrer else "-"}" '
+                      f'"{(_escaped.get(agent) or escape_for_log(agent)) if agent else "-"}"')
+        else:
+            agents = ""
+        duration = f" {_duration_us(request)}" if self._with_duration else ""
+        return (f'{client_ip} - - {self._stamp} "{request_line}" {request.code} {request.sentLength or "-"}'
+                f"{agents}{duration}\n")
 
     def _json(self, request: Request) -> str:
         headers = request.requestHeaders

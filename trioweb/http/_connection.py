@@ -94,8 +94,6 @@ MAX_GATHERED = 64
 # A receive path yields to other tasks after this many bytes or reads that did not wait.
 YIELD_EVERY_BYTES = 256 * 1024
 YIELD_EVERY_READS = 16
-# Header fields a response may carry that replace the connection's own.
-_OWN_HEADERS = (b"server", b"date")
 
 _date_header = DateHeader()
 
@@ -554,14 +552,10 @@ class HTTPConnection:
             pairs.append((b"Connection", b"close"))
         elif head.version == b"1.0":
             pairs.append((b"Connection", b"keep-alive"))
-        own_lines = _date_header.lines(self.server_header)
-        for name, _ in headers:
-            if name in _OWN_HEADERS:
-                # A Server or Date set by the resource (or --add-header) replaces ours.
-                own_lines = _date_header.lines_without({n for n, _ in headers if n in _OWN_HEADERS},
-                                                       self.server_header)
-                break
-        self._out.append(serialize_head(b"1.1", code, phrase, pairs, own_lines))
+        server = self.server_header
+        # (a Server or Date set by the resource, or --add-header, replaces ours)
+        self._out.append(serialize_head(b"1.1", code, phrase, pairs, _date_header.lines(server), _date_header,
+                                        server))
 
     def write(self, data: bytes) -> None:
         """Queue a piece of the body (no I/O; see ``flush``)."""

@@ -230,20 +230,16 @@ class RequestParser:
             self._abort(414, "request target too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_bytes += len(name) + len(value) + 4
-        if self._header_bytes > self._max_header_bytes:
+        size = self._header_bytes = self._header_bytes + len(name) + len(value) + 4
+        if size > self._max_header_bytes:
             self._abort(431, "header block too large")
-        self._header_count += 1
-        if self._header_count > self._max_header_count:
+        count = self._header_count = self._header_count + 1
+        if count > self._max_header_count:
             self._abort(431, "too many header fields")
         if self._headers_done:
             return  # a trailer field: counted, and its syntax checked by llhttp; we use none
-        key = name.lower()
-        values = self._headers.get(key)
-        if values is None:
-            self._headers[key] = [value]
-        else:
-            values.append(value)
+        # (one call for the usual new name: the empty list it makes for a repeated one is dropped)
+        self._headers.setdefault(name.lower(), []).append(value)
 
     def on_headers_complete(self) -> None:
         self._headers_done = True

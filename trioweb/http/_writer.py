@@ -40,20 +40,20 @@ class DateHeader:
 
     def lines(self, server: bytes) -> bytes:
         """``Server`` and ``Date`` header lines, ready to put after a status line
-        (no ``Server`` line when ``server`` is empty: ``--server-header none``)."""
+        (each begins with its CRLF, as ``serialize_head`` joins lines; no
+        ``Server`` line when ``server`` is empty: ``--server-header none``)."""
         now = int(time.time())
         if now != self._second:
             self._new_second(now)
         lines = self._lines.get(server)
         if lines is None:
-            lines = self._lines[server] = (b"Server: " + server + b"\r\n" if server else b"") + \
-                b"Date: " + self._value + b"\r\n"
+            lines = self._lines[server] = (b"\r\nServer: " + server if server else b"") + b"\r\nDate: " + self._value
         return lines
 
     def lines_without(self, replaced: set[bytes], server: bytes) -> bytes:
         """``lines(server)`` less the fields (lower-case names) the response sets itself."""
-        own = b"" if b"server" in replaced or not server else b"Server: " + server + b"\r\n"
-        return own if b"date" in replaced else own + b"Date: " + self.value() + b"\r\n"
+        own = b"" if b"server" in replaced or not server else b"\r\nServer: " + server
+        return own if b"date" in replaced else own + b"\r\nDate: " + self.value()
 
 
 _canonical_names: dict[bytes, bytes] = {}
@@ -69,29 +69,62 @@ def canonical_name(name: bytes) -> bytes:
     return canonical
 
 
+# The fields whose lines the connection writes itself (``DateHeader.lines``),
+# unless the response sets them (lower-case names, as ``Headers`` gives them).
+OWN_FIELDS = (b"server", b"date")
+
 _status_lines: dict[tuple[bytes, int, bytes], bytes] = {}
 
 
 def _status_line(key: tuple[bytes, int, bytes]) -> bytes:
-    """``HTTP/1.1 200 OK\\r\\n`` for ``(version, code, phrase)`` (cached: a server
-    sends a few status lines over and over)."""
-    line = b"HTTP/%s %d %s\r\n" % key
+    """``HTTP/1.1 200 OK`` for ``(version, code, phrase)``, without its CRLF (cached:
+    a server sends a few status lines over and over)."""
+    line = b"HTTP/%s %d %s" % key
     if len(_status_lines) < 256:
         _status_lines[key] = line
     return line
 
 
+# A header line's start, by field name: ``content-type`` → ``\r\nContent-Type: ``
+# (each line begins with the CRLF that ends the one before it: one piece per
+# line to join). Never holds ``OWN_FIELDS``: see serialize_head.
+_line_starts: dict[bytes, bytes] = {}
+
+
+def _line_start(name: bytes) -> bytes:
+    start = b"\r\n" + canonical_name(name) + b": "
+    if name not in OWN_FIELDS and len(_line_starts) < 1024:
+        _line_starts[name] = start
+    return start
+
+
 def serialize_head(
-    version: bytes, code: int, phrase: bytes, pairs: list[tuple[bytes, bytes]], prefix: bytes = b""
+    version: bytes, code: int, phrase: bytes, pairs: list[tuple[bytes, bytes]], own_lines: bytes = b"",
+    dates: DateHeader | None = None, server: bytes = b"",
 ) -> bytes:
-    """Status line, ``prefix`` (ready-made header lines), the pairs, the empty line."""
+    """Status line, ``own_lines`` (ready-made header lines, each beginning with
+    its CRLF), the pairs, the empty line.
+
+    With ``dates``, ``own_lines`` are ``dates.lines(server)``, and a field of
+    ``OWN_FIELDS`` among the pairs (set by the resource, or ``--add-header``)
+    replaces ours. Those names are never in the cache of line starts, so
+    looking for them costs nothing on the usual path: only a name missing
+    from the cache can be one.
+    """
     key = (version, code, phrase)
-    parts = [_status_lines.get(key) or _status_line(key), prefix]
-    names = _canonical_names
+    lines = [_status_lines.get(key) or _status_line(key), own_lines]
+    starts = _line_starts
+    own_set = False
     for name, value in pairs:
-        parts += (names.get(name) or canonical_name(name), b": ", value, b"\r\n")
-    parts.append(b"\r\n")
-    return b"".join(parts)
+        start = starts.get(name)
+        if start is None:
+            start = _line_start(name)
+            own_set = own_set or name in OWN_FIELDS
+        lines.append(start + value)
+    if own_set and dates is not None:
+        lines[1] = dates.lines_without({name for name, _ in pairs if name in OWN_FIELDS}, server)
+    lines.append(b"\r\n\r\n")
+    return b"".join(lines)
 
 
 _length_texts: dict[int, bytes] = {}

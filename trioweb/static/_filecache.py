@@ -42,6 +42,7 @@ the same path.
 
 from __future__ import annotations
 
+import operator
 import os
 import time
 from collections.abc import Callable
@@ -59,9 +60,10 @@ Identity = tuple[int, int, int, int, int]
 Key = tuple[object, str, bool]
 
 
-def identity(info: os.stat_result) -> Identity:
-    """What must not change for a copy to stay valid."""
-    return info.st_ino, info.st_dev, info.st_ctime_ns, info.st_mtime_ns, info.st_size
+# What must not change for a copy to stay valid, from a ``stat``'s answer (an
+# attrgetter: it runs for every request for a copy, and makes no Python frame).
+identity: Callable[[os.stat_result], Identity] = operator.attrgetter(
+    "st_ino", "st_dev", "st_ctime_ns", "st_mtime_ns", "st_size")
 
 
 class KeptFile:
