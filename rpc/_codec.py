@@ -201,7 +201,7 @@ class ValueCodec:
 
     def discard_fds(self) -> None:
         """Close the descriptors received and not claimed, and those of a message not written."""
-        close_all(list(self._received_fds))
+        close_all(self._received_fds)
         self._received_fds.clear()
         close_all(self.outgoing_fds)
         self.outgoing_fds = []

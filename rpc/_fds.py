@@ -19,6 +19,7 @@ from __future__ import annotations
 import array
 import os
 import socket
+from collections.abc import Iterable
 from types import TracebackType
 
 FD_SIZE = array.array("i").itemsize
@@ -79,7 +80,7 @@ class FileDescriptor:
         return f"<rpc.FileDescriptor {self._fd if self._fd >= 0 else 'closed'}>"
 
 
-def close_all(fds: list[int]) -> None:
+def close_all(fds: Iterable[int]) -> None:
     for fd in fds:
         try:
             os.close(fd)

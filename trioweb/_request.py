@@ -644,9 +644,7 @@ class Request:
         try:
             resource = self.site.getResourceFor(self)
             self._body_limit = resource.max_request_body or self.site.limits.max_body_size
-            head = self.channel.head  # (has_body, without its property's call)
-            if (head is not None and head.has_body and not resource.stream_request_body
-                    and takes_method(resource, self.method)):
+            if self.has_body and not resource.stream_request_body and takes_method(resource, self.method):
                 return self._read_body_and_render(resource)
             result = self._render(resource)
         except (ConnectionLost, trio.BrokenResourceError):

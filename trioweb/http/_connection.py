@@ -552,10 +552,8 @@ class HTTPConnection:
             pairs.append((b"Connection", b"close"))
         elif head.version == b"1.0":
             pairs.append((b"Connection", b"keep-alive"))
-        server = self.server_header
         # (a Server or Date set by the resource, or --add-header, replaces ours)
-        self._out.append(serialize_head(b"1.1", code, phrase, pairs, _date_header.lines(server), _date_header,
-                                        server))
+        self._out.append(serialize_head(b"1.1", code, phrase, pairs, _date_header, self.server_header))
 
     def write(self, data: bytes) -> None:
         """Queue a piece of the body (no I/O; see ``flush``)."""
@@ -805,7 +803,7 @@ class HTTPConnection:
         self.response_started = self.response_done = True
         self.keep_alive = False
         self._send_body = False
-        self._out.append(serialize_head(b"1.1", code, phrase, headers, _date_header.lines(self.server_header)))
+        self._out.append(serialize_head(b"1.1", code, phrase, headers, _date_header, self.server_header))
         await self.flush()
         past_head = self.parser.past_upgrade
         self.parser.past_upgrade = None

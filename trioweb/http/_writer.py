@@ -99,20 +99,19 @@ def _line_start(name: bytes) -> bytes:
 
 
 def serialize_head(
-    version: bytes, code: int, phrase: bytes, pairs: list[tuple[bytes, bytes]], own_lines: bytes = b"",
+    version: bytes, code: int, phrase: bytes, pairs: list[tuple[bytes, bytes]],
     dates: DateHeader | None = None, server: bytes = b"",
 ) -> bytes:
-    """Status line, ``own_lines`` (ready-made header lines, each beginning with
-    its CRLF), the pairs, the empty line.
+    """Status line, the connection's own lines (with ``dates``:
+    ``dates.lines(server)``), the pairs, the empty line.
 
-    With ``dates``, ``own_lines`` are ``dates.lines(server)``, and a field of
-    ``OWN_FIELDS`` among the pairs (set by the resource, or ``--add-header``)
-    replaces ours. Those names are never in the cache of line starts, so
-    looking for them costs nothing on the usual path: only a name missing
-    from the cache can be one.
+    A field of ``OWN_FIELDS`` among the pairs (set by the resource, or
+    ``--add-header``) replaces the connection's own. Those names are never in
+    the cache of line starts, so looking for them costs nothing on the usual
+    path: only a name missing from the cache can be one.
     """
     key = (version, code, phrase)
-    lines = [_status_lines.get(key) or _status_line(key), own_lines]
+    lines = [_status_lines.get(key) or _status_line(key), dates.lines(server) if dates is not None else b""]
     starts = _line_starts
     own_set = False
     for name, value in pairs:
